@@ -1,0 +1,56 @@
+/**
+ * Every failure nixoci reports is a NixociError: a stable `code` for scripts and tests, a message of
+ * the form "what failed: why", and a hint that says what to do. The CLI prints `message` and `hint`
+ * on one line each and never a stack trace.
+ */
+export type ErrorCode =
+  | 'USAGE'
+  | 'GRAPH_READ'
+  | 'GRAPH_JSON'
+  | 'GRAPH_SHAPE'
+  | 'GRAPH_DANGLING'
+  | 'GRAPH_DUPLICATE'
+  | 'GRAPH_EMPTY'
+  | 'STORE_PATH_INVALID'
+  | 'STORE_PATH_MISSING'
+  | 'STORE_READ'
+  | 'STORE_CHANGED'
+  | 'NIX_FAILED'
+  | 'NIX_NOT_FOUND'
+  | 'DEVBOX'
+  | 'TARGET_INVALID'
+  | 'TARGET_WRITE'
+  | 'REFERENCE_INVALID'
+  | 'REGISTRY'
+  | 'REGISTRY_AUTH'
+  | 'REGISTRY_UNREACHABLE'
+  | 'CREDENTIALS'
+  | 'DAEMON_UNREACHABLE'
+  | 'DAEMON'
+  | 'CACHE'
+  | 'ABORTED'
+  | 'INTERNAL';
+
+export class NixociError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NixociError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+export const isNixociError = (e: unknown): e is NixociError => e instanceof NixociError;
+
+/** The one-line reason of an unknown error, for "what failed: why" messages. */
+export function reason(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const msg = e.message.split('\n')[0] ?? '';
+    return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
+  }
+  return String(e);
+}

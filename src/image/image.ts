@@ -1,0 +1,139 @@
+import { sha256Digest, type Digest } from '../core/digest.js';
+import { MediaType } from '../core/media-types.js';
+import type { Closure } from '../closure/closure.js';
+import type { LayerDigests, Layer } from '../layer/layer.js';
+
+export type Arch = 'amd64' | 'arm64';
+export const ARCHES: readonly Arch[] = ['amd64', 'arm64'];
+export const DEFAULT_CREATED = '1970-01-01T00:00:01Z';
+
+/** The run-time configuration users set with flags (the `config` object of the OCI image config). */
+export interface RunConfig {
+  readonly entrypoint?: readonly string[];
+  readonly cmd?: readonly string[];
+  readonly env: readonly string[];
+  readonly workdir?: string;
+  readonly user?: string;
+  readonly exposedPorts: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface Platform {
+  readonly architecture: Arch;
+  readonly os: 'linux';
+  readonly variant?: string;
+}
+
+/** One platform's image before its blobs are written: layers (recipes) plus what goes in the config. */
+export interface Image {
+  readonly platform: Platform;
+  readonly closure: Closure;
+  readonly layers: readonly Layer[];
+  readonly run: RunConfig;
+  readonly created: string;
+}
+
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly platform?: Platform;
+}
+
+/** A serialised JSON blob (config, manifest, index) with its digest. */
+export interface Blob {
+  readonly bytes: Buffer;
+  readonly digest: Digest;
+  readonly mediaType: string;
+}
+
+export interface Rendered {
+  readonly config: Blob;
+  readonly manifest: Blob;
+  readonly layers: readonly Descriptor[];
+  readonly diffIds: readonly Digest[];
+}
+
+export const ANNOTATION_STORE_PATHS = 'dev.nixoci.store-paths';
+export const ANNOTATION_NAR_HASHES = 'dev.nixoci.nar-hashes';
+export const ANNOTATION_DIFF_ID = 'dev.nixoci.diff-id';
+
+export function jsonBlob(value: unknown, mediaType: string): Blob {
+  const bytes = Buffer.from(JSON.stringify(value));
+  return { bytes, digest: sha256Digest(bytes), mediaType };
+}
+
+/** Store paths a layer holds, for history and annotations; the customisation layer has none. */
+export function layerLabel(layer: Layer): string {
+  return layer.planned.storePaths.length > 0 ? layer.planned.storePaths.join(' ') : 'nixoci customisation layer';
+}
+
+export function layerDescriptor(layer: Layer, d: LayerDigests): Descriptor {
+  return {
+    mediaType: layer.mediaType,
+    digest: d.digest,
+    size: d.size,
+    annotations: {
+      [ANNOTATION_STORE_PATHS]: layer.planned.storePaths.join(' '),
+      [ANNOTATION_NAR_HASHES]: layer.planned.narHashes.join(' '),
+      [ANNOTATION_DIFF_ID]: d.diffId,
+    },
+  };
+}
+
+/** Renders config and manifest once every layer's digests are known (given in layer order). */
+export function renderImage(image: Image, digests: readonly LayerDigests[]): Rendered {
+  if (digests.length !== image.layers.length) throw new Error('internal: one digest set per layer expected');
+  const diffIds = digests.map((d) => d.diffId);
+  const run = image.run;
+  const cfg: Record<string, unknown> = {};
+  if (run.user) cfg.User = run.user;
+  if (run.exposedPorts.length > 0) cfg.ExposedPorts = Object.fromEntries(run.exposedPorts.map((p) => [p, {}]));
+  if (run.env.length > 0) cfg.Env = [...run.env];
+  if (run.entrypoint) cfg.Entrypoint = [...run.entrypoint];
+  if (run.cmd) cfg.Cmd = [...run.cmd];
+  if (run.workdir) cfg.WorkingDir = run.workdir;
+  if (Object.keys(run.labels).length > 0) cfg.Labels = sortedRecord(run.labels);
+  const config = {
+    created: image.created,
+    architecture: image.platform.architecture,
+    ...(image.platform.variant ? { variant: image.platform.variant } : {}),
+    os: image.platform.os,
+    config: cfg,
+    rootfs: { type: 'layers', diff_ids: diffIds },
+    history: image.layers.map((l) => ({
+      created: image.created,
+      created_by: `nixoci: ${layerLabel(l)}`,
+      comment: 'store paths copied by nixoci',
+    })),
+  };
+  const configBlob = jsonBlob(config, MediaType.ociConfig);
+  const layers = image.layers.map((l, i) => layerDescriptor(l, digests[i]!));
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociManifest,
+    config: { mediaType: MediaType.ociConfig, digest: configBlob.digest, size: configBlob.bytes.length },
+    layers,
+  };
+  return { config: configBlob, manifest: jsonBlob(manifest, MediaType.ociManifest), layers, diffIds };
+}
+
+/** An OCI index over several platforms' manifests. */
+export function renderIndex(entries: readonly { manifest: Blob; platform: Platform }[]): Blob {
+  const index = {
+    schemaVersion: 2,
+    mediaType: MediaType.ociIndex,
+    manifests: entries.map((e) => ({
+      mediaType: e.manifest.mediaType,
+      digest: e.manifest.digest,
+      size: e.manifest.bytes.length,
+      platform: e.platform,
+    })),
+  };
+  return jsonBlob(index, MediaType.ociIndex);
+}
+
+function sortedRecord(r: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

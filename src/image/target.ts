@@ -1,0 +1,60 @@
+import type { Digest } from '../core/digest.js';
+import type { Compression } from '../layer/compress.js';
+import type { Image } from './image.js';
+
+/**
+ * What happened to a layer at a target: `written` (blob written), `skipped` (target already had
+ * it), `cached` (digests from the cache, blob written without re-hashing), `uploaded`, `mounted`
+ * (cross-repository mount), `reused` (digests from the registry's annotations, store not read),
+ * `sent` / `omitted` (in a docker load archive or not).
+ */
+export type LayerAction = 'written' | 'skipped' | 'uploaded' | 'mounted' | 'reused' | 'sent' | 'omitted';
+
+export interface LayerReport {
+  readonly storePaths: readonly string[];
+  readonly diffId: Digest;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+  readonly action: LayerAction;
+  /** Bytes of this layer sent over the wire / written to disk by this target. */
+  readonly bytesSent: number;
+}
+
+export interface ImageReport {
+  readonly architecture: string;
+  readonly manifestDigest: Digest;
+  readonly configDigest: Digest;
+  readonly layers: readonly LayerReport[];
+}
+
+export interface TargetResult {
+  /** The target as the user named it, with credentials removed. */
+  readonly target: string;
+  /** Digest of what the tag points at: the manifest, or the index for several platforms. */
+  readonly manifestDigest: Digest;
+  readonly images: readonly ImageReport[];
+  readonly notes: readonly string[];
+}
+
+export type ProgressEvent =
+  | { readonly kind: 'layer-start'; readonly id: string; readonly label: string; readonly total?: number }
+  | { readonly kind: 'layer-bytes'; readonly id: string; readonly bytes: number }
+  | { readonly kind: 'layer-done'; readonly id: string; readonly action: LayerAction };
+
+export interface WriteContext {
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (e: ProgressEvent) => void;
+  /** Called with a line of `--verbose` detail; never receives credentials. */
+  readonly log?: (line: string) => void;
+}
+
+/** Where an image goes: a registry, a Docker engine, Podman, an OCI layout, a docker-archive. */
+export interface ImageTarget {
+  /** The target as the user named it, without credentials. */
+  readonly description: string;
+  /** Compression this target requires whatever the user asked for (archives and engines: none). */
+  readonly requiredCompression?: Compression;
+  /** Writes one image, or an index over several (one per platform). */
+  write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult>;
+}

@@ -1,0 +1,89 @@
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
+import type { Compression } from './compress.js';
+import type { PlannedLayer } from './plan.js';
+import { TAR_FORMAT_VERSION } from './tar-header.js';
+
+export interface LayerDigests {
+  /** sha256 of the uncompressed tar. */
+  readonly diffId: Digest;
+  /** sha256 of the blob as stored. */
+  readonly digest: Digest;
+  /** Size of the blob as stored. */
+  readonly size: number;
+  /** Size of the uncompressed tar. */
+  readonly tarSize: number;
+}
+
+const digestSchema = z.string().refine(isDigest, 'not a sha256 digest') as unknown as z.ZodType<Digest>;
+const entrySchema = z.object({
+  diffId: digestSchema,
+  digest: digestSchema,
+  size: z.number().int().nonnegative(),
+  tarSize: z.number().int().nonnegative(),
+});
+
+export function defaultCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'nixoci');
+}
+
+/**
+ * Store paths never change, so the digests of a layer made from them can be kept forever, keyed by
+ * what determines the bytes: the store paths and their narHashes, the synthetic entries, the tar
+ * format version and the compression. Entries are written atomically (temp file + rename); an
+ * entry that does not parse is deleted and treated as a miss, never trusted.
+ */
+export class DigestCache {
+  constructor(private readonly dir: string | null) {}
+
+  static key(layer: PlannedLayer, compression: Compression, level: number): string {
+    const what = {
+      tar: TAR_FORMAT_VERSION,
+      compression,
+      level: compression === 'none' ? 0 : level,
+      paths: layer.storePaths,
+      narHashes: layer.narHashes,
+      extra: layer.extra ?? [],
+    };
+    return digestHex(sha256Digest(JSON.stringify(what)));
+  }
+
+  get(key: string): LayerDigests | undefined {
+    if (!this.dir) return undefined;
+    const file = this.file(key);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      return entrySchema.parse(JSON.parse(text));
+    } catch {
+      rmSync(file, { force: true });
+      return undefined;
+    }
+  }
+
+  put(key: string, d: LayerDigests): void {
+    if (!this.dir) return;
+    const file = this.file(key);
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      mkdirSync(join(this.dir, 'v1', key.slice(0, 2)), { recursive: true });
+      writeFileSync(tmp, JSON.stringify(d) + '\n');
+      renameSync(tmp, file);
+    } catch {
+      // A cache that cannot be written only costs speed next time; never fail the build for it.
+      rmSync(tmp, { force: true });
+    }
+  }
+
+  private file(key: string): string {
+    return join(this.dir!, 'v1', key.slice(0, 2), `${key}.json`);
+  }
+}

@@ -1,0 +1,32 @@
+import { createGzip } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { CompressStream } from 'zstd-napi';
+import { MediaType } from '../core/media-types.js';
+
+export type Compression = 'none' | 'gzip' | 'zstd';
+export const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
+
+export interface CompressionOptions {
+  readonly compression: Compression;
+  /** gzip 1–9 (default 1), zstd 1–19 (default 3). */
+  readonly level?: number;
+}
+
+export function defaultLevel(c: Compression): number {
+  return c === 'gzip' ? 1 : c === 'zstd' ? 3 : 0;
+}
+
+export function layerMediaType(c: Compression): MediaType {
+  return c === 'gzip' ? MediaType.ociLayerGzip : c === 'zstd' ? MediaType.ociLayerZstd : MediaType.ociLayer;
+}
+
+/**
+ * A compressor for the blob, or null when layers are stored uncompressed. gzip runs on the libuv
+ * pool; zstd with one worker runs in a zstd thread, so the main thread stays free to tar and hash.
+ */
+export function compressor(o: CompressionOptions): Transform | null {
+  const level = o.level ?? defaultLevel(o.compression);
+  if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
+  if (o.compression === 'zstd') return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 1 });
+  return null;
+}

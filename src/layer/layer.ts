@@ -1,0 +1,91 @@
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestStream } from '../core/digest.js';
+import type { MediaType } from '../core/media-types.js';
+import { DigestCache, type LayerDigests } from './cache.js';
+import { compressor, defaultLevel, layerMediaType, type Compression } from './compress.js';
+import type { LayerPlan, PlannedLayer } from './plan.js';
+import { tarSize, tarStream, type ReadStats } from './tar-stream.js';
+import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
+
+export type { LayerDigests } from './cache.js';
+
+export interface LayerOptions extends TreeOptions {
+  readonly compression: Compression;
+  readonly level?: number;
+  readonly cache: DigestCache;
+  readonly stats: ReadStats;
+}
+
+/**
+ * A layer is a recipe, not a buffer: `writeTo` streams a fresh tar of its store paths through the
+ * diffID hash, the compressor and the blob hash into a sink, and can be called again. Its digests
+ * are `known` up front when the cache (or a registry's annotations) had them, and become known after
+ * the first complete write otherwise.
+ */
+export class Layer {
+  readonly mediaType: MediaType;
+  private entries: SourcedEntry[] | undefined;
+  private readonly cacheKey: string;
+
+  constructor(
+    readonly planned: PlannedLayer,
+    private readonly options: LayerOptions,
+    public known: LayerDigests | undefined = undefined,
+  ) {
+    this.mediaType = layerMediaType(options.compression);
+    this.cacheKey = DigestCache.key(planned, options.compression, options.level ?? defaultLevel(options.compression));
+    this.known ??= options.cache.get(this.cacheKey);
+  }
+
+  get compression(): Compression {
+    return this.options.compression;
+  }
+
+  /** Size of the uncompressed tar, from metadata alone (no file content is read). */
+  tarSize(): number {
+    return this.known?.tarSize ?? tarSize(this.tree());
+  }
+
+  /** Streams the blob into `sink` and resolves with its digests once everything was written. */
+  async writeTo(sink: Writable, signal?: AbortSignal): Promise<LayerDigests> {
+    const entries = this.tree();
+    const expectedTar = tarSize(entries);
+    const diff = new DigestStream();
+    const blob = new DigestStream();
+    const z = compressor(this.options);
+    const stages = z ? [diff, z, blob] : [diff, blob];
+    const src = tarStream(entries, this.options.stats);
+    await (signal
+      ? pipeline([src, ...stages, sink] as [Readable, ...Writable[]], { signal })
+      : pipeline([src, ...stages, sink] as [Readable, ...Writable[]]));
+    const d = diff.result();
+    const b = blob.result();
+    if (d.size !== expectedTar) throw new Error(`internal: tar size ${d.size} != planned ${expectedTar}`);
+    const digests: LayerDigests = { diffId: d.digest, digest: b.digest, size: b.size, tarSize: d.size };
+    this.known = digests;
+    this.options.cache.put(this.cacheKey, digests);
+    return digests;
+  }
+
+  /**
+   * The blob as a readable stream (for an HTTP body); `digests` settles when it has been read to the
+   * end, or rejects with the error that broke it.
+   */
+  open(signal?: AbortSignal): { stream: Readable; digests: Promise<LayerDigests> } {
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    const digests = this.writeTo(out, signal);
+    digests.catch((e: unknown) => out.destroy(e as Error));
+    return { stream: out, digests };
+  }
+
+  /** Entries of this layer: walked once, then reused by every write of this layer in this run. */
+  private tree(): SourcedEntry[] {
+    this.entries ??= collectEntries(this.planned, this.options);
+    return this.entries;
+  }
+}
+
+export function makeLayers(plan: LayerPlan, options: LayerOptions): Layer[] {
+  return plan.layers.map((l) => new Layer(l, options));
+}

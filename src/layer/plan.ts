@@ -1,0 +1,113 @@
+import type { Closure, PathInfo } from '../closure/closure.js';
+import { compareBytes, storePathName, type StorePath } from '../closure/store-path.js';
+
+export const PLAN_VERSION = 1;
+export const DEFAULT_MAX_LAYERS = 100;
+
+/** A synthetic entry of the customisation layer (paths relative to `/`, no leading slash). */
+export type ExtraEntry =
+  | { readonly kind: 'dir'; readonly path: string; readonly mode: number }
+  | { readonly kind: 'file'; readonly path: string; readonly mode: number; readonly content: string }
+  | { readonly kind: 'symlink'; readonly path: string; readonly target: string };
+
+export interface PlannedLayer {
+  /** Sorted bytewise. */
+  readonly storePaths: readonly StorePath[];
+  /** narHash of each store path, aligned with `storePaths`. */
+  readonly narHashes: readonly string[];
+  readonly narSize: number;
+  /** Entries not from the store (customisation layer); content is UTF-8 text. */
+  readonly extra?: readonly ExtraEntry[];
+}
+
+export interface LayerPlan {
+  readonly version: typeof PLAN_VERSION;
+  readonly layers: readonly PlannedLayer[];
+}
+
+export interface PlanOptions {
+  readonly maxLayers?: number;
+  /** Appended as the last layer when given and non-empty. */
+  readonly extra?: readonly ExtraEntry[];
+}
+
+/**
+ * Plans the layers of a closure. Pure: reads no files and no clock.
+ *
+ * Order: paths that many others depend on (transitively) come first, the roots last, because the
+ * engine reuses only an identical prefix of layers and the app changes most often. Ties are broken
+ * by the store path's name part and then its hash, so the order does not depend on input order.
+ *
+ * Beyond the layer budget, the most-depended-on paths keep a layer each and the remainder is
+ * grouped into buckets chosen by the store path's name (not its hash, which changes on every
+ * rebuild): a rebuilt path lands in the same bucket as before, so one changed path changes one
+ * bucket and never the grouping of the others.
+ */
+export function planLayers(closure: Closure, options: PlanOptions = {}): LayerPlan {
+  const extra = options.extra && options.extra.length > 0 ? options.extra : undefined;
+  const budget = Math.max(1, (options.maxLayers ?? DEFAULT_MAX_LAYERS) - (extra ? 1 : 0));
+  const ordered = orderPaths(closure);
+  const layers: PlannedLayer[] = [];
+
+  if (ordered.length <= budget) {
+    for (const info of ordered) layers.push(layerOf([info]));
+  } else {
+    // With a budget of 1 everything goes in one layer; otherwise keep budget-B single layers and
+    // B hash buckets, B being a quarter of the budget (at least 1).
+    const buckets = budget === 1 ? 1 : Math.max(1, Math.floor(budget / 4));
+    const singles = budget - buckets;
+    for (const info of ordered.slice(0, singles)) layers.push(layerOf([info]));
+    const groups: PathInfo[][] = Array.from({ length: buckets }, () => []);
+    for (const info of ordered.slice(singles)) groups[bucketOf(info.path, buckets)]!.push(info);
+    // Buckets keep their fixed position so a change in one never reorders the others.
+    for (const g of groups) if (g.length > 0) layers.push(layerOf(g));
+  }
+  if (extra) layers.push({ storePaths: [], narHashes: [], narSize: 0, extra });
+  return { version: PLAN_VERSION, layers };
+}
+
+function layerOf(infos: readonly PathInfo[]): PlannedLayer {
+  const sorted = [...infos].sort((a, b) => compareBytes(a.path, b.path));
+  return {
+    storePaths: sorted.map((i) => i.path),
+    narHashes: sorted.map((i) => i.narHash),
+    narSize: sorted.reduce((n, i) => n + i.narSize, 0),
+  };
+}
+
+function bucketOf(p: StorePath, buckets: number): number {
+  // FNV-1a over the name part: cheap, stable across Node versions and machines.
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(storePathName(p))) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h % buckets;
+}
+
+/** Store paths from most to least depended-on (counting transitive dependents), roots last. */
+export function orderPaths(closure: Closure): PathInfo[] {
+  const dependents = new Map<StorePath, Set<StorePath>>();
+  for (const p of closure.paths.keys()) dependents.set(p, new Set());
+  // Transitive dependents: walk each path's closure of references. Closures here are at most a few
+  // thousand paths, so the quadratic walk is fine and keeps the code obvious.
+  for (const [p] of closure.paths) {
+    const seen = new Set<StorePath>();
+    const stack = [...(closure.paths.get(p)?.references ?? [])];
+    while (stack.length > 0) {
+      const r = stack.pop()!;
+      if (r === p || seen.has(r)) continue;
+      seen.add(r);
+      dependents.get(r)?.add(p);
+      for (const rr of closure.paths.get(r)?.references ?? []) stack.push(rr);
+    }
+  }
+  const roots = new Set(closure.roots);
+  const key = (i: PathInfo): string => storePathName(i.path);
+  return [...closure.paths.values()].sort((a, b) => {
+    const ra = roots.has(a.path) ? 1 : 0;
+    const rb = roots.has(b.path) ? 1 : 0;
+    if (ra !== rb) return ra - rb;
+    const da = dependents.get(a.path)!.size;
+    const db = dependents.get(b.path)!.size;
+    if (da !== db) return db - da;
+    return compareBytes(key(a), key(b)) || compareBytes(a.path, b.path);
+  });
+}

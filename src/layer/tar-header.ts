@@ -1,0 +1,140 @@
+/**
+ * The one tar writer of nixoci: encodes headers byte for byte, setting every field itself so that
+ * the same entry gives the same bytes on any machine. Format: POSIX ustar, with a PAX extended
+ * header in front of an entry whose name, link target or size does not fit ustar's fields.
+ *
+ * Changing anything here changes every layer digest: bump TAR_FORMAT_VERSION (it keys the digest
+ * cache) and say so in CHANGELOG.md.
+ */
+export const TAR_FORMAT_VERSION = 1;
+
+export const BLOCK = 512;
+export const MTIME = 1;
+const MAX_OCTAL_11 = 0o77777777777; // 8 GiB - 1, the largest size ustar's 12-byte field holds
+const PAX_NAME = Buffer.from('././@PaxHeader');
+
+export type EntryType = 'file' | 'dir' | 'symlink';
+
+export interface TarEntry {
+  /** Relative path without leading `/`, and without a trailing `/` even for directories. */
+  readonly name: Buffer;
+  readonly type: EntryType;
+  readonly mode: number;
+  /** Content size; 0 for directories and symlinks. */
+  readonly size: number;
+  readonly linkTarget?: Buffer;
+}
+
+export const padding = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK;
+
+/** Bytes the header(s) of `e` take, PAX header included. */
+export function headerSize(e: TarEntry): number {
+  const pax = paxRecords(e);
+  return pax ? BLOCK + pax.length + padding(pax.length) + BLOCK : BLOCK;
+}
+
+/** Bytes the whole entry takes: header(s), content and padding. */
+export function entrySize(e: TarEntry): number {
+  return headerSize(e) + e.size + padding(e.size);
+}
+
+/** Encodes the header(s) of `e` (PAX header first when needed). */
+export function encodeHeader(e: TarEntry): Buffer {
+  const tarName = e.type === 'dir' ? Buffer.concat([e.name, Buffer.from('/')]) : e.name;
+  const pax = paxRecords(e);
+  const split = splitName(tarName);
+  const main = ustarBlock({
+    name: split ? split.name : tarName.subarray(0, 100),
+    prefix: split ? split.prefix : Buffer.alloc(0),
+    mode: e.mode,
+    size: e.size > MAX_OCTAL_11 ? 0 : e.size,
+    typeflag: e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2',
+    linkname: e.linkTarget && e.linkTarget.length <= 100 ? e.linkTarget : (e.linkTarget?.subarray(0, 100) ?? null),
+  });
+  if (!pax) return main;
+  const paxHeader = ustarBlock({
+    name: PAX_NAME,
+    prefix: Buffer.alloc(0),
+    mode: 0o644,
+    size: pax.length,
+    typeflag: 'x',
+    linkname: null,
+  });
+  return Buffer.concat([paxHeader, pax, Buffer.alloc(padding(pax.length)), main]);
+}
+
+export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
+
+function paxRecords(e: TarEntry): Buffer | null {
+  const records: Buffer[] = [];
+  const tarName = e.type === 'dir' ? Buffer.concat([e.name, Buffer.from('/')]) : e.name;
+  if (!splitName(tarName)) records.push(paxRecord('path', tarName));
+  if (e.linkTarget && e.linkTarget.length > 100) records.push(paxRecord('linkpath', e.linkTarget));
+  if (e.size > MAX_OCTAL_11) records.push(paxRecord('size', Buffer.from(String(e.size))));
+  return records.length > 0 ? Buffer.concat(records) : null;
+}
+
+/** A PAX record `"<len> <key>=<value>\n"`, where len counts the whole record including itself. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const rest = 1 + key.length + 1 + value.length + 1; // ' ' key '=' value '\n'
+  let len = rest + String(rest).length;
+  if (String(len).length !== String(rest).length) len = rest + String(len).length;
+  return Buffer.concat([Buffer.from(`${len} ${key}=`), value, Buffer.from('\n')]);
+}
+
+/**
+ * Splits a name into ustar's prefix (≤155) and name (≤100) at a `/`, or returns null when it cannot
+ * be stored in ustar fields (then a PAX `path` record carries it). Non-ASCII names also go to PAX so
+ * that readers get them as UTF-8 (or as the raw bytes, which PAX readers keep).
+ */
+function splitName(name: Buffer): { name: Buffer; prefix: Buffer } | null {
+  for (const b of name) if (b >= 0x80) return null;
+  if (name.length <= 100) return { name, prefix: Buffer.alloc(0) };
+  if (name.length > 256) return null;
+  // Search for the last '/' that leaves both parts within bounds.
+  for (let i = Math.min(155, name.length - 1); i > 0; i--) {
+    if (name[i] === 0x2f && name.length - i - 1 <= 100 && name.length - i - 1 > 0) {
+      return { prefix: name.subarray(0, i), name: name.subarray(i + 1) };
+    }
+  }
+  return null;
+}
+
+interface UstarFields {
+  name: Buffer;
+  prefix: Buffer;
+  mode: number;
+  size: number;
+  typeflag: string;
+  linkname: Buffer | null;
+}
+
+function ustarBlock(f: UstarFields): Buffer {
+  const b = Buffer.alloc(BLOCK); // zero-filled: every unused byte is NUL
+  f.name.copy(b, 0, 0, 100);
+  octal(b, 100, 8, f.mode);
+  octal(b, 108, 8, 0); // uid
+  octal(b, 116, 8, 0); // gid
+  octal(b, 124, 12, f.size);
+  octal(b, 136, 12, MTIME);
+  b.write('        ', 148, 8, 'latin1'); // checksum placeholder: eight spaces
+  b.write(f.typeflag, 156, 1, 'latin1');
+  if (f.linkname) f.linkname.copy(b, 157, 0, 100);
+  b.write('ustar\0', 257, 6, 'latin1');
+  b.write('00', 263, 2, 'latin1');
+  b.write('root', 265, 32, 'latin1'); // uname
+  b.write('root', 297, 32, 'latin1'); // gname
+  octal(b, 329, 8, 0); // devmajor
+  octal(b, 337, 8, 0); // devminor
+  f.prefix.copy(b, 345, 0, 155);
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  // Checksum: six octal digits, NUL, space (the form GNU tar and Go's archive/tar write).
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  return b;
+}
+
+/** Zero-padded octal with a trailing NUL, filling `width` bytes. */
+function octal(b: Buffer, offset: number, width: number, value: number): void {
+  b.write(value.toString(8).padStart(width - 1, '0') + '\0', offset, width, 'latin1');
+}

@@ -1,0 +1,107 @@
+import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { NixociError, reason } from '../core/errors.js';
+import type { PlannedLayer } from './plan.js';
+import type { TarEntry } from './tar-header.js';
+
+/** A tar entry and where its content comes from: a file in the store, or bytes held in memory. */
+export interface SourcedEntry extends TarEntry {
+  readonly source?: Buffer;
+  readonly content?: Buffer;
+}
+
+export interface TreeOptions {
+  readonly storeDir: string;
+  /** Keep setuid/setgid bits (cleared by default: a store path should never grant privileges). */
+  readonly keepSetuid?: boolean;
+}
+
+const SLASH = 0x2f;
+
+/**
+ * Lists every entry of a planned layer, sorted bytewise by name, parents first. Reads metadata only
+ * (lstat, readdir, readlink), never file contents. Names are kept as raw bytes so that file names
+ * that are not valid UTF-8 survive unchanged.
+ */
+export function collectEntries(layer: PlannedLayer, options: TreeOptions): SourcedEntry[] {
+  const entries = new Map<string, SourcedEntry>();
+  const add = (e: SourcedEntry): void => {
+    entries.set(e.name.toString('latin1'), e);
+  };
+  const addParents = (name: Buffer): void => {
+    for (let i = name.indexOf(SLASH); i > 0; i = name.indexOf(SLASH, i + 1)) {
+      const parent = name.subarray(0, i);
+      if (!entries.has(parent.toString('latin1'))) add({ name: parent, type: 'dir', mode: 0o755, size: 0 });
+    }
+  };
+
+  for (const p of layer.storePaths) {
+    const name = Buffer.from(p.slice(1));
+    addParents(name);
+    walk(Buffer.from(p), name, options, add);
+  }
+  for (const x of layer.extra ?? []) {
+    const name = Buffer.from(x.path.replace(/^\/+/, '').replace(/\/+$/, ''));
+    addParents(name);
+    if (x.kind === 'dir') add({ name, type: 'dir', mode: x.mode, size: 0 });
+    else if (x.kind === 'symlink') add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: Buffer.from(x.target) });
+    else {
+      const content = Buffer.from(x.content, 'utf8');
+      add({ name, type: 'file', mode: x.mode, size: content.length, content });
+    }
+  }
+  return [...entries.values()].sort((a, b) => Buffer.compare(a.name, b.name));
+}
+
+function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedEntry) => void): void {
+  let st: Stats;
+  try {
+    st = lstatSync(abs);
+  } catch (e) {
+    throw storeReadError(abs, e);
+  }
+  const mode = permissions(st.mode, options);
+  if (st.isSymbolicLink()) {
+    let target: Buffer;
+    try {
+      target = readlinkSync(abs, { encoding: 'buffer' });
+    } catch (e) {
+      throw storeReadError(abs, e);
+    }
+    add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: target });
+  } else if (st.isFile()) {
+    add({ name, type: 'file', mode, size: st.size, source: abs });
+  } else if (st.isDirectory()) {
+    add({ name, type: 'dir', mode, size: 0 });
+    let children: Buffer[];
+    try {
+      children = readdirSync(abs, { encoding: 'buffer' });
+    } catch (e) {
+      throw storeReadError(abs, e);
+    }
+    for (const c of children) {
+      walk(Buffer.concat([abs, Buffer.from('/'), c]), Buffer.concat([name, Buffer.from('/'), c]), options, add);
+    }
+  } else {
+    const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';
+    throw new NixociError('STORE_READ', `cannot put ${printable(abs)} in a layer: it is ${kind}`, {
+      hint: 'store paths hold only files, directories and symlinks; rebuild the path without it',
+    });
+  }
+}
+
+function permissions(mode: number, options: TreeOptions): number {
+  const bits = mode & 0o7777;
+  return options.keepSetuid ? bits : bits & ~0o6000;
+}
+
+export function storeReadError(abs: Buffer, e: unknown): NixociError {
+  return new NixociError('STORE_READ', `cannot read ${printable(abs)}: ${reason(e)}`, {
+    hint: 'check that the store path is realised and readable (nix-store --verify-path)',
+    cause: e,
+  });
+}
+
+/** A path for messages: invalid UTF-8 and control characters are escaped, never printed raw. */
+export function printable(b: Buffer): string {
+  return JSON.stringify(b.toString('utf8')).slice(1, -1);
+}
