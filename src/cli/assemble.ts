@@ -1,0 +1,174 @@
+import { existsSync } from 'node:fs';
+import type { Closure } from '../closure/closure.js';
+import { NixociError } from '../core/errors.js';
+import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '../image/image.js';
+import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
+import { DigestCache, defaultCacheDir } from '../layer/cache.js';
+import { COMPRESSIONS, type Compression } from '../layer/compress.js';
+import { makeLayers, type Layer } from '../layer/layer.js';
+import { DEFAULT_MAX_LAYERS, planLayers, type ExtraEntry, type LayerPlan } from '../layer/plan.js';
+import type { ReadStats } from '../layer/tar-stream.js';
+import { intFlag, usage } from './flags.js';
+
+/** Image flags after validation. */
+export interface ImageSettings {
+  readonly arches: readonly Arch[];
+  readonly maxLayers: number;
+  /** The user's choice; undefined means the target's default (none locally, gzip for registries). */
+  readonly compression: Compression | undefined;
+  readonly level: number | undefined;
+  readonly run: Omit<RunConfig, 'env'> & { readonly env: readonly string[] };
+  readonly created: string;
+  readonly cache: DigestCache;
+  readonly keepSetuid: boolean;
+  readonly extra?: readonly ExtraEntry[];
+}
+
+export interface ImageFlagValues {
+  arch?: string;
+  'max-layers'?: string;
+  compression?: string;
+  'compression-level'?: string;
+  entrypoint?: string;
+  cmd?: string;
+  env?: string[];
+  workdir?: string;
+  user?: string;
+  expose?: string[];
+  label?: string[];
+  created?: string;
+  'cache-dir'?: string;
+  'no-cache'?: boolean;
+  'keep-setuid'?: boolean;
+}
+
+export function imageSettings(command: string, v: ImageFlagValues): ImageSettings {
+  const arches = (v.arch ?? 'amd64').split(',').map((a) => a.trim());
+  for (const a of arches) {
+    if (!(ARCHES as readonly string[]).includes(a)) throw usage(command, `--arch ${a}: expected amd64, arm64 or amd64,arm64`);
+  }
+  if (new Set(arches).size !== arches.length) throw usage(command, '--arch lists an architecture twice');
+  const compression = v.compression;
+  if (compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(compression)) {
+    throw usage(command, `--compression ${compression}: expected none, gzip or zstd`);
+  }
+  const level = intFlag(command, 'compression-level', v['compression-level'], 1, compression === 'gzip' ? 9 : 19);
+  const created = v.created ?? DEFAULT_CREATED;
+  if (Number.isNaN(Date.parse(created)) || !/^\d{4}-\d\d-\d\dT/.test(created)) {
+    throw usage(command, `--created ${created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);
+  }
+  const env = (v.env ?? []).map((e) => {
+    if (!/^[^=]+=/.test(e)) throw usage(command, `--env ${e}: expected KEY=VALUE`);
+    return e;
+  });
+  const labels: Record<string, string> = {};
+  for (const l of v.label ?? []) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw usage(command, `--label ${l}: expected KEY=VALUE`);
+    labels[l.slice(0, i)] = l.slice(i + 1);
+  }
+  const exposedPorts = (v.expose ?? []).map((p) => {
+    const m = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(p);
+    if (!m || Number(m[1]) > 65535) throw usage(command, `--expose ${p}: expected PORT or PORT/tcp|udp|sctp`);
+    return `${m[1]}/${m[2] ?? 'tcp'}`;
+  });
+  return {
+    arches: arches as Arch[],
+    maxLayers: intFlag(command, 'max-layers', v['max-layers'], 1, 125) ?? DEFAULT_MAX_LAYERS,
+    compression: compression as Compression | undefined,
+    level,
+    run: {
+      entrypoint: v.entrypoint !== undefined ? parseCommand(command, 'entrypoint', v.entrypoint) : undefined,
+      cmd: v.cmd !== undefined ? parseCommand(command, 'cmd', v.cmd) : undefined,
+      env,
+      workdir: v.workdir,
+      user: v.user,
+      exposedPorts,
+      labels,
+    },
+    created,
+    cache: new DigestCache(v['no-cache'] ? null : (v['cache-dir'] ?? defaultCacheDir())),
+    keepSetuid: v['keep-setuid'] ?? false,
+  };
+}
+
+/** `--entrypoint` / `--cmd`: a JSON array (`'["/bin/app","--flag"]'`) or a plain string split on spaces. */
+function parseCommand(command: string, name: string, v: string): string[] {
+  if (v.trim().startsWith('[')) {
+    try {
+      const a: unknown = JSON.parse(v);
+      if (Array.isArray(a) && a.every((x) => typeof x === 'string')) return a;
+    } catch {
+      // fall through to the error below
+    }
+    throw usage(command, `--${name} ${v}: not a JSON array of strings`);
+  }
+  return v.split(' ').filter((s) => s.length > 0);
+}
+
+/** PATH defaults to the `bin` directories of the closure's top-level paths. */
+function envFor(closure: Closure, env: readonly string[]): string[] {
+  if (env.some((e) => e.startsWith('PATH='))) return [...env];
+  const bins = closure.roots.map((r) => `${r}/bin`).filter((b) => existsSync(b));
+  return bins.length > 0 ? [`PATH=${bins.join(':')}`, ...env] : [...env];
+}
+
+/**
+ * Everything needed to write the same images to several targets: one plan per architecture, and
+ * layers made once per compression so that digests computed for one target serve the next.
+ */
+export class Assembly {
+  readonly stats: ReadStats = { bytesRead: 0 };
+  readonly plans: ReadonlyMap<Arch, LayerPlan>;
+  private readonly layers = new Map<string, Layer[]>();
+
+  constructor(
+    readonly closures: ReadonlyMap<Arch, Closure>,
+    readonly settings: ImageSettings,
+  ) {
+    const plans = new Map<Arch, LayerPlan>();
+    for (const [arch, c] of closures) {
+      plans.set(arch, planLayers(c, { maxLayers: settings.maxLayers, extra: settings.extra }));
+    }
+    this.plans = plans;
+  }
+
+  imagesFor(target: ImageTarget, defaultCompression: Compression): Image[] {
+    const compression = target.requiredCompression ?? this.settings.compression ?? defaultCompression;
+    return this.settings.arches.map((arch) => {
+      const closure = this.closures.get(arch)!;
+      const key = `${arch}/${compression}`;
+      let layers = this.layers.get(key);
+      if (!layers) {
+        layers = makeLayers(this.plans.get(arch)!, {
+          compression,
+          level: this.settings.level,
+          cache: this.settings.cache,
+          stats: this.stats,
+          storeDir: closure.storeDir,
+          keepSetuid: this.settings.keepSetuid,
+        });
+        this.layers.set(key, layers);
+      }
+      return {
+        platform: { architecture: arch, os: 'linux', ...(arch === 'arm64' ? { variant: 'v8' } : {}) },
+        closure,
+        layers,
+        run: { ...this.settings.run, env: envFor(closure, this.settings.run.env) },
+        created: this.settings.created,
+      };
+    });
+  }
+
+  async writeAll(
+    targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
+    ctx: WriteContext,
+  ): Promise<TargetResult[]> {
+    const results: TargetResult[] = [];
+    for (const t of targets) {
+      if (ctx.signal?.aborted) throw new NixociError('ABORTED', 'interrupted');
+      results.push(await t.target.write(this.imagesFor(t.target, t.defaultCompression), ctx));
+    }
+    return results;
+  }
+}

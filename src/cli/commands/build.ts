@@ -1,0 +1,32 @@
+import { usage } from '../flags.js';
+import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
+import type { ImageCommandSpec } from '../image-command.js';
+import { parseTarget } from '../targets.js';
+
+export const buildCommand: ImageCommandSpec = {
+  name: 'build',
+  options: { to: { type: 'string', multiple: true } },
+  targets: (values, positionals) => {
+    const to = (values.to as string[] | undefined) ?? [];
+    if (positionals.length > 0) throw usage('build', `unexpected argument ${JSON.stringify(positionals[0])}`);
+    if (to.length === 0) throw usage('build', 'no destination: give --to DEST (e.g. --to oci:./image)');
+    return to.map((d) => parseTarget('build', d, values));
+  },
+  help: `Usage: nixoci build [SOURCE] --to DEST [--to DEST ...] [flags]
+
+Assemble an OCI image from a Nix closure, one reproducible layer per store path, and write it to
+every destination.
+
+${HELP_SOURCE_FLAGS}
+Destinations (--to, repeatable):
+  oci:DIR[:TAG]                 OCI image layout (default tag: latest); existing blobs are kept
+  docker-archive:FILE[:NAME:TAG]  tar for \`docker load < FILE\` (uncompressed layers)
+  docker://HOST[:PORT]/REPO[:TAG] a registry (see \`nixoci push --help\` for its flags)
+  docker-daemon:NAME:TAG        the local Docker engine (see \`nixoci load --help\`)
+  podman:NAME:TAG               the local Podman
+
+${HELP_IMAGE_FLAGS}
+${HELP_OUTPUT_FLAGS}
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
+`,
+};

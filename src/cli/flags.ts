@@ -1,0 +1,63 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { NixociError } from '../core/errors.js';
+
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+/** Flags every command that assembles an image shares: where the closure comes from. */
+export const sourceOptions = {
+  graph: { type: 'string', multiple: true },
+  path: { type: 'string', multiple: true },
+} as const satisfies OptionSpec;
+
+/** Flags that shape the image. */
+export const imageOptions = {
+  arch: { type: 'string' },
+  'max-layers': { type: 'string' },
+  compression: { type: 'string' },
+  'compression-level': { type: 'string' },
+  entrypoint: { type: 'string' },
+  cmd: { type: 'string' },
+  env: { type: 'string', multiple: true },
+  workdir: { type: 'string' },
+  user: { type: 'string' },
+  expose: { type: 'string', multiple: true },
+  label: { type: 'string', multiple: true },
+  created: { type: 'string' },
+  'cache-dir': { type: 'string' },
+  'no-cache': { type: 'boolean' },
+  'keep-setuid': { type: 'boolean' },
+} as const satisfies OptionSpec;
+
+export const outputOptions = {
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  verbose: { type: 'boolean', short: 'v' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies OptionSpec;
+
+/** Parses argv strictly; an unknown flag or a missing value is a usage error naming the command. */
+export function parseFlags<T extends OptionSpec>(command: string, argv: readonly string[], options: T) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0] ?? String(e);
+    throw new NixociError('USAGE', `nixoci ${command}: ${msg.replace(/^Unknown option/, 'unknown option')}`, {
+      hint: `run \`nixoci ${command} --help\` for the list of flags`,
+    });
+  }
+}
+
+export function usage(command: string, message: string): NixociError {
+  return new NixociError('USAGE', `nixoci ${command}: ${message}`, {
+    hint: `run \`nixoci ${command} --help\` for usage`,
+  });
+}
+
+/** A flag's value as a non-negative integer within bounds, or a usage error. */
+export function intFlag(command: string, name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw usage(command, `--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}

@@ -1,0 +1,52 @@
+import { imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
+import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
+import { jsonReport, summary, type Io } from './output.js';
+import { resolveClosures, type SourceFlags } from './source.js';
+import type { TargetChoice, TargetFlags } from './targets.js';
+
+export interface ImageCommandSpec {
+  readonly name: string;
+  readonly help: string;
+  /** Flags of this command beyond source, image and output flags. */
+  readonly options: OptionSpec;
+  /** Turns the parsed flags and the positionals that are not store paths into targets. */
+  readonly targets: (values: TargetFlags, positionals: readonly string[]) => TargetChoice[];
+}
+
+/**
+ * The shape shared by build, push and load: parse flags, resolve the closure(s), plan, write every
+ * target, report. Returns the exit code.
+ */
+export async function runImageCommand(
+  spec: ImageCommandSpec,
+  argv: readonly string[],
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const { values, positionals } = parseFlags(spec.name, argv, {
+    ...sourceOptions,
+    ...imageOptions,
+    ...outputOptions,
+    ...spec.options,
+  });
+  if (values.help) {
+    io.out(spec.help);
+    return 0;
+  }
+  const v = values as Record<string, string | boolean | string[] | undefined>;
+  const verbose = Boolean(v.verbose);
+  const log = (line: string): void => {
+    if (verbose) io.err(`${line}\n`);
+  };
+  const settings = imageSettings(spec.name, v as ImageFlagValues);
+  const targets = spec.targets(
+    v,
+    positionals.filter((p) => !p.startsWith('/')),
+  );
+  const closures = await resolveClosures(spec.name, v as SourceFlags, positionals, settings.arches, log);
+  const assembly = new Assembly(closures, settings);
+  const results = await assembly.writeAll(targets, { signal, log });
+  if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
+  else if (!v.quiet) for (const r of results) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
+  return 0;
+}

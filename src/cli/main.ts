@@ -1,0 +1,63 @@
+import { isNixociError } from '../core/errors.js';
+import { buildCommand } from './commands/build.js';
+import { HELP_MAIN } from './help.js';
+import { runImageCommand, type ImageCommandSpec } from './image-command.js';
+import { processIo, type Io } from './output.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_INTERRUPTED = 130;
+
+const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
+  build: async () => buildCommand,
+};
+
+/** Runs the CLI and returns the exit code; never throws, never prints a stack trace. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigint);
+  try {
+    return await dispatch(argv, io, controller.signal);
+  } catch (e) {
+    if (controller.signal.aborted) {
+      io.err('nixoci: interrupted\n');
+      return EXIT_INTERRUPTED;
+    }
+    if (isNixociError(e)) {
+      io.err(`nixoci: error: ${e.message}\n`);
+      if (e.hint) io.err(`hint: ${e.hint}\n`);
+      return e.code === 'USAGE' ? EXIT_USAGE : e.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
+    }
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    io.err(`nixoci: internal error: ${msg}\nhint: this is a bug in nixoci; please report it with the command you ran\n`);
+    if (process.env.NIXOCI_DEBUG) io.err(`${(e as Error).stack ?? ''}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}
+
+async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help') {
+    io.out(HELP_MAIN);
+    return command === undefined ? EXIT_USAGE : EXIT_OK;
+  }
+  if (command === '--version' || command === 'version') {
+    io.out('nixoci 0.1.0\n');
+    return EXIT_OK;
+  }
+  if (command === 'help') return dispatch(rest.length > 0 ? [rest[0]!, '--help'] : ['--help'], io, signal);
+  const image = imageCommands[command];
+  if (image) return runImageCommand(await image(), rest, io, signal);
+  if (command === 'inspect') {
+    const { inspectCommand } = await import('./commands/inspect.js');
+    return inspectCommand(rest, io);
+  }
+  io.err(`nixoci: error: unknown command ${JSON.stringify(command)}\nhint: run \`nixoci --help\` for the commands\n`);
+  return EXIT_USAGE;
+}

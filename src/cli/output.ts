@@ -1,0 +1,51 @@
+import type { TargetResult } from '../image/target.js';
+
+export const JSON_SCHEMA_VERSION = 1;
+
+/** The CLI's view of the terminal: the library never writes to stdout/stderr itself. */
+export interface Io {
+  readonly out: (s: string) => void;
+  readonly err: (s: string) => void;
+  readonly isTTY: boolean;
+}
+
+export const processIo: Io = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+/** The `--json` report of a command that wrote images: versioned and stable for CI scripts. */
+export function jsonReport(command: string, results: readonly TargetResult[], bytesRead: number): unknown {
+  const first = results[0];
+  return {
+    schemaVersion: JSON_SCHEMA_VERSION,
+    command,
+    manifestDigest: first?.manifestDigest ?? null,
+    bytesRead,
+    layers: first?.images[0]?.layers ?? [],
+    targets: results,
+  };
+}
+
+export function humanSize(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** A short human summary of a target's result, one line per image. */
+export function summary(r: TargetResult, bytesRead: number): string[] {
+  return r.images.map((img) => {
+    const counts = new Map<string, number>();
+    for (const l of img.layers) counts.set(l.action, (counts.get(l.action) ?? 0) + 1);
+    const sent = img.layers.reduce((n, l) => n + l.bytesSent, 0);
+    const acts = [...counts].map(([a, n]) => `${n} ${a}`).join(', ');
+    return `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layers (${acts}), ${humanSize(sent)} written, ${humanSize(bytesRead)} read from the store`;
+  });
+}

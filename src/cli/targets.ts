@@ -1,0 +1,63 @@
+import type { ImageTarget } from '../image/target.js';
+import type { Compression } from '../layer/compress.js';
+import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
+import { OciLayoutTarget } from '../registry/oci-layout-target.js';
+import { usage } from './flags.js';
+
+export interface TargetChoice {
+  readonly target: ImageTarget;
+  /** Used when the user gave no --compression and the target does not force one. */
+  readonly defaultCompression: Compression;
+}
+
+/** Flags that configure targets (registry and engine flags are added by their commands). */
+export type TargetFlags = Readonly<Record<string, string | boolean | string[] | undefined>>;
+
+type TransportParser = (command: string, rest: string, flags: TargetFlags) => TargetChoice;
+
+/**
+ * `name:rest` → target: the one place where destination strings become targets. A new transport
+ * (registry `docker`, engines `docker-daemon`, `podman`) is one more entry here.
+ */
+const transports: Record<string, TransportParser> = {
+  oci: (command, rest) => {
+    const { path, tag } = splitPathTag(command, 'oci', rest);
+    return { target: new OciLayoutTarget(path, tag ?? 'latest'), defaultCompression: 'none' };
+  },
+  'docker-archive': (command, rest) => {
+    const i = rest.indexOf(':');
+    const file = i < 0 ? rest : rest.slice(0, i);
+    const ref = i < 0 ? undefined : rest.slice(i + 1);
+    if (!file) throw usage(command, 'docker-archive: needs a file name, e.g. docker-archive:image.tar:app:latest');
+    if (ref !== undefined && !/^[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127})?$/.test(ref)) {
+      throw usage(command, `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG]`);
+    }
+    const repoTag = ref === undefined ? undefined : ref.includes(':') ? ref : `${ref}:latest`;
+    return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
+  },
+};
+
+export function parseTarget(command: string, dest: string, flags: TargetFlags): TargetChoice {
+  if (dest.startsWith('docker://') && transports['docker']) return transports['docker'](command, dest.slice(9), flags);
+  const i = dest.indexOf(':');
+  const name = i < 0 ? '' : dest.slice(0, i);
+  const parse = transports[name];
+  if (!parse) {
+    const known = Object.keys(transports)
+      .map((t) => (t === 'docker' ? 'docker://' : `${t}:`))
+      .join(', ');
+    throw usage(command, `--to ${dest}: unknown destination (known: ${known})`);
+  }
+  return parse(command, dest.slice(i + 1), flags);
+}
+
+function splitPathTag(command: string, kind: string, rest: string): { path: string; tag: string | undefined } {
+  const i = rest.lastIndexOf(':');
+  const path = i < 0 ? rest : rest.slice(0, i);
+  const tag = i < 0 ? undefined : rest.slice(i + 1);
+  if (!path) throw usage(command, `${kind}: needs a directory, e.g. ${kind}:./image:latest`);
+  if (tag !== undefined && !/^[\w][\w.-]{0,127}$/.test(tag)) {
+    throw usage(command, `${kind}:${rest}: ${JSON.stringify(tag)} is not a valid tag`);
+  }
+  return { path, tag };
+}

@@ -1,0 +1,210 @@
+import { lstatSync, readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { NixociError, reason } from '../core/errors.js';
+import type { Closure, PathInfo } from './closure.js';
+import {
+  graphEntriesSchema,
+  pathInfoObjectSchema,
+  plainPathsSchema,
+  wrappedGraphSchema,
+  type GraphEntry,
+} from './graph-schema.js';
+import { normaliseNarHash } from './nar-hash.js';
+import { NIX_FEATURES, runNix, type NixRunOptions } from './nix.js';
+import { parseStorePath, storeDirFromEnv, type StorePath } from './store-path.js';
+
+export interface LoadOptions {
+  readonly storeDir?: string;
+  /** Check that every store path exists on disk (default true). */
+  readonly checkExists?: boolean;
+}
+
+const MAX_GRAPH_BYTES = 256 << 20;
+
+/** Reads a closure graph file (any of the accepted shapes); `where` in errors is the file name. */
+export async function loadGraphFile(file: string, options: LoadOptions & NixRunOptions = {}): Promise<Closure> {
+  let text: string;
+  try {
+    const st = lstatSync(file);
+    if (st.size > MAX_GRAPH_BYTES) {
+      throw new NixociError('GRAPH_READ', `${file}: graph file is ${st.size} bytes, larger than 256 MiB`, {
+        hint: 'pass the closure graph of the image, not something else',
+      });
+    }
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof NixociError) throw e;
+    throw new NixociError('GRAPH_READ', `cannot read graph file ${file}: ${reason(e)}`, {
+      hint: 'pass an existing file written by nix/closure-graph.nix or `nix path-info --json --recursive`',
+      cause: e,
+    });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new NixociError('GRAPH_JSON', `${file}: not valid JSON: ${reason(e)}`, {
+      hint: 'the graph file must be JSON as written by exportReferencesGraph or nix path-info --json',
+    });
+  }
+  return parseGraph(json, file, options);
+}
+
+/** Turns parsed graph JSON into a validated Closure. */
+export async function parseGraph(json: unknown, where: string, options: LoadOptions & NixRunOptions = {}): Promise<Closure> {
+  const storeDir = options.storeDir ?? storeDirFromEnv();
+  // A plain list of store paths: ask Nix for the rest of the graph.
+  const plain = plainPathsSchema.safeParse(json);
+  if (plain.success && plain.data.length > 0) {
+    const paths = plain.data.map((p, i) => parseStorePath(p, `${where}: entry ${i}`, storeDir));
+    return closureFromPaths(paths, { ...options, storeDir });
+  }
+  const { entries, roots } = extractEntries(json, where);
+  return buildClosure(entries, roots, where, { ...options, storeDir });
+}
+
+function extractEntries(json: unknown, where: string): { entries: GraphEntry[]; roots: string[] | undefined } {
+  const arr = graphEntriesSchema.safeParse(json);
+  if (arr.success) return { entries: arr.data, roots: undefined };
+  if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+    const wrapped = wrappedGraphSchema.safeParse(json);
+    if (wrapped.success) {
+      // A structured-attrs file: the entries are the one array-of-entries value in the object.
+      for (const [k, v] of Object.entries(json)) {
+        if (k === 'roots' || !Array.isArray(v)) continue;
+        const inner = graphEntriesSchema.safeParse(v);
+        if (inner.success) return { entries: inner.data, roots: wrapped.data.roots };
+        if (v.length > 0 && typeof v[0] === 'object') throw shapeError(where, inner.error, k);
+      }
+    }
+    const obj = pathInfoObjectSchema.safeParse(json);
+    if (obj.success && Object.keys(obj.data).length > 0) {
+      const entries: GraphEntry[] = [];
+      for (const [path, info] of Object.entries(obj.data)) {
+        if (info === null) {
+          throw new NixociError('STORE_PATH_MISSING', `${where}: ${path} is not valid in the Nix store`, {
+            hint: 'build or substitute it first (nix-store --realise)',
+          });
+        }
+        entries.push({ path, narHash: info.narHash, narSize: info.narSize, references: info.references });
+      }
+      return { entries, roots: undefined };
+    }
+    throw shapeError(where, obj.success ? undefined : obj.error);
+  }
+  throw shapeError(where, arr.error);
+}
+
+function shapeError(where: string, err: z.ZodError | undefined, key?: string): NixociError {
+  const issue = err?.issues[0];
+  const at = issue ? ` at ${[...(key ? [key] : []), ...issue.path].join('.') || '(top)'}: ${issue.message}` : '';
+  return new NixociError('GRAPH_SHAPE', `${where}: not a closure graph${at}`, {
+    hint: 'expected exportReferencesGraph JSON, `nix path-info --json --recursive` output, or a list of store paths',
+  });
+}
+
+async function buildClosure(
+  entries: readonly GraphEntry[],
+  rootsIn: readonly string[] | undefined,
+  where: string,
+  options: LoadOptions & { storeDir: string },
+): Promise<Closure> {
+  if (entries.length === 0) {
+    throw new NixociError('GRAPH_EMPTY', `${where}: the graph has no store paths`, {
+      hint: 'build the closure graph of at least one derivation',
+    });
+  }
+  const paths = new Map<StorePath, PathInfo>();
+  entries.forEach((e, i) => {
+    const at = `${where}: entry ${i} (${e.path})`;
+    if (e.valid === false) {
+      throw new NixociError('STORE_PATH_MISSING', `${at}: not valid in the Nix store`, {
+        hint: 'build or substitute it first (nix-store --realise)',
+      });
+    }
+    const path = parseStorePath(e.path, `${where}: entry ${i}`, options.storeDir);
+    if (paths.has(path)) {
+      throw new NixociError('GRAPH_DUPLICATE', `${at}: listed twice`, { hint: 'each store path may appear once' });
+    }
+    const narHash = normaliseNarHash(e.narHash);
+    if (!narHash) {
+      throw new NixociError('GRAPH_SHAPE', `${at}: narHash ${JSON.stringify(e.narHash)} is not a sha256 hash`, {
+        hint: 'expected SRI (sha256-…) or sha256:<nix32|hex>',
+      });
+    }
+    // exportReferencesGraph lists references as full paths; old path-info too. Self-references are dropped.
+    const references = e.references
+      .map((r, j) => parseStorePath(r, `${where}: entry ${i} reference ${j}`, options.storeDir))
+      .filter((r) => r !== path);
+    paths.set(path, { path, narHash, narSize: e.narSize, references: [...new Set(references)].sort() });
+  });
+  for (const info of paths.values()) {
+    for (const r of info.references) {
+      if (!paths.has(r)) {
+        throw new NixociError('GRAPH_DANGLING', `${where}: ${info.path} references ${r}, which is not in the graph`, {
+          hint: 'the graph must be closed: export it with exportReferencesGraph or nix path-info --recursive',
+        });
+      }
+    }
+  }
+  const roots = rootsIn
+    ? rootsIn.map((r, i) => {
+        const p = parseStorePath(r, `${where}: root ${i}`, options.storeDir);
+        if (!paths.has(p)) {
+          throw new NixociError('GRAPH_DANGLING', `${where}: root ${p} is not in the graph`, {
+            hint: 'the roots must be entries of the graph',
+          });
+        }
+        return p;
+      })
+    : inferRoots(paths);
+  if (options.checkExists !== false) {
+    for (const p of paths.keys()) {
+      try {
+        lstatSync(p);
+      } catch {
+        throw new NixociError('STORE_PATH_MISSING', `${where}: ${p} does not exist on disk`, {
+          hint: 'realise it first (nix-store --realise PATH) or build the closure on this machine',
+        });
+      }
+    }
+  }
+  return { storeDir: options.storeDir, roots, paths };
+}
+
+/** Paths no other path refers to, in bytewise order. */
+function inferRoots(paths: ReadonlyMap<StorePath, PathInfo>): StorePath[] {
+  const referenced = new Set<StorePath>();
+  for (const i of paths.values()) for (const r of i.references) referenced.add(r);
+  const roots = [...paths.keys()].filter((p) => !referenced.has(p)).sort();
+  // A cycle without any unreferenced path (impossible for real Nix output): every path is a root.
+  return roots.length > 0 ? roots : [...paths.keys()].sort();
+}
+
+/** The closure of the given store paths, with the graph from `nix path-info --json --recursive`. */
+export async function closureFromPaths(
+  roots: readonly StorePath[],
+  options: LoadOptions & NixRunOptions = {},
+): Promise<Closure> {
+  const storeDir = options.storeDir ?? storeDirFromEnv();
+  for (const r of roots) {
+    try {
+      lstatSync(r);
+    } catch {
+      throw new NixociError('STORE_PATH_MISSING', `${r} does not exist on disk`, {
+        hint: 'build it first (nix-build / nix build) or check the path for typos',
+      });
+    }
+  }
+  const out = await runNix(['path-info', ...NIX_FEATURES, '--json', '--recursive', ...roots], options);
+  let json: unknown;
+  try {
+    json = JSON.parse(out);
+  } catch (e) {
+    throw new NixociError('NIX_FAILED', `nix path-info printed invalid JSON: ${reason(e)}`, {
+      hint: 'check your Nix installation (nix --version)',
+    });
+  }
+  const { entries } = extractEntries(json, 'nix path-info');
+  return buildClosure(entries, roots, 'nix path-info', { ...options, storeDir });
+}

@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process';
+import { NixociError } from '../core/errors.js';
+
+export interface NixRunOptions {
+  /** Receives the command line before it runs (for `--verbose`). */
+  readonly log?: (line: string) => void;
+  readonly signal?: AbortSignal;
+  readonly bin?: string;
+}
+
+/**
+ * Runs a Nix command with an argument array (never through a shell) and returns its stdout. A
+ * failure becomes one NIX_FAILED error carrying Nix's last lines of stderr.
+ */
+export function runNix(args: readonly string[], options: NixRunOptions = {}): Promise<string> {
+  const bin = options.bin ?? process.env.NIXOCI_NIX ?? 'nix';
+  options.log?.(`running: ${[bin, ...args].map(quote).join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') {
+        reject(
+          new NixociError('NIX_NOT_FOUND', `cannot run ${bin}: not found on PATH`, {
+            hint: 'install Nix (Debian: apt-get install nix-bin) or pass --graph FILE with a ready closure graph',
+          }),
+        );
+      } else reject(new NixociError('NIX_FAILED', `cannot run ${bin}: ${e.message}`, { cause: e }));
+    });
+    child.on('close', (code, sig) => {
+      if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
+      const lines = Buffer.concat(err)
+        .toString('utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l.length > 0);
+      const tail = lines.slice(-3).join(' | ') || `exit ${code ?? sig}`;
+      reject(
+        new NixociError('NIX_FAILED', `${bin} ${args[0] ?? ''} failed: ${tail}`, {
+          hint: 'run the command above with --verbose to see it, and fix the Nix error it reports',
+        }),
+      );
+    });
+  });
+}
+
+function quote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Arguments that make the newer `nix` subcommands available on any Nix configuration. */
+export const NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes'] as const;

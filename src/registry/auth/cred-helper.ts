@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process';
+import { z } from 'zod';
+import { NixociError, reason } from '../../core/errors.js';
+import type { Credentials } from './credentials.js';
+
+const helperOutput = z.object({ Username: z.string(), Secret: z.string() });
+
+/** Docker's convention: a helper returns this user name when `Secret` is an identity (refresh) token. */
+const TOKEN_USER = '<token>';
+
+/**
+ * Runs `docker-credential-<helper> get` with the server URL on stdin, as docker does. Returns
+ * undefined when the helper has nothing for this server; a helper that cannot run or answers
+ * garbage is an error naming the helper (never its output, which may hold a secret).
+ */
+export async function runCredentialHelper(helper: string, serverUrl: string, registry: string): Promise<Credentials | undefined> {
+  if (!/^[A-Za-z0-9._-]+$/.test(helper)) {
+    throw new NixociError('CREDENTIALS', `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`, {
+      hint: 'check credHelpers / credsStore in the docker config',
+    });
+  }
+  const bin = `docker-credential-${helper}`;
+  const { code, stdout, stderr } = await run(bin, ['get'], serverUrl, registry);
+  if (code !== 0) {
+    // Helpers print this (and exit 1) when they simply have no entry for the server.
+    if (/credentials not found/i.test(stdout + stderr)) return undefined;
+    throw new NixociError('CREDENTIALS', `credential helper ${bin} failed for ${registry}: exit code ${code}`, {
+      hint: `run \`echo ${serverUrl} | ${bin} get\` to see why, or pass --creds`,
+    });
+  }
+  let parsed: z.infer<typeof helperOutput>;
+  try {
+    parsed = helperOutput.parse(JSON.parse(stdout));
+  } catch {
+    throw new NixociError('CREDENTIALS', `credential helper ${bin} gave unreadable output for ${registry}`, {
+      hint: 'it must print {"Username": …, "Secret": …} as JSON',
+    });
+  }
+  if (parsed.Username === TOKEN_USER) return { identityToken: parsed.Secret };
+  return { username: parsed.Username, password: parsed.Secret };
+}
+
+function run(bin: string, args: string[], input: string, registry: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => {
+      // A helper that exits without reading stdin is judged by its exit code.
+    });
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(
+        new NixociError('CREDENTIALS', `credential helper ${bin} for ${registry} could not run: ${reason(e)}`, {
+          hint: `install ${bin} on PATH or remove it from the docker config`,
+          cause: e,
+        }),
+      );
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.end(input);
+  });
+}

@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { NixociError } from '../../core/errors.js';
+import { DOCKER_HUB } from '../reference.js';
+import { runCredentialHelper } from './cred-helper.js';
+
+/** What a registry may be given. Never printed: use `describeSource` for messages. */
+export interface Credentials {
+  readonly username?: string;
+  readonly password?: string;
+  /** OAuth2 refresh token (`identitytoken` in the docker config); exchanged at the token realm. */
+  readonly identityToken?: string;
+  /** A bearer token to send as is (`registrytoken`). */
+  readonly registryToken?: string;
+}
+
+/** Where credentials came from, for `--verbose` (a file or helper name, never a value). */
+export interface ResolvedCredentials {
+  readonly credentials: Credentials;
+  readonly source: string;
+}
+
+export interface CredentialOptions {
+  /** `--creds USER:PASS`, already split. */
+  readonly creds?: { readonly username: string; readonly password: string };
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+const authEntry = z.object({
+  auth: z.string().optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+  identitytoken: z.string().optional(),
+  registrytoken: z.string().optional(),
+});
+const configFile = z.object({
+  auths: z.record(authEntry).optional(),
+  credHelpers: z.record(z.string()).optional(),
+  credsStore: z.string().optional(),
+});
+type ConfigFile = z.infer<typeof configFile>;
+
+/** Docker keeps Docker Hub's credentials under its v1 index URL, and asks helpers for that URL. */
+const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
+
+/**
+ * Finds credentials for `registry` (as in `ImageReference.registry`), first match wins:
+ * `--creds`; NIXOCI_REGISTRY_USER + NIXOCI_REGISTRY_PASSWORD; `$REGISTRY_AUTH_FILE`; the docker
+ * config (`$DOCKER_CONFIG/config.json` or ~/.docker/config.json: credHelpers, then credsStore,
+ * then auths); podman's `$XDG_RUNTIME_DIR/containers/auth.json`. Undefined means anonymous.
+ */
+export async function resolveCredentials(
+  registry: string,
+  repository: string,
+  options: CredentialOptions = {},
+): Promise<ResolvedCredentials | undefined> {
+  const env = options.env ?? process.env;
+  if (options.creds) return { credentials: { ...options.creds }, source: '--creds' };
+  const user = env.NIXOCI_REGISTRY_USER;
+  const pass = env.NIXOCI_REGISTRY_PASSWORD;
+  if (user && pass !== undefined) {
+    return { credentials: { username: user, password: pass }, source: 'NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD' };
+  }
+
+  if (env.REGISTRY_AUTH_FILE) {
+    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true);
+    if (found) return found;
+  }
+  const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
+  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false);
+  if (fromDocker) return fromDocker;
+  if (env.XDG_RUNTIME_DIR) {
+    const found = await fromConfig(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), registry, repository, true);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** Splits `--creds USER:PASS` (the password may contain colons). */
+export function parseCredsFlag(s: string): { username: string; password: string } {
+  const c = s.indexOf(':');
+  if (c <= 0) {
+    throw new NixociError('USAGE', '--creds must be USER:PASSWORD', {
+      hint: 'or set NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD',
+    });
+  }
+  return { username: s.slice(0, c), password: s.slice(c + 1) };
+}
+
+async function fromConfig(file: string, registry: string, repository: string, podman: boolean): Promise<ResolvedCredentials | undefined> {
+  const config = readConfig(file);
+  if (!config) return undefined;
+  const serverUrl = registry === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
+  const helper = findByHost(config.credHelpers ?? {}, registry) ?? config.credsStore;
+  if (helper) {
+    const c = await runCredentialHelper(helper, serverUrl, registry);
+    if (c) return { credentials: c, source: `docker-credential-${helper}` };
+  }
+  const auths = config.auths ?? {};
+  // podman allows entries for a namespace or repository (`host/org`): the longest match wins.
+  const candidates = podman ? namespaces(registry, repository) : [registry];
+  for (const want of candidates) {
+    for (const [key, entry] of Object.entries(auths)) {
+      if (normaliseKey(key, podman) !== want) continue;
+      const c = fromEntry(entry, file, key);
+      if (c) return { credentials: c, source: file };
+    }
+  }
+  return undefined;
+}
+
+function readConfig(file: string): ConfigFile | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    return configFile.parse(JSON.parse(text));
+  } catch {
+    throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: not a valid docker/podman auth file`, {
+      hint: 'fix or remove the file, or pass --creds',
+    });
+  }
+}
+
+function fromEntry(e: z.infer<typeof authEntry>, file: string, key: string): Credentials | undefined {
+  if (e.identitytoken) return { identityToken: e.identitytoken };
+  if (e.registrytoken) return { registryToken: e.registrytoken };
+  if (e.auth) {
+    const decoded = Buffer.from(e.auth, 'base64').toString('utf8');
+    const c = decoded.indexOf(':');
+    if (c <= 0) {
+      throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: the "auth" of ${key} is not base64 of USER:PASSWORD`, {
+        hint: `run docker login ${key} again`,
+      });
+    }
+    return { username: decoded.slice(0, c), password: decoded.slice(c + 1) };
+  }
+  if (e.username && e.password !== undefined) return { username: e.username, password: e.password };
+  return undefined;
+}
+
+function findByHost(map: Record<string, string>, registry: string): string | undefined {
+  for (const [k, v] of Object.entries(map)) if (normaliseKey(k, false) === registry) return v;
+  return undefined;
+}
+
+/** `https://index.docker.io/v1/` → `docker.io`; `http://Host:5000/v2/` → `host:5000`. */
+function normaliseKey(key: string, keepPath: boolean): string {
+  let k = key.replace(/^[a-z]+:\/\//i, '');
+  const slash = k.indexOf('/');
+  let host = slash >= 0 ? k.slice(0, slash) : k;
+  let path = slash >= 0 ? k.slice(slash) : '';
+  host = host.toLowerCase();
+  if (host === 'index.docker.io' || host === 'registry-1.docker.io') host = DOCKER_HUB;
+  path = path.replace(/\/+$/, '').replace(/^\/v[12]$/, '');
+  k = keepPath ? host + path : host;
+  return k;
+}
+
+/** `reg/a/b/c` → [`reg/a/b/c`, `reg/a/b`, `reg/a`, `reg`]. */
+function namespaces(registry: string, repository: string): string[] {
+  const parts = repository.split('/');
+  const out: string[] = [];
+  for (let i = parts.length; i > 0; i--) out.push(`${registry}/${parts.slice(0, i).join('/')}`);
+  out.push(registry);
+  return out;
+}

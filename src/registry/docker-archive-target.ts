@@ -1,0 +1,70 @@
+import { createWriteStream, renameSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { NixociError, reason } from '../core/errors.js';
+import type { Image } from '../image/image.js';
+import type { ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import { dockerArchive } from './docker-archive-format.js';
+
+/**
+ * A docker-archive file (`docker-archive:FILE[:NAME:TAG]`) for `docker load < FILE`. Written to a
+ * temp name beside FILE and renamed when complete, so FILE is never a truncated archive.
+ */
+export class DockerArchiveTarget implements ImageTarget {
+  readonly description: string;
+  readonly requiredCompression = 'none' as const;
+
+  constructor(
+    private readonly file: string,
+    private readonly repoTag: string | undefined,
+  ) {
+    this.description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
+  }
+
+  async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
+    if (images.length !== 1) {
+      throw new NixociError('TARGET_INVALID', `${this.description}: a docker-archive holds one platform`, {
+        hint: 'pass a single --arch, or use an oci: layout or a registry for multi-arch images',
+      });
+    }
+    const image = images[0]!;
+    const path = resolve(this.file);
+    const tmp = `${path}.${process.pid}.partial`;
+    const archive = dockerArchive({ image, repoTags: this.repoTag ? [this.repoTag] : [], signal: ctx.signal });
+    try {
+      await pipeline(archive.stream, createWriteStream(tmp), ...(ctx.signal ? [{ signal: ctx.signal }] : []));
+      const { rendered } = await archive.result;
+      renameSync(tmp, path);
+      const layers: LayerReport[] = image.layers.map((l, i) => ({
+        storePaths: l.planned.storePaths,
+        diffId: rendered.diffIds[i]!,
+        digest: rendered.layers[i]!.digest,
+        size: rendered.layers[i]!.size,
+        mediaType: l.mediaType,
+        action: 'written',
+        bytesSent: rendered.layers[i]!.size,
+      }));
+      return {
+        target: this.description,
+        manifestDigest: rendered.manifest.digest,
+        images: [
+          {
+            architecture: image.platform.architecture,
+            manifestDigest: rendered.manifest.digest,
+            configDigest: rendered.config.digest,
+            layers,
+          },
+        ],
+        notes: [],
+      };
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      if (e instanceof NixociError) throw e;
+      if ((e as Error).name === 'AbortError') throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
+      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
+        hint: 'check that the directory exists, is writable and has free space',
+        cause: e,
+      });
+    }
+  }
+}

@@ -1,0 +1,296 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Duplex, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createInterface } from 'node:readline';
+import { z } from 'zod';
+import { NixociError, reason } from '../../core/errors.js';
+import type { Endpoint, EngineKind } from './discover.js';
+
+/** Oldest Engine API nixoci speaks (Docker 1.13); newest it asks for. */
+export const MIN_API_VERSION = '1.25';
+export const MAX_API_VERSION = '1.43';
+
+export interface EngineResponse {
+  readonly status: number;
+  readonly body: IncomingMessage;
+}
+
+interface RequestInit {
+  readonly query?: Record<string, string>;
+  readonly body?: Readable | Buffer;
+  readonly contentType?: string;
+  readonly signal?: AbortSignal | undefined;
+  /** Unversioned path (for `/_ping`, before the API version is known). */
+  readonly raw?: boolean;
+}
+
+const versionSchema = z.object({ ApiVersion: z.string(), Version: z.string(), Arch: z.string().optional() }).passthrough();
+const infoSchema = z
+  .object({
+    Driver: z.string().optional(),
+    DriverStatus: z.array(z.array(z.string())).nullable().optional(),
+    Architecture: z.string().optional(),
+  })
+  .passthrough();
+const inspectSchema = z
+  .object({ Id: z.string(), RepoTags: z.array(z.string()).nullable().optional(), RootFS: z.object({ Layers: z.array(z.string()).nullable().optional() }).passthrough() })
+  .passthrough();
+const listSchema = z.array(
+  z.object({ Id: z.string(), RepoTags: z.array(z.string()).nullable().optional(), Created: z.number().optional() }).passthrough(),
+);
+const progressSchema = z
+  .object({
+    stream: z.string().optional(),
+    status: z.string().optional(),
+    error: z.string().optional(),
+    errorDetail: z.object({ message: z.string().optional() }).passthrough().optional(),
+  })
+  .passthrough();
+
+export type EngineVersion = z.infer<typeof versionSchema>;
+export type EngineInfo = z.infer<typeof infoSchema>;
+export type ImageSummary = z.infer<typeof listSchema>[number];
+export interface ImageInspect {
+  readonly id: string;
+  readonly repoTags: readonly string[];
+  readonly layers: readonly string[];
+}
+
+/**
+ * A small Engine API client (Docker, or Podman's Docker-compatible API) over a unix socket, TCP
+ * (optionally TLS), or `ssh … docker system dial-stdio`. One HTTP exchange per method.
+ */
+export class EngineClient {
+  private api = MIN_API_VERSION;
+
+  constructor(
+    readonly endpoint: Endpoint,
+    readonly engine: EngineKind,
+  ) {}
+
+  get apiVersion(): string {
+    return this.api;
+  }
+
+  /** `GET /_ping`, then API version negotiation from `GET /version`. */
+  async negotiate(signal?: AbortSignal): Promise<EngineVersion> {
+    const ping = await this.request('GET', '/_ping', { raw: true, signal });
+    await drain(ping.body);
+    if (ping.status !== 200) throw this.error(`ping answered HTTP ${ping.status}`);
+    const v = await this.version(signal);
+    if (compareVersions(v.ApiVersion, MIN_API_VERSION) < 0) {
+      throw new NixociError('DAEMON', `${this.name()} speaks Engine API ${v.ApiVersion}, older than ${MIN_API_VERSION}`, {
+        hint: `upgrade the engine (version ${v.Version}) to Docker ≥ 1.13 or Podman ≥ 3`,
+      });
+    }
+    this.api = compareVersions(v.ApiVersion, MAX_API_VERSION) > 0 ? MAX_API_VERSION : v.ApiVersion;
+    return v;
+  }
+
+  async version(signal?: AbortSignal): Promise<EngineVersion> {
+    return versionSchema.parse(await this.json('GET', '/version', { raw: true, signal }));
+  }
+
+  async info(signal?: AbortSignal): Promise<EngineInfo> {
+    return infoSchema.parse(await this.json('GET', '/info', { signal }));
+  }
+
+  /** The containerd image store keeps layers per snapshotter and needs every layer in a load. */
+  static usesContainerdStore(info: EngineInfo): boolean {
+    const status = JSON.stringify(info.DriverStatus ?? []);
+    return status.includes('io.containerd.snapshotter.v1') || (info.Driver ?? '').includes('io.containerd.snapshotter.v1');
+  }
+
+  /** `GET /images/{name}/json`; undefined when the engine has no such image. */
+  async imageInspect(name: string, signal?: AbortSignal): Promise<ImageInspect | undefined> {
+    const res = await this.request('GET', `/images/${encodeURIComponent(name)}/json`, { signal });
+    if (res.status === 404) {
+      await drain(res.body);
+      return undefined;
+    }
+    const j = inspectSchema.parse(await this.readJson(res, `inspect image ${name}`));
+    return { id: j.Id, repoTags: j.RepoTags ?? [], layers: j.RootFS.Layers ?? [] };
+  }
+
+  /** `GET /images/json` filtered by reference (a repository name matches all its tags). */
+  async listImages(reference: string, signal?: AbortSignal): Promise<ImageSummary[]> {
+    const filters = JSON.stringify({ reference: [reference] });
+    return listSchema.parse(await this.json('GET', '/images/json', { query: { filters }, signal }));
+  }
+
+  /**
+   * `POST /images/load?quiet=1` with the archive streamed as the body. The engine answers 200 and
+   * then streams JSON progress lines; an `error` in one of them means the load failed.
+   */
+  async loadImage(body: Readable, signal?: AbortSignal): Promise<{ messages: string[] }> {
+    const res = await this.request('POST', '/images/load', {
+      query: { quiet: '1' },
+      body,
+      contentType: 'application/x-tar',
+      signal,
+    });
+    if (res.status !== 200) {
+      throw new NixociError('DAEMON', `${this.name()} rejected the image: ${await errorMessage(res)}`, {
+        hint: 'see the engine log for details',
+      });
+    }
+    const messages: string[] = [];
+    for await (const line of createInterface({ input: res.body, crlfDelay: Infinity })) {
+      if (line.trim() === '') continue;
+      let p: z.infer<typeof progressSchema>;
+      try {
+        p = progressSchema.parse(JSON.parse(line));
+      } catch {
+        messages.push(line);
+        continue;
+      }
+      const err = p.errorDetail?.message ?? p.error;
+      if (err) throw new NixociError('DAEMON', `${this.name()} rejected the image: ${err}`, { hint: 'see the engine log for details' });
+      const msg = (p.stream ?? p.status ?? '').trim();
+      if (msg) messages.push(msg);
+    }
+    return { messages };
+  }
+
+  /** `POST /images/{name}/tag?repo=&tag=`. */
+  async tagImage(source: string, repo: string, tag: string, signal?: AbortSignal): Promise<void> {
+    await this.json('POST', `/images/${encodeURIComponent(source)}/tag`, { query: { repo, tag }, signal });
+  }
+
+  /** `DELETE /images/{name}`; a missing image is not an error. */
+  async removeImage(name: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.request('DELETE', `/images/${encodeURIComponent(name)}`, { signal });
+    if (res.status === 404) return drain(res.body);
+    await this.readJson(res, `remove image ${name}`);
+  }
+
+  /** One HTTP exchange; the response body is left for the caller to read. */
+  request(method: string, path: string, init: RequestInit = {}): Promise<EngineResponse> {
+    const qs = init.query ? `?${new URLSearchParams(init.query).toString()}` : '';
+    const fullPath = `${init.raw ? '' : `/v${this.api}`}${path}${qs}`;
+    const headers: Record<string, string> = { host: 'docker', 'user-agent': 'nixoci' };
+    if (init.body) headers['content-type'] = init.contentType ?? 'application/json';
+    if (Buffer.isBuffer(init.body)) headers['content-length'] = String(init.body.length);
+    const opts: RequestOptions = { method, path: fullPath, headers, signal: init.signal, ...this.transport() };
+    const ep = this.endpoint;
+    const send = ep.kind === 'tcp' && ep.tls ? httpsRequest : httpRequest;
+    return new Promise<EngineResponse>((resolve, reject) => {
+      const req = send(opts, (res) => resolve({ status: res.statusCode ?? 0, body: res }));
+      req.on('error', (e) => reject(this.connectError(e, init.signal)));
+      if (!init.body) req.end();
+      else if (Buffer.isBuffer(init.body)) req.end(init.body);
+      else pipeline(init.body, req).catch((e: unknown) => reject(this.connectError(e, init.signal)));
+    });
+  }
+
+  private transport(): RequestOptions {
+    const ep = this.endpoint;
+    if (ep.kind === 'unix') return { socketPath: ep.socketPath };
+    if (ep.kind === 'tcp') {
+      if (!ep.tls) return { host: ep.host, port: ep.port };
+      const read = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
+      return {
+        host: ep.host,
+        port: ep.port,
+        ...({ ca: read(ep.tls.ca), cert: read(ep.tls.cert), key: read(ep.tls.key), rejectUnauthorized: ep.tls.verify } as object),
+      };
+    }
+    return { agent: false, createConnection: () => sshConnection(ep, this.engine) as never };
+  }
+
+  private async json(method: string, path: string, init: RequestInit): Promise<unknown> {
+    return this.readJson(await this.request(method, path, init), `${method} ${path}`);
+  }
+
+  private async readJson(res: EngineResponse, what: string): Promise<unknown> {
+    if (res.status < 200 || res.status >= 300) throw this.error(`${what}: ${await errorMessage(res)}`);
+    const text = await readText(res.body);
+    try {
+      return text === '' ? null : (JSON.parse(text) as unknown);
+    } catch {
+      throw this.error(`${what}: the answer is not JSON: ${text.slice(0, 200)}`);
+    }
+  }
+
+  private name(): string {
+    return `${this.engine === 'podman' ? 'Podman' : 'the Docker engine'} at ${this.endpoint.address}`;
+  }
+
+  private error(why: string): NixociError {
+    return new NixociError('DAEMON', `${this.name()}: ${why}`, { hint: 'see the engine log for details' });
+  }
+
+  private connectError(e: unknown, signal?: AbortSignal): NixociError {
+    // An error of the body (a store read failing mid-archive) is reported as itself.
+    if (e instanceof NixociError) return e;
+    if (signal?.aborted) return new NixociError('ABORTED', 'aborted', { cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') {
+      return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: permission denied`, {
+        hint:
+          this.endpoint.kind === 'unix'
+            ? `add your user to the group owning ${this.endpoint.socketPath} (usually \`docker\`) and log in again, or use a rootless engine`
+            : 'check the engine address and its access rights',
+        cause: e,
+      });
+    }
+    return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: ${reason(e)}`, {
+      hint: 'is the engine running? Start it, or name it with --host / DOCKER_HOST',
+      cause: e,
+    });
+  }
+}
+
+/** A socket-like duplex over `ssh HOST docker system dial-stdio` (what the docker CLI runs). */
+function sshConnection(ep: Extract<Endpoint, { kind: 'ssh' }>, engine: EngineKind): Duplex {
+  const remote = [engine, ...(ep.remoteSocket ? ['--host', `unix://${ep.remoteSocket}`] : []), 'system', 'dial-stdio'];
+  const args = ['-o', 'ConnectTimeout=30', '-T', ...(ep.port ? ['-p', String(ep.port)] : []), '--', ep.destination, ...remote];
+  const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => void (stderr = (stderr + b.toString()).slice(-2000)));
+  const d = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  child.on('error', (e) => d.destroy(e));
+  child.on('exit', (code) => {
+    if (code) d.destroy(Object.assign(new Error(`ssh exited with ${code}: ${stderr.trim().split('\n').pop() ?? ''}`), { code: 'ESSH' }));
+  });
+  d.on('close', () => child.kill());
+  // http.ClientRequest may call these on its socket.
+  const sock = d as Duplex & Record<string, unknown>;
+  for (const m of ['setTimeout', 'setNoDelay', 'setKeepAlive', 'ref', 'unref']) sock[m] = () => sock;
+  return d;
+}
+
+async function drain(body: IncomingMessage): Promise<void> {
+  body.resume();
+  await new Promise<void>((resolve) => body.once('end', resolve).once('close', resolve).once('error', () => resolve()));
+}
+
+async function readText(body: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of body) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function errorMessage(res: EngineResponse): Promise<string> {
+  const text = await readText(res.body).catch(() => '');
+  try {
+    const j = JSON.parse(text) as { message?: unknown };
+    if (typeof j.message === 'string') return j.message;
+  } catch {
+    // not JSON: use the text as is
+  }
+  return text.trim().slice(0, 500) || `HTTP ${res.status}`;
+}
+
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}

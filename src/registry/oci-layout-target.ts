@@ -1,0 +1,169 @@
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { digestHex, type Digest } from '../core/digest.js';
+import { NixociError, reason } from '../core/errors.js';
+import { MediaType } from '../core/media-types.js';
+import { renderImage, renderIndex, type Blob, type Image } from '../image/image.js';
+import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { LayerDigests } from '../layer/layer.js';
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+
+const indexSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.string().optional(),
+  manifests: z.array(z.object({ mediaType: z.string(), digest: z.string(), size: z.number() }).passthrough()),
+});
+
+/**
+ * An OCI image layout directory (`oci:DIR[:TAG]`), readable by skopeo, umoci, crane and oras.
+ * Blobs are written to a temp name and renamed into place once their digest is known and verified;
+ * blobs already present are skipped; index.json is replaced atomically and last, so a failed run
+ * never leaves a tag pointing at a missing blob.
+ */
+export class OciLayoutTarget implements ImageTarget {
+  readonly description: string;
+  private readonly dir: string;
+
+  constructor(
+    dir: string,
+    private readonly tag: string = 'latest',
+  ) {
+    this.dir = resolve(dir);
+    this.description = `oci:${dir}:${tag}`;
+  }
+
+  async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
+    const createdDir = !existsSync(this.dir);
+    const tmps = new Set<string>();
+    try {
+      this.init();
+      const reports: ImageReport[] = [];
+      const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
+      for (const image of images) {
+        const digests: LayerDigests[] = [];
+        const layers: LayerReport[] = [];
+        for (const layer of image.layers) {
+          let action: LayerReport['action'] = 'skipped';
+          let bytes = 0;
+          let d = layer.known;
+          if (!d || !this.hasBlob(d.digest, d.size)) {
+            const tmp = join(this.dir, 'blobs', 'sha256', `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+            tmps.add(tmp);
+            d = await layer.writeTo(createWriteStream(tmp), ctx.signal);
+            this.commitBlob(tmp, d.digest);
+            tmps.delete(tmp);
+            action = 'written';
+            bytes = d.size;
+          }
+          digests.push(d);
+          layers.push({
+            storePaths: layer.planned.storePaths,
+            diffId: d.diffId,
+            digest: d.digest,
+            size: d.size,
+            mediaType: layer.mediaType,
+            action,
+            bytesSent: bytes,
+          });
+        }
+        const r = renderImage(image, digests);
+        this.putJsonBlob(r.config);
+        this.putJsonBlob(r.manifest);
+        manifests.push({ manifest: r.manifest, platform: image.platform });
+        reports.push({
+          architecture: image.platform.architecture,
+          manifestDigest: r.manifest.digest,
+          configDigest: r.config.digest,
+          layers,
+        });
+      }
+      let top: Blob;
+      if (manifests.length === 1) top = manifests[0]!.manifest;
+      else {
+        top = renderIndex(manifests);
+        this.putJsonBlob(top);
+      }
+      this.tagTop(top);
+      return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
+    } catch (e) {
+      for (const t of tmps) rmSync(t, { force: true });
+      if (createdDir) rmSync(this.dir, { recursive: true, force: true });
+      if (e instanceof NixociError) throw e;
+      if ((e as Error).name === 'AbortError') throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
+      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
+        hint: 'check that the directory is writable and has free space',
+        cause: e,
+      });
+    }
+  }
+
+  private init(): void {
+    mkdirSync(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    const marker = join(this.dir, 'oci-layout');
+    if (!existsSync(marker)) atomicWrite(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  }
+
+  private blobPath(d: Digest): string {
+    return join(this.dir, 'blobs', 'sha256', digestHex(d));
+  }
+
+  private hasBlob(d: Digest, size: number): boolean {
+    try {
+      return statSync(this.blobPath(d)).size === size;
+    } catch {
+      return false;
+    }
+  }
+
+  private commitBlob(tmp: string, d: Digest): void {
+    renameSync(tmp, this.blobPath(d));
+  }
+
+  private putJsonBlob(b: Blob): void {
+    if (!this.hasBlob(b.digest, b.bytes.length)) atomicWrite(this.blobPath(b.digest), b.bytes);
+  }
+
+  /** Points the tag at `top` in index.json, replacing whatever the tag pointed at before. */
+  private tagTop(top: Blob): void {
+    const file = join(this.dir, 'index.json');
+    let manifests: Record<string, unknown>[] = [];
+    if (existsSync(file)) {
+      const parsed = indexSchema.safeParse(safeJson(readFileSync(file, 'utf8')));
+      if (!parsed.success) {
+        throw new NixociError('TARGET_INVALID', `${file} is not a valid OCI index`, {
+          hint: 'point oci: at an empty directory or at an OCI image layout',
+        });
+      }
+      manifests = parsed.data.manifests.filter(
+        (m) => (m.annotations as Record<string, string> | undefined)?.[REF_NAME] !== this.tag,
+      );
+    }
+    manifests.push({
+      mediaType: top.mediaType,
+      digest: top.digest,
+      size: top.bytes.length,
+      annotations: { [REF_NAME]: this.tag },
+    });
+    atomicWrite(file, JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }));
+  }
+}
+
+function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return null;
+  }
+}
+
+export function atomicWrite(file: string, data: string | Buffer): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
