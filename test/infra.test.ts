@@ -79,7 +79,9 @@ describe('registries', () => {
       );
       expect(tokenRes.status).toBe(200);
       const { token } = (await tokenRes.json()) as { token: string };
-      const ok = await fetch(`http://${env.registryToken}/v2/`, { headers: { authorization: `Bearer ${token}` } });
+      const ok = await fetch(`http://${env.registryToken}/v2/`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       expect(ok.status).toBe(200);
       // scoped access: the repository does not exist yet, so 404 (not 401) proves the grant
       const tags = await fetch(`http://${env.registryToken}/v2/infra/smoke/tags/list`, {
@@ -88,14 +90,22 @@ describe('registries', () => {
       expect(tags.status).toBe(404);
 
       const last = server.requests.at(-1);
-      expect(last).toMatchObject({ method: 'GET', path: '/token', authorization: true, user: 'alice', status: 200 });
+      expect(last).toMatchObject({
+        method: 'GET',
+        path: '/token',
+        authorization: true,
+        user: 'alice',
+        status: 200,
+      });
       expect(last?.granted).toEqual([{ type: 'repository', name: 'infra/smoke', actions: ['pull', 'push'] }]);
     });
 
     it('anonymous tokens carry no access; refresh tokens work', async () => {
       const env = testEnv();
       const scope = 'repository:infra/smoke:pull';
-      const anon = (await (await fetch(`${server.realm}?service=${env.tokenService}&scope=${scope}`)).json()) as {
+      const anon = (await (
+        await fetch(`${server.realm}?service=${env.tokenService}&scope=${scope}`)
+      ).json()) as {
         token: string;
       };
       const denied = await fetch(`http://${env.registryToken}/v2/infra/smoke/tags/list`, {

@@ -44,7 +44,9 @@ export function docker(args: string[], opts: DockerOptions = {}): Promise<Docker
         const result: DockerResult = { stdout, stderr, code };
         if ((opts.check ?? true) && code !== 0) {
           reject(
-            new Error(`docker ${args.join(' ')} exited with ${String(code)}${error?.killed ? ' (killed)' : ''}\n${stderr}`),
+            new Error(
+              `docker ${args.join(' ')} exited with ${String(code)}${error?.killed ? ' (killed)' : ''}\n${stderr}`,
+            ),
           );
           return;
         }
@@ -63,7 +65,11 @@ export function docker(args: string[], opts: DockerOptions = {}): Promise<Docker
 }
 
 /** `docker run --rm --network none IMAGE ...cmd`; returns stdout. Throws on a non-zero exit. */
-export async function dockerRunOutput(image: string, cmd: string[] = [], extraRunArgs: string[] = []): Promise<string> {
+export async function dockerRunOutput(
+  image: string,
+  cmd: string[] = [],
+  extraRunArgs: string[] = [],
+): Promise<string> {
   const r = await docker(['run', '--rm', '--network', 'none', ...extraRunArgs, image, ...cmd]);
   return r.stdout;
 }

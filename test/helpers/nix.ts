@@ -49,7 +49,14 @@ export async function closureOf(paths: string[]): Promise<string[]> {
  * Nix ≥ 2.19 prints an object keyed by store path instead, so callers should accept both.
  */
 export async function pathInfoJson(paths: string[]): Promise<unknown> {
-  const out = await run('nix', ['--extra-experimental-features', 'nix-command', 'path-info', '--json', '--recursive', ...paths]);
+  const out = await run('nix', [
+    '--extra-experimental-features',
+    'nix-command',
+    'path-info',
+    '--json',
+    '--recursive',
+    ...paths,
+  ]);
   return JSON.parse(out) as unknown;
 }
 
@@ -67,7 +74,16 @@ export interface FixtureClosure {
  * that differ in the app path only (busybox, fixture-data, fixture-lib, fixture-empty shared).
  */
 export async function buildFixtureClosure(opts: { tag: string }): Promise<FixtureClosure> {
-  const [app, graphFile] = await nixBuild([fixtureClosureNix, '--argstr', 'tag', opts.tag, '-A', 'app', '-A', 'graph']);
+  const [app, graphFile] = await nixBuild([
+    fixtureClosureNix,
+    '--argstr',
+    'tag',
+    opts.tag,
+    '-A',
+    'app',
+    '-A',
+    'graph',
+  ]);
   if (app === undefined || graphFile === undefined) {
     throw new Error(`nix-build ${fixtureClosureNix} did not print two paths`);
   }

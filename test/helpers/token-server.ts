@@ -62,7 +62,11 @@ export interface TokenServer {
   /** Refresh tokens issued (POST with grant_type=password). */
   refreshTokens: Map<string, string>;
   /** Signs an arbitrary token (for tests that need expired / foreign-audience tokens). */
-  issue(user: string | undefined, access: TokenAccess[], opts?: { expiresIn?: number; audience?: string }): string;
+  issue(
+    user: string | undefined,
+    access: TokenAccess[],
+    opts?: { expiresIn?: number; audience?: string },
+  ): string;
   close(): Promise<void>;
 }
 
@@ -101,7 +105,8 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const x5c = pemCertsToX5c(readFileSync(opts.certFile, 'utf8'));
   const alg = key.asymmetricKeyType === 'ec' ? 'ES256' : 'RS256';
   const expiresIn = opts.expiresIn ?? 300;
-  const policy = opts.policy ?? ((user: string | undefined, a: TokenAccess) => (user === undefined ? [] : a.actions));
+  const policy =
+    opts.policy ?? ((user: string | undefined, a: TokenAccess) => (user === undefined ? [] : a.actions));
   const requests: TokenRequestRecord[] = [];
   const refreshTokens = new Map<string, string>();
 
@@ -167,7 +172,11 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       res.end(JSON.stringify(body));
     };
     const unauthorized = (msg: string): void =>
-      reply(401, { errors: [{ code: 'UNAUTHORIZED', message: msg }] }, { 'www-authenticate': 'Basic realm="nixoci-test-token"' });
+      reply(
+        401,
+        { errors: [{ code: 'UNAUTHORIZED', message: msg }] },
+        { 'www-authenticate': 'Basic realm="nixoci-test-token"' },
+      );
 
     if (url.pathname !== '/token') {
       reply(404, { errors: [{ code: 'NOT_FOUND', message: 'not found' }] });
@@ -190,7 +199,8 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
         const colon = decoded.indexOf(':');
         const name = colon < 0 ? decoded : decoded.slice(0, colon);
         const pass = colon < 0 ? '' : decoded.slice(colon + 1);
-        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== pass) return unauthorized('bad credentials');
+        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== pass)
+          return unauthorized('bad credentials');
         user = name;
         record.user = name;
       } else if (opts.anonymous === 'deny') {
@@ -211,7 +221,8 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       if (grantType === 'password') {
         const name = params.get('username') ?? '';
         const pass = params.get('password') ?? '';
-        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== pass) return unauthorized('bad credentials');
+        if (!Object.hasOwn(opts.users, name) || opts.users[name] !== pass)
+          return unauthorized('bad credentials');
         user = name;
         refresh = randomBytes(24).toString('hex');
         refreshTokens.set(refresh, name);
@@ -222,7 +233,9 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
         user = name;
         refresh = rt;
       } else {
-        reply(400, { errors: [{ code: 'UNSUPPORTED', message: `unsupported grant_type ${String(grantType)}` }] });
+        reply(400, {
+          errors: [{ code: 'UNSUPPORTED', message: `unsupported grant_type ${String(grantType)}` }],
+        });
         return;
       }
       record.user = user;

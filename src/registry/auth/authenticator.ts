@@ -1,0 +1,139 @@
+import type { Dispatcher } from 'undici';
+import { NixociError } from '../../core/errors.js';
+import { isLoopbackHost } from '../reference.js';
+import { parseChallenges, pickChallenge, type Challenge } from './challenge.js';
+import type { ResolvedCredentials } from './credentials.js';
+import { basicAuth, fetchToken, type BearerToken } from './token.js';
+
+export interface AuthenticatorOptions {
+  /** `ImageReference.registry`, for messages and credential lookup. */
+  readonly registry: string;
+  /** The registry is reached over plain HTTP, so an http:// token realm is no worse. */
+  readonly plainHttp: boolean;
+  /** Resolved lazily: a registry that never challenges never runs a credential helper. */
+  readonly credentials: () => Promise<ResolvedCredentials | undefined>;
+  readonly dispatcher?: Dispatcher;
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Answers a registry's challenges the way docker does: basic credentials for `Basic`; for
+ * `Bearer`, a token from the named realm for every scope this client needs (push on the target,
+ * pull on mount and cache sources), cached per scope set until it expires. A challenge asking for
+ * a scope not held yet (insufficient_scope) adds it and gets a new token.
+ */
+export class Authenticator {
+  private challenge: Challenge | undefined;
+  private readonly scopes = new Set<string>();
+  private readonly tokens = new Map<string, BearerToken>();
+  private resolved: Promise<ResolvedCredentials | undefined> | undefined;
+
+  constructor(private readonly o: AuthenticatorOptions) {}
+
+  /** Adds `repository:NAME:ACTIONS`; a scope already covered (pull within pull,push) is not added twice. */
+  addScope(repository: string, actions: 'pull' | 'pull,push'): void {
+    if (this.scopes.has(`repository:${repository}:pull,push`)) return;
+    if (actions === 'pull,push') this.scopes.delete(`repository:${repository}:pull`);
+    this.scopes.add(`repository:${repository}:${actions}`);
+  }
+
+  /** The Authorization header for a request to the registry, or none before the first challenge. */
+  async header(signal?: AbortSignal): Promise<string | undefined> {
+    const ch = this.challenge;
+    if (!ch) return undefined;
+    const creds = (await this.creds())?.credentials;
+    if (ch.scheme === 'basic') {
+      return creds?.username !== undefined && creds.password !== undefined ? basicAuth(creds.username, creds.password) : undefined;
+    }
+    if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
+    return `Bearer ${(await this.token(signal)).token}`;
+  }
+
+  /**
+   * Called with a 401's WWW-Authenticate. Returns true when the request should be sent again with
+   * a new header, false when there is nothing new to try (the caller reports the 401).
+   */
+  async onUnauthorized(wwwAuthenticate: string | null, sentAuth: boolean, signal?: AbortSignal): Promise<boolean> {
+    const ch = pickChallenge(parseChallenges(wwwAuthenticate));
+    if (!ch) return false;
+    const before = this.challenge;
+    this.challenge = ch;
+    const creds = (await this.creds())?.credentials;
+    if (ch.scheme === 'basic') {
+      if (creds?.username === undefined) return false;
+      return !sentAuth || before?.scheme !== 'basic';
+    }
+    if (ch.scheme !== 'bearer') return false;
+    this.checkRealm(ch);
+    let grew = false;
+    for (const s of (ch.params.scope ?? '').split(' ')) {
+      if (s !== '' && !this.scopes.has(s)) {
+        this.scopes.add(s);
+        grew = true;
+      }
+    }
+    if (!sentAuth || grew || before?.scheme !== 'bearer' || before.params.realm !== ch.params.realm) return true;
+    // Same scopes and still refused: the cached token may have been revoked; try one fresh token.
+    const key = this.key();
+    if (this.tokens.has(key)) {
+      this.tokens.delete(key);
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether credentials were found (for error hints); never the credentials themselves. */
+  async credentialSource(): Promise<string | undefined> {
+    return (await this.creds())?.source;
+  }
+
+  private creds(): Promise<ResolvedCredentials | undefined> {
+    this.resolved ??= this.o.credentials().then((r) => {
+      this.o.log?.(r ? `registry ${this.o.registry}: using credentials from ${r.source}` : `registry ${this.o.registry}: no credentials, anonymous`);
+      return r;
+    });
+    return this.resolved;
+  }
+
+  private key(): string {
+    return [...this.scopes].sort().join(' ');
+  }
+
+  private async token(signal?: AbortSignal): Promise<BearerToken> {
+    const key = this.key();
+    const cached = this.tokens.get(key);
+    if (cached && cached.expiresAt > Date.now()) return cached;
+    const ch = this.challenge!;
+    const realm = new URL(ch.params.realm!);
+    this.o.log?.(`registry ${this.o.registry}: token from ${realm.origin} for ${key || '(no scope)'}`);
+    const t = await fetchToken({
+      realm,
+      service: ch.params.service,
+      scopes: [...this.scopes].sort(),
+      credentials: (await this.creds())?.credentials,
+      registry: this.o.registry,
+      ...(this.o.dispatcher ? { dispatcher: this.o.dispatcher } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    this.tokens.set(key, t);
+    return t;
+  }
+
+  /** Credentials go to the realm over HTTPS only, unless the registry itself is plain HTTP or local. */
+  private checkRealm(ch: Challenge): void {
+    const realm = ch.params.realm;
+    let url: URL;
+    try {
+      url = new URL(realm ?? '');
+    } catch {
+      throw new NixociError('REGISTRY_AUTH', `authentication to ${this.o.registry} failed: its Bearer challenge has no valid realm`, {
+        hint: 'the registry is misconfigured (auth.token.realm)',
+      });
+    }
+    if (url.protocol === 'https:') return;
+    if (url.protocol === 'http:' && (this.o.plainHttp || isLoopbackHost(url.host))) return;
+    throw new NixociError('REGISTRY_AUTH', `authentication to ${this.o.registry} failed: its token realm ${url.origin} is not HTTPS`, {
+      hint: 'credentials are only sent to an HTTPS token server; use --insecure-registry for a test registry',
+    });
+  }
+}

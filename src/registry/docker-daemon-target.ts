@@ -1,0 +1,173 @@
+import { NixociError, reason } from '../core/errors.js';
+import type { Image } from '../image/image.js';
+import { layerLabel } from '../image/image.js';
+import type { ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
+import { EngineClient } from './engine/client.js';
+import { connectEngine } from './engine/connect.js';
+import type { EngineKind } from './engine/discover.js';
+
+export interface DaemonTargetOptions {
+  readonly engine: EngineKind;
+  /** Engine address (`unix://…`, `tcp://…`, `ssh://…`); default: found like the docker CLI does. */
+  readonly host?: string;
+  /** Repository name, e.g. `hello` or `example.com/team/hello`. */
+  readonly name: string;
+  /** Tags to give the image (default `latest`). */
+  readonly tags?: readonly string[];
+  /** Other images whose layers the engine holds and this image may share (`--cache-from`). */
+  readonly cacheFrom?: readonly string[];
+  /** Environment for engine discovery (tests); default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** How many other tags of the same repository are asked for their layers. */
+const MAX_SIBLINGS = 10;
+
+/**
+ * Loads an image into a Docker engine (`docker-daemon:NAME:TAG`) or Podman (`podman:NAME:TAG`) by
+ * streaming a docker-archive into `POST /images/load`. With Docker's classic image store, layers of
+ * the prefix the engine already holds are left out of the archive: the loader finds their layer
+ * chain and never opens their file (docs/daemon.md). No temporary file is written.
+ */
+export class DaemonTarget implements ImageTarget {
+  readonly description: string;
+  readonly requiredCompression = 'none' as const;
+  private readonly tags: readonly string[];
+
+  constructor(private readonly opts: DaemonTargetOptions) {
+    this.tags = opts.tags && opts.tags.length > 0 ? opts.tags : ['latest'];
+    this.description = `${opts.engine === 'podman' ? 'podman' : 'docker-daemon'}:${opts.name}:${this.tags[0]!}`;
+  }
+
+  async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
+    const { engine, host, env } = this.opts;
+    const { client, version } = await connectEngine({ engine, host, env, signal: ctx.signal });
+    ctx.log?.(`${engine} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`);
+    const notes: string[] = [];
+    const image = pickImage(images, version.Arch, notes);
+
+    let prefix = 0;
+    if (engine === 'podman') {
+      notes.push('Podman: every layer sent (its loader needs the whole archive)');
+    } else if (EngineClient.usesContainerdStore(await client.info(ctx.signal))) {
+      notes.push('the engine uses the containerd image store: every layer sent (it needs the whole archive)');
+    } else {
+      const found = await this.sharedPrefix(client, image, ctx);
+      prefix = found.length;
+      if (prefix > 0) notes.push(`${prefix} layer(s) omitted: the engine has them (from ${found.from})`);
+    }
+
+    const repoTags = this.tags.map((t) => `${this.opts.name}:${t}`);
+    let sent: { result: ArchiveResult; bytes: number[] };
+    try {
+      sent = await this.load(client, image, repoTags, prefix, ctx);
+    } catch (e) {
+      if (prefix === 0 || !(e instanceof NixociError) || e.code !== 'DAEMON') throw e;
+      // The guess was wrong (the engine dropped those layers since we asked): send everything.
+      notes.push(`the engine refused the archive without ${prefix} layer(s) (${e.message}); retried with every layer`);
+      ctx.log?.(`retrying the load with every layer: ${reason(e)}`);
+      prefix = 0;
+      sent = await this.load(client, image, repoTags, prefix, ctx);
+    }
+
+    const { rendered } = sent.result;
+    // The archive's RepoTags tag the image already; tagging again is idempotent and covers engines
+    // that take only the first RepoTag.
+    for (const t of this.tags) await client.tagImage(rendered.config.digest, this.opts.name, t, ctx.signal);
+
+    const layers: LayerReport[] = image.layers.map((l, i) => ({
+      storePaths: l.planned.storePaths,
+      diffId: rendered.diffIds[i]!,
+      digest: rendered.layers[i]!.digest,
+      size: rendered.layers[i]!.size,
+      mediaType: l.mediaType,
+      action: i < prefix ? 'omitted' : 'sent',
+      bytesSent: sent.bytes[i]!,
+    }));
+    return {
+      target: this.description,
+      manifestDigest: rendered.manifest.digest,
+      images: [
+        {
+          architecture: image.platform.architecture,
+          manifestDigest: rendered.manifest.digest,
+          configDigest: rendered.config.digest,
+          layers,
+        },
+      ],
+      notes,
+    };
+  }
+
+  /** Streams the archive (layers from `prefix` on) into the engine. */
+  private async load(
+    client: EngineClient,
+    image: Image,
+    repoTags: readonly string[],
+    prefix: number,
+    ctx: WriteContext,
+  ): Promise<{ result: ArchiveResult; bytes: number[] }> {
+    const bytes = image.layers.map(() => 0);
+    const started = new Set<number>();
+    const archive = dockerArchive({
+      image,
+      repoTags,
+      include: image.layers.map((_, i) => i >= prefix),
+      signal: ctx.signal,
+      onLayerBytes: (i, n) => {
+        if (!started.has(i)) {
+          started.add(i);
+          ctx.onProgress?.({ kind: 'layer-start', id: String(i), label: layerLabel(image.layers[i]!), total: image.layers[i]!.tarSize() });
+        }
+        bytes[i]! += n;
+        ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
+      },
+      onLayerDone: (i) => ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'sent' }),
+    });
+    const { messages } = await client.loadImage(archive.stream, ctx.signal);
+    for (const m of messages) ctx.log?.(m);
+    const result = await archive.result;
+    for (let i = 0; i < prefix; i++) ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
+    return { result, bytes };
+  }
+
+  /**
+   * The longest prefix of the image's layers that an image in the engine shares: the previous image
+   * under our tags, other tags of the same repository, and `cacheFrom`. Only layers whose digests
+   * are already known (from the cache) can match; the first unknown one ends the prefix.
+   */
+  private async sharedPrefix(client: EngineClient, image: Image, ctx: WriteContext): Promise<{ length: number; from: string }> {
+    const candidates = new Set<string>([...this.tags.map((t) => `${this.opts.name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
+    try {
+      const siblings = await client.listImages(this.opts.name, ctx.signal);
+      siblings.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
+      for (const s of siblings.slice(0, MAX_SIBLINGS)) candidates.add(s.Id);
+    } catch (e) {
+      ctx.log?.(`cannot list images of ${this.opts.name}: ${reason(e)}`);
+    }
+    let best = { length: 0, from: '' };
+    for (const ref of candidates) {
+      const found = await client.imageInspect(ref, ctx.signal);
+      if (!found) continue;
+      let n = 0;
+      while (n < image.layers.length && n < found.layers.length && image.layers[n]!.known?.diffId === found.layers[n]) n++;
+      ctx.log?.(`${ref}: ${n} leading layer(s) shared`);
+      if (n > best.length) best = { length: n, from: found.repoTags[0] ?? ref };
+    }
+    return best;
+  }
+}
+
+function pickImage(images: readonly Image[], engineArch: string | undefined, notes: string[]): Image {
+  if (images.length === 0) throw new NixociError('INTERNAL', 'no image to load');
+  if (images.length === 1) return images[0]!;
+  const match = images.find((i) => i.platform.architecture === engineArch);
+  if (!match) {
+    throw new NixociError('TARGET_INVALID', `the engine runs on ${engineArch ?? 'an unknown architecture'}, and no image was built for it`, {
+      hint: `build for --platform linux/${engineArch ?? 'amd64'}`,
+    });
+  }
+  notes.push(`loaded linux/${match.platform.architecture} only: an engine holds one platform per tag`);
+  return match;
+}

@@ -1,0 +1,174 @@
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { Agent, fetch, type Dispatcher, type RequestInit, type Response } from 'undici';
+import { NixociError, reason } from '../core/errors.js';
+import { hostname, isLoopbackHost } from './reference.js';
+import { backoffDelay, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
+
+export interface TransportOptions {
+  /** Hosts (`host` or `host:port`) talked to over plain HTTP. Loopback hosts always are. */
+  readonly insecureRegistries?: readonly string[];
+  /** PEM file of extra CAs to trust, besides the system ones. */
+  readonly caFile?: string;
+  readonly retry?: Partial<RetryPolicy>;
+}
+
+/** A request body: bytes (replayable) or nothing. Streamed bodies go through `send` once. */
+export type Body = Buffer | undefined;
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseMs: 250, maxMs: 10_000, maxRetryAfterMs: 60_000 };
+
+const agents = new Map<string, Agent>();
+
+/** One keep-alive connection pool per CA setting, shared by every client in the process. */
+function agentFor(caFile: string | undefined): Agent {
+  const key = caFile ?? '';
+  let a = agents.get(key);
+  if (!a) {
+    let ca: string[] | undefined;
+    if (caFile) {
+      try {
+        ca = [...rootCertificates, readFileSync(caFile, 'utf8')];
+      } catch (e) {
+        throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, { hint: 'give a PEM file of CA certificates' });
+      }
+    }
+    a = new Agent({ connections: 16, keepAliveTimeout: 30_000, ...(ca ? { connect: { ca } } : {}) });
+    agents.set(key, a);
+  }
+  return a;
+}
+
+/**
+ * HTTP to one registry host: scheme choice, TLS trust, retries of transient failures and manual
+ * redirects. It knows nothing about credentials: `authorize` is asked for a header per URL and
+ * answers only for the registry's own host, so a redirect to a blob store never carries it.
+ */
+export class Transport {
+  readonly baseUrl: string;
+  readonly origin: string;
+  private readonly dispatcher: Dispatcher;
+  readonly retry: RetryPolicy;
+
+  constructor(
+    readonly host: string,
+    options: TransportOptions = {},
+  ) {
+    const insecure =
+      isLoopbackHost(host) || (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
+    this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
+    this.origin = new URL(this.baseUrl).origin;
+    this.dispatcher = agentFor(options.caFile);
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+  }
+
+  get plainHttp(): boolean {
+    return this.baseUrl.startsWith('http:');
+  }
+
+  /** Whether `url` is the registry itself (the only place registry credentials may go). */
+  isRegistry(url: URL): boolean {
+    return url.origin === this.origin;
+  }
+
+  url(pathOrUrl: string): URL {
+    return new URL(pathOrUrl, this.baseUrl);
+  }
+
+  /**
+   * One HTTP exchange with retries on 408/429/5xx and connection errors (honouring Retry-After),
+   * following redirects by hand for GET/HEAD. `headers` is called per attempt and per hop so the
+   * Authorization it returns always matches the URL and is never forwarded to another host.
+   */
+  async request(
+    method: string,
+    url: URL,
+    headers: (url: URL) => Promise<Record<string, string>>,
+    body: Body,
+    signal: AbortSignal | undefined,
+  ): Promise<Response> {
+    for (let attempt = 1; ; attempt++) {
+      let res: Response;
+      try {
+        res = await this.follow(method, url, headers, body, signal);
+      } catch (e) {
+        if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e)) throw this.unreachable(e, signal);
+        await sleep(backoffDelay(attempt, this.retry), signal);
+        continue;
+      }
+      if (!isRetryableStatus(res.status) || attempt >= this.retry.attempts) return res;
+      const wait = retryAfterMs(res.headers.get('retry-after'), this.retry) ?? backoffDelay(attempt, this.retry);
+      await discard(res);
+      await sleep(wait, signal);
+    }
+  }
+
+  /** A single attempt whose body is a stream (not retried here: the caller reopens the stream). */
+  async send(method: string, url: URL, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Response> {
+    try {
+      return await fetch(url, this.init(method, headers, body, signal));
+    } catch (e) {
+      throw this.unreachable(e, signal);
+    }
+  }
+
+  private async follow(
+    method: string,
+    start: URL,
+    headers: (url: URL) => Promise<Record<string, string>>,
+    body: Body,
+    signal: AbortSignal | undefined,
+  ): Promise<Response> {
+    let url = start;
+    for (let hop = 0; ; hop++) {
+      const res = await fetch(url, this.init(method, await headers(url), body, signal));
+      const location = res.headers.get('location');
+      const redirect = [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
+      if (!redirect || hop >= 5) return res;
+      await discard(res);
+      url = new URL(location, url);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') return res;
+    }
+  }
+
+  private init(method: string, headers: Record<string, string>, body: Body | AsyncIterable<Uint8Array>, signal?: AbortSignal): RequestInit {
+    return {
+      method,
+      headers: { 'user-agent': 'nixoci', ...headers },
+      redirect: 'manual',
+      dispatcher: this.dispatcher,
+      ...(body !== undefined ? { body, duplex: 'half' as const } : {}),
+      ...(signal ? { signal } : {}),
+    };
+  }
+
+  /** Turns a fetch failure into REGISTRY_UNREACHABLE (or ABORTED); never includes headers. */
+  unreachable(e: unknown, signal: AbortSignal | undefined): Error {
+    if (signal?.aborted) return new NixociError('ABORTED', 'aborted', { cause: e });
+    if (e instanceof NixociError) return e;
+    const cause = (e as { cause?: unknown }).cause ?? e;
+    const tlsHint = /certificate|self.signed|SSL|TLS|EPROTO|wrong version number/i.test(reason(cause));
+    return new NixociError('REGISTRY_UNREACHABLE', `cannot reach ${this.baseUrl}: ${reason(cause)}`, {
+      hint: tlsHint
+        ? 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP'
+        : 'check the registry address and that it is running',
+      cause: e,
+    });
+  }
+}
+
+function isConnectionError(e: unknown): boolean {
+  if (e instanceof NixociError) return false;
+  if ((e as Error)?.name === 'AbortError') return false;
+  // undici reports connection failures as TypeError('fetch failed') with the socket error as cause.
+  return e instanceof TypeError || (e as { code?: unknown })?.code !== undefined;
+}
+
+/** Reads and drops a response body so the connection can be reused. */
+export async function discard(res: Response): Promise<void> {
+  try {
+    await res.arrayBuffer();
+  } catch {
+    // The body is of no interest; a broken one only costs the connection.
+  }
+}

@@ -1,0 +1,141 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
+import { describe, expect, it } from 'vitest';
+import { sha256Digest } from '../../src/core/digest.js';
+import type { StorePath } from '../../src/closure/store-path.js';
+import { encodeHeader, entrySize } from '../../src/layer/tar-header.js';
+import { tarSize, tarStream } from '../../src/layer/tar-stream.js';
+import { collectEntries } from '../../src/layer/tree.js';
+import type { PlannedLayer } from '../../src/layer/plan.js';
+
+/**
+ * A fixed tree made by this test (not by Nix, so that its bytes are the same on every machine):
+ * a fake store dir `<tmp>/nix/store` holding one "store path" with a file, an executable, a
+ * symlink, an empty dir, a long name and a non-ASCII name. Modes are set explicitly, so the umask
+ * of the machine running the test does not matter.
+ */
+function fixtureTree(): { storeDir: string; layer: PlannedLayer } {
+  // A fixed location, so that entry names (and so the golden digest) are the same everywhere.
+  const root = '/tmp/nixoci-golden-tree';
+  if (existsSync(root)) {
+    execFileSync('chmod', ['-R', 'u+w', root]);
+    rmSync(root, { recursive: true });
+  }
+  const storeDir = join(root, 'nix', 'store');
+  const sp = join(storeDir, '0123456789abcdfghijklmnpqrsvwxyz-fixture');
+  mkdirSync(join(sp, 'bin'), { recursive: true });
+  mkdirSync(join(sp, 'share', 'empty'), { recursive: true });
+  writeFileSync(join(sp, 'bin', 'app'), '#!/bin/sh\necho hi\n');
+  chmodSync(join(sp, 'bin', 'app'), 0o555);
+  writeFileSync(join(sp, 'share', 'data.txt'), 'x'.repeat(1000));
+  chmodSync(join(sp, 'share', 'data.txt'), 0o444);
+  const long = 'l'.repeat(120);
+  writeFileSync(join(sp, 'share', long), 'long name\n');
+  chmodSync(join(sp, 'share', long), 0o444);
+  writeFileSync(join(sp, 'share', 'grüße.txt'), 'utf-8 name\n');
+  chmodSync(join(sp, 'share', 'grüße.txt'), 0o444);
+  symlinkSync('../bin/app', join(sp, 'share', 'link'));
+  symlinkSync('/etc/' + 'd'.repeat(150), join(sp, 'share', 'longlink'));
+  for (const d of ['share/empty', 'share', 'bin', '']) chmodSync(join(sp, d), 0o555);
+  return {
+    storeDir,
+    layer: { storePaths: [sp as StorePath], narHashes: ['sha256-x'], narSize: 0 },
+  };
+}
+
+/** Names as they appear in the tar, relative to the fake root. */
+function names(storeDir: string, layer: PlannedLayer): string[] {
+  const prefix = storeDir.slice(1, -'nix/store'.length);
+  return collectEntries(layer, { storeDir })
+    .map((e) => e.name.toString('utf8'))
+    .filter((n) => n.startsWith(prefix))
+    .map((n) => n.slice(prefix.length));
+}
+
+describe('tar writer', () => {
+  it('encodes a ustar header byte for byte', () => {
+    const h = encodeHeader({ name: Buffer.from('nix/store/x'), type: 'file', mode: 0o444, size: 5 });
+    expect(h.length).toBe(512);
+    expect(h.subarray(0, 11).toString()).toBe('nix/store/x');
+    expect(h.subarray(100, 108).toString('latin1')).toBe('0000444\0');
+    expect(h.subarray(108, 124).toString('latin1')).toBe('0000000\u00000000000\0');
+    expect(h.subarray(124, 136).toString('latin1')).toBe('00000000005\0');
+    expect(h.subarray(136, 148).toString('latin1')).toBe('00000000001\0');
+    expect(h.subarray(156, 157).toString()).toBe('0');
+    expect(h.subarray(257, 265).toString('latin1')).toBe('ustar\u000000');
+    expect(h.subarray(265, 269).toString()).toBe('root');
+    expect(h.subarray(297, 301).toString()).toBe('root');
+    // golden: any change to the header encoding changes every layer digest (see CHANGELOG.md)
+    expect(sha256Digest(h)).toBe('sha256:2352d68687e3b6ed663fe83040bbd9d05066bcf56b8df65cb3b5ffd023822cd2');
+  });
+
+  it('uses PAX for long names, long link targets and sizes over 8 GiB', () => {
+    const longName = Buffer.from('nix/store/' + 'a'.repeat(300));
+    const h = encodeHeader({ name: longName, type: 'file', mode: 0o444, size: 9 * 2 ** 30 });
+    expect(h.subarray(156, 157).toString()).toBe('x');
+    const pax = h.subarray(512, 1024).toString('latin1');
+    expect(pax).toContain(` path=${longName.toString()}\n`);
+    expect(pax).toContain(` size=${9 * 2 ** 30}\n`);
+    // every record's length prefix counts the record itself
+    for (const rec of pax.replace(/\0+$/, '').split(/(?<=\n)/)) {
+      expect(Number(rec.split(' ')[0])).toBe(Buffer.byteLength(rec));
+    }
+    expect(entrySize({ name: longName, type: 'file', mode: 0o444, size: 9 * 2 ** 30 })).toBe(
+      h.length + 9 * 2 ** 30,
+    );
+    const link = encodeHeader({
+      name: Buffer.from('l'),
+      type: 'symlink',
+      mode: 0o777,
+      size: 0,
+      linkTarget: Buffer.from('/' + 't'.repeat(200)),
+    });
+    expect(link.subarray(512, 1024).toString('latin1')).toContain('linkpath=/ttt');
+  });
+
+  it('splits names of 101–256 bytes into ustar prefix and name', () => {
+    const name = Buffer.from('nix/store/' + 'p'.repeat(90) + '/' + 'n'.repeat(90));
+    const h = encodeHeader({ name, type: 'file', mode: 0o444, size: 0 });
+    expect(h.length).toBe(512);
+    expect(h.subarray(345, 345 + 100).toString()).toBe('nix/store/' + 'p'.repeat(90));
+  });
+
+  it('lists entries sorted bytewise, parents first, with store modes and symlinks kept', () => {
+    const { storeDir, layer } = fixtureTree();
+    const n = names(storeDir, layer);
+    expect(n).toEqual([...n].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    expect(n.slice(0, 2)).toEqual(['nix', 'nix/store']);
+    const entries = collectEntries(layer, { storeDir });
+    const byName = new Map(entries.map((e) => [e.name.toString().split('-fixture')[1] ?? '', e]));
+    expect(byName.get('/bin/app')?.mode).toBe(0o555);
+    expect(byName.get('/share/data.txt')?.mode).toBe(0o444);
+    expect(byName.get('/share/link')).toMatchObject({ type: 'symlink', mode: 0o777 });
+    expect(byName.get('/share/link')?.linkTarget?.toString()).toBe('../bin/app');
+    expect(byName.get('/share/empty')).toMatchObject({ type: 'dir', mode: 0o555 });
+  });
+
+  it('produces exactly tarSize bytes, and the same bytes every time', async () => {
+    const { storeDir, layer } = fixtureTree();
+    const entries = collectEntries(layer, { storeDir });
+    const stats = { bytesRead: 0 };
+    const a = await buffer(tarStream(entries, stats));
+    const b = await buffer(tarStream(entries, stats));
+    expect(a.length).toBe(tarSize(entries));
+    expect(a.equals(b)).toBe(true);
+    // golden digest of the whole fixture layer: a change here is a breaking change (CHANGELOG.md)
+    expect(sha256Digest(a)).toBe('sha256:e8bec6eca95745d9a8261bcf72948f3f6bd298362f32232fd372df3b2a107ee3');
+    expect(stats.bytesRead).toBe(2 * (18 + 1000 + 10 + 11));
+  });
+
+  it('clears setuid/setgid bits unless asked to keep them', () => {
+    const { storeDir, layer } = fixtureTree();
+    const app = join(layer.storePaths[0]!, 'bin', 'app');
+    chmodSync(app, 0o4555);
+    const mode = (keep: boolean): number | undefined =>
+      collectEntries(layer, { storeDir, keepSetuid: keep }).find((e) => e.name.toString().endsWith('bin/app'))?.mode;
+    expect(mode(false)).toBe(0o555);
+    expect(mode(true)).toBe(0o4555);
+  });
+});
