@@ -6,8 +6,17 @@ export const DEFAULT_MAX_LAYERS = 100;
 
 /** A synthetic entry of the customisation layer (paths relative to `/`, no leading slash). */
 export type ExtraEntry =
-  | { readonly kind: 'dir'; readonly path: string; readonly mode: number }
-  | { readonly kind: 'file'; readonly path: string; readonly mode: number; readonly content: string }
+  | { readonly kind: 'dir'; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number }
+  | {
+      readonly kind: 'file';
+      readonly path: string;
+      readonly mode: number;
+      /** UTF-8 text, or base64 when `encoding` says so (binary files copied from the project). */
+      readonly content: string;
+      readonly encoding?: 'base64';
+      readonly uid?: number;
+      readonly gid?: number;
+    }
   | { readonly kind: 'symlink'; readonly path: string; readonly target: string };
 
 export interface PlannedLayer {

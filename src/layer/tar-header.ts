@@ -23,6 +23,9 @@ export interface TarEntry {
   /** Content size; 0 for directories and symlinks. */
   readonly size: number;
   readonly linkTarget?: Buffer;
+  /** Owner; 0 (root) unless given. Only synthetic entries of the customisation layer set it. */
+  readonly uid?: number;
+  readonly gid?: number;
 }
 
 export const padding = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK;
@@ -50,6 +53,8 @@ export function encodeHeader(e: TarEntry): Buffer {
     size: e.size > MAX_OCTAL_11 ? 0 : e.size,
     typeflag: e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2',
     linkname: e.linkTarget && e.linkTarget.length <= 100 ? e.linkTarget : (e.linkTarget?.subarray(0, 100) ?? null),
+    uid: e.uid ?? 0,
+    gid: e.gid ?? 0,
   });
   if (!pax) return main;
   const paxHeader = ustarBlock({
@@ -59,6 +64,8 @@ export function encodeHeader(e: TarEntry): Buffer {
     size: pax.length,
     typeflag: 'x',
     linkname: null,
+    uid: 0,
+    gid: 0,
   });
   return Buffer.concat([paxHeader, pax, Buffer.alloc(padding(pax.length)), main]);
 }
@@ -107,14 +114,16 @@ interface UstarFields {
   size: number;
   typeflag: string;
   linkname: Buffer | null;
+  uid: number;
+  gid: number;
 }
 
 function ustarBlock(f: UstarFields): Buffer {
   const b = Buffer.alloc(BLOCK); // zero-filled: every unused byte is NUL
   f.name.copy(b, 0, 0, 100);
   octal(b, 100, 8, f.mode);
-  octal(b, 108, 8, 0); // uid
-  octal(b, 116, 8, 0); // gid
+  octal(b, 108, 8, f.uid);
+  octal(b, 116, 8, f.gid);
   octal(b, 124, 12, f.size);
   octal(b, 136, 12, MTIME);
   b.write('        ', 148, 8, 'latin1'); // checksum placeholder: eight spaces
@@ -122,8 +131,9 @@ function ustarBlock(f: UstarFields): Buffer {
   if (f.linkname) f.linkname.copy(b, 157, 0, 100);
   b.write('ustar\0', 257, 6, 'latin1');
   b.write('00', 263, 2, 'latin1');
-  b.write('root', 265, 32, 'latin1'); // uname
-  b.write('root', 297, 32, 'latin1'); // gname
+  // Names only for root: another uid has no name that holds on every machine, so readers use the number.
+  if (f.uid === 0) b.write('root', 265, 32, 'latin1'); // uname
+  if (f.gid === 0) b.write('root', 297, 32, 'latin1'); // gname
   octal(b, 329, 8, 0); // devmajor
   octal(b, 337, 8, 0); // devminor
   f.prefix.copy(b, 345, 0, 155);

@@ -42,11 +42,12 @@ export function collectEntries(layer: PlannedLayer, options: TreeOptions): Sourc
   for (const x of layer.extra ?? []) {
     const name = Buffer.from(x.path.replace(/^\/+/, '').replace(/\/+$/, ''));
     addParents(name);
-    if (x.kind === 'dir') add({ name, type: 'dir', mode: x.mode, size: 0 });
+    const owner = x.kind === 'symlink' ? {} : { ...(x.uid ? { uid: x.uid } : {}), ...(x.gid ? { gid: x.gid } : {}) };
+    if (x.kind === 'dir') add({ name, type: 'dir', mode: x.mode, size: 0, ...owner });
     else if (x.kind === 'symlink') add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: Buffer.from(x.target) });
     else {
-      const content = Buffer.from(x.content, 'utf8');
-      add({ name, type: 'file', mode: x.mode, size: content.length, content });
+      const content = Buffer.from(x.content, x.encoding ?? 'utf8');
+      add({ name, type: 'file', mode: x.mode, size: content.length, content, ...owner });
     }
   }
   return [...entries.values()].sort((a, b) => Buffer.compare(a.name, b.name));

@@ -198,7 +198,7 @@ export class EngineClient {
         ...({ ca: read(ep.tls.ca), cert: read(ep.tls.cert), key: read(ep.tls.key), rejectUnauthorized: ep.tls.verify } as object),
       };
     }
-    return { agent: false, createConnection: () => sshConnection(ep, this.engine) as never };
+    return { createConnection: () => sshConnection(ep, this.engine) as never };
   }
 
   private async json(method: string, path: string, init: RequestInit): Promise<unknown> {
@@ -238,7 +238,10 @@ export class EngineClient {
       });
     }
     return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: ${reason(e)}`, {
-      hint: 'is the engine running? Start it, or name it with --host / DOCKER_HOST',
+      hint:
+        this.endpoint.kind === 'ssh'
+          ? `check that \`ssh ${this.endpoint.destination} ${this.engine} system dial-stdio\` works (key, known host, remote engine)`
+          : 'is the engine running? Start it, or name it with --host / DOCKER_HOST',
       cause: e,
     });
   }

@@ -1,0 +1,205 @@
+import type { Readable } from 'node:stream';
+import type { Response } from 'undici';
+import { isDigest, sha256Digest, type Digest } from '../core/digest.js';
+import { NixociError } from '../core/errors.js';
+import { MediaType } from '../core/media-types.js';
+import type { Blob } from '../image/image.js';
+import { Authenticator } from './auth/authenticator.js';
+import { resolveCredentials, type CredentialOptions } from './auth/credentials.js';
+import { readRegistryError, registryError } from './registry-error.js';
+import { discard, Transport, type Body, type TransportOptions } from './transport.js';
+
+export interface ClientOptions extends TransportOptions, CredentialOptions {
+  /** The start of every error message, e.g. `push to ghcr.io/org/app`. */
+  readonly what: string;
+  readonly log?: (line: string) => void;
+}
+
+export const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
+
+/** A manifest or index as the registry holds it. */
+export interface FetchedManifest {
+  readonly mediaType: string;
+  readonly bytes: Buffer;
+  readonly digest: Digest;
+}
+
+export type MountResult = { readonly mounted: true } | { readonly mounted: false; readonly location: URL | undefined };
+
+/**
+ * The distribution API of one registry, one HTTP exchange per method, named after the spec. Every
+ * method takes the repository it acts on; credentials and tokens are shared by all of them.
+ */
+export class RegistryClient {
+  readonly transport: Transport;
+  readonly auth: Authenticator;
+
+  constructor(
+    readonly registry: string,
+    host: string,
+    private readonly o: ClientOptions,
+    repositoryForCredentials = '',
+  ) {
+    this.transport = new Transport(host, o);
+    this.auth = new Authenticator({
+      registry,
+      plainHttp: this.transport.plainHttp,
+      credentials: () => resolveCredentials(registry, repositoryForCredentials, o),
+      ...(o.log ? { log: o.log } : {}),
+    });
+  }
+
+  get what(): string {
+    return this.o.what;
+  }
+
+  /** HEAD /v2/R/blobs/D: the blob's size if the repository has it. */
+  async blobExists(repo: string, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
+    const res = await this.exchange('HEAD', `/v2/${repo}/blobs/${digest}`, {}, undefined, signal);
+    await discard(res);
+    if (res.status === 404) return undefined;
+    if (res.status === 200) return Number(res.headers.get('content-length') ?? NaN);
+    throw await this.fail(`check blob ${short(digest)}`, res);
+  }
+
+  /** POST /v2/R/blobs/uploads/?mount=D&from=S: 201 mounted; 202 means not, and opens a session. */
+  async mountBlob(repo: string, digest: Digest, from: string, signal?: AbortSignal): Promise<MountResult> {
+    const q = new URLSearchParams({ mount: digest, from });
+    const res = await this.exchange('POST', `/v2/${repo}/blobs/uploads/?${q}`, {}, Buffer.alloc(0), signal);
+    await discard(res);
+    if (res.status === 201) return { mounted: true };
+    if (res.status === 202) return { mounted: false, location: this.location(res, `/v2/${repo}/blobs/uploads/`) };
+    throw await this.fail(`mount blob ${short(digest)} from ${from}`, res);
+  }
+
+  /** POST /v2/R/blobs/uploads/: opens an upload session, returns its location. */
+  async startUpload(repo: string, signal?: AbortSignal): Promise<URL> {
+    const res = await this.exchange('POST', `/v2/${repo}/blobs/uploads/`, {}, Buffer.alloc(0), signal);
+    if (res.status !== 202) throw await this.fail('start upload', res);
+    await discard(res);
+    return this.location(res, `/v2/${repo}/blobs/uploads/`)!;
+  }
+
+  /**
+   * PATCH LOCATION with a streamed body (chunked): one exchange, not retried here since a stream
+   * cannot be replayed; returns the response for the uploader to judge.
+   */
+  async patchUpload(location: URL, body: Readable, signal?: AbortSignal): Promise<Response> {
+    return this.sendStream('PATCH', location, { 'content-type': 'application/octet-stream' }, body, signal);
+  }
+
+  /** PUT LOCATION?digest=D with the whole blob (monolithic) streamed with its known length. */
+  async putUpload(location: URL, digest: Digest, body: Readable, size: number, signal?: AbortSignal): Promise<Response> {
+    const url = withDigest(location, digest);
+    return this.sendStream('PUT', url, { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body, signal);
+  }
+
+  /** PUT LOCATION?digest=D closing a session whose bytes were sent by PATCH (or a small blob). */
+  async completeUpload(location: URL, digest: Digest, body: Buffer = Buffer.alloc(0), signal?: AbortSignal): Promise<void> {
+    const res = await this.exchange('PUT', withDigest(location, digest).href, { 'content-type': 'application/octet-stream' }, body, signal);
+    if (res.status !== 201) throw await this.fail(`complete upload of ${short(digest)}`, res);
+    await discard(res);
+  }
+
+  /** DELETE LOCATION: cancels a session (best effort; a registry may not support it). */
+  async cancelUpload(location: URL): Promise<void> {
+    try {
+      const res = await this.exchange('DELETE', location.href, {}, undefined, undefined);
+      await discard(res);
+    } catch {
+      // The session expires on the registry anyway; nothing to report.
+    }
+  }
+
+  /** GET /v2/R/manifests/REF, or undefined when there is none. */
+  async getManifest(repo: string, reference: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> {
+    const res = await this.exchange('GET', `/v2/${repo}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, undefined, signal);
+    if (res.status === 404) {
+      await discard(res);
+      return undefined;
+    }
+    if (res.status !== 200) throw await this.fail(`get manifest ${reference}`, res);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    const digest = sha256Digest(bytes);
+    if (isDigest(reference) && reference !== digest) {
+      throw new NixociError('REGISTRY', `${this.o.what} failed: manifest ${reference} has digest ${digest}`, {
+        hint: 'the registry served other bytes than it was asked for',
+      });
+    }
+    return { mediaType, bytes, digest };
+  }
+
+  /** PUT /v2/R/manifests/REF with the manifest's own media type; returns its digest. */
+  async putManifest(repo: string, reference: string, blob: Blob, signal?: AbortSignal): Promise<Digest> {
+    const res = await this.exchange('PUT', `/v2/${repo}/manifests/${reference}`, { 'content-type': blob.mediaType }, blob.bytes, signal);
+    if (res.status !== 201 && res.status !== 200) throw await this.fail(`put manifest ${reference}`, res);
+    await discard(res);
+    return blob.digest;
+  }
+
+  /** GET /v2/R/blobs/D for a small blob (a config), verified against its digest. */
+  async getBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
+    const res = await this.exchange('GET', `/v2/${repo}/blobs/${digest}`, {}, undefined, signal);
+    if (res.status !== 200) throw await this.fail(`get blob ${short(digest)}`, res);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    if (sha256Digest(bytes) !== digest) {
+      throw new NixociError('REGISTRY', `${this.o.what} failed: blob ${short(digest)} does not match its digest`, {
+        hint: 'the registry or a proxy altered the blob',
+      });
+    }
+    return bytes;
+  }
+
+  /** A registry answer that is not what the spec promises, as a NixociError. */
+  async fail(op: string, res: Response): Promise<NixociError> {
+    const info = await readRegistryError(res);
+    return registryError(this.o.what, op, info, this.registry, (await this.auth.credentialSource()) !== undefined);
+  }
+
+  /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */
+  private async exchange(method: string, path: string, headers: Record<string, string>, body: Body, signal?: AbortSignal): Promise<Response> {
+    const url = this.transport.url(path);
+    for (let round = 0; ; round++) {
+      let sentAuth = false;
+      const res = await this.transport.request(
+        method,
+        url,
+        async (u) => {
+          const a = this.transport.isRegistry(u) ? await this.auth.header(signal) : undefined;
+          if (u === url) sentAuth = a !== undefined;
+          return a ? { ...headers, authorization: a } : headers;
+        },
+        body,
+        signal,
+      );
+      this.o.log?.(`${method} ${url.pathname} → ${res.status}`);
+      if (res.status !== 401 || round >= 2) return res;
+      const again = await this.auth.onUnauthorized(res.headers.get('www-authenticate'), sentAuth, signal);
+      if (!again) return res;
+      await discard(res);
+    }
+  }
+
+  private async sendStream(method: string, url: URL, headers: Record<string, string>, body: Readable, signal?: AbortSignal): Promise<Response> {
+    const a = this.transport.isRegistry(url) ? await this.auth.header(signal) : undefined;
+    const res = await this.transport.send(method, url, a ? { ...headers, authorization: a } : headers, body, signal);
+    this.o.log?.(`${method} ${url.pathname} → ${res.status}`);
+    return res;
+  }
+
+  private location(res: Response, fallback: string): URL | undefined {
+    const l = res.headers.get('location');
+    return l ? new URL(l, this.transport.url(fallback)) : undefined;
+  }
+}
+
+function withDigest(location: URL, digest: Digest): URL {
+  const u = new URL(location);
+  u.searchParams.set('digest', digest);
+  return u;
+}
+
+export function short(d: Digest): string {
+  return d.slice(0, 'sha256:'.length + 12);
+}

@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { isDigest, type Digest } from '../core/digest.js';
+import { MediaType } from '../core/media-types.js';
+import { ANNOTATION_DIFF_ID, ANNOTATION_NAR_HASHES, ANNOTATION_STORE_PATHS } from '../image/image.js';
+import type { Layer } from '../layer/layer.js';
+import type { RegistryClient } from './client.js';
+
+/** A layer descriptor found in a registry, with what its annotations say it holds. */
+export interface ReusableLayer {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly diffId: Digest;
+  readonly mediaType: string;
+  /** Annotations: space-separated store paths and their narHashes. */
+  readonly storePaths: string;
+  readonly narHashes: string;
+  /** Repository of the manifest that named it (a mount source when it is not the target). */
+  readonly repository: string;
+}
+
+const digest = z.string().refine(isDigest) as unknown as z.ZodType<Digest>;
+const descriptor = z.object({
+  mediaType: z.string(),
+  digest,
+  size: z.number().int().nonnegative(),
+  annotations: z.record(z.string()).optional(),
+  platform: z.object({ architecture: z.string(), os: z.string() }).passthrough().optional(),
+});
+const manifestSchema = z.object({ layers: z.array(descriptor) });
+const indexSchema = z.object({ manifests: z.array(descriptor) });
+
+/** At most this many platform manifests of an index are read (nixoci writes two). */
+const MAX_CHILDREN = 8;
+
+/** The key under which a layer with these contents is found: media type, store paths, narHashes. */
+export function reuseKey(mediaType: string, storePaths: string, narHashes: string): string {
+  return `${mediaType}\n${storePaths}\n${narHashes}`;
+}
+
+/**
+ * Reads the manifest at `reference` (and, for an index, the manifests of the given architectures)
+ * and returns every layer descriptor nixoci annotated. Nothing is found when there is no manifest.
+ */
+export async function findReusableLayers(
+  client: RegistryClient,
+  repository: string,
+  reference: string,
+  architectures: readonly string[],
+  signal?: AbortSignal,
+): Promise<ReusableLayer[]> {
+  const top = await client.getManifest(repository, reference, signal);
+  if (!top) return [];
+  const json: unknown = JSON.parse(top.bytes.toString('utf8'));
+  const manifests: unknown[] = [];
+  const index = indexSchema.safeParse(json);
+  if (top.mediaType === MediaType.ociIndex || top.mediaType === MediaType.dockerManifestList || index.success) {
+    if (!index.success) return [];
+    const children = index.data.manifests
+      .filter((m) => !m.platform || architectures.includes(m.platform.architecture))
+      .slice(0, MAX_CHILDREN);
+    const fetched = await Promise.all(children.map((m) => client.getManifest(repository, m.digest, signal)));
+    for (const f of fetched) if (f) manifests.push(JSON.parse(f.bytes.toString('utf8')));
+  } else {
+    manifests.push(json);
+  }
+  const out: ReusableLayer[] = [];
+  for (const m of manifests) {
+    const parsed = manifestSchema.safeParse(m);
+    if (!parsed.success) continue;
+    for (const l of parsed.data.layers) {
+      const diffId = l.annotations?.[ANNOTATION_DIFF_ID];
+      const storePaths = l.annotations?.[ANNOTATION_STORE_PATHS];
+      const narHashes = l.annotations?.[ANNOTATION_NAR_HASHES];
+      if (!diffId || !isDigest(diffId) || !storePaths || narHashes === undefined) continue;
+      out.push({ digest: l.digest, size: l.size, diffId, mediaType: l.mediaType, storePaths, narHashes, repository });
+    }
+  }
+  return out;
+}
+
+/**
+ * Stateless skip: a layer without known digests whose store paths and narHashes equal a found
+ * descriptor's annotations takes that descriptor's digests, so its store paths are never read.
+ * The customisation layer is never matched (its content is not described by the annotations).
+ * Returns the layers so matched, with where their blob was seen.
+ */
+export function applyReuse(layers: readonly Layer[], found: readonly ReusableLayer[]): Map<Layer, ReusableLayer> {
+  const byKey = new Map<string, ReusableLayer>();
+  for (const f of found) {
+    const k = reuseKey(f.mediaType, f.storePaths, f.narHashes);
+    // The first source wins: the target's own manifest is read first and needs no mount.
+    if (!byKey.has(k)) byKey.set(k, f);
+  }
+  const matched = new Map<Layer, ReusableLayer>();
+  for (const layer of layers) {
+    const p = layer.planned;
+    if (layer.known || p.storePaths.length === 0 || (p.extra?.length ?? 0) > 0) continue;
+    const hit = byKey.get(reuseKey(layer.mediaType, p.storePaths.join(' '), p.narHashes.join(' ')));
+    if (!hit) continue;
+    // tarSize comes from the tree's metadata (lstat only); no file content is read.
+    const tarSize = layer.tarSize();
+    layer.known = { diffId: hit.diffId, digest: hit.digest, size: hit.size, tarSize };
+    matched.set(layer, hit);
+  }
+  return matched;
+}

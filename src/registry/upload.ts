@@ -1,0 +1,161 @@
+import { Writable, type Readable } from 'node:stream';
+import type { Response } from 'undici';
+import type { Digest } from '../core/digest.js';
+import { NixociError, isNixociError } from '../core/errors.js';
+import { discard } from './transport.js';
+import { short, type RegistryClient } from './client.js';
+import { backoffDelay, isRetryableStatus, retryAfterMs, sleep } from './retry.js';
+
+/** A blob that can be streamed again on every attempt (a layer). */
+export interface BlobSource {
+  /** Digest and size when known before reading (cache or registry annotations). */
+  known(): { readonly digest: Digest; readonly size: number } | undefined;
+  /** A fresh stream of the blob; `digests` settles once it has been read to the end. */
+  open(signal?: AbortSignal): { stream: Readable; digests: Promise<{ readonly digest: Digest; readonly size: number }> };
+}
+
+export interface UploadOptions {
+  readonly signal?: AbortSignal;
+  /** A session already open (from a mount that did not happen). */
+  readonly session?: URL;
+  readonly onBytes?: (n: number) => void;
+}
+
+export interface UploadResult {
+  readonly digest: Digest;
+  readonly size: number;
+  /** Bytes sent over the wire, every attempt counted. */
+  readonly bytesSent: number;
+}
+
+/** Statuses with which a registry says "not this way": try the other upload form. */
+const REJECTS_FORM = new Set([400, 405, 411, 413, 415, 416, 501]);
+
+/**
+ * Uploads a blob: a monolithic `PUT ?digest=` with Content-Length when digest and size are known,
+ * else one streamed chunked PATCH (digest computed while it flows) closed by `PUT ?digest=`. A
+ * registry that refuses one form gets the other; transient failures reopen the stream and start
+ * a new session. A session left behind by a failure or an abort is cancelled (DELETE).
+ */
+export async function uploadBlob(client: RegistryClient, repo: string, source: BlobSource, o: UploadOptions = {}): Promise<UploadResult> {
+  const policy = client.transport.retry;
+  let bytesSent = 0;
+  let session = o.session;
+  let monolithic = source.known() !== undefined;
+  let switched = false;
+  const count = (n: number): void => {
+    bytesSent += n;
+    o.onBytes?.(n);
+  };
+  for (let attempt = 1; ; attempt++) {
+    const location = session ?? (await client.startUpload(repo, o.signal));
+    session = undefined;
+    let outcome: Outcome;
+    try {
+      outcome = monolithic ? await putWhole(client, location, source, count, o.signal) : await patchStream(client, location, source, count, o.signal);
+    } catch (e) {
+      await client.cancelUpload(location);
+      if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
+      if (!isNixociError(e) || e.code !== 'REGISTRY_UNREACHABLE' || attempt >= policy.attempts) throw e;
+      await sleep(backoffDelay(attempt, policy), o.signal);
+      continue;
+    }
+    if (outcome.ok) return { ...outcome.ok, bytesSent };
+    const res = outcome.res;
+    if (res.status === 401 && attempt < policy.attempts) {
+      const again = await client.auth.onUnauthorized(res.headers.get('www-authenticate'), true, o.signal);
+      await discard(res);
+      await client.cancelUpload(location);
+      if (again) continue;
+      throw await client.fail(`upload blob`, res);
+    }
+    if (REJECTS_FORM.has(res.status) && !switched) {
+      // One switch of form, not counted as an attempt: the registry told us how it wants it.
+      switched = true;
+      monolithic = !monolithic;
+      await discard(res);
+      await client.cancelUpload(location);
+      if (monolithic && !source.known()) await hashOnly(source, o.signal);
+      attempt--;
+      continue;
+    }
+    if (isRetryableStatus(res.status) && attempt < policy.attempts) {
+      const wait = retryAfterMs(res.headers.get('retry-after'), policy) ?? backoffDelay(attempt, policy);
+      await discard(res);
+      await client.cancelUpload(location);
+      await sleep(wait, o.signal);
+      continue;
+    }
+    await client.cancelUpload(location);
+    throw await client.fail(`upload blob${outcome.digest ? ` ${short(outcome.digest)}` : ''}`, res);
+  }
+}
+
+type Outcome =
+  | { ok: { digest: Digest; size: number }; res?: undefined; digest?: undefined }
+  | { ok?: undefined; res: Response; digest?: Digest };
+
+async function putWhole(client: RegistryClient, location: URL, source: BlobSource, count: (n: number) => void, signal?: AbortSignal): Promise<Outcome> {
+  const known = source.known()!;
+  const { stream, digests } = source.open(signal);
+  const res = await sendOrLayerError(client.putUpload(location, known.digest, counted(stream, count), known.size, signal), stream, digests);
+  if (res.status !== 201) {
+    stream.destroy();
+    return { res, digest: known.digest };
+  }
+  await discard(res);
+  const d = await digests;
+  if (d.digest !== known.digest) {
+    // The registry verified the bytes against known.digest, so this cannot happen unless the store changed under us.
+    throw new NixociError('STORE_CHANGED', `${client.what} failed: layer ${short(known.digest)} changed while it was uploaded`, {
+      hint: 'delete the digest cache (~/.cache/nixoci) and try again',
+    });
+  }
+  return { ok: known };
+}
+
+async function patchStream(client: RegistryClient, location: URL, source: BlobSource, count: (n: number) => void, signal?: AbortSignal): Promise<Outcome> {
+  const { stream, digests } = source.open(signal);
+  const res = await sendOrLayerError(client.patchUpload(location, counted(stream, count), signal), stream, digests);
+  if (res.status !== 202) {
+    stream.destroy();
+    return { res };
+  }
+  const next = res.headers.get('location');
+  await discard(res);
+  const d = await digests;
+  await client.completeUpload(next ? new URL(next, location) : location, d.digest, undefined, signal);
+  return { ok: d };
+}
+
+/** Runs the request; when it fails because the layer stream broke, reports the layer's error. */
+async function sendOrLayerError(req: Promise<Response>, stream: Readable, digests: Promise<unknown>): Promise<Response> {
+  // The digests promise may reject while the request is still being handled; observe it either way.
+  digests.catch(() => undefined);
+  try {
+    return await req;
+  } catch (e) {
+    stream.destroy();
+    const layerError = await digests.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    // A store read failure is the real cause; a broken pipe after a dropped connection is not.
+    if (isNixociError(layerError) && !(isNixociError(e) && e.code === 'ABORTED')) throw layerError;
+    throw e;
+  }
+}
+
+async function* counted(stream: Readable, count: (n: number) => void): AsyncGenerator<Uint8Array> {
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    count(chunk.length);
+    yield chunk;
+  }
+}
+
+/** Computes digest and size without sending (only when a registry refused the streamed form). */
+async function hashOnly(source: BlobSource, signal?: AbortSignal): Promise<void> {
+  const { stream, digests } = source.open(signal);
+  stream.pipe(new Writable({ write: (_c, _e, cb) => cb() }));
+  await digests;
+}

@@ -1,0 +1,190 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Decompressor } from 'zstd-napi';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { sha256Digest } from '../../src/core/digest.js';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { readTree } from '../helpers/tree.js';
+
+interface Report {
+  manifestDigest: string;
+  bytesRead: number;
+  layers: { storePaths: string[]; diffId: string; digest: string; size: number; mediaType: string; action: string }[];
+}
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-build-'));
+const tmp = (name: string): string => join(work, name);
+let fx: FixtureClosure;
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'build-test' });
+});
+
+function sha256File(f: string): string {
+  return 'sha256:' + execFileSync('sha256sum', [f], { encoding: 'utf8' }).split(' ')[0];
+}
+
+describe('nixoci build', () => {
+  it('writes an OCI layout that umoci accepts, whose rootfs equals the store byte for byte', async () => {
+    const dir = tmp('oci-a');
+    const report = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}:v1`,
+      '--entrypoint',
+      `${fx.app}/bin/app`,
+      '--no-cache',
+    ]);
+    expect(report.layers).toHaveLength(fx.paths.length);
+    expect(report.layers.at(-1)!.storePaths).toEqual([fx.app]);
+    // every blob is where the manifest says, with the digest and size it says
+    const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+    expect(index.manifests[0].annotations['org.opencontainers.image.ref.name']).toBe('v1');
+    expect(index.manifests[0].digest).toBe(report.manifestDigest);
+    const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+    const manifest = JSON.parse(readFileSync(blob(report.manifestDigest), 'utf8'));
+    expect(manifest.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8'));
+    expect(config).toMatchObject({ architecture: 'amd64', os: 'linux', created: '1970-01-01T00:00:01Z' });
+    expect(config.config.Entrypoint).toEqual([`${fx.app}/bin/app`]);
+    expect(config.config.Env).toEqual([`PATH=${fx.app}/bin`]);
+    expect(config.history).toHaveLength(manifest.layers.length);
+    for (const [i, l] of manifest.layers.entries()) {
+      expect(sha256File(blob(l.digest))).toBe(l.digest);
+      expect(readFileSync(blob(l.digest)).length).toBe(l.size);
+      expect(l.mediaType).toBe('application/vnd.oci.image.layer.v1.tar');
+      expect(config.rootfs.diff_ids[i]).toBe(l.digest); // uncompressed: diffID = digest
+      expect(l.annotations['dev.nixoci.store-paths']).toBe(report.layers[i]!.storePaths.join(' '));
+      expect(l.annotations['dev.nixoci.nar-hashes']).toMatch(/^sha256-/);
+    }
+    // umoci validates the layout while unpacking it
+    const bundle = tmp('bundle-a');
+    execFileSync('umoci', ['unpack', '--image', `${dir}:v1`, bundle], { stdio: 'pipe' });
+    const rootfs = join(bundle, 'rootfs');
+    expect(readdirSync(join(rootfs, 'nix', 'store')).sort()).toEqual(fx.paths.map((p) => basename(p)));
+    for (const p of fx.paths) {
+      expect(readTree(join(rootfs, p.slice(1)))).toEqual(readTree(p));
+    }
+  });
+
+  it('writes a docker-archive that the Docker engine loads and runs', async () => {
+    const archive = tmp('a.tar');
+    const tag = 'nixoci-test/build:archive';
+    await dockerRmi(tag);
+    const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${archive}:${tag}`, '--entrypoint', `${fx.app}/bin/app`]);
+    expect(r.code, r.stderr).toBe(0);
+    const load = await docker(['load', '-i', archive]);
+    expect(load.stdout).toContain(tag);
+    const out = await dockerRunOutput(tag);
+    expect(out).toContain('fixture app build-test');
+    expect(out).toContain('fixture-data run: ok');
+    expect(out).toContain('empty path present');
+  });
+
+  it('gives identical digests in another directory, umask, time zone and cache state', async () => {
+    const args = (dir: string): string[] => ['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--entrypoint', `${fx.app}/bin/app`];
+    const a = await nixociJson<Report>([...args(tmp('r1')), '--no-cache'], { umask: '022', env: { TZ: 'UTC' } });
+    const cwd = mkdtempSync(join(tmpdir(), 'nixoci-cwd-'));
+    const b = await nixociJson<Report>([...args(tmp('r2')), '--cache-dir', tmp('cache-r2')], {
+      umask: '077',
+      cwd,
+      env: { TZ: 'Pacific/Chatham', LANG: 'C', LC_ALL: 'C' },
+    });
+    expect(b.manifestDigest).toBe(a.manifestDigest);
+    expect(b.layers.map((l) => l.digest)).toEqual(a.layers.map((l) => l.digest));
+  });
+
+  it('reads no store bytes on a warm rebuild to the same layout, with the same digests', async () => {
+    const dir = tmp('warm');
+    const cache = tmp('cache-warm');
+    const args = ['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--cache-dir', cache];
+    const cold = await nixociJson<Report>(args);
+    expect(cold.bytesRead).toBeGreaterThan(2_000_000);
+    expect(cold.layers.every((l) => l.action === 'written')).toBe(true);
+    const warm = await nixociJson<Report>(args);
+    expect(warm.bytesRead).toBe(0);
+    expect(warm.manifestDigest).toBe(cold.manifestDigest);
+    expect(warm.layers.every((l) => l.action === 'skipped')).toBe(true);
+  });
+
+  it('compresses with gzip and zstd, with diffIDs equal to the uncompressed digests', async () => {
+    const plain = await nixociJson<Report>(['build', '--graph', fx.graphFile, '--to', `oci:${tmp('c-none')}`, '--no-cache']);
+    for (const c of ['gzip', 'zstd']) {
+      const dir = tmp(`c-${c}`);
+      const r = await nixociJson<Report>(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--compression', c, '--no-cache']);
+      expect(r.layers.map((l) => l.diffId)).toEqual(plain.layers.map((l) => l.diffId));
+      for (const l of r.layers) {
+        expect(l.mediaType).toBe(`application/vnd.oci.image.layer.v1.tar+${c}`);
+        const bytes = readFileSync(join(dir, 'blobs', 'sha256', l.digest.slice(7)));
+        expect(sha256Digest(bytes)).toBe(l.digest);
+        expect(bytes.length).toBe(l.size);
+        const tar = c === 'gzip' ? gunzipSync(bytes) : new Decompressor().decompress(bytes);
+        expect(sha256Digest(tar)).toBe(l.diffId);
+      }
+      // Debian's umoci reads gzip layers, not zstd ones
+      if (c === 'gzip') execFileSync('umoci', ['unpack', '--image', `${dir}:latest`, tmp(`c-${c}-bundle`)], { stdio: 'pipe' });
+    }
+  });
+
+  it('leaves nothing behind when the input is bad, and exits non-zero with one clear line', async () => {
+    const dir = tmp('bad-out');
+    const archive = tmp('bad.tar');
+    const bad = tmp('bad.json');
+    execFileSync('sh', ['-c', `printf '{"closure": [' > "$0"`, bad]);
+    const r = await nixoci(['build', '--graph', bad, '--to', `oci:${dir}`, '--to', `docker-archive:${archive}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^nixoci: error: .*bad\.json: not valid JSON/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(dir)).toBe(false);
+    expect(existsSync(archive)).toBe(false);
+  });
+
+  it('reports usage errors with exit code 2', async () => {
+    for (const args of [
+      ['build', '--graph', fx.graphFile],
+      ['build', '--graph', fx.graphFile, '--to', 'nowhere:x'],
+      ['build', '--graph', fx.graphFile, '--to', 'oci:x', '--arch', 'mips'],
+      ['build', '--graph', fx.graphFile, '--to', 'oci:x', '--bogus'],
+      ['build', '--to', 'oci:x'],
+      ['frobnicate'],
+    ]) {
+      const r = await nixoci(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
+    }
+    const help = await nixoci(['build', '--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--graph', '--path', '--to', '--arch', '--max-layers', '--compression', '--entrypoint', '--cmd', '--env', '--workdir', '--user', '--expose', '--label', '--created', '--cache-dir', '--no-cache', '--json']) {
+      expect(help.stdout).toContain(flag);
+    }
+  });
+
+  it('builds from --path via nix path-info, and writes run config from flags', async () => {
+    const dir = tmp('flags');
+    const r = await nixociJson<Report>([
+      'build', '--path', fx.app, '--to', `oci:${dir}`, '--cmd', '["--x", "y z"]', '--env', 'A=1', '--workdir', '/w',
+      '--user', '1000:1000', '--expose', '8080', '--label', 'b=2', '--label', 'a=1', '--created', '2024-01-02T03:04:05Z',
+      '--arch', 'arm64',
+    ]);
+    const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+    const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8'));
+    const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8'));
+    expect(config.architecture).toBe('arm64');
+    expect(config.created).toBe('2024-01-02T03:04:05Z');
+    expect(config.config).toEqual({
+      User: '1000:1000',
+      ExposedPorts: { '8080/tcp': {} },
+      Env: [`PATH=${fx.app}/bin`, 'A=1'],
+      Cmd: ['--x', 'y z'],
+      WorkingDir: '/w',
+      Labels: { a: '1', b: '2' },
+    });
+  });
+});

@@ -1,0 +1,151 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadGraphFile, parseGraph } from '../../src/closure/load.js';
+import { normaliseNarHash } from '../../src/closure/nar-hash.js';
+import { NixociError } from '../../src/core/errors.js';
+import { buildFixtureClosure, pathInfoJson, type FixtureClosure } from '../helpers/nix.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'nixoci-graph-'));
+let n = 0;
+function file(content: string | object): string {
+  const f = join(dir, `g${n++}.json`);
+  writeFileSync(f, typeof content === 'string' ? content : JSON.stringify(content));
+  return f;
+}
+
+async function failure(p: Promise<unknown>): Promise<NixociError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(NixociError);
+    return e as NixociError;
+  }
+  throw new Error('expected a failure');
+}
+
+let fx: FixtureClosure;
+let entries: { path: string; narHash: string; narSize: number; references: string[] }[];
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'graph-test' });
+  entries = (JSON.parse(readFileSync(fx.graphFile, 'utf8')) as { closure: typeof entries }).closure;
+});
+
+describe('closure graph input', () => {
+  it('reads the nix/closure-graph.nix output (exportReferencesGraph, structured attrs)', async () => {
+    const c = await loadGraphFile(fx.graphFile);
+    expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+    expect(c.roots).toEqual([fx.app]);
+    for (const info of c.paths.values()) {
+      expect(info.narHash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
+      expect(info.references).not.toContain(info.path);
+    }
+  });
+
+  it('reads `nix path-info --json --recursive` in the array form and the object form', async () => {
+    const arr = (await pathInfoJson([fx.app])) as { path: string }[];
+    expect(Array.isArray(arr)).toBe(true);
+    const a = await loadGraphFile(file(arr));
+    const obj = Object.fromEntries(arr.map(({ path, ...rest }) => [path, rest]));
+    const o = await loadGraphFile(file(obj));
+    const fromGraph = await loadGraphFile(fx.graphFile);
+    for (const c of [a, o]) {
+      expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+      expect(c.roots).toEqual([fx.app]);
+      for (const [p, info] of c.paths) expect(info).toEqual(fromGraph.paths.get(p));
+    }
+  });
+
+  it('reads a plain list of store paths, asking nix path-info for the graph', async () => {
+    const logged: string[] = [];
+    const c = await loadGraphFile(file([fx.app]), { log: (l) => logged.push(l) });
+    expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+    expect(logged.join('\n')).toContain('path-info');
+  });
+
+  it('normalises SRI, nix32 and hex narHashes to the same SRI value', () => {
+    const sri = 'sha256-' + Buffer.alloc(32, 7).toString('base64');
+    const hex = 'sha256:' + Buffer.alloc(32, 7).toString('hex');
+    expect(normaliseNarHash(sri)).toBe(sri);
+    expect(normaliseNarHash(hex)).toBe(sri);
+    const nix32 = entries[0]!.narHash;
+    expect(nix32).toMatch(/^sha256:[0-9a-z]{52}$/);
+    expect(normaliseNarHash(nix32)).toMatch(/^sha256-/);
+    expect(normaliseNarHash('md5:abc')).toBeNull();
+  });
+
+  const bad: [string, () => string | object, string, RegExp][] = [
+    ['invalid JSON', () => '{"closure": [', 'GRAPH_JSON', /not valid JSON/],
+    ['wrong shape', () => ({ closure: [{ path: 1 }] }), 'GRAPH_SHAPE', /not a closure graph at closure\.0\.path/],
+    ['a number', () => '42', 'GRAPH_SHAPE', /not a closure graph/],
+    ['empty graph', () => ({ closure: [] }), 'GRAPH_EMPTY', /no store paths/],
+    [
+      'dangling reference',
+      () => ({ closure: entries.filter((e) => !e.path.endsWith('-busybox')) }),
+      'GRAPH_DANGLING',
+      /references \/nix\/store\/\w+-busybox, which is not in the graph/,
+    ],
+    ['duplicate path', () => ({ closure: [...entries, entries[0]!] }), 'GRAPH_DUPLICATE', /listed twice/],
+    [
+      'path outside the store dir',
+      () => ({ closure: [{ ...entries[0]!, path: '/usr/bin/env', references: [] }] }),
+      'STORE_PATH_INVALID',
+      /outside the store dir/,
+    ],
+    [
+      '".." in a path',
+      () => ({ closure: [{ ...entries[0]!, path: '/nix/store/../etc/passwd', references: [] }] }),
+      'STORE_PATH_INVALID',
+      /"\." or "\.\." component/,
+    ],
+    [
+      'relative path',
+      () => ({ closure: [{ ...entries[0]!, path: 'nix/store/abc', references: [] }] }),
+      'STORE_PATH_INVALID',
+      /relative path/,
+    ],
+    [
+      'store path that does not exist',
+      () => ({
+        closure: [{ ...entries[0]!, path: '/nix/store/00000000000000000000000000000000-gone', references: [] }],
+      }),
+      'STORE_PATH_MISSING',
+      /does not exist on disk/,
+    ],
+    [
+      'bad narHash',
+      () => ({ closure: [{ ...entries[0]!, narHash: 'md5:xyz', references: [] }] }),
+      'GRAPH_SHAPE',
+      /narHash "md5:xyz" is not a sha256 hash/,
+    ],
+    [
+      'negative narSize',
+      () => ({ closure: [{ ...entries[0]!, narSize: -1 }] }),
+      'GRAPH_SHAPE',
+      /closure\.0\.narSize/,
+    ],
+  ];
+  for (const [name, content, code, message] of bad) {
+    it(`rejects ${name} with ${code}, naming the file`, async () => {
+      const f = file(content());
+      const e = await failure(loadGraphFile(f));
+      expect(e.code).toBe(code);
+      expect(e.message).toMatch(message);
+      expect(e.message).toContain(f);
+      expect(e.hint).toBeTruthy();
+    });
+  }
+
+  it('rejects a missing file with GRAPH_READ', async () => {
+    const e = await failure(loadGraphFile(join(dir, 'nope.json')));
+    expect(e.code).toBe('GRAPH_READ');
+    expect(e.message).toMatch(/ENOENT/);
+  });
+
+  it('rejects a root that is not in the graph', async () => {
+    const e = await failure(parseGraph({ roots: ['/nix/store/00000000000000000000000000000000-x'], closure: entries }, 'g'));
+    expect(e.code).toBe('GRAPH_DANGLING');
+  });
+});

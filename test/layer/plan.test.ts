@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import type { Closure, PathInfo } from '../../src/closure/closure.js';
+import type { StorePath } from '../../src/closure/store-path.js';
+import { planLayers } from '../../src/layer/plan.js';
+
+const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
+function sp(name: string, seed = name): StorePath {
+  let h = '';
+  let x = 7;
+  for (const c of seed) x = (x * 31 + c.charCodeAt(0)) >>> 0;
+  for (let i = 0; i < 32; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    h += NIX32[(x >>> 16) % 32];
+  }
+  return `/nix/store/${h}-${name}` as StorePath;
+}
+
+/** glibc ← lib-i ← app; roots: app. Plus `n` leaves that app depends on. */
+function closure(n: number, appSeed = 'app'): Closure {
+  const glibc = sp('glibc');
+  const libs = Array.from({ length: n }, (_, i) => sp(`lib-${i}`));
+  const app = sp('app', appSeed);
+  const infos: PathInfo[] = [
+    { path: glibc, narHash: 'sha256-g', narSize: 100, references: [] },
+    ...libs.map((l) => ({ path: l, narHash: `sha256-${l}`, narSize: 10, references: [glibc] })),
+    { path: app, narHash: `sha256-${appSeed}`, narSize: 1, references: [glibc, ...libs] },
+  ];
+  return { storeDir: '/nix/store', roots: [app], paths: new Map(infos.map((i) => [i.path, i])) };
+}
+
+describe('planLayers', () => {
+  it('gives one layer per path, most-depended-on first, roots last', () => {
+    const c = closure(3);
+    const plan = planLayers(c);
+    expect(plan.version).toBe(1);
+    expect(plan.layers.map((l) => l.storePaths.length)).toEqual([1, 1, 1, 1, 1]);
+    expect(plan.layers[0]!.storePaths[0]).toMatch(/-glibc$/);
+    expect(plan.layers.at(-1)!.storePaths[0]).toMatch(/-app$/);
+    expect(plan.layers.slice(1, 4).map((l) => l.storePaths[0]!.replace(/.*-lib/, 'lib'))).toEqual([
+      'lib-0',
+      'lib-1',
+      'lib-2',
+    ]);
+  });
+
+  it('does not depend on the order of the input', () => {
+    const c = closure(20);
+    const reversed: Closure = { ...c, paths: new Map([...c.paths].reverse()) };
+    expect(planLayers(reversed, { maxLayers: 8 })).toEqual(planLayers(c, { maxLayers: 8 }));
+  });
+
+  it('respects the layer budget and keeps every path exactly once', () => {
+    const c = closure(300);
+    const plan = planLayers(c, { maxLayers: 100 });
+    expect(plan.layers.length).toBeLessThanOrEqual(100);
+    const all = plan.layers.flatMap((l) => l.storePaths);
+    expect(new Set(all).size).toBe(c.paths.size);
+    expect(all.length).toBe(c.paths.size);
+  });
+
+  it('changes only the layer of a rebuilt path when over budget', () => {
+    const before = planLayers(closure(300, 'app-v1'), { maxLayers: 100 });
+    const after = planLayers(closure(300, 'app-v2'), { maxLayers: 100 });
+    expect(after.layers.length).toBe(before.layers.length);
+    const changed = after.layers.filter((l, i) => JSON.stringify(l) !== JSON.stringify(before.layers[i]));
+    expect(changed.length).toBe(1);
+    expect(changed[0]!.storePaths.some((p) => p.endsWith('-app'))).toBe(true);
+  });
+
+  it('appends the customisation layer last, within the budget', () => {
+    const plan = planLayers(closure(10), {
+      maxLayers: 5,
+      extra: [{ kind: 'dir', path: 'tmp', mode: 0o1777 }],
+    });
+    expect(plan.layers.length).toBeLessThanOrEqual(5);
+    expect(plan.layers.at(-1)!.extra).toHaveLength(1);
+    expect(plan.layers.at(-1)!.storePaths).toEqual([]);
+  });
+
+  it('puts everything in one layer with a budget of 1', () => {
+    const plan = planLayers(closure(5), { maxLayers: 1 });
+    expect(plan.layers).toHaveLength(1);
+    expect(plan.layers[0]!.storePaths).toHaveLength(7);
+  });
+});

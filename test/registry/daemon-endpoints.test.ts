@@ -1,0 +1,149 @@
+// Engine discovery: DOCKER_HOST=tcp:// (through a loopback TCP forwarder to the private socket), a
+// docker context created by the real docker CLI, ssh:// (through a stand-in `ssh` that runs the real
+// `docker system dial-stdio`), and the errors when nothing answers.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NixociError } from '../../src/core/errors.js';
+import type { Image } from '../../src/image/image.js';
+import { DaemonTarget } from '../../src/registry/docker-daemon-target.js';
+import { connectEngine } from '../../src/registry/engine/connect.js';
+import { discoverEndpoints, parseHost } from '../../src/registry/engine/discover.js';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure } from '../helpers/nix.js';
+import { closureOfGraph, imageOf, tempDir } from './daemon-helpers.js';
+
+const run = randomBytes(4).toString('hex');
+const socketPath = (): string => testEnv().dockerHost.replace(/^unix:\/\//, '');
+
+describe('DaemonTarget engine discovery', () => {
+  let image: Image;
+  let forwarder: Server;
+  let port = 0;
+
+  beforeAll(async () => {
+    const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+    image = imageOf(await closureOfGraph(fx.graphFile), tempDir('nixoci-daemon-cache-'), [`${fx.app}/bin/app`]);
+    forwarder = createServer((c) => {
+      const u = connect(socketPath());
+      c.pipe(u).pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+    port = (forwarder.address() as { port: number }).port;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => forwarder.close(() => resolve()));
+    const r = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'], { check: false });
+    await dockerRmi(...r.stdout.split('\n').filter((l) => l.includes(run)));
+  });
+
+  it('loads through DOCKER_HOST=tcp://', async () => {
+    const name = `nixoci-tcp-${run}`;
+    const r = await new DaemonTarget({ engine: 'docker', name, env: { DOCKER_HOST: `tcp://127.0.0.1:${port}` } }).write([image], {});
+    expect(r.target).toBe(`docker-daemon:${name}:latest`);
+    expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
+  });
+
+  it('loads through the current docker context', async () => {
+    const config = tempDir('nixoci-docker-config-');
+    const cli = (args: string[]): void => {
+      const { DOCKER_HOST: _h, DOCKER_CONTEXT: _c, ...rest } = process.env;
+      execFileSync(testEnv().dockerCli, args, { env: { ...rest, DOCKER_CONFIG: config }, stdio: 'pipe' });
+    };
+    cli(['context', 'create', 'nixoci-test', '--docker', `host=${testEnv().dockerHost}`]);
+    cli(['context', 'use', 'nixoci-test']);
+    expect(discoverEndpoints({ engine: 'docker', env: { DOCKER_CONFIG: config } })).toMatchObject([
+      { kind: 'unix', socketPath: socketPath() },
+    ]);
+    const name = `nixoci-context-${run}`;
+    await new DaemonTarget({ engine: 'docker', name, env: { DOCKER_CONFIG: config } }).write([image], {});
+    expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
+  });
+
+  it('loads through ssh:// with `docker system dial-stdio`', async () => {
+    const bin = tempDir('nixoci-fake-ssh-');
+    const argsFile = path.join(bin, 'args');
+    // Stands in for ssh: records its arguments, then runs the remote command locally against the
+    // test engine (the remote command is `docker system dial-stdio`, as the docker CLI runs it).
+    writeFileSync(
+      path.join(bin, 'ssh'),
+      `#!/bin/sh\necho "$@" >> ${argsFile}\nwhile [ "$1" != "--" ]; do shift; done\nshift 3\nexec ${testEnv().dockerCli} -H ${testEnv().dockerHost} "$@"\n`,
+    );
+    chmodSync(path.join(bin, 'ssh'), 0o755);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath ?? ''}`;
+    try {
+      const name = `nixoci-ssh-${run}`;
+      await new DaemonTarget({ engine: 'docker', name, host: 'ssh://builder@remote.example:2222', env: {} }).write([image], {});
+      expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(argsFile, 'utf8')).toContain('-p 2222 -- builder@remote.example docker system dial-stdio');
+  });
+
+  it('names every address it tried when no engine answers', async () => {
+    const dir = tempDir('nixoci-no-engine-');
+    const err = await connectEngine({ engine: 'podman', env: { XDG_RUNTIME_DIR: dir } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NixociError);
+    expect((err as NixociError).code).toBe('DAEMON_UNREACHABLE');
+    expect((err as NixociError).message).toContain(`unix://${dir}/podman/podman.sock`);
+    expect((err as NixociError).message).toContain('unix:///run/podman/podman.sock');
+    expect((err as NixociError).hint).toMatch(/podman system service/);
+
+    const one = await connectEngine({ engine: 'docker', host: `unix://${dir}/docker.sock` }).catch((e: unknown) => e);
+    expect((one as NixociError).code).toBe('DAEMON_UNREACHABLE');
+    expect((one as NixociError).message).toContain(`${dir}/docker.sock`);
+  });
+
+  it('reports a load the engine rejects, with its message', async () => {
+    const bad: Image = { ...image, platform: { architecture: 'amd64', os: 'windows' as 'linux' } };
+    const err = await new DaemonTarget({ engine: 'docker', name: `nixoci-bad-${run}`, env: { DOCKER_HOST: testEnv().dockerHost } })
+      .write([bad], {})
+      .catch((e: unknown) => e);
+    expect((err as NixociError).code).toBe('DAEMON');
+    expect((err as NixociError).message).toMatch(/rejected the image: .*(operating system|windows)/i);
+  });
+});
+
+describe('engine address parsing', () => {
+  it('follows the docker CLI precedence', () => {
+    const home = tempDir('nixoci-home-');
+    expect(discoverEndpoints({ engine: 'docker', env: {}, home })).toMatchObject([{ socketPath: '/var/run/docker.sock' }]);
+    expect(discoverEndpoints({ engine: 'docker', env: { DOCKER_HOST: 'unix:///a.sock' }, home })).toMatchObject([{ socketPath: '/a.sock' }]);
+    expect(discoverEndpoints({ engine: 'docker', host: 'unix:///b.sock', env: { DOCKER_HOST: 'unix:///a.sock' }, home })).toMatchObject([
+      { socketPath: '/b.sock', source: '--host' },
+    ]);
+    expect(discoverEndpoints({ engine: 'podman', env: { XDG_RUNTIME_DIR: '/run/user/7' }, home }).map((e) => e.address)).toEqual([
+      'unix:///run/user/7/podman/podman.sock',
+      'unix:///run/podman/podman.sock',
+    ]);
+  });
+
+  it('parses tcp, TLS and ssh addresses', () => {
+    const certs = tempDir('nixoci-certs-');
+    for (const f of ['ca.pem', 'cert.pem', 'key.pem']) writeFileSync(path.join(certs, f), '');
+    expect(parseHost('tcp://10.0.0.1', 'x', {})).toMatchObject({ kind: 'tcp', host: '10.0.0.1', port: 2375, tls: undefined });
+    expect(parseHost('tcp://h:1234', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject({
+      port: 1234,
+      tls: { verify: true, ca: path.join(certs, 'ca.pem'), cert: path.join(certs, 'cert.pem'), key: path.join(certs, 'key.pem') },
+    });
+    expect(parseHost('tcp://h', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject({ port: 2376 });
+    expect(parseHost('ssh://me@host:22/run/d.sock', 'x', {})).toMatchObject({
+      kind: 'ssh',
+      destination: 'me@host',
+      port: 22,
+      remoteSocket: '/run/d.sock',
+    });
+    expect(() => parseHost('ftp://h', '--host', {})).toThrow(/unsupported scheme/);
+    expect(() => parseHost('unix://relative', '--host', {})).toThrow(/absolute/);
+  });
+});
