@@ -45,14 +45,21 @@ export interface ImageFlagValues {
 export function imageSettings(command: string, v: ImageFlagValues): ImageSettings {
   const arches = (v.arch ?? 'amd64').split(',').map((a) => a.trim());
   for (const a of arches) {
-    if (!(ARCHES as readonly string[]).includes(a)) throw usage(command, `--arch ${a}: expected amd64, arm64 or amd64,arm64`);
+    if (!(ARCHES as readonly string[]).includes(a))
+      throw usage(command, `--arch ${a}: expected amd64, arm64 or amd64,arm64`);
   }
   if (new Set(arches).size !== arches.length) throw usage(command, '--arch lists an architecture twice');
   const compression = v.compression;
   if (compression !== undefined && !(COMPRESSIONS as readonly string[]).includes(compression)) {
     throw usage(command, `--compression ${compression}: expected none, gzip or zstd`);
   }
-  const level = intFlag(command, 'compression-level', v['compression-level'], 1, compression === 'gzip' ? 9 : 19);
+  const level = intFlag(
+    command,
+    'compression-level',
+    v['compression-level'],
+    1,
+    compression === 'gzip' ? 9 : 19,
+  );
   const created = v.created ?? DEFAULT_CREATED;
   if (Number.isNaN(Date.parse(created)) || !/^\d{4}-\d\d-\d\dT/.test(created)) {
     throw usage(command, `--created ${created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);

@@ -54,7 +54,13 @@ export function usage(command: string, message: string): NixociError {
 }
 
 /** A flag's value as a non-negative integer within bounds, or a usage error. */
-export function intFlag(command: string, name: string, v: string | undefined, min: number, max: number): number | undefined {
+export function intFlag(
+  command: string,
+  name: string,
+  v: string | undefined,
+  min: number,
+  max: number,
+): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
     throw usage(command, `--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);

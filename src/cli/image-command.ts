@@ -47,6 +47,7 @@ export async function runImageCommand(
   const assembly = new Assembly(closures, settings);
   const results = await assembly.writeAll(targets, { signal, log });
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
-  else if (!v.quiet) for (const r of results) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
+  else if (!v.quiet)
+    for (const r of results) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
   return 0;
 }

@@ -32,7 +32,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       return e.code === 'USAGE' ? EXIT_USAGE : e.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
     }
     const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
-    io.err(`nixoci: internal error: ${msg}\nhint: this is a bug in nixoci; please report it with the command you ran\n`);
+    io.err(
+      `nixoci: internal error: ${msg}\nhint: this is a bug in nixoci; please report it with the command you ran\n`,
+    );
     if (process.env.NIXOCI_DEBUG) io.err(`${(e as Error).stack ?? ''}\n`);
     return EXIT_FAILURE;
   } finally {
@@ -58,6 +60,8 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
     const { inspectCommand } = await import('./commands/inspect.js');
     return inspectCommand(rest, io);
   }
-  io.err(`nixoci: error: unknown command ${JSON.stringify(command)}\nhint: run \`nixoci --help\` for the commands\n`);
+  io.err(
+    `nixoci: error: unknown command ${JSON.stringify(command)}\nhint: run \`nixoci --help\` for the commands\n`,
+  );
   return EXIT_USAGE;
 }

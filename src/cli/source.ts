@@ -31,7 +31,8 @@ export async function resolveClosures(
   for (const arch of arches) {
     if (graphs.length > 0) {
       const file = pick(command, graphs, arch, '--graph');
-      if (file.length !== 1) throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
+      if (file.length !== 1)
+        throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
       out.set(arch, await loadGraphFile(file[0]!, { log }));
     } else {
       const ps = pick(command, paths, arch, '--path').map((p) => parseStorePath(p, '--path'));

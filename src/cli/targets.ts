@@ -1,5 +1,6 @@
 import type { ImageTarget } from '../image/target.js';
 import type { Compression } from '../layer/compress.js';
+import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
 import { usage } from './flags.js';
@@ -28,17 +29,21 @@ const transports: Record<string, TransportParser> = {
     const i = rest.indexOf(':');
     const file = i < 0 ? rest : rest.slice(0, i);
     const ref = i < 0 ? undefined : rest.slice(i + 1);
-    if (!file) throw usage(command, 'docker-archive: needs a file name, e.g. docker-archive:image.tar:app:latest');
+    if (!file)
+      throw usage(command, 'docker-archive: needs a file name, e.g. docker-archive:image.tar:app:latest');
     if (ref !== undefined && !/^[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127})?$/.test(ref)) {
       throw usage(command, `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG]`);
     }
     const repoTag = ref === undefined ? undefined : ref.includes(':') ? ref : `${ref}:latest`;
     return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
   },
+  'docker-daemon': (command, rest, flags) => engineTarget(command, 'docker', rest, flags),
+  podman: (command, rest, flags) => engineTarget(command, 'podman', rest, flags),
 };
 
 export function parseTarget(command: string, dest: string, flags: TargetFlags): TargetChoice {
-  if (dest.startsWith('docker://') && transports['docker']) return transports['docker'](command, dest.slice(9), flags);
+  if (dest.startsWith('docker://') && transports['docker'])
+    return transports['docker'](command, dest.slice(9), flags);
   const i = dest.indexOf(':');
   const name = i < 0 ? '' : dest.slice(0, i);
   const parse = transports[name];
@@ -51,7 +56,11 @@ export function parseTarget(command: string, dest: string, flags: TargetFlags): 
   return parse(command, dest.slice(i + 1), flags);
 }
 
-function splitPathTag(command: string, kind: string, rest: string): { path: string; tag: string | undefined } {
+function splitPathTag(
+  command: string,
+  kind: string,
+  rest: string,
+): { path: string; tag: string | undefined } {
   const i = rest.lastIndexOf(':');
   const path = i < 0 ? rest : rest.slice(0, i);
   const tag = i < 0 ? undefined : rest.slice(i + 1);
@@ -60,4 +69,38 @@ function splitPathTag(command: string, kind: string, rest: string): { path: stri
     throw usage(command, `${kind}:${rest}: ${JSON.stringify(tag)} is not a valid tag`);
   }
   return { path, tag };
+}
+
+const REPOSITORY_RE = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const TAG_RE = /^[\w][\w.-]{0,127}$/;
+
+/**
+ * A Docker engine or Podman target from `NAME[:TAG]` (or no reference: name and tag then come from
+ * the closure's top-level store path), with `--tag`, `--host` and `--cache-from`.
+ */
+export function engineTarget(
+  command: string,
+  engine: 'docker' | 'podman',
+  ref: string | undefined,
+  flags: TargetFlags,
+): TargetChoice {
+  const scheme = engine === 'podman' ? 'podman' : 'docker-daemon';
+  let name: string | undefined;
+  const tags: string[] = [];
+  if (ref !== undefined && ref !== '') {
+    const slash = ref.lastIndexOf('/');
+    const colon = ref.lastIndexOf(':');
+    name = colon > slash ? ref.slice(0, colon) : ref;
+    if (colon > slash) tags.push(ref.slice(colon + 1));
+    if (!REPOSITORY_RE.test(name)) {
+      throw usage(command, `${scheme}:${ref}: ${JSON.stringify(name)} is not a repository name (lower case, e.g. app or example.com/team/app)`);
+    }
+  }
+  const extra = flags.tag;
+  tags.push(...(Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : []));
+  for (const t of tags) if (!TAG_RE.test(t)) throw usage(command, `${JSON.stringify(t)} is not a valid tag`);
+  const host = typeof flags.host === 'string' ? flags.host : undefined;
+  const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
+  const target = new DaemonTarget({ engine, host, name, tags: [...new Set(tags)], cacheFrom });
+  return { target, defaultCompression: 'none' };
 }

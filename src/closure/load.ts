@@ -22,7 +22,10 @@ export interface LoadOptions {
 const MAX_GRAPH_BYTES = 256 << 20;
 
 /** Reads a closure graph file (any of the accepted shapes); `where` in errors is the file name. */
-export async function loadGraphFile(file: string, options: LoadOptions & NixRunOptions = {}): Promise<Closure> {
+export async function loadGraphFile(
+  file: string,
+  options: LoadOptions & NixRunOptions = {},
+): Promise<Closure> {
   let text: string;
   try {
     const st = lstatSync(file);
@@ -51,7 +54,11 @@ export async function loadGraphFile(file: string, options: LoadOptions & NixRunO
 }
 
 /** Turns parsed graph JSON into a validated Closure. */
-export async function parseGraph(json: unknown, where: string, options: LoadOptions & NixRunOptions = {}): Promise<Closure> {
+export async function parseGraph(
+  json: unknown,
+  where: string,
+  options: LoadOptions & NixRunOptions = {},
+): Promise<Closure> {
   const storeDir = options.storeDir ?? storeDirFromEnv();
   // A plain list of store paths: ask Nix for the rest of the graph.
   const plain = plainPathsSchema.safeParse(json);
@@ -63,7 +70,10 @@ export async function parseGraph(json: unknown, where: string, options: LoadOpti
   return buildClosure(entries, roots, where, { ...options, storeDir });
 }
 
-function extractEntries(json: unknown, where: string): { entries: GraphEntry[]; roots: string[] | undefined } {
+function extractEntries(
+  json: unknown,
+  where: string,
+): { entries: GraphEntry[]; roots: string[] | undefined } {
   const arr = graphEntriesSchema.safeParse(json);
   if (arr.success) return { entries: arr.data, roots: undefined };
   if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
@@ -97,7 +107,9 @@ function extractEntries(json: unknown, where: string): { entries: GraphEntry[]; 
 
 function shapeError(where: string, err: z.ZodError | undefined, key?: string): NixociError {
   const issue = err?.issues[0];
-  const at = issue ? ` at ${[...(key ? [key] : []), ...issue.path].join('.') || '(top)'}: ${issue.message}` : '';
+  const at = issue
+    ? ` at ${[...(key ? [key] : []), ...issue.path].join('.') || '(top)'}: ${issue.message}`
+    : '';
   return new NixociError('GRAPH_SHAPE', `${where}: not a closure graph${at}`, {
     hint: 'expected exportReferencesGraph JSON, `nix path-info --json --recursive` output, or a list of store paths',
   });
@@ -124,13 +136,19 @@ async function buildClosure(
     }
     const path = parseStorePath(e.path, `${where}: entry ${i}`, options.storeDir);
     if (paths.has(path)) {
-      throw new NixociError('GRAPH_DUPLICATE', `${at}: listed twice`, { hint: 'each store path may appear once' });
+      throw new NixociError('GRAPH_DUPLICATE', `${at}: listed twice`, {
+        hint: 'each store path may appear once',
+      });
     }
     const narHash = normaliseNarHash(e.narHash);
     if (!narHash) {
-      throw new NixociError('GRAPH_SHAPE', `${at}: narHash ${JSON.stringify(e.narHash)} is not a sha256 hash`, {
-        hint: 'expected SRI (sha256-…) or sha256:<nix32|hex>',
-      });
+      throw new NixociError(
+        'GRAPH_SHAPE',
+        `${at}: narHash ${JSON.stringify(e.narHash)} is not a sha256 hash`,
+        {
+          hint: 'expected SRI (sha256-…) or sha256:<nix32|hex>',
+        },
+      );
     }
     // exportReferencesGraph lists references as full paths; old path-info too. Self-references are dropped.
     const references = e.references
@@ -141,9 +159,13 @@ async function buildClosure(
   for (const info of paths.values()) {
     for (const r of info.references) {
       if (!paths.has(r)) {
-        throw new NixociError('GRAPH_DANGLING', `${where}: ${info.path} references ${r}, which is not in the graph`, {
-          hint: 'the graph must be closed: export it with exportReferencesGraph or nix path-info --recursive',
-        });
+        throw new NixociError(
+          'GRAPH_DANGLING',
+          `${where}: ${info.path} references ${r}, which is not in the graph`,
+          {
+            hint: 'the graph must be closed: export it with exportReferencesGraph or nix path-info --recursive',
+          },
+        );
       }
     }
   }

@@ -66,7 +66,9 @@ export function jsonBlob(value: unknown, mediaType: string): Blob {
 
 /** Store paths a layer holds, for history and annotations; the customisation layer has none. */
 export function layerLabel(layer: Layer): string {
-  return layer.planned.storePaths.length > 0 ? layer.planned.storePaths.join(' ') : 'nixoci customisation layer';
+  return layer.planned.storePaths.length > 0
+    ? layer.planned.storePaths.join(' ')
+    : 'nixoci customisation layer';
 }
 
 export function layerDescriptor(layer: Layer, d: LayerDigests): Descriptor {
@@ -89,7 +91,8 @@ export function renderImage(image: Image, digests: readonly LayerDigests[]): Ren
   const run = image.run;
   const cfg: Record<string, unknown> = {};
   if (run.user) cfg.User = run.user;
-  if (run.exposedPorts.length > 0) cfg.ExposedPorts = Object.fromEntries(run.exposedPorts.map((p) => [p, {}]));
+  if (run.exposedPorts.length > 0)
+    cfg.ExposedPorts = Object.fromEntries(run.exposedPorts.map((p) => [p, {}]));
   if (run.env.length > 0) cfg.Env = [...run.env];
   if (run.entrypoint) cfg.Entrypoint = [...run.entrypoint];
   if (run.cmd) cfg.Cmd = [...run.cmd];

@@ -27,6 +27,7 @@ export function layerMediaType(c: Compression): MediaType {
 export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
   if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
-  if (o.compression === 'zstd') return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 1 });
+  if (o.compression === 'zstd')
+    return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 1 });
   return null;
 }

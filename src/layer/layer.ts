@@ -34,7 +34,11 @@ export class Layer {
     public known: LayerDigests | undefined = undefined,
   ) {
     this.mediaType = layerMediaType(options.compression);
-    this.cacheKey = DigestCache.key(planned, options.compression, options.level ?? defaultLevel(options.compression));
+    this.cacheKey = DigestCache.key(
+      planned,
+      options.compression,
+      options.level ?? defaultLevel(options.compression),
+    );
     this.known ??= options.cache.get(this.cacheKey);
   }
 

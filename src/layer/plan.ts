@@ -6,7 +6,13 @@ export const DEFAULT_MAX_LAYERS = 100;
 
 /** A synthetic entry of the customisation layer (paths relative to `/`, no leading slash). */
 export type ExtraEntry =
-  | { readonly kind: 'dir'; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number }
+  | {
+      readonly kind: 'dir';
+      readonly path: string;
+      readonly mode: number;
+      readonly uid?: number;
+      readonly gid?: number;
+    }
   | {
       readonly kind: 'file';
       readonly path: string;

@@ -52,7 +52,8 @@ export function encodeHeader(e: TarEntry): Buffer {
     mode: e.mode,
     size: e.size > MAX_OCTAL_11 ? 0 : e.size,
     typeflag: e.type === 'file' ? '0' : e.type === 'dir' ? '5' : '2',
-    linkname: e.linkTarget && e.linkTarget.length <= 100 ? e.linkTarget : (e.linkTarget?.subarray(0, 100) ?? null),
+    linkname:
+      e.linkTarget && e.linkTarget.length <= 100 ? e.linkTarget : (e.linkTarget?.subarray(0, 100) ?? null),
     uid: e.uid ?? 0,
     gid: e.gid ?? 0,
   });

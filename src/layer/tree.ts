@@ -42,9 +42,11 @@ export function collectEntries(layer: PlannedLayer, options: TreeOptions): Sourc
   for (const x of layer.extra ?? []) {
     const name = Buffer.from(x.path.replace(/^\/+/, '').replace(/\/+$/, ''));
     addParents(name);
-    const owner = x.kind === 'symlink' ? {} : { ...(x.uid ? { uid: x.uid } : {}), ...(x.gid ? { gid: x.gid } : {}) };
+    const owner =
+      x.kind === 'symlink' ? {} : { ...(x.uid ? { uid: x.uid } : {}), ...(x.gid ? { gid: x.gid } : {}) };
     if (x.kind === 'dir') add({ name, type: 'dir', mode: x.mode, size: 0, ...owner });
-    else if (x.kind === 'symlink') add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: Buffer.from(x.target) });
+    else if (x.kind === 'symlink')
+      add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: Buffer.from(x.target) });
     else {
       const content = Buffer.from(x.content, x.encoding ?? 'utf8');
       add({ name, type: 'file', mode: x.mode, size: content.length, content, ...owner });
@@ -80,7 +82,12 @@ function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedE
       throw storeReadError(abs, e);
     }
     for (const c of children) {
-      walk(Buffer.concat([abs, Buffer.from('/'), c]), Buffer.concat([name, Buffer.from('/'), c]), options, add);
+      walk(
+        Buffer.concat([abs, Buffer.from('/'), c]),
+        Buffer.concat([name, Buffer.from('/'), c]),
+        options,
+        add,
+      );
     }
   } else {
     const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';

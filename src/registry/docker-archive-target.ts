@@ -30,7 +30,11 @@ export class DockerArchiveTarget implements ImageTarget {
     const image = images[0]!;
     const path = resolve(this.file);
     const tmp = `${path}.${process.pid}.partial`;
-    const archive = dockerArchive({ image, repoTags: this.repoTag ? [this.repoTag] : [], signal: ctx.signal });
+    const archive = dockerArchive({
+      image,
+      repoTags: this.repoTag ? [this.repoTag] : [],
+      signal: ctx.signal,
+    });
     try {
       await pipeline(archive.stream, createWriteStream(tmp), ...(ctx.signal ? [{ signal: ctx.signal }] : []));
       const { rendered } = await archive.result;
@@ -60,7 +64,8 @@ export class DockerArchiveTarget implements ImageTarget {
     } catch (e) {
       rmSync(tmp, { force: true });
       if (e instanceof NixociError) throw e;
-      if ((e as Error).name === 'AbortError') throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
+      if ((e as Error).name === 'AbortError')
+        throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
       throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
         hint: 'check that the directory exists, is writable and has free space',
         cause: e,

@@ -1,3 +1,4 @@
+import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
 import type { Image } from '../image/image.js';
 import { layerLabel } from '../image/image.js';
@@ -11,9 +12,12 @@ export interface DaemonTargetOptions {
   readonly engine: EngineKind;
   /** Engine address (`unix://…`, `tcp://…`, `ssh://…`); default: found like the docker CLI does. */
   readonly host?: string;
-  /** Repository name, e.g. `hello` or `example.com/team/hello`. */
-  readonly name: string;
-  /** Tags to give the image (default `latest`). */
+  /**
+   * Repository name, e.g. `hello` or `example.com/team/hello`. Default: the name part of the
+   * closure's top-level store path, tagged with its hash (when no tags are given).
+   */
+  readonly name?: string;
+  /** Tags to give the image (default `latest`, or the store path hash when the name is derived). */
   readonly tags?: readonly string[];
   /** Other images whose layers the engine holds and this image may share (`--cache-from`). */
   readonly cacheFrom?: readonly string[];
@@ -33,11 +37,11 @@ const MAX_SIBLINGS = 10;
 export class DaemonTarget implements ImageTarget {
   readonly description: string;
   readonly requiredCompression = 'none' as const;
-  private readonly tags: readonly string[];
+  private readonly scheme: string;
 
   constructor(private readonly opts: DaemonTargetOptions) {
-    this.tags = opts.tags && opts.tags.length > 0 ? opts.tags : ['latest'];
-    this.description = `${opts.engine === 'podman' ? 'podman' : 'docker-daemon'}:${opts.name}:${this.tags[0]!}`;
+    this.scheme = opts.engine === 'podman' ? 'podman' : 'docker-daemon';
+    this.description = opts.name ? `${this.scheme}:${opts.name}:${opts.tags?.[0] ?? 'latest'}` : this.scheme;
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
@@ -46,6 +50,7 @@ export class DaemonTarget implements ImageTarget {
     ctx.log?.(`${engine} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`);
     const notes: string[] = [];
     const image = pickImage(images, version.Arch, notes);
+    const { name, tags } = this.names(image);
 
     let prefix = 0;
     if (engine === 'podman') {
@@ -53,12 +58,12 @@ export class DaemonTarget implements ImageTarget {
     } else if (EngineClient.usesContainerdStore(await client.info(ctx.signal))) {
       notes.push('the engine uses the containerd image store: every layer sent (it needs the whole archive)');
     } else {
-      const found = await this.sharedPrefix(client, image, ctx);
+      const found = await this.sharedPrefix(client, image, name, tags, ctx);
       prefix = found.length;
       if (prefix > 0) notes.push(`${prefix} layer(s) omitted: the engine has them (from ${found.from})`);
     }
 
-    const repoTags = this.tags.map((t) => `${this.opts.name}:${t}`);
+    const repoTags = tags.map((t) => `${name}:${t}`);
     let sent: { result: ArchiveResult; bytes: number[] };
     try {
       sent = await this.load(client, image, repoTags, prefix, ctx);
@@ -74,7 +79,7 @@ export class DaemonTarget implements ImageTarget {
     const { rendered } = sent.result;
     // The archive's RepoTags tag the image already; tagging again is idempotent and covers engines
     // that take only the first RepoTag.
-    for (const t of this.tags) await client.tagImage(rendered.config.digest, this.opts.name, t, ctx.signal);
+    for (const t of tags) await client.tagImage(rendered.config.digest, name, t, ctx.signal);
 
     const layers: LayerReport[] = image.layers.map((l, i) => ({
       storePaths: l.planned.storePaths,
@@ -86,7 +91,7 @@ export class DaemonTarget implements ImageTarget {
       bytesSent: sent.bytes[i]!,
     }));
     return {
-      target: this.description,
+      target: `${this.scheme}:${repoTags[0]!}`,
       manifestDigest: rendered.manifest.digest,
       images: [
         {
@@ -98,6 +103,15 @@ export class DaemonTarget implements ImageTarget {
       ],
       notes,
     };
+  }
+
+  /** The repository and tags; derived from the closure's first top-level store path if not given. */
+  private names(image: Image): { name: string; tags: readonly string[] } {
+    const given = this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : undefined;
+    if (this.opts.name) return { name: this.opts.name, tags: given ?? ['latest'] };
+    const root = image.closure.roots[0];
+    if (!root) throw new NixociError('TARGET_INVALID', `${this.scheme}: no image name given and the closure has no top-level path`);
+    return { name: repositoryFromStorePath(root), tags: given ?? [storePathHash(root)] };
   }
 
   /** Streams the archive (layers from `prefix` on) into the engine. */
@@ -137,14 +151,20 @@ export class DaemonTarget implements ImageTarget {
    * under our tags, other tags of the same repository, and `cacheFrom`. Only layers whose digests
    * are already known (from the cache) can match; the first unknown one ends the prefix.
    */
-  private async sharedPrefix(client: EngineClient, image: Image, ctx: WriteContext): Promise<{ length: number; from: string }> {
-    const candidates = new Set<string>([...this.tags.map((t) => `${this.opts.name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
+  private async sharedPrefix(
+    client: EngineClient,
+    image: Image,
+    name: string,
+    tags: readonly string[],
+    ctx: WriteContext,
+  ): Promise<{ length: number; from: string }> {
+    const candidates = new Set<string>([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
     try {
-      const siblings = await client.listImages(this.opts.name, ctx.signal);
+      const siblings = await client.listImages(name, ctx.signal);
       siblings.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
       for (const s of siblings.slice(0, MAX_SIBLINGS)) candidates.add(s.Id);
     } catch (e) {
-      ctx.log?.(`cannot list images of ${this.opts.name}: ${reason(e)}`);
+      ctx.log?.(`cannot list images of ${name}: ${reason(e)}`);
     }
     let best = { length: 0, from: '' };
     for (const ref of candidates) {
@@ -157,6 +177,16 @@ export class DaemonTarget implements ImageTarget {
     }
     return best;
   }
+}
+
+/** The store path name as a repository name: lower case, [a-z0-9._-], starting with a letter or digit. */
+export function repositoryFromStorePath(p: StorePath): string {
+  const n = storePathName(p)
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[^a-z0-9]+/, '')
+    .replace(/[^a-z0-9]+$/, '');
+  return n || 'nixoci-image';
 }
 
 function pickImage(images: readonly Image[], engineArch: string | undefined, notes: string[]): Image {

@@ -1,4 +1,13 @@
-import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { digestHex, type Digest } from '../core/digest.js';
@@ -49,7 +58,12 @@ export class OciLayoutTarget implements ImageTarget {
           let bytes = 0;
           let d = layer.known;
           if (!d || !this.hasBlob(d.digest, d.size)) {
-            const tmp = join(this.dir, 'blobs', 'sha256', `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+            const tmp = join(
+              this.dir,
+              'blobs',
+              'sha256',
+              `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
+            );
             tmps.add(tmp);
             d = await layer.writeTo(createWriteStream(tmp), ctx.signal);
             this.commitBlob(tmp, d.digest);
@@ -91,7 +105,8 @@ export class OciLayoutTarget implements ImageTarget {
       for (const t of tmps) rmSync(t, { force: true });
       if (createdDir) rmSync(this.dir, { recursive: true, force: true });
       if (e instanceof NixociError) throw e;
-      if ((e as Error).name === 'AbortError') throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
+      if ((e as Error).name === 'AbortError')
+        throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
       throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
         hint: 'check that the directory is writable and has free space',
         cause: e,

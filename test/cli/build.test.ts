@@ -14,7 +14,14 @@ import { readTree } from '../helpers/tree.js';
 interface Report {
   manifestDigest: string;
   bytesRead: number;
-  layers: { storePaths: string[]; diffId: string; digest: string; size: number; mediaType: string; action: string }[];
+  layers: {
+    storePaths: string[];
+    diffId: string;
+    digest: string;
+    size: number;
+    mediaType: string;
+    action: string;
+  }[];
 }
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-build-'));
@@ -78,7 +85,15 @@ describe('nixoci build', () => {
     const archive = tmp('a.tar');
     const tag = 'nixoci-test/build:archive';
     await dockerRmi(tag);
-    const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${archive}:${tag}`, '--entrypoint', `${fx.app}/bin/app`]);
+    const r = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `docker-archive:${archive}:${tag}`,
+      '--entrypoint',
+      `${fx.app}/bin/app`,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const load = await docker(['load', '-i', archive]);
     expect(load.stdout).toContain(tag);
@@ -89,8 +104,19 @@ describe('nixoci build', () => {
   });
 
   it('gives identical digests in another directory, umask, time zone and cache state', async () => {
-    const args = (dir: string): string[] => ['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--entrypoint', `${fx.app}/bin/app`];
-    const a = await nixociJson<Report>([...args(tmp('r1')), '--no-cache'], { umask: '022', env: { TZ: 'UTC' } });
+    const args = (dir: string): string[] => [
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}`,
+      '--entrypoint',
+      `${fx.app}/bin/app`,
+    ];
+    const a = await nixociJson<Report>([...args(tmp('r1')), '--no-cache'], {
+      umask: '022',
+      env: { TZ: 'UTC' },
+    });
     const cwd = mkdtempSync(join(tmpdir(), 'nixoci-cwd-'));
     const b = await nixociJson<Report>([...args(tmp('r2')), '--cache-dir', tmp('cache-r2')], {
       umask: '077',
@@ -115,10 +141,26 @@ describe('nixoci build', () => {
   });
 
   it('compresses with gzip and zstd, with diffIDs equal to the uncompressed digests', async () => {
-    const plain = await nixociJson<Report>(['build', '--graph', fx.graphFile, '--to', `oci:${tmp('c-none')}`, '--no-cache']);
+    const plain = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${tmp('c-none')}`,
+      '--no-cache',
+    ]);
     for (const c of ['gzip', 'zstd']) {
       const dir = tmp(`c-${c}`);
-      const r = await nixociJson<Report>(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--compression', c, '--no-cache']);
+      const r = await nixociJson<Report>([
+        'build',
+        '--graph',
+        fx.graphFile,
+        '--to',
+        `oci:${dir}`,
+        '--compression',
+        c,
+        '--no-cache',
+      ]);
       expect(r.layers.map((l) => l.diffId)).toEqual(plain.layers.map((l) => l.diffId));
       for (const l of r.layers) {
         expect(l.mediaType).toBe(`application/vnd.oci.image.layer.v1.tar+${c}`);
@@ -129,7 +171,10 @@ describe('nixoci build', () => {
         expect(sha256Digest(tar)).toBe(l.diffId);
       }
       // Debian's umoci reads gzip layers, not zstd ones
-      if (c === 'gzip') execFileSync('umoci', ['unpack', '--image', `${dir}:latest`, tmp(`c-${c}-bundle`)], { stdio: 'pipe' });
+      if (c === 'gzip')
+        execFileSync('umoci', ['unpack', '--image', `${dir}:latest`, tmp(`c-${c}-bundle`)], {
+          stdio: 'pipe',
+        });
     }
   });
 
@@ -138,7 +183,15 @@ describe('nixoci build', () => {
     const archive = tmp('bad.tar');
     const bad = tmp('bad.json');
     execFileSync('sh', ['-c', `printf '{"closure": [' > "$0"`, bad]);
-    const r = await nixoci(['build', '--graph', bad, '--to', `oci:${dir}`, '--to', `docker-archive:${archive}`]);
+    const r = await nixoci([
+      'build',
+      '--graph',
+      bad,
+      '--to',
+      `oci:${dir}`,
+      '--to',
+      `docker-archive:${archive}`,
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^nixoci: error: .*bad\.json: not valid JSON/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -161,7 +214,25 @@ describe('nixoci build', () => {
     }
     const help = await nixoci(['build', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--graph', '--path', '--to', '--arch', '--max-layers', '--compression', '--entrypoint', '--cmd', '--env', '--workdir', '--user', '--expose', '--label', '--created', '--cache-dir', '--no-cache', '--json']) {
+    for (const flag of [
+      '--graph',
+      '--path',
+      '--to',
+      '--arch',
+      '--max-layers',
+      '--compression',
+      '--entrypoint',
+      '--cmd',
+      '--env',
+      '--workdir',
+      '--user',
+      '--expose',
+      '--label',
+      '--created',
+      '--cache-dir',
+      '--no-cache',
+      '--json',
+    ]) {
       expect(help.stdout).toContain(flag);
     }
   });
@@ -169,9 +240,29 @@ describe('nixoci build', () => {
   it('builds from --path via nix path-info, and writes run config from flags', async () => {
     const dir = tmp('flags');
     const r = await nixociJson<Report>([
-      'build', '--path', fx.app, '--to', `oci:${dir}`, '--cmd', '["--x", "y z"]', '--env', 'A=1', '--workdir', '/w',
-      '--user', '1000:1000', '--expose', '8080', '--label', 'b=2', '--label', 'a=1', '--created', '2024-01-02T03:04:05Z',
-      '--arch', 'arm64',
+      'build',
+      '--path',
+      fx.app,
+      '--to',
+      `oci:${dir}`,
+      '--cmd',
+      '["--x", "y z"]',
+      '--env',
+      'A=1',
+      '--workdir',
+      '/w',
+      '--user',
+      '1000:1000',
+      '--expose',
+      '8080',
+      '--label',
+      'b=2',
+      '--label',
+      'a=1',
+      '--created',
+      '2024-01-02T03:04:05Z',
+      '--arch',
+      'arm64',
     ]);
     const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
     const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8'));

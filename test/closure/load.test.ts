@@ -78,7 +78,12 @@ describe('closure graph input', () => {
 
   const bad: [string, () => string | object, string, RegExp][] = [
     ['invalid JSON', () => '{"closure": [', 'GRAPH_JSON', /not valid JSON/],
-    ['wrong shape', () => ({ closure: [{ path: 1 }] }), 'GRAPH_SHAPE', /not a closure graph at closure\.0\.path/],
+    [
+      'wrong shape',
+      () => ({ closure: [{ path: 1 }] }),
+      'GRAPH_SHAPE',
+      /not a closure graph at closure\.0\.path/,
+    ],
     ['a number', () => '42', 'GRAPH_SHAPE', /not a closure graph/],
     ['empty graph', () => ({ closure: [] }), 'GRAPH_EMPTY', /no store paths/],
     [
@@ -109,7 +114,9 @@ describe('closure graph input', () => {
     [
       'store path that does not exist',
       () => ({
-        closure: [{ ...entries[0]!, path: '/nix/store/00000000000000000000000000000000-gone', references: [] }],
+        closure: [
+          { ...entries[0]!, path: '/nix/store/00000000000000000000000000000000-gone', references: [] },
+        ],
       }),
       'STORE_PATH_MISSING',
       /does not exist on disk/,
@@ -145,7 +152,9 @@ describe('closure graph input', () => {
   });
 
   it('rejects a root that is not in the graph', async () => {
-    const e = await failure(parseGraph({ roots: ['/nix/store/00000000000000000000000000000000-x'], closure: entries }, 'g'));
+    const e = await failure(
+      parseGraph({ roots: ['/nix/store/00000000000000000000000000000000-x'], closure: entries }, 'g'),
+    );
     expect(e.code).toBe('GRAPH_DANGLING');
   });
 });

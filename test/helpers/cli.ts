@@ -23,7 +23,12 @@ export function nixoci(
     execFile(
       cmd,
       argv,
-      { cwd: opts.cwd ?? repoRoot, env: { ...process.env, ...opts.env }, maxBuffer: 64 << 20, encoding: 'utf8' },
+      {
+        cwd: opts.cwd ?? repoRoot,
+        env: { ...process.env, ...opts.env },
+        maxBuffer: 64 << 20,
+        encoding: 'utf8',
+      },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
         resolve({ code, stdout, stderr });

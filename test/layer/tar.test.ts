@@ -134,7 +134,8 @@ describe('tar writer', () => {
     const app = join(layer.storePaths[0]!, 'bin', 'app');
     chmodSync(app, 0o4555);
     const mode = (keep: boolean): number | undefined =>
-      collectEntries(layer, { storeDir, keepSetuid: keep }).find((e) => e.name.toString().endsWith('bin/app'))?.mode;
+      collectEntries(layer, { storeDir, keepSetuid: keep }).find((e) => e.name.toString().endsWith('bin/app'))
+        ?.mode;
     expect(mode(false)).toBe(0o555);
     expect(mode(true)).toBe(0o4555);
   });

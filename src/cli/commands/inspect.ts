@@ -16,7 +16,11 @@ ${HELP_IMAGE_FLAGS}
 ${HELP_OUTPUT_FLAGS}`;
 
 export async function inspectCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parseFlags('inspect', argv, { ...sourceOptions, ...imageOptions, ...outputOptions });
+  const { values, positionals } = parseFlags('inspect', argv, {
+    ...sourceOptions,
+    ...imageOptions,
+    ...outputOptions,
+  });
   if (values.help) {
     io.out(INSPECT_HELP);
     return 0;
@@ -44,7 +48,10 @@ export async function inspectCommand(argv: readonly string[], io: Io): Promise<n
     }),
   }));
   if (values.json) {
-    io.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command: 'inspect', compression, plans: report }) + '\n');
+    io.out(
+      JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command: 'inspect', compression, plans: report }) +
+        '\n',
+    );
     return 0;
   }
   for (const r of report) {
@@ -53,7 +60,9 @@ export async function inspectCommand(argv: readonly string[], io: Io): Promise<n
     for (const l of r.layers) {
       const digest = l.cached ? l.cached.digest.slice(0, 19) : '-';
       const paths = l.storePaths.length > 0 ? l.storePaths.join(' ') : '(customisation layer)';
-      io.out(`${String(l.index).padEnd(6)}${humanSize(l.narSize).padStart(11)}  ${digest.padEnd(19)}  ${paths}\n`);
+      io.out(
+        `${String(l.index).padEnd(6)}${humanSize(l.narSize).padStart(11)}  ${digest.padEnd(19)}  ${paths}\n`,
+      );
     }
   }
   return 0;

@@ -1,0 +1,70 @@
+import { z } from 'zod';
+
+/** A package in devbox.json's object form: a version string, or the full object. */
+const packageObjectSchema = z.union([
+  z.string(),
+  z
+    .object({
+      version: z.string().optional(),
+      platforms: z.array(z.string()).optional(),
+      excluded_platforms: z.array(z.string()).optional(),
+      outputs: z.array(z.string()).optional(),
+    })
+    .passthrough(),
+]);
+
+const stringOrLines = z.union([z.string(), z.array(z.string())]);
+
+/** devbox.json: only what an image needs; unknown keys (include, nixpkgs, …) are ignored. */
+export const devboxJsonSchema = z
+  .object({
+    packages: z.union([z.array(z.string()), z.record(z.string(), packageObjectSchema)]).optional(),
+    env: z.record(z.string(), z.string()).optional(),
+    shell: z
+      .object({
+        init_hook: stringOrLines.optional(),
+        scripts: z.record(z.string(), stringOrLines).optional(),
+      })
+      .passthrough()
+      .optional(),
+  })
+  .passthrough();
+
+const lockOutputSchema = z
+  .object({
+    name: z.string(),
+    path: z.string(),
+    default: z.boolean().optional(),
+  })
+  .passthrough();
+
+const lockSystemSchema = z
+  .object({
+    outputs: z.array(lockOutputSchema).optional(),
+    // Lockfiles written before per-output paths: one store path per system.
+    store_path: z.string().optional(),
+  })
+  .passthrough();
+
+export const lockPackageSchema = z
+  .object({
+    resolved: z.string().optional(),
+    version: z.string().optional(),
+    source: z.string().optional(),
+    systems: z.record(z.string(), lockSystemSchema).optional(),
+  })
+  .passthrough();
+
+/** The lockfile versions this reader understands. */
+export const LOCKFILE_VERSIONS = ['1'] as const;
+
+export const devboxLockSchema = z
+  .object({
+    lockfile_version: z.string(),
+    packages: z.record(z.string(), lockPackageSchema).default({}),
+  })
+  .passthrough();
+
+export type DevboxJson = z.infer<typeof devboxJsonSchema>;
+export type DevboxLock = z.infer<typeof devboxLockSchema>;
+export type LockPackage = z.infer<typeof lockPackageSchema>;

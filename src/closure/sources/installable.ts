@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { NixociError, reason } from '../../core/errors.js';
+import type { Closure } from '../closure.js';
+import { closureFromPaths, type LoadOptions } from '../load.js';
+import { NIX_FEATURES, runNix, type NixRunOptions } from '../nix.js';
+import { parseStorePath, storeDirFromEnv, type StorePath } from '../store-path.js';
+import type { NixSystem } from './system.js';
+
+export interface BuildOptions extends LoadOptions, NixRunOptions {
+  /** Evaluate and build for this system (Nix's `system` setting). */
+  readonly system?: NixSystem;
+}
+
+// `nix build --json`: the same shape from Nix 2.4 on (`--print-out-paths` only exists from 2.9).
+const buildResultSchema = z.array(
+  z.object({ drvPath: z.string().optional(), outputs: z.record(z.string(), z.string()) }).passthrough(),
+);
+
+/**
+ * Builds (or substitutes) a flake installable or a store path ref with `nix build --no-link` and
+ * returns its output paths, in the order Nix prints them.
+ */
+export async function buildInstallable(ref: string, options: BuildOptions = {}): Promise<StorePath[]> {
+  const args = ['build', ...NIX_FEATURES, '--no-link', '--json'];
+  if (options.system) args.push('--system', options.system);
+  const out = await runNix([...args, ref], options);
+  let parsed: z.infer<typeof buildResultSchema>;
+  try {
+    parsed = buildResultSchema.parse(JSON.parse(out));
+  } catch (e) {
+    throw new NixociError('NIX_FAILED', `nix build ${ref} printed unexpected output: ${reason(e)}`, {
+      hint: 'check your Nix installation (nix --version; 2.4 or newer is needed)',
+    });
+  }
+  const storeDir = options.storeDir ?? storeDirFromEnv();
+  const paths = parsed.flatMap((r) => Object.values(r.outputs));
+  if (paths.length === 0) {
+    throw new NixociError('NIX_FAILED', `nix build ${ref} built nothing`, { hint: 'check the installable' });
+  }
+  return paths.map((p) => parseStorePath(p, `nix build ${ref}`, storeDir));
+}
+
+/** The closure of a flake installable (`.#app`, `nixpkgs#hello`, `/path/to/flake#pkg`). */
+export async function closureFromInstallable(ref: string, options: BuildOptions = {}): Promise<Closure> {
+  return closureFromPaths(await buildInstallable(ref, options), options);
+}
+
+/** The closure of an attribute of a Nix file, built with `nix-build --no-out-link FILE [-A ATTR]`. */
+export async function closureFromNixFile(
+  file: string,
+  attr: string | undefined,
+  options: BuildOptions = {},
+): Promise<Closure> {
+  const args = ['--no-out-link', file];
+  if (attr !== undefined) args.push('-A', attr);
+  if (options.system) args.push('--option', 'system', options.system);
+  const out = await runNix(args, { ...options, bin: nixBuildBin(options.bin) });
+  const storeDir = options.storeDir ?? storeDirFromEnv();
+  const where = `nix-build ${file}${attr === undefined ? '' : ` -A ${attr}`}`;
+  const paths = out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0)
+    .map((l) => parseStorePath(l, where, storeDir));
+  if (paths.length === 0) throw new NixociError('NIX_FAILED', `${where} built nothing`, { hint: 'check the attribute' });
+  return closureFromPaths(paths, options);
+}
+
+/** `nix-build` / `nix-store` next to the configured `nix` (NIXOCI_NIX may point at a Nix elsewhere). */
+export function nixBuildBin(nixBin: string | undefined, tool = 'nix-build'): string {
+  const nix = nixBin ?? process.env.NIXOCI_NIX ?? 'nix';
+  return nix.endsWith('/nix') ? `${nix.slice(0, -3)}${tool}` : tool;
+}

@@ -1,0 +1,107 @@
+import { Writable } from 'node:stream';
+import type { Digest } from '../core/digest.js';
+import type { Blob } from '../image/image.js';
+import type { ProgressEvent } from '../image/target.js';
+import type { Layer, LayerDigests } from '../layer/layer.js';
+import type { RegistryClient } from './client.js';
+import { uploadBlob } from './upload.js';
+
+export type BlobAction = 'skipped' | 'mounted' | 'uploaded' | 'reused';
+
+export interface PushedLayer {
+  readonly digests: LayerDigests;
+  readonly action: BlobAction;
+  readonly bytesSent: number;
+}
+
+export interface PushContext {
+  readonly client: RegistryClient;
+  readonly repository: string;
+  /** Repositories on the same registry to try mounting from, in order. */
+  readonly mountFrom: readonly string[];
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (e: ProgressEvent) => void;
+}
+
+/**
+ * Repositories seen holding a blob, per registry, for the life of the process: a blob pushed to
+ * one repository is mounted, not sent again, when the next push goes to another.
+ */
+const seen = new Map<string, Map<Digest, Set<string>>>();
+
+export function rememberBlob(registry: string, digest: Digest, repository: string): void {
+  let r = seen.get(registry);
+  if (!r) seen.set(registry, (r = new Map()));
+  let s = r.get(digest);
+  if (!s) r.set(digest, (s = new Set()));
+  s.add(repository);
+}
+
+function knownHolders(registry: string, digest: Digest): string[] {
+  return [...(seen.get(registry)?.get(digest) ?? [])];
+}
+
+/**
+ * One layer, in the order that sends the fewest bytes: HEAD (the repository has it) → mount from
+ * another repository of the same registry → upload. `reusedFrom` is the repository whose manifest
+ * annotations gave the digests (stateless skip), so the store was not read for them.
+ */
+export async function pushLayer(ctx: PushContext, layer: Layer, id: string, reusedFrom: string | undefined): Promise<PushedLayer> {
+  const { client, repository, signal } = ctx;
+  const candidates = (d: Digest): string[] =>
+    [...new Set([...(reusedFrom ? [reusedFrom] : []), ...knownHolders(client.registry, d), ...ctx.mountFrom])].filter((r) => r !== repository);
+
+  let d = layer.known;
+  if (d) {
+    if ((await client.blobExists(repository, d.digest, signal)) !== undefined) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
+  } else if (ctx.mountFrom.length > 0) {
+    // A mount needs the digest: hash the layer without sending it, then look again.
+    d = await layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal);
+    if ((await client.blobExists(repository, d.digest, signal)) !== undefined) return done(ctx, id, d, 'skipped', 0);
+  }
+
+  let session: URL | undefined;
+  if (d) {
+    for (const from of candidates(d.digest)) {
+      if (session) await client.cancelUpload(session);
+      const m = await client.mountBlob(repository, d.digest, from, signal);
+      if (m.mounted) return done(ctx, id, d, 'mounted', 0);
+      session = m.location;
+    }
+  }
+
+  const r = await uploadBlob(
+    client,
+    repository,
+    {
+      known: () => (layer.known ? { digest: layer.known.digest, size: layer.known.size } : undefined),
+      open: (s) => layer.open(s),
+    },
+    {
+      ...(signal ? { signal } : {}),
+      ...(session ? { session } : {}),
+      onBytes: (n) => ctx.onProgress?.({ kind: 'layer-bytes', id, bytes: n }),
+    },
+  );
+  return done(ctx, id, layer.known!, 'uploaded', r.bytesSent);
+}
+
+function done(ctx: PushContext, id: string, digests: LayerDigests, action: BlobAction, bytesSent: number): PushedLayer {
+  rememberBlob(ctx.client.registry, digests.digest, ctx.repository);
+  ctx.onProgress?.({ kind: 'layer-done', id, action });
+  return { digests, action, bytesSent };
+}
+
+/** A small JSON blob (config): HEAD, else one POST + PUT with the body. */
+export async function pushSmallBlob(client: RegistryClient, repository: string, blob: Blob, signal?: AbortSignal): Promise<boolean> {
+  if ((await client.blobExists(repository, blob.digest, signal)) !== undefined) return false;
+  const location = await client.startUpload(repository, signal);
+  try {
+    await client.completeUpload(location, blob.digest, blob.bytes, signal);
+  } catch (e) {
+    await client.cancelUpload(location);
+    throw e;
+  }
+  rememberBlob(client.registry, blob.digest, repository);
+  return true;
+}

@@ -1,0 +1,211 @@
+import pLimit from 'p-limit';
+import type { Digest } from '../core/digest.js';
+import { NixociError, isNixociError } from '../core/errors.js';
+import { layerLabel, renderImage, renderIndex, type Blob, type Image, type Rendered } from '../image/image.js';
+import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { Layer } from '../layer/layer.js';
+import { RegistryClient } from './client.js';
+import { pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
+import { formatReference, type ImageReference } from './reference.js';
+import { registryCodes } from './registry-error.js';
+import type { RetryPolicy } from './retry.js';
+import { applyReuse, findReusableLayers, type ReusableLayer } from './reuse.js';
+
+export interface RegistryTargetOptions {
+  /** More tags for the same manifest (one upload). */
+  readonly tags?: readonly string[];
+  /** Repositories on the same registry that may hold the layers, for cross-repository mounts. */
+  readonly mountFrom?: readonly string[];
+  /** Images whose annotated layers may be reused without reading the store (besides the target tag). */
+  readonly cacheFrom?: readonly ImageReference[];
+  readonly creds?: { readonly username: string; readonly password: string };
+  readonly insecureRegistries?: readonly string[];
+  readonly caFile?: string;
+  /** Blobs in flight at once (default 4). */
+  readonly concurrency?: number;
+  /** Environment for credential lookup (default process.env). */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly retry?: Partial<RetryPolicy>;
+}
+
+export const DEFAULT_CONCURRENCY = 4;
+
+/** Pushes images to a registry: stateless skip, HEAD, mount, streamed upload, manifest last. */
+export class RegistryTarget implements ImageTarget {
+  readonly description: string;
+
+  constructor(
+    readonly ref: ImageReference,
+    private readonly options: RegistryTargetOptions = {},
+  ) {
+    this.description = `docker://${formatReference(ref)}`;
+  }
+
+  async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
+    if (images.length === 0) throw new NixociError('INTERNAL', 'registry target: no image to push');
+    const { ref } = this;
+    const repo = ref.repository;
+    const signal = ctx.signal;
+    const notes: string[] = [];
+    const client = this.client(ref, `push to ${ref.registry}/${repo}`, ctx);
+    client.auth.addScope(repo, 'pull,push');
+    const sameRegistry = (r: ImageReference): boolean => r.registry === ref.registry;
+    const mountFrom = [...(this.options.mountFrom ?? [])];
+    for (const m of mountFrom) client.auth.addScope(m, 'pull');
+    for (const c of this.options.cacheFrom ?? []) if (sameRegistry(c)) client.auth.addScope(c.repository, 'pull');
+
+    try {
+      // (1) Stateless skip, before any layer is read.
+      const reused = await this.reuse(images, client, ctx, notes);
+      if (reused.size > 0) ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
+
+      // (2) Layers, each distinct one once (architectures share most of them).
+      const limit = pLimit(Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY));
+      const pushCtx: PushContext = {
+        client,
+        repository: repo,
+        mountFrom,
+        ...(signal ? { signal } : {}),
+        ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
+      };
+      const byLayer = new Map<string, Promise<PushedLayer>>();
+      const pushOnce = (layer: Layer): Promise<PushedLayer> => {
+        const key = layerKey(layer);
+        let p = byLayer.get(key);
+        if (!p) {
+          const id = `${byLayer.size}`;
+          p = limit(() => {
+            ctx.onProgress?.({ kind: 'layer-start', id, label: layerLabel(layer), ...(layer.known ? { total: layer.known.size } : {}) });
+            return pushLayer(pushCtx, layer, id, reused.get(layer)?.repository);
+          });
+          byLayer.set(key, p);
+        }
+        return p;
+      };
+      const perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
+
+      // (3) Config, then manifest once every blob it names is confirmed.
+      const reports: ImageReport[] = [];
+      const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
+      const multi = images.length > 1;
+      const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
+      for (const [i, image] of images.entries()) {
+        const pushed = perImage[i]!;
+        const rendered = renderImage(image, pushed.map((p) => p.digests));
+        await pushSmallBlob(client, repo, rendered.config, signal);
+        const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
+        await this.putManifestChecked(client, image, rendered, reference, signal);
+        manifests.push({ manifest: rendered.manifest, platform: image.platform });
+        reports.push(report(image, rendered, pushed));
+      }
+
+      // (4) Several platforms: an index over the manifests pushed by digest.
+      const top: Blob = multi ? renderIndex(manifests) : manifests[0]!.manifest;
+      if (multi && tags.length > 0) await client.putManifest(repo, tags[0]!, top, signal);
+      else if (multi) await client.putManifest(repo, top.digest, top, signal);
+      // (5) Extra tags: the same bytes under each.
+      for (const t of tags.slice(1)) await client.putManifest(repo, t, top, signal);
+      if (ref.digest && ref.digest !== top.digest) {
+        notes.push(`the pushed manifest is ${top.digest}, not the ${ref.digest} named in the reference`);
+      }
+      return { target: this.description, manifestDigest: top.digest, images: reports, notes };
+    } catch (e) {
+      if (signal?.aborted) throw isNixociError(e) && e.code === 'ABORTED' ? e : new NixociError('ABORTED', `${this.description}: aborted`, { cause: e });
+      throw e;
+    }
+  }
+
+  private client(ref: ImageReference, what: string, ctx: WriteContext): RegistryClient {
+    const o = this.options;
+    return new RegistryClient(
+      ref.registry,
+      ref.host,
+      {
+        what,
+        ...(o.creds ? { creds: o.creds } : {}),
+        ...(o.env ? { env: o.env } : {}),
+        ...(o.insecureRegistries ? { insecureRegistries: o.insecureRegistries } : {}),
+        ...(o.caFile ? { caFile: o.caFile } : {}),
+        ...(o.retry ? { retry: o.retry } : {}),
+        ...(ctx.log ? { log: ctx.log } : {}),
+      },
+      ref.repository,
+    );
+  }
+
+  /**
+   * Reads the manifests at the target tag and at each --cache-from, and gives every matching layer
+   * its digests from their annotations. Failing to read the target is fatal (pushing would fail
+   * the same way); failing to read a cache source is only a note.
+   */
+  private async reuse(images: readonly Image[], client: RegistryClient, ctx: WriteContext, notes: string[]): Promise<Map<Layer, ReusableLayer>> {
+    const arches = images.map((i) => i.platform.architecture);
+    const found: ReusableLayer[] = [];
+    const target = this.ref.tag ?? this.ref.digest;
+    if (target) found.push(...(await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal)));
+    for (const c of this.options.cacheFrom ?? []) {
+      const src = c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
+      try {
+        const reference = c.digest ?? c.tag ?? 'latest';
+        const layers = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
+        // A descriptor from another registry gives digests but no mount source.
+        found.push(...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))));
+      } catch (e) {
+        if (ctx.signal?.aborted) throw e;
+        notes.push(`--cache-from ${formatReference(c)} not used: ${isNixociError(e) ? e.message : String(e)}`);
+      }
+    }
+    const matched = new Map<Layer, ReusableLayer>();
+    for (const image of images) for (const [l, r] of applyReuse(image.layers, found)) matched.set(l, r);
+    return matched;
+  }
+
+  /** PUT the manifest; on MANIFEST_BLOB_UNKNOWN make sure of every blob once and PUT again. */
+  private async putManifestChecked(
+    client: RegistryClient,
+    image: Image,
+    rendered: Rendered,
+    reference: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Digest> {
+    const repo = this.ref.repository;
+    try {
+      return await client.putManifest(repo, reference, rendered.manifest, signal);
+    } catch (e) {
+      if (!registryCodes(e).includes('MANIFEST_BLOB_UNKNOWN') && !registryCodes(e).includes('BLOB_UNKNOWN')) throw e;
+    }
+    await pushSmallBlob(client, repo, rendered.config, signal);
+    for (const layer of image.layers) {
+      // pushLayer HEADs first, so only what the registry really lacks is sent again.
+      await pushLayer({ client, repository: repo, mountFrom: [], ...(signal ? { signal } : {}) }, layer, 're-send', undefined);
+    }
+    return client.putManifest(repo, reference, rendered.manifest, signal);
+  }
+}
+
+/** Layers with the same contents and media type are one blob, whichever image they belong to. */
+function layerKey(layer: Layer): string {
+  const p = layer.planned;
+  return JSON.stringify([layer.mediaType, p.storePaths, p.narHashes, p.extra ?? []]);
+}
+
+function report(image: Image, rendered: Rendered, pushed: readonly PushedLayer[]): ImageReport {
+  const layers: LayerReport[] = image.layers.map((l, i) => {
+    const p = pushed[i]!;
+    return {
+      storePaths: [...l.planned.storePaths],
+      diffId: p.digests.diffId,
+      digest: p.digests.digest,
+      size: p.digests.size,
+      mediaType: l.mediaType,
+      action: p.action,
+      bytesSent: p.bytesSent,
+    };
+  });
+  return {
+    architecture: image.platform.architecture,
+    manifestDigest: rendered.manifest.digest,
+    configDigest: rendered.config.digest,
+    layers,
+  };
+}
