@@ -8,6 +8,8 @@
 #   import ./closure-graph.nix { inherit pkgs; roots = [ myApp ]; }
 #   # with any runCommand-like function (name: env: script) whose PATH has sed and tr:
 #   import ./closure-graph.nix { inherit (pkgs) runCommand; roots = [ myApp ]; }
+#   # in a flake (pure evaluation: no builtins.currentSystem, no host paths), pass `pkgs`,
+#   # or `system` and `shell` (a store path with bin/sh, bin/sed, bin/tr).
 #
 # Output ($out is a single file):
 #   {"roots":["/nix/store/…-app"],
@@ -23,7 +25,8 @@
   shell ? null,
   pkgs ? null,
   name ? "closure-graph",
-  system ? builtins.currentSystem,
+  # only used without pkgs / runCommand; pass it explicitly in pure (flake) evaluation
+  system ? if pkgs != null then pkgs.stdenv.hostPlatform.system else builtins.currentSystem,
 }:
 let
   rootList = if builtins.isList roots then roots else [ roots ];

@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import type { Response } from 'undici';
 import { isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { NixociError } from '../core/errors.js';
@@ -84,12 +83,12 @@ export class RegistryClient {
    * PATCH LOCATION with a streamed body (chunked): one exchange, not retried here since a stream
    * cannot be replayed; returns the response for the uploader to judge.
    */
-  async patchUpload(location: URL, body: Readable, signal?: AbortSignal): Promise<Response> {
+  async patchUpload(location: URL, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Response> {
     return this.sendStream('PATCH', location, { 'content-type': 'application/octet-stream' }, body, signal);
   }
 
   /** PUT LOCATION?digest=D with the whole blob (monolithic) streamed with its known length. */
-  async putUpload(location: URL, digest: Digest, body: Readable, size: number, signal?: AbortSignal): Promise<Response> {
+  async putUpload(location: URL, digest: Digest, body: AsyncIterable<Uint8Array>, size: number, signal?: AbortSignal): Promise<Response> {
     const url = withDigest(location, digest);
     return this.sendStream('PUT', url, { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body, signal);
   }
@@ -181,7 +180,7 @@ export class RegistryClient {
     }
   }
 
-  private async sendStream(method: string, url: URL, headers: Record<string, string>, body: Readable, signal?: AbortSignal): Promise<Response> {
+  private async sendStream(method: string, url: URL, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Response> {
     const a = this.transport.isRegistry(url) ? await this.auth.header(signal) : undefined;
     const res = await this.transport.send(method, url, a ? { ...headers, authorization: a } : headers, body, signal);
     this.o.log?.(`${method} ${url.pathname} → ${res.status}`);

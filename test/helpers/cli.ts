@@ -1,6 +1,7 @@
 // Runs the built CLI (dist/, made by `npm run build`) as a child process, the way users run it.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { imageReportSchema } from '../../src/cli/report-schema.js';
 import { repoRoot } from './env.js';
 
 export interface CliResult {
@@ -44,5 +45,8 @@ export async function nixociJson<T = Record<string, unknown>>(
 ): Promise<T> {
   const r = await nixoci([...args, '--json'], opts);
   if (r.code !== 0) throw new Error(`nixoci ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
+  const json: unknown = JSON.parse(r.stdout);
+  // Every image report must match the documented schema (docs/json.md).
+  if (args[0] === 'build' || args[0] === 'push' || args[0] === 'load') imageReportSchema.parse(json);
+  return json as T;
 }

@@ -1,0 +1,96 @@
+// `nixoci load` and `--to docker-daemon:` run in-process (src/cli/main.ts) against the test engine.
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storePathHash, type StorePath } from '../../src/closure/store-path.js';
+import { main } from '../../src/cli/main.js';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { tempDir } from './daemon-helpers.js';
+
+interface JsonLayer {
+  action: string;
+  bytesSent: number;
+  diffId: string;
+}
+
+const run = randomBytes(4).toString('hex');
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const saved = process.env.DOCKER_HOST;
+  process.env.DOCKER_HOST = testEnv().dockerHost;
+  try {
+    const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false });
+    return { code, out, err };
+  } finally {
+    if (saved === undefined) delete process.env.DOCKER_HOST;
+    else process.env.DOCKER_HOST = saved;
+  }
+}
+
+describe('nixoci load', () => {
+  const cacheDir = tempDir('nixoci-daemon-cli-cache-');
+  let v1: FixtureClosure;
+  let v2: FixtureClosure;
+
+  beforeAll(async () => {
+    v1 = await buildFixtureClosure({ tag: 'daemon-cli-v1' });
+    v2 = await buildFixtureClosure({ tag: 'daemon-cli-v2' });
+  });
+
+  afterAll(async () => {
+    const r = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'], { check: false });
+    await dockerRmi(
+      ...r.stdout.split('\n').filter((l) => l.includes(run)),
+      `fixture-app:${storePathHash(v1.app as StorePath)}`,
+    );
+  });
+
+  it('loads with --json reports, then sends only the changed layer', async () => {
+    const name = `nixoci-cli-${run}`;
+    const common = ['--cache-dir', cacheDir, '--json'];
+    const a = await cli(['load', '--graph', v1.graphFile, `${name}:one`, '--tag', 'also', ...common, '--entrypoint', `${v1.app}/bin/app`]);
+    expect(a.err).toBe('');
+    expect(a.code).toBe(0);
+    const ra = JSON.parse(a.out) as { command: string; layers: JsonLayer[]; targets: { target: string }[] };
+    expect(ra.command).toBe('load');
+    expect(ra.targets[0]!.target).toBe(`docker-daemon:${name}:one`);
+    expect(ra.layers.every((l) => l.action === 'sent' && l.bytesSent > 0)).toBe(true);
+    expect(await dockerRunOutput(`${name}:also`)).toContain('fixture app daemon-cli-v1');
+
+    const b = await cli(['load', '--graph', v2.graphFile, `${name}:two`, ...common, '--entrypoint', `${v2.app}/bin/app`]);
+    expect(b.code).toBe(0);
+    const rb = JSON.parse(b.out) as { layers: JsonLayer[] };
+    // The customisation layer (if any) and the app change; everything before them is omitted.
+    const sent = rb.layers.filter((l) => l.action === 'sent');
+    expect(rb.layers.filter((l) => l.action === 'omitted').length).toBeGreaterThanOrEqual(rb.layers.length - 2);
+    expect(rb.layers.filter((l) => l.action === 'omitted').every((l) => l.bytesSent === 0)).toBe(true);
+    expect(sent.length).toBeGreaterThanOrEqual(1);
+    expect(await dockerRunOutput(`${name}:two`)).toContain('fixture app daemon-cli-v2');
+  });
+
+  it('names the image after the top-level store path by default', async () => {
+    const r = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--entrypoint', `${v1.app}/bin/app`, '-q']);
+    expect(r.code).toBe(0);
+    expect(await dockerRunOutput(`fixture-app:${storePathHash(v1.app as StorePath)}`)).toContain('fixture app daemon-cli-v1');
+  });
+
+  it('accepts --to docker-daemon: in build, and rejects bad names', async () => {
+    const name = `nixoci-cli-build-${run}`;
+    const r = await cli(['build', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--to', `docker-daemon:${name}:b`, '-q']);
+    expect(r.code).toBe(0);
+    expect((await docker(['image', 'inspect', `${name}:b`])).code).toBe(0);
+    const bad = await cli(['load', '--graph', v1.graphFile, 'Not_Valid:x']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/not a repository name/);
+  });
+
+  it('fails clearly when the engine is not there', async () => {
+    const r = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--host', 'unix:///nonexistent/docker.sock', 'x:y']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot connect to the Docker engine at unix:\/\/\/nonexistent\/docker.sock/);
+    expect(r.err).toMatch(/^hint: /m);
+  });
+});
