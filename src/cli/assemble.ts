@@ -5,7 +5,7 @@ import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { DigestCache, defaultCacheDir } from '../layer/cache.js';
 import { COMPRESSIONS, type Compression } from '../layer/compress.js';
-import { makeLayers, type Layer } from '../layer/layer.js';
+import { makeLayers, type Layer, type LayerProgress } from '../layer/layer.js';
 import { DEFAULT_MAX_LAYERS, planLayers, type ExtraEntry, type LayerPlan } from '../layer/plan.js';
 import type { ReadStats } from '../layer/tar-stream.js';
 import { intFlag, usage } from './flags.js';
@@ -132,12 +132,20 @@ export class Assembly {
   constructor(
     readonly closures: ReadonlyMap<Arch, Closure>,
     readonly settings: ImageSettings,
+    private readonly onLayerProgress?: (e: LayerProgress) => void,
   ) {
     const plans = new Map<Arch, LayerPlan>();
     for (const [arch, c] of closures) {
       plans.set(arch, planLayers(c, { maxLayers: settings.maxLayers, extra: settings.extra }));
     }
     this.plans = plans;
+  }
+
+  /** Number of layers over all architectures (for progress). */
+  get layerCount(): number {
+    let n = 0;
+    for (const p of this.plans.values()) n += p.layers.length;
+    return n;
   }
 
   imagesFor(target: ImageTarget, defaultCompression: Compression): Image[] {
@@ -154,6 +162,7 @@ export class Assembly {
           stats: this.stats,
           storeDir: closure.storeDir,
           keepSetuid: this.settings.keepSetuid,
+          onProgress: this.onLayerProgress,
         });
         this.layers.set(key, layers);
       }

@@ -1,5 +1,6 @@
 import { imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
+import { Progress } from './progress.js';
 import { jsonReport, summary, type Io } from './output.js';
 import { resolveClosures, type SourceFlags } from './source.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
@@ -44,8 +45,16 @@ export async function runImageCommand(
     positionals.filter((p) => !p.startsWith('/')),
   );
   const closures = await resolveClosures(spec.name, v as SourceFlags, positionals, settings.arches, log);
-  const assembly = new Assembly(closures, settings);
-  const results = await assembly.writeAll(targets, { signal, log });
+  const showProgress = io.isTTY && !v.quiet && !verbose;
+  let progress: Progress | undefined;
+  const assembly = new Assembly(closures, settings, showProgress ? (e) => progress?.onLayerProgress(e) : undefined);
+  if (showProgress) progress = new Progress(process.stderr, assembly.layerCount);
+  let results;
+  try {
+    results = await assembly.writeAll(targets, { signal, log });
+  } finally {
+    progress?.stop();
+  }
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
   else if (!v.quiet)
     for (const r of results) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');

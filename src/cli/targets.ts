@@ -71,7 +71,8 @@ function splitPathTag(
   return { path, tag };
 }
 
-const REPOSITORY_RE = /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
+const REPOSITORY_RE =
+  /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 /**
@@ -93,7 +94,10 @@ export function engineTarget(
     name = colon > slash ? ref.slice(0, colon) : ref;
     if (colon > slash) tags.push(ref.slice(colon + 1));
     if (!REPOSITORY_RE.test(name)) {
-      throw usage(command, `${scheme}:${ref}: ${JSON.stringify(name)} is not a repository name (lower case, e.g. app or example.com/team/app)`);
+      throw usage(
+        command,
+        `${scheme}:${ref}: ${JSON.stringify(name)} is not a repository name (lower case, e.g. app or example.com/team/app)`,
+      );
     }
   }
   const extra = flags.tag;

@@ -35,6 +35,10 @@ export function hashDigest(h: Hash): Digest {
  * has finished.
  */
 export class DigestStream extends Transform {
+  constructor(private readonly onChunk?: (bytes: number) => void) {
+    super();
+  }
+
   private readonly hash = sha256();
   private bytes = 0;
   private final: { digest: Digest; size: number } | undefined;
@@ -42,6 +46,7 @@ export class DigestStream extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    this.onChunk?.(chunk.length);
     cb(null, chunk);
   }
 

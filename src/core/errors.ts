@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'NIX_FAILED'
   | 'NIX_NOT_FOUND'
   | 'DEVBOX'
+  | 'CUSTOMISE'
   | 'TARGET_INVALID'
   | 'TARGET_WRITE'
   | 'REFERENCE_INVALID'

@@ -15,6 +15,16 @@ export interface LayerOptions extends TreeOptions {
   readonly level?: number;
   readonly cache: DigestCache;
   readonly stats: ReadStats;
+  /** Progress of a layer being tarred: bytes of its uncompressed tar out of `total`. */
+  readonly onProgress?: (e: LayerProgress) => void;
+}
+
+export interface LayerProgress {
+  readonly layer: Layer;
+  readonly phase: 'start' | 'bytes' | 'done';
+  /** Uncompressed bytes processed since the last event. */
+  readonly bytes: number;
+  readonly total: number;
 }
 
 /**
@@ -55,7 +65,9 @@ export class Layer {
   async writeTo(sink: Writable, signal?: AbortSignal): Promise<LayerDigests> {
     const entries = this.tree();
     const expectedTar = tarSize(entries);
-    const diff = new DigestStream();
+    const progress = this.options.onProgress;
+    const diff = new DigestStream(progress && ((bytes) => progress({ layer: this, phase: 'bytes', bytes, total: expectedTar })));
+    progress?.({ layer: this, phase: 'start', bytes: 0, total: expectedTar });
     const blob = new DigestStream();
     const z = compressor(this.options);
     const stages = z ? [diff, z, blob] : [diff, blob];
@@ -69,6 +81,7 @@ export class Layer {
     const digests: LayerDigests = { diffId: d.digest, digest: b.digest, size: b.size, tarSize: d.size };
     this.known = digests;
     this.options.cache.put(this.cacheKey, digests);
+    progress?.({ layer: this, phase: 'done', bytes: 0, total: expectedTar });
     return digests;
   }
 

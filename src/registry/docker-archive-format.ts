@@ -88,7 +88,9 @@ export function dockerArchive(o: ArchiveOptions): { stream: Readable; result: Pr
   }
   const stream = Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });
   // A consumer that stops early (request aborted) destroys the stream without an error.
-  stream.on('close', () => settle.fail(new NixociError('ABORTED', 'docker-archive stream closed before its end')));
+  stream.on('close', () =>
+    settle.fail(new NixociError('ABORTED', 'docker-archive stream closed before its end')),
+  );
   return { stream, result };
 }
 
@@ -103,7 +105,8 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       });
     }
     if (o.include && !o.include[i]) {
-      if (!layer.known) throw new NixociError('INTERNAL', `docker-archive: layer ${i} omitted without known digests`);
+      if (!layer.known)
+        throw new NixociError('INTERNAL', `docker-archive: layer ${i} omitted without known digests`);
       digests.push(layer.known);
       continue;
     }
@@ -115,7 +118,8 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       yield chunk;
     }
     const d = await done;
-    if (d.tarSize !== size) throw new NixociError('INTERNAL', `docker-archive: layer ${i} size ${d.tarSize} != ${size}`);
+    if (d.tarSize !== size)
+      throw new NixociError('INTERNAL', `docker-archive: layer ${i} size ${d.tarSize} != ${size}`);
     const pad = padding(size);
     if (pad > 0) yield Buffer.alloc(pad);
     digests.push(d);
@@ -124,7 +128,10 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
   const rendered = renderImage(image, digests);
   const configName = configEntryName(rendered.config);
   yield fileEntry(configName, rendered.config.bytes);
-  yield fileEntry('manifest.json', manifestJson([{ Config: configName, RepoTags: o.repoTags, Layers: names }]));
+  yield fileEntry(
+    'manifest.json',
+    manifestJson([{ Config: configName, RepoTags: o.repoTags, Layers: names }]),
+  );
   yield END_OF_ARCHIVE;
   return { rendered, layerNames: names };
 }

@@ -70,7 +70,9 @@ export class DaemonTarget implements ImageTarget {
     } catch (e) {
       if (prefix === 0 || !(e instanceof NixociError) || e.code !== 'DAEMON') throw e;
       // The guess was wrong (the engine dropped those layers since we asked): send everything.
-      notes.push(`the engine refused the archive without ${prefix} layer(s) (${e.message}); retried with every layer`);
+      notes.push(
+        `the engine refused the archive without ${prefix} layer(s) (${e.message}); retried with every layer`,
+      );
       ctx.log?.(`retrying the load with every layer: ${reason(e)}`);
       prefix = 0;
       sent = await this.load(client, image, repoTags, prefix, ctx);
@@ -110,7 +112,11 @@ export class DaemonTarget implements ImageTarget {
     const given = this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : undefined;
     if (this.opts.name) return { name: this.opts.name, tags: given ?? ['latest'] };
     const root = image.closure.roots[0];
-    if (!root) throw new NixociError('TARGET_INVALID', `${this.scheme}: no image name given and the closure has no top-level path`);
+    if (!root)
+      throw new NixociError(
+        'TARGET_INVALID',
+        `${this.scheme}: no image name given and the closure has no top-level path`,
+      );
     return { name: repositoryFromStorePath(root), tags: given ?? [storePathHash(root)] };
   }
 
@@ -132,7 +138,12 @@ export class DaemonTarget implements ImageTarget {
       onLayerBytes: (i, n) => {
         if (!started.has(i)) {
           started.add(i);
-          ctx.onProgress?.({ kind: 'layer-start', id: String(i), label: layerLabel(image.layers[i]!), total: image.layers[i]!.tarSize() });
+          ctx.onProgress?.({
+            kind: 'layer-start',
+            id: String(i),
+            label: layerLabel(image.layers[i]!),
+            total: image.layers[i]!.tarSize(),
+          });
         }
         bytes[i]! += n;
         ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
@@ -142,7 +153,8 @@ export class DaemonTarget implements ImageTarget {
     const { messages } = await client.loadImage(archive.stream, ctx.signal);
     for (const m of messages) ctx.log?.(m);
     const result = await archive.result;
-    for (let i = 0; i < prefix; i++) ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
+    for (let i = 0; i < prefix; i++)
+      ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
     return { result, bytes };
   }
 
@@ -171,7 +183,12 @@ export class DaemonTarget implements ImageTarget {
       const found = await client.imageInspect(ref, ctx.signal);
       if (!found) continue;
       let n = 0;
-      while (n < image.layers.length && n < found.layers.length && image.layers[n]!.known?.diffId === found.layers[n]) n++;
+      while (
+        n < image.layers.length &&
+        n < found.layers.length &&
+        image.layers[n]!.known?.diffId === found.layers[n]
+      )
+        n++;
       ctx.log?.(`${ref}: ${n} leading layer(s) shared`);
       if (n > best.length) best = { length: n, from: found.repoTags[0] ?? ref };
     }
@@ -194,9 +211,13 @@ function pickImage(images: readonly Image[], engineArch: string | undefined, not
   if (images.length === 1) return images[0]!;
   const match = images.find((i) => i.platform.architecture === engineArch);
   if (!match) {
-    throw new NixociError('TARGET_INVALID', `the engine runs on ${engineArch ?? 'an unknown architecture'}, and no image was built for it`, {
-      hint: `build for --platform linux/${engineArch ?? 'amd64'}`,
-    });
+    throw new NixociError(
+      'TARGET_INVALID',
+      `the engine runs on ${engineArch ?? 'an unknown architecture'}, and no image was built for it`,
+      {
+        hint: `build for --platform linux/${engineArch ?? 'amd64'}`,
+      },
+    );
   }
   notes.push(`loaded linux/${match.platform.architecture} only: an engine holds one platform per tag`);
   return match;

@@ -51,7 +51,17 @@ describe('nixoci load', () => {
   it('loads with --json reports, then sends only the changed layer', async () => {
     const name = `nixoci-cli-${run}`;
     const common = ['--cache-dir', cacheDir, '--json'];
-    const a = await cli(['load', '--graph', v1.graphFile, `${name}:one`, '--tag', 'also', ...common, '--entrypoint', `${v1.app}/bin/app`]);
+    const a = await cli([
+      'load',
+      '--graph',
+      v1.graphFile,
+      `${name}:one`,
+      '--tag',
+      'also',
+      ...common,
+      '--entrypoint',
+      `${v1.app}/bin/app`,
+    ]);
     expect(a.err).toBe('');
     expect(a.code).toBe(0);
     const ra = JSON.parse(a.out) as { command: string; layers: JsonLayer[]; targets: { target: string }[] };
@@ -60,26 +70,56 @@ describe('nixoci load', () => {
     expect(ra.layers.every((l) => l.action === 'sent' && l.bytesSent > 0)).toBe(true);
     expect(await dockerRunOutput(`${name}:also`)).toContain('fixture app daemon-cli-v1');
 
-    const b = await cli(['load', '--graph', v2.graphFile, `${name}:two`, ...common, '--entrypoint', `${v2.app}/bin/app`]);
+    const b = await cli([
+      'load',
+      '--graph',
+      v2.graphFile,
+      `${name}:two`,
+      ...common,
+      '--entrypoint',
+      `${v2.app}/bin/app`,
+    ]);
     expect(b.code).toBe(0);
     const rb = JSON.parse(b.out) as { layers: JsonLayer[] };
     // The customisation layer (if any) and the app change; everything before them is omitted.
     const sent = rb.layers.filter((l) => l.action === 'sent');
-    expect(rb.layers.filter((l) => l.action === 'omitted').length).toBeGreaterThanOrEqual(rb.layers.length - 2);
+    expect(rb.layers.filter((l) => l.action === 'omitted').length).toBeGreaterThanOrEqual(
+      rb.layers.length - 2,
+    );
     expect(rb.layers.filter((l) => l.action === 'omitted').every((l) => l.bytesSent === 0)).toBe(true);
     expect(sent.length).toBeGreaterThanOrEqual(1);
     expect(await dockerRunOutput(`${name}:two`)).toContain('fixture app daemon-cli-v2');
   });
 
   it('names the image after the top-level store path by default', async () => {
-    const r = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--entrypoint', `${v1.app}/bin/app`, '-q']);
+    const r = await cli([
+      'load',
+      '--graph',
+      v1.graphFile,
+      '--cache-dir',
+      cacheDir,
+      '--entrypoint',
+      `${v1.app}/bin/app`,
+      '-q',
+    ]);
     expect(r.code).toBe(0);
-    expect(await dockerRunOutput(`fixture-app:${storePathHash(v1.app as StorePath)}`)).toContain('fixture app daemon-cli-v1');
+    expect(await dockerRunOutput(`fixture-app:${storePathHash(v1.app as StorePath)}`)).toContain(
+      'fixture app daemon-cli-v1',
+    );
   });
 
   it('accepts --to docker-daemon: in build, and rejects bad names', async () => {
     const name = `nixoci-cli-build-${run}`;
-    const r = await cli(['build', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--to', `docker-daemon:${name}:b`, '-q']);
+    const r = await cli([
+      'build',
+      '--graph',
+      v1.graphFile,
+      '--cache-dir',
+      cacheDir,
+      '--to',
+      `docker-daemon:${name}:b`,
+      '-q',
+    ]);
     expect(r.code).toBe(0);
     expect((await docker(['image', 'inspect', `${name}:b`])).code).toBe(0);
     const bad = await cli(['load', '--graph', v1.graphFile, 'Not_Valid:x']);
@@ -88,7 +128,16 @@ describe('nixoci load', () => {
   });
 
   it('fails clearly when the engine is not there', async () => {
-    const r = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--host', 'unix:///nonexistent/docker.sock', 'x:y']);
+    const r = await cli([
+      'load',
+      '--graph',
+      v1.graphFile,
+      '--cache-dir',
+      cacheDir,
+      '--host',
+      'unix:///nonexistent/docker.sock',
+      'x:y',
+    ]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot connect to the Docker engine at unix:\/\/\/nonexistent\/docker.sock/);
     expect(r.err).toMatch(/^hint: /m);

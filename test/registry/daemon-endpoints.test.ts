@@ -27,7 +27,9 @@ describe('DaemonTarget engine discovery', () => {
 
   beforeAll(async () => {
     const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
-    image = imageOf(await closureOfGraph(fx.graphFile), tempDir('nixoci-daemon-cache-'), [`${fx.app}/bin/app`]);
+    image = imageOf(await closureOfGraph(fx.graphFile), tempDir('nixoci-daemon-cache-'), [
+      `${fx.app}/bin/app`,
+    ]);
     forwarder = createServer((c) => {
       const u = connect(socketPath());
       c.pipe(u).pipe(c);
@@ -46,7 +48,11 @@ describe('DaemonTarget engine discovery', () => {
 
   it('loads through DOCKER_HOST=tcp://', async () => {
     const name = `nixoci-tcp-${run}`;
-    const r = await new DaemonTarget({ engine: 'docker', name, env: { DOCKER_HOST: `tcp://127.0.0.1:${port}` } }).write([image], {});
+    const r = await new DaemonTarget({
+      engine: 'docker',
+      name,
+      env: { DOCKER_HOST: `tcp://127.0.0.1:${port}` },
+    }).write([image], {});
     expect(r.target).toBe(`docker-daemon:${name}:latest`);
     expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
   });
@@ -81,32 +87,47 @@ describe('DaemonTarget engine discovery', () => {
     process.env.PATH = `${bin}:${savedPath ?? ''}`;
     try {
       const name = `nixoci-ssh-${run}`;
-      await new DaemonTarget({ engine: 'docker', name, host: 'ssh://builder@remote.example:2222', env: {} }).write([image], {});
+      await new DaemonTarget({
+        engine: 'docker',
+        name,
+        host: 'ssh://builder@remote.example:2222',
+        env: {},
+      }).write([image], {});
       expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
     } finally {
       process.env.PATH = savedPath;
     }
     const { readFileSync } = await import('node:fs');
-    expect(readFileSync(argsFile, 'utf8')).toContain('-p 2222 -- builder@remote.example docker system dial-stdio');
+    expect(readFileSync(argsFile, 'utf8')).toContain(
+      '-p 2222 -- builder@remote.example docker system dial-stdio',
+    );
   });
 
   it('names every address it tried when no engine answers', async () => {
     const dir = tempDir('nixoci-no-engine-');
-    const err = await connectEngine({ engine: 'podman', env: { XDG_RUNTIME_DIR: dir } }).catch((e: unknown) => e);
+    const err = await connectEngine({ engine: 'podman', env: { XDG_RUNTIME_DIR: dir } }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(NixociError);
     expect((err as NixociError).code).toBe('DAEMON_UNREACHABLE');
     expect((err as NixociError).message).toContain(`unix://${dir}/podman/podman.sock`);
     expect((err as NixociError).message).toContain('unix:///run/podman/podman.sock');
     expect((err as NixociError).hint).toMatch(/podman system service/);
 
-    const one = await connectEngine({ engine: 'docker', host: `unix://${dir}/docker.sock` }).catch((e: unknown) => e);
+    const one = await connectEngine({ engine: 'docker', host: `unix://${dir}/docker.sock` }).catch(
+      (e: unknown) => e,
+    );
     expect((one as NixociError).code).toBe('DAEMON_UNREACHABLE');
     expect((one as NixociError).message).toContain(`${dir}/docker.sock`);
   });
 
   it('reports a load the engine rejects, with its message', async () => {
     const bad: Image = { ...image, platform: { architecture: 'amd64', os: 'windows' as 'linux' } };
-    const err = await new DaemonTarget({ engine: 'docker', name: `nixoci-bad-${run}`, env: { DOCKER_HOST: testEnv().dockerHost } })
+    const err = await new DaemonTarget({
+      engine: 'docker',
+      name: `nixoci-bad-${run}`,
+      env: { DOCKER_HOST: testEnv().dockerHost },
+    })
       .write([bad], {})
       .catch((e: unknown) => e);
     expect((err as NixociError).code).toBe('DAEMON');
@@ -117,26 +138,50 @@ describe('DaemonTarget engine discovery', () => {
 describe('engine address parsing', () => {
   it('follows the docker CLI precedence', () => {
     const home = tempDir('nixoci-home-');
-    expect(discoverEndpoints({ engine: 'docker', env: {}, home })).toMatchObject([{ socketPath: '/var/run/docker.sock' }]);
-    expect(discoverEndpoints({ engine: 'docker', env: { DOCKER_HOST: 'unix:///a.sock' }, home })).toMatchObject([{ socketPath: '/a.sock' }]);
-    expect(discoverEndpoints({ engine: 'docker', host: 'unix:///b.sock', env: { DOCKER_HOST: 'unix:///a.sock' }, home })).toMatchObject([
-      { socketPath: '/b.sock', source: '--host' },
+    expect(discoverEndpoints({ engine: 'docker', env: {}, home })).toMatchObject([
+      { socketPath: '/var/run/docker.sock' },
     ]);
-    expect(discoverEndpoints({ engine: 'podman', env: { XDG_RUNTIME_DIR: '/run/user/7' }, home }).map((e) => e.address)).toEqual([
-      'unix:///run/user/7/podman/podman.sock',
-      'unix:///run/podman/podman.sock',
-    ]);
+    expect(
+      discoverEndpoints({ engine: 'docker', env: { DOCKER_HOST: 'unix:///a.sock' }, home }),
+    ).toMatchObject([{ socketPath: '/a.sock' }]);
+    expect(
+      discoverEndpoints({
+        engine: 'docker',
+        host: 'unix:///b.sock',
+        env: { DOCKER_HOST: 'unix:///a.sock' },
+        home,
+      }),
+    ).toMatchObject([{ socketPath: '/b.sock', source: '--host' }]);
+    expect(
+      discoverEndpoints({ engine: 'podman', env: { XDG_RUNTIME_DIR: '/run/user/7' }, home }).map(
+        (e) => e.address,
+      ),
+    ).toEqual(['unix:///run/user/7/podman/podman.sock', 'unix:///run/podman/podman.sock']);
   });
 
   it('parses tcp, TLS and ssh addresses', () => {
     const certs = tempDir('nixoci-certs-');
     for (const f of ['ca.pem', 'cert.pem', 'key.pem']) writeFileSync(path.join(certs, f), '');
-    expect(parseHost('tcp://10.0.0.1', 'x', {})).toMatchObject({ kind: 'tcp', host: '10.0.0.1', port: 2375, tls: undefined });
-    expect(parseHost('tcp://h:1234', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject({
-      port: 1234,
-      tls: { verify: true, ca: path.join(certs, 'ca.pem'), cert: path.join(certs, 'cert.pem'), key: path.join(certs, 'key.pem') },
+    expect(parseHost('tcp://10.0.0.1', 'x', {})).toMatchObject({
+      kind: 'tcp',
+      host: '10.0.0.1',
+      port: 2375,
+      tls: undefined,
     });
-    expect(parseHost('tcp://h', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject({ port: 2376 });
+    expect(parseHost('tcp://h:1234', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject(
+      {
+        port: 1234,
+        tls: {
+          verify: true,
+          ca: path.join(certs, 'ca.pem'),
+          cert: path.join(certs, 'cert.pem'),
+          key: path.join(certs, 'key.pem'),
+        },
+      },
+    );
+    expect(parseHost('tcp://h', 'x', { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs })).toMatchObject({
+      port: 2376,
+    });
     expect(parseHost('ssh://me@host:22/run/d.sock', 'x', {})).toMatchObject({
       kind: 'ssh',
       destination: 'me@host',

@@ -42,7 +42,10 @@ export async function closureOfGraph(graphFile: string): Promise<Closure> {
  * busybox → salted-data (content depends on `salt`) → salted-app (prints `message`). The salt makes
  * the data layer, and so every layer chain after busybox, unique to one test run.
  */
-export async function buildSaltedClosure(salt: string, message: string): Promise<{ app: string; closure: Closure }> {
+export async function buildSaltedClosure(
+  salt: string,
+  message: string,
+): Promise<{ app: string; closure: Closure }> {
   const dir = tempDir('nixoci-salted-');
   const file = path.join(dir, 'salted.nix');
   writeFileSync(

@@ -40,7 +40,10 @@ describe('DaemonTarget (docker engine)', () => {
   });
 
   it('loads a Nix closure that runs, with the diffIDs nixoci computed', async () => {
-    first = await new DaemonTarget({ engine: 'docker', name, tags: ['v1', 'extra'], env: env() }).write([v1], {});
+    first = await new DaemonTarget({ engine: 'docker', name, tags: ['v1', 'extra'], env: env() }).write(
+      [v1],
+      {},
+    );
     expect(actions(first).every((a) => a === 'sent')).toBe(true);
     const layers = first.images[0]!.layers;
     for (const [i, l] of layers.entries()) expect(l.bytesSent).toBe(v1.layers[i]!.tarSize());
@@ -100,7 +103,13 @@ describe('DaemonTarget (docker engine)', () => {
       log: (line) => {
         if (!removed && /leading layer\(s\) shared/.test(line)) {
           removed = true;
-          execFileSync(testEnv().dockerCli, ['-H', testEnv().dockerHost, 'rmi', '--force', `${saltedName}:a`]);
+          execFileSync(testEnv().dockerCli, [
+            '-H',
+            testEnv().dockerHost,
+            'rmi',
+            '--force',
+            `${saltedName}:a`,
+          ]);
         }
       },
     });

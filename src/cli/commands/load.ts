@@ -14,7 +14,8 @@ export const loadCommand: ImageCommandSpec = {
   targets: (values, positionals) => {
     if (positionals.length > 1) throw usage('load', `unexpected argument ${JSON.stringify(positionals[1])}`);
     const engine = values.engine ?? 'docker';
-    if (engine !== 'docker' && engine !== 'podman') throw usage('load', `--engine ${String(engine)}: expected docker or podman`);
+    if (engine !== 'docker' && engine !== 'podman')
+      throw usage('load', `--engine ${String(engine)}: expected docker or podman`);
     return [engineTarget('load', engine, positionals[0], values)];
   },
   help: `Usage: nixoci load [SOURCE] [NAME[:TAG]] [flags]

@@ -13,14 +13,19 @@ const TOKEN_USER = '<token>';
  * undefined when the helper has nothing for this server; a helper that cannot run or answers
  * garbage is an error naming the helper (never its output, which may hold a secret).
  */
-export async function runCredentialHelper(helper: string, serverUrl: string, registry: string): Promise<Credentials | undefined> {
+export async function runCredentialHelper(
+  helper: string,
+  serverUrl: string,
+  registry: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Credentials | undefined> {
   if (!/^[A-Za-z0-9._-]+$/.test(helper)) {
     throw new NixociError('CREDENTIALS', `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`, {
       hint: 'check credHelpers / credsStore in the docker config',
     });
   }
   const bin = `docker-credential-${helper}`;
-  const { code, stdout, stderr } = await run(bin, ['get'], serverUrl, registry);
+  const { code, stdout, stderr } = await run(bin, ['get'], serverUrl, registry, env);
   if (code !== 0) {
     // Helpers print this (and exit 1) when they simply have no entry for the server.
     if (/credentials not found/i.test(stdout + stderr)) return undefined;
@@ -40,9 +45,9 @@ export async function runCredentialHelper(helper: string, serverUrl: string, reg
   return { username: parsed.Username, password: parsed.Secret };
 }
 
-function run(bin: string, args: string[], input: string, registry: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(bin: string, args: string[], input: string, registry: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);

@@ -65,14 +65,14 @@ export async function resolveCredentials(
   }
 
   if (env.REGISTRY_AUTH_FILE) {
-    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true);
+    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true, env);
     if (found) return found;
   }
   const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
-  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false);
+  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, env);
   if (fromDocker) return fromDocker;
   if (env.XDG_RUNTIME_DIR) {
-    const found = await fromConfig(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), registry, repository, true);
+    const found = await fromConfig(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), registry, repository, true, env);
     if (found) return found;
   }
   return undefined;
@@ -89,13 +89,19 @@ export function parseCredsFlag(s: string): { username: string; password: string 
   return { username: s.slice(0, c), password: s.slice(c + 1) };
 }
 
-async function fromConfig(file: string, registry: string, repository: string, podman: boolean): Promise<ResolvedCredentials | undefined> {
+async function fromConfig(
+  file: string,
+  registry: string,
+  repository: string,
+  podman: boolean,
+  env: NodeJS.ProcessEnv,
+): Promise<ResolvedCredentials | undefined> {
   const config = readConfig(file);
   if (!config) return undefined;
   const serverUrl = registry === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
   const helper = findByHost(config.credHelpers ?? {}, registry) ?? config.credsStore;
   if (helper) {
-    const c = await runCredentialHelper(helper, serverUrl, registry);
+    const c = await runCredentialHelper(helper, serverUrl, registry, env);
     if (c) return { credentials: c, source: `docker-credential-${helper}` };
   }
   const auths = config.auths ?? {};

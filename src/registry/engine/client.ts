@@ -27,7 +27,9 @@ interface RequestInit {
   readonly raw?: boolean;
 }
 
-const versionSchema = z.object({ ApiVersion: z.string(), Version: z.string(), Arch: z.string().optional() }).passthrough();
+const versionSchema = z
+  .object({ ApiVersion: z.string(), Version: z.string(), Arch: z.string().optional() })
+  .passthrough();
 const infoSchema = z
   .object({
     Driver: z.string().optional(),
@@ -36,10 +38,20 @@ const infoSchema = z
   })
   .passthrough();
 const inspectSchema = z
-  .object({ Id: z.string(), RepoTags: z.array(z.string()).nullable().optional(), RootFS: z.object({ Layers: z.array(z.string()).nullable().optional() }).passthrough() })
+  .object({
+    Id: z.string(),
+    RepoTags: z.array(z.string()).nullable().optional(),
+    RootFS: z.object({ Layers: z.array(z.string()).nullable().optional() }).passthrough(),
+  })
   .passthrough();
 const listSchema = z.array(
-  z.object({ Id: z.string(), RepoTags: z.array(z.string()).nullable().optional(), Created: z.number().optional() }).passthrough(),
+  z
+    .object({
+      Id: z.string(),
+      RepoTags: z.array(z.string()).nullable().optional(),
+      Created: z.number().optional(),
+    })
+    .passthrough(),
 );
 const progressSchema = z
   .object({
@@ -82,9 +94,13 @@ export class EngineClient {
     if (ping.status !== 200) throw this.error(`ping answered HTTP ${ping.status}`);
     const v = await this.version(signal);
     if (compareVersions(v.ApiVersion, MIN_API_VERSION) < 0) {
-      throw new NixociError('DAEMON', `${this.name()} speaks Engine API ${v.ApiVersion}, older than ${MIN_API_VERSION}`, {
-        hint: `upgrade the engine (version ${v.Version}) to Docker ≥ 1.13 or Podman ≥ 3`,
-      });
+      throw new NixociError(
+        'DAEMON',
+        `${this.name()} speaks Engine API ${v.ApiVersion}, older than ${MIN_API_VERSION}`,
+        {
+          hint: `upgrade the engine (version ${v.Version}) to Docker ≥ 1.13 or Podman ≥ 3`,
+        },
+      );
     }
     this.api = compareVersions(v.ApiVersion, MAX_API_VERSION) > 0 ? MAX_API_VERSION : v.ApiVersion;
     return v;
@@ -101,7 +117,10 @@ export class EngineClient {
   /** The containerd image store keeps layers per snapshotter and needs every layer in a load. */
   static usesContainerdStore(info: EngineInfo): boolean {
     const status = JSON.stringify(info.DriverStatus ?? []);
-    return status.includes('io.containerd.snapshotter.v1') || (info.Driver ?? '').includes('io.containerd.snapshotter.v1');
+    return (
+      status.includes('io.containerd.snapshotter.v1') ||
+      (info.Driver ?? '').includes('io.containerd.snapshotter.v1')
+    );
   }
 
   /** `GET /images/{name}/json`; undefined when the engine has no such image. */
@@ -148,7 +167,10 @@ export class EngineClient {
         continue;
       }
       const err = p.errorDetail?.message ?? p.error;
-      if (err) throw new NixociError('DAEMON', `${this.name()} rejected the image: ${err}`, { hint: 'see the engine log for details' });
+      if (err)
+        throw new NixociError('DAEMON', `${this.name()} rejected the image: ${err}`, {
+          hint: 'see the engine log for details',
+        });
       const msg = (p.stream ?? p.status ?? '').trim();
       if (msg) messages.push(msg);
     }
@@ -174,7 +196,13 @@ export class EngineClient {
     const headers: Record<string, string> = { host: 'docker', 'user-agent': 'nixoci' };
     if (init.body) headers['content-type'] = init.contentType ?? 'application/json';
     if (Buffer.isBuffer(init.body)) headers['content-length'] = String(init.body.length);
-    const opts: RequestOptions = { method, path: fullPath, headers, signal: init.signal, ...this.transport() };
+    const opts: RequestOptions = {
+      method,
+      path: fullPath,
+      headers,
+      signal: init.signal,
+      ...this.transport(),
+    };
     const ep = this.endpoint;
     const send = ep.kind === 'tcp' && ep.tls ? httpsRequest : httpRequest;
     return new Promise<EngineResponse>((resolve, reject) => {
@@ -195,7 +223,12 @@ export class EngineClient {
       return {
         host: ep.host,
         port: ep.port,
-        ...({ ca: read(ep.tls.ca), cert: read(ep.tls.cert), key: read(ep.tls.key), rejectUnauthorized: ep.tls.verify } as object),
+        ...({
+          ca: read(ep.tls.ca),
+          cert: read(ep.tls.cert),
+          key: read(ep.tls.key),
+          rejectUnauthorized: ep.tls.verify,
+        } as object),
       };
     }
     return { createConnection: () => sshConnection(ep, this.engine) as never };
@@ -249,15 +282,33 @@ export class EngineClient {
 
 /** A socket-like duplex over `ssh HOST docker system dial-stdio` (what the docker CLI runs). */
 function sshConnection(ep: Extract<Endpoint, { kind: 'ssh' }>, engine: EngineKind): Duplex {
-  const remote = [engine, ...(ep.remoteSocket ? ['--host', `unix://${ep.remoteSocket}`] : []), 'system', 'dial-stdio'];
-  const args = ['-o', 'ConnectTimeout=30', '-T', ...(ep.port ? ['-p', String(ep.port)] : []), '--', ep.destination, ...remote];
+  const remote = [
+    engine,
+    ...(ep.remoteSocket ? ['--host', `unix://${ep.remoteSocket}`] : []),
+    'system',
+    'dial-stdio',
+  ];
+  const args = [
+    '-o',
+    'ConnectTimeout=30',
+    '-T',
+    ...(ep.port ? ['-p', String(ep.port)] : []),
+    '--',
+    ep.destination,
+    ...remote,
+  ];
   const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => void (stderr = (stderr + b.toString()).slice(-2000)));
   const d = Duplex.from({ readable: child.stdout, writable: child.stdin });
   child.on('error', (e) => d.destroy(e));
   child.on('exit', (code) => {
-    if (code) d.destroy(Object.assign(new Error(`ssh exited with ${code}: ${stderr.trim().split('\n').pop() ?? ''}`), { code: 'ESSH' }));
+    if (code)
+      d.destroy(
+        Object.assign(new Error(`ssh exited with ${code}: ${stderr.trim().split('\n').pop() ?? ''}`), {
+          code: 'ESSH',
+        }),
+      );
   });
   d.on('close', () => child.kill());
   // http.ClientRequest may call these on its socket.
@@ -268,7 +319,12 @@ function sshConnection(ep: Extract<Endpoint, { kind: 'ssh' }>, engine: EngineKin
 
 async function drain(body: IncomingMessage): Promise<void> {
   body.resume();
-  await new Promise<void>((resolve) => body.once('end', resolve).once('close', resolve).once('error', () => resolve()));
+  await new Promise<void>((resolve) =>
+    body
+      .once('end', resolve)
+      .once('close', resolve)
+      .once('error', () => resolve()),
+  );
 }
 
 async function readText(body: IncomingMessage): Promise<string> {

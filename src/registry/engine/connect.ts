@@ -1,10 +1,9 @@
 import { NixociError, reason } from '../../core/errors.js';
-import { EngineClient, type EngineClient as Client } from './client.js';
-import type { EngineVersion } from './client.js';
+import { EngineClient, type EngineVersion } from './client.js';
 import { discoverEndpoints, type DiscoverOptions } from './discover.js';
 
 export interface ConnectedEngine {
-  readonly client: Client;
+  readonly client: EngineClient;
   readonly version: EngineVersion;
 }
 
@@ -22,7 +21,12 @@ export async function connectEngine(o: DiscoverOptions & { signal?: AbortSignal 
       const version = await client.negotiate(o.signal);
       return { client, version };
     } catch (e) {
-      if (!(e instanceof NixociError) || e.code !== 'DAEMON_UNREACHABLE' || /permission denied/.test(e.message)) throw e;
+      if (
+        !(e instanceof NixociError) ||
+        e.code !== 'DAEMON_UNREACHABLE' ||
+        /permission denied/.test(e.message)
+      )
+        throw e;
       if (endpoints.length === 1) throw e;
       failures.push(`${ep.address} (${ep.source}): ${reason(e.cause ?? e)}`);
     }

@@ -73,11 +73,20 @@ export function discoverEndpoints(o: DiscoverOptions): Endpoint[] {
 }
 
 /** Parses `unix://PATH`, `tcp://HOST:PORT`, `ssh://[USER@]HOST[:PORT][/SOCKET]` (or a bare path). */
-export function parseHost(host: string, source: string, env: NodeJS.ProcessEnv = process.env, home = homedir()): Endpoint {
+export function parseHost(
+  host: string,
+  source: string,
+  env: NodeJS.ProcessEnv = process.env,
+  home = homedir(),
+): Endpoint {
   const bad = (why: string): never => {
-    throw new NixociError('TARGET_INVALID', `${source}: cannot use engine address ${JSON.stringify(host)}: ${why}`, {
-      hint: 'use unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]',
-    });
+    throw new NixociError(
+      'TARGET_INVALID',
+      `${source}: cannot use engine address ${JSON.stringify(host)}: ${why}`,
+      {
+        hint: 'use unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]',
+      },
+    );
   };
   if (host.startsWith('/')) return unix(host, source);
   if (host.startsWith('unix://')) {
@@ -168,15 +177,23 @@ function contextEndpoint(env: NodeJS.ProcessEnv, home: string): Endpoint | undef
   try {
     meta = metaSchema.parse(JSON.parse(readFileSync(metaFile, 'utf8')));
   } catch (e) {
-    throw new NixociError('DAEMON_UNREACHABLE', `docker context ${JSON.stringify(name)} (${source}): cannot read ${metaFile}: ${reason(e)}`, {
-      hint: 'list contexts with `docker context ls`, or name the engine with --host or DOCKER_HOST',
-    });
+    throw new NixociError(
+      'DAEMON_UNREACHABLE',
+      `docker context ${JSON.stringify(name)} (${source}): cannot read ${metaFile}: ${reason(e)}`,
+      {
+        hint: 'list contexts with `docker context ls`, or name the engine with --host or DOCKER_HOST',
+      },
+    );
   }
   const host = meta.Endpoints.docker?.Host;
   if (!host) {
-    throw new NixociError('DAEMON_UNREACHABLE', `docker context ${JSON.stringify(name)} has no docker endpoint`, {
-      hint: 'name the engine with --host or DOCKER_HOST',
-    });
+    throw new NixociError(
+      'DAEMON_UNREACHABLE',
+      `docker context ${JSON.stringify(name)} has no docker endpoint`,
+      {
+        hint: 'name the engine with --host or DOCKER_HOST',
+      },
+    );
   }
   const ep = parseHost(host, `docker context ${JSON.stringify(name)}`, env, home);
   if (ep.kind !== 'tcp') return ep;

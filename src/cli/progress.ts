@@ -1,0 +1,76 @@
+import cliProgress from 'cli-progress';
+import type { Layer, LayerProgress } from '../layer/layer.js';
+import { humanSize } from './output.js';
+
+/**
+ * Progress on a terminal: one line per layer being read, with bytes and rate, under an overall
+ * line. Quiet when stderr is not a TTY (CI logs stay clean) and with --quiet / --json.
+ */
+export class Progress {
+  private readonly multi: cliProgress.MultiBar;
+  private readonly overall: cliProgress.SingleBar;
+  private readonly bars = new Map<Layer, { bar: cliProgress.SingleBar; start: number; done: number }>();
+  private layersDone = 0;
+  private bytes = 0;
+  private readonly started = Date.now();
+
+  constructor(stream: NodeJS.WritableStream, totalLayers: number) {
+    this.multi = new cliProgress.MultiBar(
+      {
+        stream: stream as NodeJS.WriteStream,
+        clearOnComplete: true,
+        hideCursor: true,
+        barsize: 24,
+        forceRedraw: false,
+        format: (options, params, payload: { label: string; detail: string }) => {
+          const size = options.barsize ?? 24;
+          const filled = Math.round(params.progress * size);
+          return `${payload.label.padEnd(28).slice(0, 28)} [${'#'.repeat(filled)}${'.'.repeat(size - filled)}] ${payload.detail}`;
+        },
+      },
+      cliProgress.Presets.legacy,
+    );
+    this.overall = this.multi.create(Math.max(1, totalLayers), 0, { label: 'layers read', detail: '' });
+  }
+
+  readonly onLayerProgress = (e: LayerProgress): void => {
+    if (e.phase === 'start') {
+      const label = layerName(e.layer);
+      const bar = this.multi.create(Math.max(1, e.total), 0, { label, detail: '' });
+      this.bars.set(e.layer, { bar, start: Date.now(), done: 0 });
+      return;
+    }
+    const b = this.bars.get(e.layer);
+    if (!b) return;
+    if (e.phase === 'bytes') {
+      b.done += e.bytes;
+      this.bytes += e.bytes;
+      const secs = Math.max(0.001, (Date.now() - b.start) / 1000);
+      b.bar.update(b.done, { detail: `${humanSize(b.done)}/${humanSize(e.total)} ${humanSize(b.done / secs)}/s` });
+      this.updateOverall();
+    } else {
+      this.multi.remove(b.bar);
+      this.bars.delete(e.layer);
+      this.layersDone++;
+      this.updateOverall();
+    }
+  };
+
+  private updateOverall(): void {
+    const secs = Math.max(0.001, (Date.now() - this.started) / 1000);
+    this.overall.update(this.layersDone, {
+      detail: `${this.layersDone} done, ${humanSize(this.bytes)} read, ${humanSize(this.bytes / secs)}/s`,
+    });
+  }
+
+  stop(): void {
+    this.multi.stop();
+  }
+}
+
+function layerName(layer: Layer): string {
+  const p = layer.planned.storePaths;
+  if (p.length === 0) return 'customisation';
+  const name = p[0]!.slice(p[0]!.lastIndexOf('/') + 34);
+  return p.length > 1 ? `${name} +${p.length - 1}` : name;
+}

@@ -1,0 +1,259 @@
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { basename, join, posix } from 'node:path';
+import type { Closure } from '../closure/closure.js';
+import { compareBytes, storePathName, type StorePath } from '../closure/store-path.js';
+import { NixociError, reason } from '../core/errors.js';
+import type { ExtraEntry } from './plan.js';
+
+/** The user the image runs as; root unless asked otherwise. */
+export interface ImageUser {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+}
+
+export const ROOT_USER: ImageUser = { name: 'root', uid: 0, gid: 0, home: '/root' };
+
+export interface CopySpec {
+  /** A file or directory on the host. */
+  readonly src: string;
+  /** Absolute path in the image; a trailing `/` puts `src` inside it under its own name. */
+  readonly dest: string;
+}
+
+export interface CustomiseOptions {
+  readonly user?: ImageUser;
+  /** A directory created for (and owned by) the user, e.g. the preset's `/app`. */
+  readonly workdir?: string;
+  readonly ignoreCollisions?: boolean;
+  readonly copies?: readonly CopySpec[];
+  /** Prefer this login shell (a name in the bin farm, e.g. `bash`) when it is there. */
+  readonly preferShell?: string;
+}
+
+export interface Customisation {
+  readonly entries: ExtraEntry[];
+  /** Env entries the layer implies: PATH, HOME, SSL_CERT_FILE (and SHELL with a preferred shell). */
+  readonly env: string[];
+  /** The login shell written to /etc/passwd. */
+  readonly shell: string;
+}
+
+const MAX_COPY_BYTES = 64 << 20;
+const CA_BUNDLES = ['etc/ssl/certs/ca-bundle.crt', 'etc/ssl/certs/ca-certificates.crt'];
+const CERT_FILE = '/etc/ssl/certs/ca-certificates.crt';
+
+/**
+ * The customisation layer: what a distribution image has and a bare closure lacks. `/bin` and
+ * `/usr/bin` hold symlinks to the roots' binaries (like nixpkgs' buildEnv), plus /etc/passwd,
+ * /etc/group, /etc/nsswitch.conf, /tmp, the user's home and the CA bundle when the closure has one.
+ * Reads directory listings of the roots and the files given with `copies`; the result is plain
+ * data that planLayers puts in the last layer.
+ */
+export function customisationLayer(closure: Closure, options: CustomiseOptions = {}): Customisation {
+  const user = options.user ?? ROOT_USER;
+  const farm = binFarm(closure.roots, options.ignoreCollisions ?? false);
+  const entries: ExtraEntry[] = [];
+  const dir = (path: string, mode = 0o755, owner?: ImageUser): void => {
+    entries.push({ kind: 'dir', path, mode, ...(owner && owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : {}) });
+  };
+  const file = (path: string, content: string, mode = 0o644): void => {
+    entries.push({ kind: 'file', path, mode, content });
+  };
+  const link = (path: string, target: string): void => {
+    entries.push({ kind: 'symlink', path, target });
+  };
+
+  dir('bin');
+  dir('usr');
+  dir('usr/bin');
+  for (const [name, target] of farm) {
+    link(`bin/${name}`, target);
+    link(`usr/bin/${name}`, target);
+  }
+  // Scripts start with #!/usr/bin/env and #!/bin/sh; a closure often has them outside the roots.
+  for (const tool of ['env', 'sh']) {
+    if (farm.has(tool)) continue;
+    const found = findInClosure(closure, `bin/${tool}`);
+    if (found) {
+      link(`usr/bin/${tool}`, found);
+      if (tool === 'sh') link('bin/sh', found);
+    }
+  }
+  const preferred = options.preferShell && farm.has(options.preferShell) ? `/bin/${options.preferShell}` : undefined;
+  const shell = preferred ?? (farm.has('sh') || findInClosure(closure, 'bin/sh') ? '/bin/sh' : '/sbin/nologin');
+
+  dir('etc');
+  file('etc/passwd', passwd(user, shell));
+  file('etc/group', group(user));
+  file('etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n');
+  dir('tmp', 0o1777);
+  dir('root', 0o700);
+  if (user.uid !== 0) {
+    for (const parent of ancestors(user.home)) dir(parent);
+    dir(rel(user.home), 0o755, user);
+  }
+  if (options.workdir) {
+    for (const parent of ancestors(options.workdir)) dir(parent);
+    dir(rel(options.workdir), 0o755, user);
+  }
+
+  const env = ['PATH=' + ['/bin', '/usr/bin', ...rootBins(closure.roots)].join(':'), `HOME=${user.home}`];
+  if (preferred) env.push(`SHELL=${preferred}`);
+  const bundle = findInClosure(closure, ...CA_BUNDLES);
+  if (bundle) {
+    dir('etc/ssl');
+    dir('etc/ssl/certs');
+    link(rel(CERT_FILE), bundle);
+    env.push(`SSL_CERT_FILE=${CERT_FILE}`);
+  }
+  for (const c of options.copies ?? []) entries.push(...copyEntries(c));
+  return { entries: dedupe(entries), env, shell };
+}
+
+/** name → absolute target, over the roots in order; a name from two different files is a collision. */
+function binFarm(roots: readonly StorePath[], ignoreCollisions: boolean): Map<string, string> {
+  const farm = new Map<string, { target: string; root: StorePath }>();
+  for (const root of roots) {
+    const bin = join(root, 'bin');
+    let names: string[];
+    try {
+      if (!statSync(bin).isDirectory()) continue;
+      names = readdirSync(bin).sort(compareBytes);
+    } catch {
+      continue; // no bin directory: nothing to link
+    }
+    for (const name of names) {
+      const target = join(bin, name);
+      const prev = farm.get(name);
+      if (!prev) {
+        farm.set(name, { target, root });
+      } else if (!ignoreCollisions && resolved(prev.target) !== resolved(target)) {
+        throw new NixociError(
+          'CUSTOMISE',
+          `bin/${name} is provided by two packages: ${storePathName(prev.root)} (${prev.target}) and ${storePathName(root)} (${target})`,
+          { hint: 'drop one of the packages, or pass --ignore-collisions to keep the first one' },
+        );
+      }
+    }
+  }
+  return new Map([...farm].map(([n, v]) => [n, v.target]));
+}
+
+function resolved(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+function rootBins(roots: readonly StorePath[]): string[] {
+  return roots.map((r) => `${r}/bin`).filter((b) => isDir(b));
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The first `<store path>/<rel>` that exists, searching the roots first, then the rest bytewise. */
+function findInClosure(closure: Closure, ...rels: string[]): string | undefined {
+  const rest = [...closure.paths.keys()].filter((p) => !closure.roots.includes(p)).sort(compareBytes);
+  for (const p of [...closure.roots, ...rest]) {
+    for (const r of rels) {
+      const f = join(p, r);
+      try {
+        lstatSync(f);
+        return f;
+      } catch {
+        // not in this path
+      }
+    }
+  }
+  return undefined;
+}
+
+function passwd(user: ImageUser, shell: string): string {
+  const lines = [`root:x:0:0:root:/root:${shell}`];
+  if (user.uid !== 0) lines.push(`${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${shell}`);
+  lines.push('nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin');
+  return lines.join('\n') + '\n';
+}
+
+function group(user: ImageUser): string {
+  const lines = ['root:x:0:'];
+  if (user.gid !== 0) lines.push(`${user.name}:x:${user.gid}:`);
+  lines.push('nogroup:x:65534:');
+  return lines.join('\n') + '\n';
+}
+
+const rel = (p: string): string => posix.normalize(p).replace(/^\/+/, '').replace(/\/+$/, '');
+
+function ancestors(p: string): string[] {
+  const parts = rel(p).split('/');
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+
+/** Files of `--copy`, read now: text as UTF-8, anything else as base64. Modes: 0755 if executable. */
+function copyEntries(c: CopySpec): ExtraEntry[] {
+  const dest = c.dest.endsWith('/') ? posix.join(c.dest, basename(c.src)) : c.dest;
+  if (!dest.startsWith('/') || rel(dest).split('/').includes('..')) {
+    throw new NixociError('CUSTOMISE', `--copy ${c.src}:${c.dest}: the destination must be an absolute path in the image`, {
+      hint: 'e.g. --copy ./config.toml:/app/config.toml',
+    });
+  }
+  const out: ExtraEntry[] = []; // missing parents are added by the tree walker (0755)
+  let total = 0;
+  const walk = (src: string, to: string): void => {
+    let st;
+    try {
+      st = lstatSync(src);
+    } catch (e) {
+      throw new NixociError('CUSTOMISE', `--copy ${c.src}: cannot read ${src}: ${reason(e)}`, {
+        hint: 'the source is relative to the current directory',
+      });
+    }
+    if (st.isDirectory()) {
+      out.push({ kind: 'dir', path: to, mode: 0o755 });
+      for (const name of readdirSync(src).sort(compareBytes)) walk(join(src, name), `${to}/${name}`);
+    } else if (st.isFile()) {
+      total += st.size;
+      if (total > MAX_COPY_BYTES) {
+        throw new NixociError('CUSTOMISE', `--copy ${c.src}: more than 64 MiB of files`, {
+          hint: 'put large files in a Nix package instead; --copy is for small project files',
+        });
+      }
+      const bytes = readFileSync(src);
+      const text = bytes.toString('utf8');
+      const mode = st.mode & 0o111 ? 0o755 : 0o644;
+      out.push(
+        Buffer.from(text, 'utf8').equals(bytes)
+          ? { kind: 'file', path: to, mode, content: text }
+          : { kind: 'file', path: to, mode, content: bytes.toString('base64'), encoding: 'base64' },
+      );
+    } else if (st.isSymbolicLink()) {
+      out.push({ kind: 'symlink', path: to, target: readlinkSync(src) });
+    }
+  };
+  walk(c.src, rel(dest));
+  return out;
+}
+
+/**
+ * One entry per path: a directory made on purpose (owned, 1777) stays as first given, while a
+ * later file or symlink (a --copy) replaces what was there. The tree walker sorts them anyway.
+ */
+function dedupe(entries: readonly ExtraEntry[]): ExtraEntry[] {
+  const byPath = new Map<string, ExtraEntry>();
+  for (const e of entries) {
+    const prev = byPath.get(e.path);
+    if (prev && prev.kind === 'dir' && e.kind === 'dir') continue;
+    byPath.set(e.path, e);
+  }
+  return [...byPath.values()];
+}

@@ -1,0 +1,139 @@
+// Credential resolution from real files and a real credential-helper process (a shell script on PATH).
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseCredsFlag, resolveCredentials } from '../../src/registry/auth/credentials.js';
+
+function temp(): string {
+  return mkdtempSync(path.join(tmpdir(), 'nixoci-creds-'));
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+/** A docker-credential-test helper that logs its stdin and answers from a table. */
+function fakeHelper(dir: string): { bin: string; log: string } {
+  const bin = path.join(dir, 'bin');
+  mkdirSync(bin);
+  const log = path.join(dir, 'helper.log');
+  const script = `#!/bin/sh
+read -r server
+echo "$1 $server" >> ${log}
+case "$server" in
+  https://index.docker.io/v1/) echo '{"ServerURL":"x","Username":"hubuser","Secret":"hubpass"}' ;;
+  ghcr.io) echo '{"ServerURL":"ghcr.io","Username":"<token>","Secret":"refresh-123"}' ;;
+  broken.io) echo 'garbage'; exit 0 ;;
+  failing.io) echo 'boom' >&2; exit 3 ;;
+  *) echo 'credentials not found in native keychain'; exit 1 ;;
+esac
+`;
+  writeFileSync(path.join(bin, 'docker-credential-test'), script);
+  chmodSync(path.join(bin, 'docker-credential-test'), 0o755);
+  return { bin, log };
+}
+
+describe('resolveCredentials', () => {
+  it('prefers --creds, then the NIXOCI_ variables', async () => {
+    const env = { NIXOCI_REGISTRY_USER: 'ci', NIXOCI_REGISTRY_PASSWORD: 'p:w', HOME: temp() };
+    expect(await resolveCredentials('ghcr.io', 'a', { creds: { username: 'u', password: 'p' }, env })).toEqual({
+      credentials: { username: 'u', password: 'p' },
+      source: '--creds',
+    });
+    const r = await resolveCredentials('ghcr.io', 'a', { env });
+    expect(r?.credentials).toEqual({ username: 'ci', password: 'p:w' });
+  });
+
+  it('reads auths from $DOCKER_CONFIG/config.json with any key spelling', async () => {
+    const dir = temp();
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: b64('hub:secret') },
+          'http://Reg.Example:5000/v2/': { auth: b64('u:pa:ss') },
+          'oauth.io': { identitytoken: 'rt-1' },
+        },
+      }),
+    );
+    const env = { DOCKER_CONFIG: dir, HOME: temp() };
+    expect((await resolveCredentials('docker.io', 'library/x', { env }))?.credentials).toEqual({ username: 'hub', password: 'secret' });
+    expect((await resolveCredentials('reg.example:5000', 'x', { env }))?.credentials).toEqual({ username: 'u', password: 'pa:ss' });
+    expect((await resolveCredentials('oauth.io', 'x', { env }))?.credentials).toEqual({ identityToken: 'rt-1' });
+    expect(await resolveCredentials('other.io', 'x', { env })).toBeUndefined();
+  });
+
+  it('falls back to ~/.docker/config.json', async () => {
+    const home = temp();
+    mkdirSync(path.join(home, '.docker'));
+    writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify({ auths: { 'q.io': { username: 'a', password: 'b' } } }));
+    expect((await resolveCredentials('q.io', 'x', { env: { HOME: home } }))?.source).toBe(path.join(home, '.docker', 'config.json'));
+  });
+
+  it('runs credHelpers before credsStore before auths, with the server URL on stdin', async () => {
+    const dir = temp();
+    const { bin, log } = fakeHelper(dir);
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        credsStore: 'test',
+        credHelpers: { 'ghcr.io': 'test' },
+        auths: { 'plain.io': { auth: b64('file:user') } },
+      }),
+    );
+    const env = { DOCKER_CONFIG: dir, HOME: temp(), PATH: `${bin}:${process.env.PATH}` };
+    expect(await resolveCredentials('docker.io', 'library/x', { env })).toEqual({
+      credentials: { username: 'hubuser', password: 'hubpass' },
+      source: 'docker-credential-test',
+    });
+    expect((await resolveCredentials('ghcr.io', 'o/x', { env }))?.credentials).toEqual({ identityToken: 'refresh-123' });
+    // The store has nothing for plain.io: the auths entry is used.
+    expect((await resolveCredentials('plain.io', 'x', { env }))?.credentials).toEqual({ username: 'file', password: 'user' });
+    await expect(resolveCredentials('broken.io', 'x', { env })).rejects.toMatchObject({ code: 'CREDENTIALS' });
+    const failing = resolveCredentials('failing.io', 'x', { env });
+    await expect(failing).rejects.toMatchObject({ code: 'CREDENTIALS', message: expect.stringMatching(/exit code 3/) });
+    expect(readFileSync(log, 'utf8').split('\n')).toEqual(
+      expect.arrayContaining(['get https://index.docker.io/v1/', 'get ghcr.io', 'get plain.io']),
+    );
+  });
+
+  it('reports a missing helper clearly', async () => {
+    const dir = temp();
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'nonexistent-xyz' }));
+    await expect(resolveCredentials('a.io', 'x', { env: { DOCKER_CONFIG: dir, HOME: temp(), PATH: '/nonexistent' } })).rejects.toMatchObject({
+      code: 'CREDENTIALS',
+      message: expect.stringMatching(/docker-credential-nonexistent-xyz/),
+    });
+  });
+
+  it('reads $REGISTRY_AUTH_FILE and podman auth.json, longest namespace first', async () => {
+    const dir = temp();
+    const file = path.join(dir, 'auth.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ auths: { 'quay.io': { auth: b64('all:1') }, 'quay.io/team': { auth: b64('team:2') } } }),
+    );
+    const env = { REGISTRY_AUTH_FILE: file, HOME: temp() };
+    expect((await resolveCredentials('quay.io', 'team/app', { env }))?.credentials).toEqual({ username: 'team', password: '2' });
+    expect((await resolveCredentials('quay.io', 'other/app', { env }))?.credentials).toEqual({ username: 'all', password: '1' });
+    const run = temp();
+    mkdirSync(path.join(run, 'containers'));
+    writeFileSync(path.join(run, 'containers', 'auth.json'), JSON.stringify({ auths: { 'p.io': { auth: b64('pod:man') } } }));
+    expect((await resolveCredentials('p.io', 'x', { env: { XDG_RUNTIME_DIR: run, HOME: temp() } }))?.credentials).toEqual({
+      username: 'pod',
+      password: 'man',
+    });
+  });
+
+  it('rejects an unreadable config without printing it', async () => {
+    const dir = temp();
+    writeFileSync(path.join(dir, 'config.json'), '{"auths": {"a.io": {"auth": "c2VjcmV0"}}}');
+    const p = resolveCredentials('a.io', 'x', { env: { DOCKER_CONFIG: dir, HOME: temp() } });
+    await expect(p).rejects.toMatchObject({ code: 'CREDENTIALS' });
+    await p.catch((e: Error) => expect(e.message).not.toMatch(/secret|c2VjcmV0/));
+  });
+
+  it('parses --creds', () => {
+    expect(parseCredsFlag('u:p:q')).toEqual({ username: 'u', password: 'p:q' });
+    expect(() => parseCredsFlag('nocolon')).toThrow(/USER:PASSWORD/);
+  });
+});

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { isNixociError } from '../../src/core/errors.js';
+import { formatReference, isLoopbackHost, parseReference } from '../../src/registry/reference.js';
+import { parseChallenges } from '../../src/registry/auth/challenge.js';
+import { retryAfterMs } from '../../src/registry/retry.js';
+import { DEFAULT_RETRY } from '../../src/registry/transport.js';
+
+const D = `sha256:${'ab'.repeat(32)}`;
+
+describe('parseReference', () => {
+  const table: [string, { registry: string; host: string; repository: string; tag?: string; digest?: string }][] = [
+    ['alpine', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: 'latest' }],
+    ['docker://alpine:3.20', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: '3.20' }],
+    ['org/app', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'latest' }],
+    ['docker.io/org/app:v1', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'v1' }],
+    ['index.docker.io/app', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/app', tag: 'latest' }],
+    ['ghcr.io/org/team/app:v1.2_3-x', { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/team/app', tag: 'v1.2_3-x' }],
+    ['docker://127.0.0.1:5000/app', { registry: '127.0.0.1:5000', host: '127.0.0.1:5000', repository: 'app', tag: 'latest' }],
+    ['localhost/app:dev', { registry: 'localhost', host: 'localhost', repository: 'app', tag: 'dev' }],
+    ['localhost:5000/a/b', { registry: 'localhost:5000', host: 'localhost:5000', repository: 'a/b', tag: 'latest' }],
+    ['[::1]:5000/app', { registry: '[::1]:5000', host: '[::1]:5000', repository: 'app', tag: 'latest' }],
+    ['Registry.Example.COM/app', { registry: 'registry.example.com', host: 'registry.example.com', repository: 'app', tag: 'latest' }],
+    [`ghcr.io/org/app@${D}`, { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', digest: D }],
+    [`ghcr.io/org/app:v1@${D}`, { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', tag: 'v1', digest: D }],
+    ['a.b/x__y/z-1.2', { registry: 'a.b', host: 'a.b', repository: 'x__y/z-1.2', tag: 'latest' }],
+    ['localhost:5000', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/localhost', tag: '5000' }],
+  ];
+  it.each(table)('%s', (input, want) => {
+    expect(parseReference(input)).toEqual(want);
+  });
+
+  const bad: [string, RegExp][] = [
+    ['', /empty/],
+    ['docker://', /empty/],
+    ['oci:/tmp/x', /.*/],
+    ['http://ghcr.io/app', /unsupported transport/],
+    ['ghcr.io/Org/App', /lowercase/],
+    ['ghcr.io/app:', /tag "" is invalid/],
+    ['ghcr.io/app:-x', /tag "-x" is invalid/],
+    ['ghcr.io/app@sha256:abc', /not a sha256 digest/],
+    ['ghcr.io/app@md5:' + 'a'.repeat(32), /not a sha256 digest/],
+    ['ghcr.io//app', /component "" is invalid/],
+    ['ghcr.io/app_/x', /component "app_" is invalid/],
+    ['host:99999/app', /port "99999" is invalid/],
+    ['-bad.io/app', /host "-bad.io" is invalid/],
+    ['ghcr.io/a b', /whitespace/],
+    [`ghcr.io/${'a'.repeat(260)}`, /longer than 255/],
+  ];
+  it.each(bad)('rejects %j', (input, why) => {
+    let err: unknown;
+    try {
+      parseReference(input);
+    } catch (e) {
+      err = e;
+    }
+    if (input === 'oci:/tmp/x') {
+      // Not a transport URL: parsed as Docker Hub name "oci" with tag "/tmp/x", which is invalid.
+      expect(isNixociError(err)).toBe(true);
+      return;
+    }
+    expect(isNixociError(err) && err.code).toBe('REFERENCE_INVALID');
+    expect((err as Error).message).toMatch(why);
+    expect((err as { hint?: string }).hint).toBeTruthy();
+  });
+
+  it('formats canonically', () => {
+    expect(formatReference(parseReference('alpine'))).toBe('docker.io/library/alpine:latest');
+    expect(formatReference(parseReference(`127.0.0.1:5000/a:v@${D}`))).toBe(`127.0.0.1:5000/a:v@${D}`);
+  });
+
+  it('knows loopback hosts', () => {
+    for (const h of ['127.0.0.1:5000', '127.1.2.3', 'localhost', 'localhost:80', '[::1]:5000']) expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['ghcr.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1']) expect(isLoopbackHost(h)).toBe(false);
+  });
+});
+
+describe('parseChallenges', () => {
+  it('parses bearer with quoted commas and several challenges', () => {
+    const c = parseChallenges('Bearer realm="https://auth.io/token",service="reg, x",scope="repository:a/b:pull,push", Basic realm="q\\"r"');
+    expect(c).toEqual([
+      { scheme: 'bearer', params: { realm: 'https://auth.io/token', service: 'reg, x', scope: 'repository:a/b:pull,push' } },
+      { scheme: 'basic', params: { realm: 'q"r' } },
+    ]);
+  });
+  it('parses unquoted values and bare schemes', () => {
+    expect(parseChallenges('Basic realm=foo')).toEqual([{ scheme: 'basic', params: { realm: 'foo' } }]);
+    expect(parseChallenges('Negotiate')).toEqual([{ scheme: 'negotiate', params: {} }]);
+    expect(parseChallenges(null)).toEqual([]);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('reads seconds and dates, caps long waits', () => {
+    expect(retryAfterMs('2', DEFAULT_RETRY)).toBe(2000);
+    expect(retryAfterMs(new Date(10_000).toUTCString(), DEFAULT_RETRY, 5_000)).toBe(5000);
+    expect(retryAfterMs('99999', DEFAULT_RETRY)).toBe(DEFAULT_RETRY.maxRetryAfterMs);
+    expect(retryAfterMs('soon', DEFAULT_RETRY)).toBeUndefined();
+  });
+});
