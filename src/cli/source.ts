@@ -1,5 +1,11 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Closure } from '../closure/closure.js';
 import { closureFromPaths, loadGraphFile } from '../closure/load.js';
+import { devboxClosure, loadDevboxProject, type DevboxClosure } from '../closure/sources/devbox.js';
+import type { DevboxProject } from '../closure/sources/devbox-project.js';
+import { closureFromInstallable, closureFromNixFile } from '../closure/sources/installable.js';
+import { nixSystem } from '../closure/sources/system.js';
 import { parseStorePath } from '../closure/store-path.js';
 import type { Arch } from '../image/image.js';
 import { usage } from './flags.js';
@@ -7,6 +13,16 @@ import { usage } from './flags.js';
 export interface SourceFlags {
   readonly graph?: readonly string[];
   readonly path?: readonly string[];
+  readonly installable?: string;
+  readonly file?: string;
+  readonly attr?: string;
+  readonly devbox?: string;
+}
+
+/** The closures of a command's source, and the devbox project when that was the source. */
+export interface ResolvedSource {
+  readonly closures: Map<Arch, Closure>;
+  readonly devbox?: { readonly project: DevboxProject; readonly perArch: ReadonlyMap<Arch, DevboxClosure> };
 }
 
 /**
@@ -21,25 +37,65 @@ export async function resolveClosures(
   arches: readonly Arch[],
   log: (line: string) => void,
 ): Promise<Map<Arch, Closure>> {
+  return (await resolveSource(command, flags, positionals, arches, log)).closures;
+}
+
+/**
+ * Like resolveClosures, and also says whether the source was a devbox project. With no source
+ * flag at all, a devbox.json in the working directory is the source.
+ */
+export async function resolveSource(
+  command: string,
+  flags: SourceFlags,
+  positionals: readonly string[],
+  arches: readonly Arch[],
+  log: (line: string) => void,
+  cwd: string = process.cwd(),
+): Promise<ResolvedSource> {
   const graphs = flags.graph ?? [];
   const paths = [...(flags.path ?? []), ...positionals.filter((p) => p.startsWith('/'))];
-  if (graphs.length > 0 && paths.length > 0) throw usage(command, 'give either --graph or --path, not both');
-  if (graphs.length === 0 && paths.length === 0) {
-    throw usage(command, 'no source: give --graph FILE or --path STOREPATH');
-  }
+  const given = [
+    graphs.length > 0 && '--graph',
+    paths.length > 0 && '--path',
+    flags.installable !== undefined && '--installable',
+    flags.file !== undefined && '--file',
+    flags.devbox !== undefined && '--devbox',
+  ].filter((x): x is string => x !== false);
+  if (given.length > 1) throw usage(command, `give one source, not ${given.join(' and ')}`);
+  if (flags.attr !== undefined && flags.file === undefined) throw usage(command, '--attr needs --file X.nix');
   const out = new Map<Arch, Closure>();
+  const devboxDir = flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
+  if (devboxDir !== undefined) {
+    const project = await loadDevboxProject(resolve(cwd, devboxDir), { log });
+    const perArch = new Map<Arch, DevboxClosure>();
+    for (const arch of arches) {
+      const d = await devboxClosure(project, nixSystem(arch), { log });
+      perArch.set(arch, d);
+      out.set(arch, d.closure);
+    }
+    return { closures: out, devbox: { project, perArch } };
+  }
+  if (given.length === 0) {
+    throw usage(
+      command,
+      'no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json)',
+    );
+  }
   for (const arch of arches) {
-    if (graphs.length > 0) {
+    if (flags.installable !== undefined) {
+      out.set(arch, await closureFromInstallable(flags.installable, { log, system: nixSystem(arch) }));
+    } else if (flags.file !== undefined) {
+      out.set(arch, await closureFromNixFile(flags.file, flags.attr, { log, system: nixSystem(arch) }));
+    } else if (graphs.length > 0) {
       const file = pick(command, graphs, arch, '--graph');
-      if (file.length !== 1)
-        throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
+      if (file.length !== 1) throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
       out.set(arch, await loadGraphFile(file[0]!, { log }));
     } else {
       const ps = pick(command, paths, arch, '--path').map((p) => parseStorePath(p, '--path'));
       out.set(arch, await closureFromPaths(ps, { log }));
     }
   }
-  return out;
+  return { closures: out };
 }
 
 function pick(command: string, values: readonly string[], arch: Arch, flag: string): string[] {
