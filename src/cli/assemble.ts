@@ -22,6 +22,14 @@ export interface ImageSettings {
   readonly cache: DigestCache;
   readonly keepSetuid: boolean;
   readonly extra?: readonly ExtraEntry[];
+  /** Per-architecture customisation layer and full Env (src/cli/customise.ts); replaces `extra`. */
+  readonly perArch?: ReadonlyMap<Arch, ArchCustomisation>;
+}
+
+export interface ArchCustomisation {
+  readonly extra: readonly ExtraEntry[];
+  /** The image's whole Env for this architecture (PATH included). */
+  readonly env: readonly string[];
 }
 
 export interface ImageFlagValues {
@@ -136,7 +144,13 @@ export class Assembly {
   ) {
     const plans = new Map<Arch, LayerPlan>();
     for (const [arch, c] of closures) {
-      plans.set(arch, planLayers(c, { maxLayers: settings.maxLayers, extra: settings.extra }));
+      plans.set(
+        arch,
+        planLayers(c, {
+          maxLayers: settings.maxLayers,
+          extra: settings.perArch?.get(arch)?.extra ?? settings.extra,
+        }),
+      );
     }
     this.plans = plans;
   }
@@ -170,7 +184,10 @@ export class Assembly {
         platform: { architecture: arch, os: 'linux', ...(arch === 'arm64' ? { variant: 'v8' } : {}) },
         closure,
         layers,
-        run: { ...this.settings.run, env: envFor(closure, this.settings.run.env) },
+        run: {
+          ...this.settings.run,
+          env: this.settings.perArch?.get(arch)?.env ?? envFor(closure, this.settings.run.env),
+        },
         created: this.settings.created,
       };
     });

@@ -7,6 +7,10 @@ export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 export const sourceOptions = {
   graph: { type: 'string', multiple: true },
   path: { type: 'string', multiple: true },
+  installable: { type: 'string' },
+  file: { type: 'string' },
+  attr: { type: 'string' },
+  devbox: { type: 'string' },
 } as const satisfies OptionSpec;
 
 /** Flags that shape the image. */
@@ -26,6 +30,11 @@ export const imageOptions = {
   'cache-dir': { type: 'string' },
   'no-cache': { type: 'boolean' },
   'keep-setuid': { type: 'boolean' },
+  // the customisation layer (src/cli/customise.ts)
+  preset: { type: 'string' },
+  copy: { type: 'string', multiple: true },
+  'bin-farm': { type: 'boolean' },
+  'ignore-collisions': { type: 'boolean' },
 } as const satisfies OptionSpec;
 
 export const outputOptions = {

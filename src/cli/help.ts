@@ -1,4 +1,11 @@
-export const HELP_SOURCE_FLAGS = `Source (where the closure comes from):
+export const HELP_SOURCE_FLAGS = `Source (where the closure comes from; default: the devbox project in the
+working directory, if it has a devbox.json):
+  --devbox DIR                  a devbox project: packages from devbox.json, store paths from
+                                devbox.lock for the --arch's system (x86_64-linux, aarch64-linux),
+                                substituted with \`nix-store --realise\` when not on disk; packages
+                                locked without paths are built with \`nix build --system SYSTEM\`
+  --installable REF             a flake installable, built with \`nix build --no-link\` (e.g. .#app)
+  --file X.nix [--attr A]       a Nix file (attribute A), built with \`nix-build --no-out-link\`
   --graph FILE                  closure graph JSON: nix/closure-graph.nix output,
                                 exportReferencesGraph (__structuredAttrs) JSON,
                                 \`nix path-info --json --recursive\` output, or a list of store paths
@@ -18,13 +25,26 @@ export const HELP_IMAGE_FLAGS = `Image:
   --env KEY=VALUE               environment variable (repeatable); PATH defaults to the bin
                                 directories of the closure's top-level store paths
   --workdir DIR                 WorkingDir
-  --user USER[:GROUP]           User
+  --user USER[:GROUP]           User (see also the customisation layer below)
   --expose PORT[/PROTO]         ExposedPorts (repeatable)
   --label KEY=VALUE             label (repeatable)
   --created TIME                creation time, RFC 3339 (default: 1970-01-01T00:00:01Z, reproducible)
   --cache-dir DIR               digest cache (default: $XDG_CACHE_HOME/nixoci or ~/.cache/nixoci)
   --no-cache                    neither read nor write the digest cache
   --keep-setuid                 keep setuid/setgid bits of store files (cleared by default)
+
+Customisation layer (added as the last layer for a devbox source, --preset, --user NAME:UID,
+--copy or --bin-farm; PATH becomes /bin:/usr/bin plus the packages' bin directories):
+  --bin-farm                    /bin and /usr/bin symlinks to the top-level paths' bin/*, /usr/bin/env,
+                                /tmp (1777), /etc/passwd, /etc/group, /etc/nsswitch.conf, a home
+                                directory, /etc/ssl/certs/ca-certificates.crt + SSL_CERT_FILE when
+                                the closure has a CA bundle
+  --user NAME[:UID]             with the layer: create this user (uid default 1000; gid = uid) and
+                                run as it (default: root); otherwise written to the config as given
+  --preset runtime|devcontainer runtime: user app (uid 1000), WorkingDir /app owned by it;
+                                devcontainer: user vscode (uid 1000), HOME, bash as shell if present
+  --copy SRC:DEST               add a project file or directory at the absolute path DEST (repeatable)
+  --ignore-collisions           when two packages have the same bin/NAME, keep the first one
 `;
 
 export const HELP_OUTPUT_FLAGS = `Output:

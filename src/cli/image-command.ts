@@ -2,7 +2,8 @@ import { imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
 import { Progress } from './progress.js';
 import { jsonReport, summary, type Io } from './output.js';
-import { resolveClosures, type SourceFlags } from './source.js';
+import { applyCustomisation, type CustomiseFlagValues } from './customise.js';
+import { resolveSource, type SourceFlags } from './source.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
 export interface ImageCommandSpec {
@@ -39,15 +40,21 @@ export async function runImageCommand(
   const log = (line: string): void => {
     if (verbose) io.err(`${line}\n`);
   };
-  const settings = imageSettings(spec.name, v as ImageFlagValues);
+  const baseSettings = imageSettings(spec.name, v as ImageFlagValues);
   const targets = spec.targets(
     v,
     positionals.filter((p) => !p.startsWith('/')),
   );
-  const closures = await resolveClosures(spec.name, v as SourceFlags, positionals, settings.arches, log);
+  const source = await resolveSource(spec.name, v as SourceFlags, positionals, baseSettings.arches, log);
+  const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
+  const closures = source.closures;
   const showProgress = io.isTTY && !v.quiet && !verbose;
   let progress: Progress | undefined;
-  const assembly = new Assembly(closures, settings, showProgress ? (e) => progress?.onLayerProgress(e) : undefined);
+  const assembly = new Assembly(
+    closures,
+    settings,
+    showProgress ? (e) => progress?.onLayerProgress(e) : undefined,
+  );
   if (showProgress) progress = new Progress(process.stderr, assembly.layerCount);
   let results;
   try {

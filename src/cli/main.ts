@@ -12,6 +12,7 @@ export const EXIT_INTERRUPTED = 130;
 const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
   build: async () => buildCommand,
   load: async () => (await import('./commands/load.js')).loadCommand,
+  push: async () => (await import('./commands/push.js')).pushCommand,
 };
 
 /** Runs the CLI and returns the exit code; never throws, never prints a stack trace. */

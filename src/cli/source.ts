@@ -64,7 +64,8 @@ export async function resolveSource(
   if (given.length > 1) throw usage(command, `give one source, not ${given.join(' and ')}`);
   if (flags.attr !== undefined && flags.file === undefined) throw usage(command, '--attr needs --file X.nix');
   const out = new Map<Arch, Closure>();
-  const devboxDir = flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
+  const devboxDir =
+    flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
   if (devboxDir !== undefined) {
     const project = await loadDevboxProject(resolve(cwd, devboxDir), { log });
     const perArch = new Map<Arch, DevboxClosure>();
@@ -88,7 +89,8 @@ export async function resolveSource(
       out.set(arch, await closureFromNixFile(flags.file, flags.attr, { log, system: nixSystem(arch) }));
     } else if (graphs.length > 0) {
       const file = pick(command, graphs, arch, '--graph');
-      if (file.length !== 1) throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
+      if (file.length !== 1)
+        throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
       out.set(arch, await loadGraphFile(file[0]!, { log }));
     } else {
       const ps = pick(command, paths, arch, '--path').map((p) => parseStorePath(p, '--path'));

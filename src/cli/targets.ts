@@ -4,6 +4,7 @@ import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
 import { usage } from './flags.js';
+import { registryTarget } from './registry-flags.js';
 
 export interface TargetChoice {
   readonly target: ImageTarget;
@@ -37,6 +38,7 @@ const transports: Record<string, TransportParser> = {
     const repoTag = ref === undefined ? undefined : ref.includes(':') ? ref : `${ref}:latest`;
     return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
   },
+  docker: (command, rest, flags) => registryTarget(command, rest, flags),
   'docker-daemon': (command, rest, flags) => engineTarget(command, 'docker', rest, flags),
   podman: (command, rest, flags) => engineTarget(command, 'podman', rest, flags),
 };

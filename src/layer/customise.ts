@@ -56,7 +56,12 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
   const farm = binFarm(closure.roots, options.ignoreCollisions ?? false);
   const entries: ExtraEntry[] = [];
   const dir = (path: string, mode = 0o755, owner?: ImageUser): void => {
-    entries.push({ kind: 'dir', path, mode, ...(owner && owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : {}) });
+    entries.push({
+      kind: 'dir',
+      path,
+      mode,
+      ...(owner && owner.uid !== 0 ? { uid: owner.uid, gid: owner.gid } : {}),
+    });
   };
   const file = (path: string, content: string, mode = 0o644): void => {
     entries.push({ kind: 'file', path, mode, content });
@@ -81,8 +86,10 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
       if (tool === 'sh') link('bin/sh', found);
     }
   }
-  const preferred = options.preferShell && farm.has(options.preferShell) ? `/bin/${options.preferShell}` : undefined;
-  const shell = preferred ?? (farm.has('sh') || findInClosure(closure, 'bin/sh') ? '/bin/sh' : '/sbin/nologin');
+  const preferred =
+    options.preferShell && farm.has(options.preferShell) ? `/bin/${options.preferShell}` : undefined;
+  const shell =
+    preferred ?? (farm.has('sh') || findInClosure(closure, 'bin/sh') ? '/bin/sh' : '/sbin/nologin');
 
   dir('etc');
   file('etc/passwd', passwd(user, shell));
@@ -203,9 +210,13 @@ function ancestors(p: string): string[] {
 function copyEntries(c: CopySpec): ExtraEntry[] {
   const dest = c.dest.endsWith('/') ? posix.join(c.dest, basename(c.src)) : c.dest;
   if (!dest.startsWith('/') || rel(dest).split('/').includes('..')) {
-    throw new NixociError('CUSTOMISE', `--copy ${c.src}:${c.dest}: the destination must be an absolute path in the image`, {
-      hint: 'e.g. --copy ./config.toml:/app/config.toml',
-    });
+    throw new NixociError(
+      'CUSTOMISE',
+      `--copy ${c.src}:${c.dest}: the destination must be an absolute path in the image`,
+      {
+        hint: 'e.g. --copy ./config.toml:/app/config.toml',
+      },
+    );
   }
   const out: ExtraEntry[] = []; // missing parents are added by the tree walker (0755)
   let total = 0;

@@ -14,7 +14,12 @@ export interface ClientOptions extends TransportOptions, CredentialOptions {
   readonly log?: (line: string) => void;
 }
 
-export const MANIFEST_ACCEPT = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList].join(', ');
+export const MANIFEST_ACCEPT = [
+  MediaType.ociManifest,
+  MediaType.ociIndex,
+  MediaType.dockerManifest,
+  MediaType.dockerManifestList,
+].join(', ');
 
 /** A manifest or index as the registry holds it. */
 export interface FetchedManifest {
@@ -23,7 +28,8 @@ export interface FetchedManifest {
   readonly digest: Digest;
 }
 
-export type MountResult = { readonly mounted: true } | { readonly mounted: false; readonly location: URL | undefined };
+export type MountResult =
+  { readonly mounted: true } | { readonly mounted: false; readonly location: URL | undefined };
 
 /**
  * The distribution API of one registry, one HTTP exchange per method, named after the spec. Every
@@ -67,7 +73,8 @@ export class RegistryClient {
     const res = await this.exchange('POST', `/v2/${repo}/blobs/uploads/?${q}`, {}, Buffer.alloc(0), signal);
     await discard(res);
     if (res.status === 201) return { mounted: true };
-    if (res.status === 202) return { mounted: false, location: this.location(res, `/v2/${repo}/blobs/uploads/`) };
+    if (res.status === 202)
+      return { mounted: false, location: this.location(res, `/v2/${repo}/blobs/uploads/`) };
     throw await this.fail(`mount blob ${short(digest)} from ${from}`, res);
   }
 
@@ -88,14 +95,37 @@ export class RegistryClient {
   }
 
   /** PUT LOCATION?digest=D with the whole blob (monolithic) streamed with its known length. */
-  async putUpload(location: URL, digest: Digest, body: AsyncIterable<Uint8Array>, size: number, signal?: AbortSignal): Promise<Response> {
+  async putUpload(
+    location: URL,
+    digest: Digest,
+    body: AsyncIterable<Uint8Array>,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     const url = withDigest(location, digest);
-    return this.sendStream('PUT', url, { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body, signal);
+    return this.sendStream(
+      'PUT',
+      url,
+      { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body,
+      signal,
+    );
   }
 
   /** PUT LOCATION?digest=D closing a session whose bytes were sent by PATCH (or a small blob). */
-  async completeUpload(location: URL, digest: Digest, body: Buffer = Buffer.alloc(0), signal?: AbortSignal): Promise<void> {
-    const res = await this.exchange('PUT', withDigest(location, digest).href, { 'content-type': 'application/octet-stream' }, body, signal);
+  async completeUpload(
+    location: URL,
+    digest: Digest,
+    body: Buffer = Buffer.alloc(0),
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const res = await this.exchange(
+      'PUT',
+      withDigest(location, digest).href,
+      { 'content-type': 'application/octet-stream' },
+      body,
+      signal,
+    );
     if (res.status !== 201) throw await this.fail(`complete upload of ${short(digest)}`, res);
     await discard(res);
   }
@@ -111,8 +141,18 @@ export class RegistryClient {
   }
 
   /** GET /v2/R/manifests/REF, or undefined when there is none. */
-  async getManifest(repo: string, reference: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> {
-    const res = await this.exchange('GET', `/v2/${repo}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, undefined, signal);
+  async getManifest(
+    repo: string,
+    reference: string,
+    signal?: AbortSignal,
+  ): Promise<FetchedManifest | undefined> {
+    const res = await this.exchange(
+      'GET',
+      `/v2/${repo}/manifests/${reference}`,
+      { accept: MANIFEST_ACCEPT },
+      undefined,
+      signal,
+    );
     if (res.status === 404) {
       await discard(res);
       return undefined;
@@ -131,7 +171,13 @@ export class RegistryClient {
 
   /** PUT /v2/R/manifests/REF with the manifest's own media type; returns its digest. */
   async putManifest(repo: string, reference: string, blob: Blob, signal?: AbortSignal): Promise<Digest> {
-    const res = await this.exchange('PUT', `/v2/${repo}/manifests/${reference}`, { 'content-type': blob.mediaType }, blob.bytes, signal);
+    const res = await this.exchange(
+      'PUT',
+      `/v2/${repo}/manifests/${reference}`,
+      { 'content-type': blob.mediaType },
+      blob.bytes,
+      signal,
+    );
     if (res.status !== 201 && res.status !== 200) throw await this.fail(`put manifest ${reference}`, res);
     await discard(res);
     return blob.digest;
@@ -143,9 +189,13 @@ export class RegistryClient {
     if (res.status !== 200) throw await this.fail(`get blob ${short(digest)}`, res);
     const bytes = Buffer.from(await res.arrayBuffer());
     if (sha256Digest(bytes) !== digest) {
-      throw new NixociError('REGISTRY', `${this.o.what} failed: blob ${short(digest)} does not match its digest`, {
-        hint: 'the registry or a proxy altered the blob',
-      });
+      throw new NixociError(
+        'REGISTRY',
+        `${this.o.what} failed: blob ${short(digest)} does not match its digest`,
+        {
+          hint: 'the registry or a proxy altered the blob',
+        },
+      );
     }
     return bytes;
   }
@@ -153,11 +203,23 @@ export class RegistryClient {
   /** A registry answer that is not what the spec promises, as a NixociError. */
   async fail(op: string, res: Response): Promise<NixociError> {
     const info = await readRegistryError(res);
-    return registryError(this.o.what, op, info, this.registry, (await this.auth.credentialSource()) !== undefined);
+    return registryError(
+      this.o.what,
+      op,
+      info,
+      this.registry,
+      (await this.auth.credentialSource()) !== undefined,
+    );
   }
 
   /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */
-  private async exchange(method: string, path: string, headers: Record<string, string>, body: Body, signal?: AbortSignal): Promise<Response> {
+  private async exchange(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body: Body,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     const url = this.transport.url(path);
     for (let round = 0; ; round++) {
       let sentAuth = false;
@@ -174,15 +236,27 @@ export class RegistryClient {
       );
       this.o.log?.(`${method} ${url.pathname} → ${res.status}`);
       if (res.status !== 401 || round >= 2) return res;
-      const again = await this.auth.onUnauthorized(res.headers.get('www-authenticate'), sentAuth, signal);
+      const again = await this.auth.onUnauthorized(res.headers.get('www-authenticate'), sentAuth);
       if (!again) return res;
       await discard(res);
     }
   }
 
-  private async sendStream(method: string, url: URL, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Response> {
+  private async sendStream(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: AsyncIterable<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     const a = this.transport.isRegistry(url) ? await this.auth.header(signal) : undefined;
-    const res = await this.transport.send(method, url, a ? { ...headers, authorization: a } : headers, body, signal);
+    const res = await this.transport.send(
+      method,
+      url,
+      a ? { ...headers, authorization: a } : headers,
+      body,
+      signal,
+    );
     this.o.log?.(`${method} ${url.pathname} → ${res.status}`);
     return res;
   }

@@ -46,18 +46,31 @@ function knownHolders(registry: string, digest: Digest): string[] {
  * another repository of the same registry → upload. `reusedFrom` is the repository whose manifest
  * annotations gave the digests (stateless skip), so the store was not read for them.
  */
-export async function pushLayer(ctx: PushContext, layer: Layer, id: string, reusedFrom: string | undefined): Promise<PushedLayer> {
+export async function pushLayer(
+  ctx: PushContext,
+  layer: Layer,
+  id: string,
+  reusedFrom: string | undefined,
+): Promise<PushedLayer> {
   const { client, repository, signal } = ctx;
   const candidates = (d: Digest): string[] =>
-    [...new Set([...(reusedFrom ? [reusedFrom] : []), ...knownHolders(client.registry, d), ...ctx.mountFrom])].filter((r) => r !== repository);
+    [
+      ...new Set([
+        ...(reusedFrom ? [reusedFrom] : []),
+        ...knownHolders(client.registry, d),
+        ...ctx.mountFrom,
+      ]),
+    ].filter((r) => r !== repository);
 
   let d = layer.known;
   if (d) {
-    if ((await client.blobExists(repository, d.digest, signal)) !== undefined) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
+    if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
+      return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
   } else if (ctx.mountFrom.length > 0) {
     // A mount needs the digest: hash the layer without sending it, then look again.
     d = await layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal);
-    if ((await client.blobExists(repository, d.digest, signal)) !== undefined) return done(ctx, id, d, 'skipped', 0);
+    if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
+      return done(ctx, id, d, 'skipped', 0);
   }
 
   let session: URL | undefined;
@@ -86,14 +99,25 @@ export async function pushLayer(ctx: PushContext, layer: Layer, id: string, reus
   return done(ctx, id, layer.known!, 'uploaded', r.bytesSent);
 }
 
-function done(ctx: PushContext, id: string, digests: LayerDigests, action: BlobAction, bytesSent: number): PushedLayer {
+function done(
+  ctx: PushContext,
+  id: string,
+  digests: LayerDigests,
+  action: BlobAction,
+  bytesSent: number,
+): PushedLayer {
   rememberBlob(ctx.client.registry, digests.digest, ctx.repository);
   ctx.onProgress?.({ kind: 'layer-done', id, action });
   return { digests, action, bytesSent };
 }
 
 /** A small JSON blob (config): HEAD, else one POST + PUT with the body. */
-export async function pushSmallBlob(client: RegistryClient, repository: string, blob: Blob, signal?: AbortSignal): Promise<boolean> {
+export async function pushSmallBlob(
+  client: RegistryClient,
+  repository: string,
+  blob: Blob,
+  signal?: AbortSignal,
+): Promise<boolean> {
   if ((await client.blobExists(repository, blob.digest, signal)) !== undefined) return false;
   const location = await client.startUpload(repository, signal);
   try {

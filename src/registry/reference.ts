@@ -27,10 +27,13 @@ const DOMAIN_LABEL = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const PORT = /^[0-9]{1,5}$/;
 const MAX_NAME = 255;
 
-const HINT = 'references look like [docker://]HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], e.g. docker://ghcr.io/org/app:v1';
+const HINT =
+  'references look like [docker://]HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], e.g. docker://ghcr.io/org/app:v1';
 
 function invalid(input: string, why: string, hint = HINT): never {
-  throw new NixociError('REFERENCE_INVALID', `image reference ${JSON.stringify(input)} is invalid: ${why}`, { hint });
+  throw new NixociError('REFERENCE_INVALID', `image reference ${JSON.stringify(input)} is invalid: ${why}`, {
+    hint,
+  });
 }
 
 /**
@@ -41,7 +44,8 @@ function invalid(input: string, why: string, hint = HINT): never {
 export function parseReference(input: string): ImageReference {
   let s = input;
   if (s.startsWith('docker://')) s = s.slice('docker://'.length);
-  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) invalid(input, `unsupported transport ${s.split('://')[0]}://`);
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
+    invalid(input, `unsupported transport ${s.split('://')[0]}://`);
   if (s === '') invalid(input, 'empty');
   if (/\s/.test(s)) invalid(input, 'contains whitespace');
 
@@ -50,7 +54,11 @@ export function parseReference(input: string): ImageReference {
   if (at >= 0) {
     const d = s.slice(at + 1);
     if (!isDigest(d)) {
-      invalid(input, `${JSON.stringify(d)} is not a sha256 digest`, 'digests look like sha256:<64 lowercase hex digits>');
+      invalid(
+        input,
+        `${JSON.stringify(d)} is not a sha256 digest`,
+        'digests look like sha256:<64 lowercase hex digits>',
+      );
     }
     digest = d;
     s = s.slice(0, at);
@@ -72,7 +80,12 @@ export function parseReference(input: string): ImageReference {
   if (colon >= 0) {
     tag = path.slice(colon + 1);
     path = path.slice(0, colon);
-    if (!TAG.test(tag)) invalid(input, `tag ${JSON.stringify(tag)} is invalid`, 'tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -');
+    if (!TAG.test(tag))
+      invalid(
+        input,
+        `tag ${JSON.stringify(tag)} is invalid`,
+        'tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -',
+      );
   }
 
   if (path === '') invalid(input, 'no repository name');
@@ -107,7 +120,8 @@ function parseDomain(input: string, d: string): string {
       if (!rest.startsWith(':')) invalid(input, `registry ${JSON.stringify(d)} is invalid`);
       port = rest.slice(1);
     }
-    if (!/^\[[0-9a-fA-F:.]+\]$/.test(host)) invalid(input, `registry ${JSON.stringify(d)} is not a valid IPv6 address`);
+    if (!/^\[[0-9a-fA-F:.]+\]$/.test(host))
+      invalid(input, `registry ${JSON.stringify(d)} is not a valid IPv6 address`);
   } else {
     const c = d.indexOf(':');
     if (c >= 0) {
@@ -134,7 +148,12 @@ export function formatReference(ref: ImageReference): string {
 
 /** The same repository with another tag and no digest. */
 export function withTag(ref: ImageReference, tag: string): ImageReference {
-  if (!TAG.test(tag)) invalid(tag, `tag ${JSON.stringify(tag)} is invalid`, 'tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -');
+  if (!TAG.test(tag))
+    invalid(
+      tag,
+      `tag ${JSON.stringify(tag)} is invalid`,
+      'tags are up to 128 of [A-Za-z0-9_.-], not starting with . or -',
+    );
   return { registry: ref.registry, host: ref.host, repository: ref.repository, tag };
 }
 

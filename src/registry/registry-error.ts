@@ -3,7 +3,9 @@ import { z } from 'zod';
 import { NixociError } from '../core/errors.js';
 
 const errorBody = z.object({
-  errors: z.array(z.object({ code: z.string(), message: z.string().optional(), detail: z.unknown().optional() })),
+  errors: z.array(
+    z.object({ code: z.string(), message: z.string().optional(), detail: z.unknown().optional() }),
+  ),
 });
 
 export interface RegistryErrorInfo {
@@ -41,7 +43,8 @@ function hintFor(info: RegistryErrorInfo, registry: string, hadCredentials: bool
       ? `check the credentials for ${registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry})`
       : `log in with docker login ${registry}, or pass --creds USER:PASSWORD`;
   }
-  if (info.status === 403 || info.codes.includes('DENIED')) return `the credentials for ${registry} lack permission to push to this repository`;
+  if (info.status === 403 || info.codes.includes('DENIED'))
+    return `the credentials for ${registry} lack permission to push to this repository`;
   if (info.codes.includes('NAME_INVALID')) return 'the registry refused the repository name';
   if (info.codes.includes('MANIFEST_INVALID') || info.codes.includes('MANIFEST_BLOB_UNKNOWN')) {
     return 'the registry refused the manifest; run again with --verbose and report it if it persists';
@@ -49,15 +52,24 @@ function hintFor(info: RegistryErrorInfo, registry: string, hadCredentials: bool
   if (info.codes.includes('DIGEST_INVALID') || info.codes.includes('BLOB_UPLOAD_INVALID')) {
     return 'a blob did not match its digest; delete the digest cache (~/.cache/nixoci) and try again';
   }
-  if (info.codes.includes('TOOMANYREQUESTS') || info.status === 429) return 'the registry rate-limits this client; try again later';
+  if (info.codes.includes('TOOMANYREQUESTS') || info.status === 429)
+    return 'the registry rate-limits this client; try again later';
   if (info.status >= 500) return 'the registry is failing; try again later';
   return 'run again with --verbose for the exchange that failed';
 }
 
 /** A NixociError for an unexpected registry answer: `WHAT failed: OP: STATUS CODE: message`. */
-export function registryError(what: string, op: string, info: RegistryErrorInfo, registry: string, hadCredentials: boolean): NixociError {
+export function registryError(
+  what: string,
+  op: string,
+  info: RegistryErrorInfo,
+  registry: string,
+  hadCredentials: boolean,
+): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
-  const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, { hint: hintFor(info, registry, hadCredentials) });
+  const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, {
+    hint: hintFor(info, registry, hadCredentials),
+  });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });
 }
 

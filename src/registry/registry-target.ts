@@ -1,7 +1,14 @@
 import pLimit from 'p-limit';
 import type { Digest } from '../core/digest.js';
 import { NixociError, isNixociError } from '../core/errors.js';
-import { layerLabel, renderImage, renderIndex, type Blob, type Image, type Rendered } from '../image/image.js';
+import {
+  layerLabel,
+  renderImage,
+  renderIndex,
+  type Blob,
+  type Image,
+  type Rendered,
+} from '../image/image.js';
 import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
 import type { Layer } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
@@ -52,12 +59,14 @@ export class RegistryTarget implements ImageTarget {
     const sameRegistry = (r: ImageReference): boolean => r.registry === ref.registry;
     const mountFrom = [...(this.options.mountFrom ?? [])];
     for (const m of mountFrom) client.auth.addScope(m, 'pull');
-    for (const c of this.options.cacheFrom ?? []) if (sameRegistry(c)) client.auth.addScope(c.repository, 'pull');
+    for (const c of this.options.cacheFrom ?? [])
+      if (sameRegistry(c)) client.auth.addScope(c.repository, 'pull');
 
     try {
       // (1) Stateless skip, before any layer is read.
       const reused = await this.reuse(images, client, ctx, notes);
-      if (reused.size > 0) ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
+      if (reused.size > 0)
+        ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
 
       // (2) Layers, each distinct one once (architectures share most of them).
       const limit = pLimit(Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY));
@@ -75,7 +84,12 @@ export class RegistryTarget implements ImageTarget {
         if (!p) {
           const id = `${byLayer.size}`;
           p = limit(() => {
-            ctx.onProgress?.({ kind: 'layer-start', id, label: layerLabel(layer), ...(layer.known ? { total: layer.known.size } : {}) });
+            ctx.onProgress?.({
+              kind: 'layer-start',
+              id,
+              label: layerLabel(layer),
+              ...(layer.known ? { total: layer.known.size } : {}),
+            });
             return pushLayer(pushCtx, layer, id, reused.get(layer)?.repository);
           });
           byLayer.set(key, p);
@@ -91,7 +105,10 @@ export class RegistryTarget implements ImageTarget {
       const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
       for (const [i, image] of images.entries()) {
         const pushed = perImage[i]!;
-        const rendered = renderImage(image, pushed.map((p) => p.digests));
+        const rendered = renderImage(
+          image,
+          pushed.map((p) => p.digests),
+        );
         await pushSmallBlob(client, repo, rendered.config, signal);
         const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
         await this.putManifestChecked(client, image, rendered, reference, signal);
@@ -110,7 +127,10 @@ export class RegistryTarget implements ImageTarget {
       }
       return { target: this.description, manifestDigest: top.digest, images: reports, notes };
     } catch (e) {
-      if (signal?.aborted) throw isNixociError(e) && e.code === 'ABORTED' ? e : new NixociError('ABORTED', `${this.description}: aborted`, { cause: e });
+      if (signal?.aborted)
+        throw isNixociError(e) && e.code === 'ABORTED'
+          ? e
+          : new NixociError('ABORTED', `${this.description}: aborted`, { cause: e });
       throw e;
     }
   }
@@ -138,21 +158,32 @@ export class RegistryTarget implements ImageTarget {
    * its digests from their annotations. Failing to read the target is fatal (pushing would fail
    * the same way); failing to read a cache source is only a note.
    */
-  private async reuse(images: readonly Image[], client: RegistryClient, ctx: WriteContext, notes: string[]): Promise<Map<Layer, ReusableLayer>> {
+  private async reuse(
+    images: readonly Image[],
+    client: RegistryClient,
+    ctx: WriteContext,
+    notes: string[],
+  ): Promise<Map<Layer, ReusableLayer>> {
     const arches = images.map((i) => i.platform.architecture);
     const found: ReusableLayer[] = [];
     const target = this.ref.tag ?? this.ref.digest;
-    if (target) found.push(...(await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal)));
+    if (target)
+      found.push(...(await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal)));
     for (const c of this.options.cacheFrom ?? []) {
-      const src = c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
+      const src =
+        c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
       try {
         const reference = c.digest ?? c.tag ?? 'latest';
         const layers = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
         // A descriptor from another registry gives digests but no mount source.
-        found.push(...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))));
+        found.push(
+          ...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))),
+        );
       } catch (e) {
         if (ctx.signal?.aborted) throw e;
-        notes.push(`--cache-from ${formatReference(c)} not used: ${isNixociError(e) ? e.message : String(e)}`);
+        notes.push(
+          `--cache-from ${formatReference(c)} not used: ${isNixociError(e) ? e.message : String(e)}`,
+        );
       }
     }
     const matched = new Map<Layer, ReusableLayer>();
@@ -172,12 +203,18 @@ export class RegistryTarget implements ImageTarget {
     try {
       return await client.putManifest(repo, reference, rendered.manifest, signal);
     } catch (e) {
-      if (!registryCodes(e).includes('MANIFEST_BLOB_UNKNOWN') && !registryCodes(e).includes('BLOB_UNKNOWN')) throw e;
+      if (!registryCodes(e).includes('MANIFEST_BLOB_UNKNOWN') && !registryCodes(e).includes('BLOB_UNKNOWN'))
+        throw e;
     }
     await pushSmallBlob(client, repo, rendered.config, signal);
     for (const layer of image.layers) {
       // pushLayer HEADs first, so only what the registry really lacks is sent again.
-      await pushLayer({ client, repository: repo, mountFrom: [], ...(signal ? { signal } : {}) }, layer, 're-send', undefined);
+      await pushLayer(
+        { client, repository: repo, mountFrom: [], ...(signal ? { signal } : {}) },
+        layer,
+        're-send',
+        undefined,
+      );
     }
     return client.putManifest(repo, reference, rendered.manifest, signal);
   }

@@ -53,7 +53,11 @@ export async function findReusableLayers(
   const json: unknown = JSON.parse(top.bytes.toString('utf8'));
   const manifests: unknown[] = [];
   const index = indexSchema.safeParse(json);
-  if (top.mediaType === MediaType.ociIndex || top.mediaType === MediaType.dockerManifestList || index.success) {
+  if (
+    top.mediaType === MediaType.ociIndex ||
+    top.mediaType === MediaType.dockerManifestList ||
+    index.success
+  ) {
     if (!index.success) return [];
     const children = index.data.manifests
       .filter((m) => !m.platform || architectures.includes(m.platform.architecture))
@@ -72,7 +76,15 @@ export async function findReusableLayers(
       const storePaths = l.annotations?.[ANNOTATION_STORE_PATHS];
       const narHashes = l.annotations?.[ANNOTATION_NAR_HASHES];
       if (!diffId || !isDigest(diffId) || !storePaths || narHashes === undefined) continue;
-      out.push({ digest: l.digest, size: l.size, diffId, mediaType: l.mediaType, storePaths, narHashes, repository });
+      out.push({
+        digest: l.digest,
+        size: l.size,
+        diffId,
+        mediaType: l.mediaType,
+        storePaths,
+        narHashes,
+        repository,
+      });
     }
   }
   return out;
@@ -84,7 +96,10 @@ export async function findReusableLayers(
  * The customisation layer is never matched (its content is not described by the annotations).
  * Returns the layers so matched, with where their blob was seen.
  */
-export function applyReuse(layers: readonly Layer[], found: readonly ReusableLayer[]): Map<Layer, ReusableLayer> {
+export function applyReuse(
+  layers: readonly Layer[],
+  found: readonly ReusableLayer[],
+): Map<Layer, ReusableLayer> {
   const byKey = new Map<string, ReusableLayer>();
   for (const f of found) {
     const k = reuseKey(f.mediaType, f.storePaths, f.narHashes);

@@ -16,7 +16,12 @@ export interface TransportOptions {
 /** A request body: bytes (replayable) or nothing. Streamed bodies go through `send` once. */
 export type Body = Buffer | undefined;
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseMs: 250, maxMs: 10_000, maxRetryAfterMs: 60_000 };
+export const DEFAULT_RETRY: RetryPolicy = {
+  attempts: 5,
+  baseMs: 250,
+  maxMs: 10_000,
+  maxRetryAfterMs: 60_000,
+};
 
 const agents = new Map<string, Agent>();
 
@@ -30,7 +35,9 @@ function agentFor(caFile: string | undefined): Agent {
       try {
         ca = [...rootCertificates, readFileSync(caFile, 'utf8')];
       } catch (e) {
-        throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, { hint: 'give a PEM file of CA certificates' });
+        throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
+          hint: 'give a PEM file of CA certificates',
+        });
       }
     }
     a = new Agent({ connections: 16, keepAliveTimeout: 30_000, ...(ca ? { connect: { ca } } : {}) });
@@ -55,7 +62,8 @@ export class Transport {
     options: TransportOptions = {},
   ) {
     const insecure =
-      isLoopbackHost(host) || (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
+      isLoopbackHost(host) ||
+      (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
     this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
     this.origin = new URL(this.baseUrl).origin;
     this.dispatcher = agentFor(options.caFile);
@@ -92,19 +100,27 @@ export class Transport {
       try {
         res = await this.follow(method, url, headers, body, signal);
       } catch (e) {
-        if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e)) throw this.unreachable(e, signal);
+        if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e))
+          throw this.unreachable(e, signal);
         await sleep(backoffDelay(attempt, this.retry), signal);
         continue;
       }
       if (!isRetryableStatus(res.status) || attempt >= this.retry.attempts) return res;
-      const wait = retryAfterMs(res.headers.get('retry-after'), this.retry) ?? backoffDelay(attempt, this.retry);
+      const wait =
+        retryAfterMs(res.headers.get('retry-after'), this.retry) ?? backoffDelay(attempt, this.retry);
       await discard(res);
       await sleep(wait, signal);
     }
   }
 
   /** A single attempt whose body is a stream (not retried here: the caller reopens the stream). */
-  async send(method: string, url: URL, headers: Record<string, string>, body: AsyncIterable<Uint8Array>, signal?: AbortSignal): Promise<Response> {
+  async send(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: AsyncIterable<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<Response> {
     try {
       return await fetch(url, this.init(method, headers, body, signal));
     } catch (e) {
@@ -123,7 +139,8 @@ export class Transport {
     for (let hop = 0; ; hop++) {
       const res = await fetch(url, this.init(method, await headers(url), body, signal));
       const location = res.headers.get('location');
-      const redirect = [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
+      const redirect =
+        [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
       if (!redirect || hop >= 5) return res;
       await discard(res);
       url = new URL(location, url);
@@ -131,7 +148,12 @@ export class Transport {
     }
   }
 
-  private init(method: string, headers: Record<string, string>, body: Body | AsyncIterable<Uint8Array>, signal?: AbortSignal): RequestInit {
+  private init(
+    method: string,
+    headers: Record<string, string>,
+    body: Body | AsyncIterable<Uint8Array>,
+    signal?: AbortSignal,
+  ): RequestInit {
     return {
       method,
       headers: { 'user-agent': 'nixoci', ...headers },

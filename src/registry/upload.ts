@@ -11,7 +11,10 @@ export interface BlobSource {
   /** Digest and size when known before reading (cache or registry annotations). */
   known(): { readonly digest: Digest; readonly size: number } | undefined;
   /** A fresh stream of the blob; `digests` settles once it has been read to the end. */
-  open(signal?: AbortSignal): { stream: Readable; digests: Promise<{ readonly digest: Digest; readonly size: number }> };
+  open(signal?: AbortSignal): {
+    stream: Readable;
+    digests: Promise<{ readonly digest: Digest; readonly size: number }>;
+  };
 }
 
 export interface UploadOptions {
@@ -37,7 +40,12 @@ const REJECTS_FORM = new Set([400, 405, 411, 413, 415, 416, 501]);
  * registry that refuses one form gets the other; transient failures reopen the stream and start
  * a new session. A session left behind by a failure or an abort is cancelled (DELETE).
  */
-export async function uploadBlob(client: RegistryClient, repo: string, source: BlobSource, o: UploadOptions = {}): Promise<UploadResult> {
+export async function uploadBlob(
+  client: RegistryClient,
+  repo: string,
+  source: BlobSource,
+  o: UploadOptions = {},
+): Promise<UploadResult> {
   const policy = client.transport.retry;
   let bytesSent = 0;
   let session = o.session;
@@ -52,7 +60,9 @@ export async function uploadBlob(client: RegistryClient, repo: string, source: B
     session = undefined;
     let outcome: Outcome;
     try {
-      outcome = monolithic ? await putWhole(client, location, source, count, o.signal) : await patchStream(client, location, source, count, o.signal);
+      outcome = monolithic
+        ? await putWhole(client, location, source, count, o.signal)
+        : await patchStream(client, location, source, count, o.signal);
     } catch (e) {
       await client.cancelUpload(location);
       if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
@@ -63,7 +73,7 @@ export async function uploadBlob(client: RegistryClient, repo: string, source: B
     if (outcome.ok) return { ...outcome.ok, bytesSent };
     const res = outcome.res;
     if (res.status === 401 && attempt < policy.attempts) {
-      const again = await client.auth.onUnauthorized(res.headers.get('www-authenticate'), true, o.signal);
+      const again = await client.auth.onUnauthorized(res.headers.get('www-authenticate'), true);
       await discard(res);
       await client.cancelUpload(location);
       if (again) continue;
@@ -95,10 +105,20 @@ type Outcome =
   | { ok: { digest: Digest; size: number }; res?: undefined; digest?: undefined }
   | { ok?: undefined; res: Response; digest?: Digest };
 
-async function putWhole(client: RegistryClient, location: URL, source: BlobSource, count: (n: number) => void, signal?: AbortSignal): Promise<Outcome> {
+async function putWhole(
+  client: RegistryClient,
+  location: URL,
+  source: BlobSource,
+  count: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<Outcome> {
   const known = source.known()!;
   const { stream, digests } = source.open(signal);
-  const res = await sendOrLayerError(client.putUpload(location, known.digest, counted(stream, count), known.size, signal), stream, digests);
+  const res = await sendOrLayerError(
+    client.putUpload(location, known.digest, counted(stream, count), known.size, signal),
+    stream,
+    digests,
+  );
   if (res.status !== 201) {
     stream.destroy();
     return { res, digest: known.digest };
@@ -107,16 +127,30 @@ async function putWhole(client: RegistryClient, location: URL, source: BlobSourc
   const d = await digests;
   if (d.digest !== known.digest) {
     // The registry verified the bytes against known.digest, so this cannot happen unless the store changed under us.
-    throw new NixociError('STORE_CHANGED', `${client.what} failed: layer ${short(known.digest)} changed while it was uploaded`, {
-      hint: 'delete the digest cache (~/.cache/nixoci) and try again',
-    });
+    throw new NixociError(
+      'STORE_CHANGED',
+      `${client.what} failed: layer ${short(known.digest)} changed while it was uploaded`,
+      {
+        hint: 'delete the digest cache (~/.cache/nixoci) and try again',
+      },
+    );
   }
   return { ok: known };
 }
 
-async function patchStream(client: RegistryClient, location: URL, source: BlobSource, count: (n: number) => void, signal?: AbortSignal): Promise<Outcome> {
+async function patchStream(
+  client: RegistryClient,
+  location: URL,
+  source: BlobSource,
+  count: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<Outcome> {
   const { stream, digests } = source.open(signal);
-  const res = await sendOrLayerError(client.patchUpload(location, counted(stream, count), signal), stream, digests);
+  const res = await sendOrLayerError(
+    client.patchUpload(location, counted(stream, count), signal),
+    stream,
+    digests,
+  );
   if (res.status !== 202) {
     stream.destroy();
     return { res };
@@ -129,7 +163,11 @@ async function patchStream(client: RegistryClient, location: URL, source: BlobSo
 }
 
 /** Runs the request; when it fails because the layer stream broke, reports the layer's error. */
-async function sendOrLayerError(req: Promise<Response>, stream: Readable, digests: Promise<unknown>): Promise<Response> {
+async function sendOrLayerError(
+  req: Promise<Response>,
+  stream: Readable,
+  digests: Promise<unknown>,
+): Promise<Response> {
   // The digests promise may reject while the request is still being handled; observe it either way.
   digests.catch(() => undefined);
   try {

@@ -35,7 +35,9 @@ esac
 describe('resolveCredentials', () => {
   it('prefers --creds, then the NIXOCI_ variables', async () => {
     const env = { NIXOCI_REGISTRY_USER: 'ci', NIXOCI_REGISTRY_PASSWORD: 'p:w', HOME: temp() };
-    expect(await resolveCredentials('ghcr.io', 'a', { creds: { username: 'u', password: 'p' }, env })).toEqual({
+    expect(
+      await resolveCredentials('ghcr.io', 'a', { creds: { username: 'u', password: 'p' }, env }),
+    ).toEqual({
       credentials: { username: 'u', password: 'p' },
       source: '--creds',
     });
@@ -56,17 +58,30 @@ describe('resolveCredentials', () => {
       }),
     );
     const env = { DOCKER_CONFIG: dir, HOME: temp() };
-    expect((await resolveCredentials('docker.io', 'library/x', { env }))?.credentials).toEqual({ username: 'hub', password: 'secret' });
-    expect((await resolveCredentials('reg.example:5000', 'x', { env }))?.credentials).toEqual({ username: 'u', password: 'pa:ss' });
-    expect((await resolveCredentials('oauth.io', 'x', { env }))?.credentials).toEqual({ identityToken: 'rt-1' });
+    expect((await resolveCredentials('docker.io', 'library/x', { env }))?.credentials).toEqual({
+      username: 'hub',
+      password: 'secret',
+    });
+    expect((await resolveCredentials('reg.example:5000', 'x', { env }))?.credentials).toEqual({
+      username: 'u',
+      password: 'pa:ss',
+    });
+    expect((await resolveCredentials('oauth.io', 'x', { env }))?.credentials).toEqual({
+      identityToken: 'rt-1',
+    });
     expect(await resolveCredentials('other.io', 'x', { env })).toBeUndefined();
   });
 
   it('falls back to ~/.docker/config.json', async () => {
     const home = temp();
     mkdirSync(path.join(home, '.docker'));
-    writeFileSync(path.join(home, '.docker', 'config.json'), JSON.stringify({ auths: { 'q.io': { username: 'a', password: 'b' } } }));
-    expect((await resolveCredentials('q.io', 'x', { env: { HOME: home } }))?.source).toBe(path.join(home, '.docker', 'config.json'));
+    writeFileSync(
+      path.join(home, '.docker', 'config.json'),
+      JSON.stringify({ auths: { 'q.io': { username: 'a', password: 'b' } } }),
+    );
+    expect((await resolveCredentials('q.io', 'x', { env: { HOME: home } }))?.source).toBe(
+      path.join(home, '.docker', 'config.json'),
+    );
   });
 
   it('runs credHelpers before credsStore before auths, with the server URL on stdin', async () => {
@@ -85,12 +100,22 @@ describe('resolveCredentials', () => {
       credentials: { username: 'hubuser', password: 'hubpass' },
       source: 'docker-credential-test',
     });
-    expect((await resolveCredentials('ghcr.io', 'o/x', { env }))?.credentials).toEqual({ identityToken: 'refresh-123' });
+    expect((await resolveCredentials('ghcr.io', 'o/x', { env }))?.credentials).toEqual({
+      identityToken: 'refresh-123',
+    });
     // The store has nothing for plain.io: the auths entry is used.
-    expect((await resolveCredentials('plain.io', 'x', { env }))?.credentials).toEqual({ username: 'file', password: 'user' });
-    await expect(resolveCredentials('broken.io', 'x', { env })).rejects.toMatchObject({ code: 'CREDENTIALS' });
+    expect((await resolveCredentials('plain.io', 'x', { env }))?.credentials).toEqual({
+      username: 'file',
+      password: 'user',
+    });
+    await expect(resolveCredentials('broken.io', 'x', { env })).rejects.toMatchObject({
+      code: 'CREDENTIALS',
+    });
     const failing = resolveCredentials('failing.io', 'x', { env });
-    await expect(failing).rejects.toMatchObject({ code: 'CREDENTIALS', message: expect.stringMatching(/exit code 3/) });
+    await expect(failing).rejects.toMatchObject({
+      code: 'CREDENTIALS',
+      message: expect.stringMatching(/exit code 3/),
+    });
     expect(readFileSync(log, 'utf8').split('\n')).toEqual(
       expect.arrayContaining(['get https://index.docker.io/v1/', 'get ghcr.io', 'get plain.io']),
     );
@@ -99,7 +124,9 @@ describe('resolveCredentials', () => {
   it('reports a missing helper clearly', async () => {
     const dir = temp();
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'nonexistent-xyz' }));
-    await expect(resolveCredentials('a.io', 'x', { env: { DOCKER_CONFIG: dir, HOME: temp(), PATH: '/nonexistent' } })).rejects.toMatchObject({
+    await expect(
+      resolveCredentials('a.io', 'x', { env: { DOCKER_CONFIG: dir, HOME: temp(), PATH: '/nonexistent' } }),
+    ).rejects.toMatchObject({
       code: 'CREDENTIALS',
       message: expect.stringMatching(/docker-credential-nonexistent-xyz/),
     });
@@ -110,15 +137,28 @@ describe('resolveCredentials', () => {
     const file = path.join(dir, 'auth.json');
     writeFileSync(
       file,
-      JSON.stringify({ auths: { 'quay.io': { auth: b64('all:1') }, 'quay.io/team': { auth: b64('team:2') } } }),
+      JSON.stringify({
+        auths: { 'quay.io': { auth: b64('all:1') }, 'quay.io/team': { auth: b64('team:2') } },
+      }),
     );
     const env = { REGISTRY_AUTH_FILE: file, HOME: temp() };
-    expect((await resolveCredentials('quay.io', 'team/app', { env }))?.credentials).toEqual({ username: 'team', password: '2' });
-    expect((await resolveCredentials('quay.io', 'other/app', { env }))?.credentials).toEqual({ username: 'all', password: '1' });
+    expect((await resolveCredentials('quay.io', 'team/app', { env }))?.credentials).toEqual({
+      username: 'team',
+      password: '2',
+    });
+    expect((await resolveCredentials('quay.io', 'other/app', { env }))?.credentials).toEqual({
+      username: 'all',
+      password: '1',
+    });
     const run = temp();
     mkdirSync(path.join(run, 'containers'));
-    writeFileSync(path.join(run, 'containers', 'auth.json'), JSON.stringify({ auths: { 'p.io': { auth: b64('pod:man') } } }));
-    expect((await resolveCredentials('p.io', 'x', { env: { XDG_RUNTIME_DIR: run, HOME: temp() } }))?.credentials).toEqual({
+    writeFileSync(
+      path.join(run, 'containers', 'auth.json'),
+      JSON.stringify({ auths: { 'p.io': { auth: b64('pod:man') } } }),
+    );
+    expect(
+      (await resolveCredentials('p.io', 'x', { env: { XDG_RUNTIME_DIR: run, HOME: temp() } }))?.credentials,
+    ).toEqual({
       username: 'pod',
       password: 'man',
     });

@@ -8,22 +8,58 @@ import { DEFAULT_RETRY } from '../../src/registry/transport.js';
 const D = `sha256:${'ab'.repeat(32)}`;
 
 describe('parseReference', () => {
-  const table: [string, { registry: string; host: string; repository: string; tag?: string; digest?: string }][] = [
-    ['alpine', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: 'latest' }],
-    ['docker://alpine:3.20', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: '3.20' }],
-    ['org/app', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'latest' }],
-    ['docker.io/org/app:v1', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'v1' }],
-    ['index.docker.io/app', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/app', tag: 'latest' }],
-    ['ghcr.io/org/team/app:v1.2_3-x', { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/team/app', tag: 'v1.2_3-x' }],
-    ['docker://127.0.0.1:5000/app', { registry: '127.0.0.1:5000', host: '127.0.0.1:5000', repository: 'app', tag: 'latest' }],
+  const table: [
+    string,
+    { registry: string; host: string; repository: string; tag?: string; digest?: string },
+  ][] = [
+    [
+      'alpine',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: 'latest' },
+    ],
+    [
+      'docker://alpine:3.20',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/alpine', tag: '3.20' },
+    ],
+    [
+      'org/app',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'latest' },
+    ],
+    [
+      'docker.io/org/app:v1',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'org/app', tag: 'v1' },
+    ],
+    [
+      'index.docker.io/app',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/app', tag: 'latest' },
+    ],
+    [
+      'ghcr.io/org/team/app:v1.2_3-x',
+      { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/team/app', tag: 'v1.2_3-x' },
+    ],
+    [
+      'docker://127.0.0.1:5000/app',
+      { registry: '127.0.0.1:5000', host: '127.0.0.1:5000', repository: 'app', tag: 'latest' },
+    ],
     ['localhost/app:dev', { registry: 'localhost', host: 'localhost', repository: 'app', tag: 'dev' }],
-    ['localhost:5000/a/b', { registry: 'localhost:5000', host: 'localhost:5000', repository: 'a/b', tag: 'latest' }],
+    [
+      'localhost:5000/a/b',
+      { registry: 'localhost:5000', host: 'localhost:5000', repository: 'a/b', tag: 'latest' },
+    ],
     ['[::1]:5000/app', { registry: '[::1]:5000', host: '[::1]:5000', repository: 'app', tag: 'latest' }],
-    ['Registry.Example.COM/app', { registry: 'registry.example.com', host: 'registry.example.com', repository: 'app', tag: 'latest' }],
+    [
+      'Registry.Example.COM/app',
+      { registry: 'registry.example.com', host: 'registry.example.com', repository: 'app', tag: 'latest' },
+    ],
     [`ghcr.io/org/app@${D}`, { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', digest: D }],
-    [`ghcr.io/org/app:v1@${D}`, { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', tag: 'v1', digest: D }],
+    [
+      `ghcr.io/org/app:v1@${D}`,
+      { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', tag: 'v1', digest: D },
+    ],
     ['a.b/x__y/z-1.2', { registry: 'a.b', host: 'a.b', repository: 'x__y/z-1.2', tag: 'latest' }],
-    ['localhost:5000', { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/localhost', tag: '5000' }],
+    [
+      'localhost:5000',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/localhost', tag: '5000' },
+    ],
   ];
   it.each(table)('%s', (input, want) => {
     expect(parseReference(input)).toEqual(want);
@@ -69,16 +105,23 @@ describe('parseReference', () => {
   });
 
   it('knows loopback hosts', () => {
-    for (const h of ['127.0.0.1:5000', '127.1.2.3', 'localhost', 'localhost:80', '[::1]:5000']) expect(isLoopbackHost(h)).toBe(true);
-    for (const h of ['ghcr.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1']) expect(isLoopbackHost(h)).toBe(false);
+    for (const h of ['127.0.0.1:5000', '127.1.2.3', 'localhost', 'localhost:80', '[::1]:5000'])
+      expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['ghcr.io', '10.0.0.1:5000', 'localhost.example.com', '128.0.0.1'])
+      expect(isLoopbackHost(h)).toBe(false);
   });
 });
 
 describe('parseChallenges', () => {
   it('parses bearer with quoted commas and several challenges', () => {
-    const c = parseChallenges('Bearer realm="https://auth.io/token",service="reg, x",scope="repository:a/b:pull,push", Basic realm="q\\"r"');
+    const c = parseChallenges(
+      'Bearer realm="https://auth.io/token",service="reg, x",scope="repository:a/b:pull,push", Basic realm="q\\"r"',
+    );
     expect(c).toEqual([
-      { scheme: 'bearer', params: { realm: 'https://auth.io/token', service: 'reg, x', scope: 'repository:a/b:pull,push' } },
+      {
+        scheme: 'bearer',
+        params: { realm: 'https://auth.io/token', service: 'reg, x', scope: 'repository:a/b:pull,push' },
+      },
       { scheme: 'basic', params: { realm: 'q"r' } },
     ]);
   });

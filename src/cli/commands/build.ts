@@ -1,11 +1,12 @@
 import { usage } from '../flags.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
+import { registryOptions } from '../registry-flags.js';
 import { parseTarget } from '../targets.js';
 
 export const buildCommand: ImageCommandSpec = {
   name: 'build',
-  options: { to: { type: 'string', multiple: true } },
+  options: { to: { type: 'string', multiple: true }, ...registryOptions },
   targets: (values, positionals) => {
     const to = (values.to as string[] | undefined) ?? [];
     if (positionals.length > 0) throw usage('build', `unexpected argument ${JSON.stringify(positionals[0])}`);

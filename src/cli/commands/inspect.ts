@@ -1,25 +1,43 @@
+import type { Closure } from '../../closure/closure.js';
+import type { StorePath } from '../../closure/store-path.js';
+import type { Arch } from '../../image/image.js';
 import { DigestCache } from '../../layer/cache.js';
 import { defaultLevel } from '../../layer/compress.js';
+import type { LayerPlan } from '../../layer/plan.js';
 import { imageSettings, Assembly, type ImageFlagValues } from '../assemble.js';
+import { applyCustomisation, type CustomiseFlagValues } from '../customise.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions } from '../flags.js';
+import { writeGraph } from '../graph-out.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
-import { resolveClosures, type SourceFlags } from '../source.js';
+import { resolveSource, type ResolvedSource, type SourceFlags } from '../source.js';
 
 export const INSPECT_HELP = `Usage: nixoci inspect [SOURCE] [flags]
 
 Print the layer plan of a closure: one row per layer with its store paths, NAR size and the
-digest cached for it (for the compression given, default none). Reads no file contents.
+digest cached for it (for the compression given, default none). Reads no file contents. For a
+devbox project, first one row per package: its store paths, their layer and NAR size.
+
+  --graph-out FILE.dot|FILE.svg write the closure graph (Graphviz dot; svg needs \`dot\` from
+                                graphviz); with several --arch, FILE gets the arch before its suffix
 
 ${HELP_SOURCE_FLAGS}
 ${HELP_IMAGE_FLAGS}
 ${HELP_OUTPUT_FLAGS}`;
+
+interface PackageRow {
+  readonly package: string;
+  readonly version: string | null;
+  readonly from: 'lock' | 'build';
+  readonly storePaths: readonly { path: StorePath; layer: number | null; narSize: number }[];
+}
 
 export async function inspectCommand(argv: readonly string[], io: Io): Promise<number> {
   const { values, positionals } = parseFlags('inspect', argv, {
     ...sourceOptions,
     ...imageOptions,
     ...outputOptions,
+    'graph-out': { type: 'string' },
   });
   if (values.help) {
     io.out(INSPECT_HELP);
@@ -28,14 +46,19 @@ export async function inspectCommand(argv: readonly string[], io: Io): Promise<n
   const log = (l: string): void => {
     if (values.verbose) io.err(l + '\n');
   };
-  const settings = imageSettings('inspect', values as ImageFlagValues);
-  const closures = await resolveClosures('inspect', values as SourceFlags, positionals, settings.arches, log);
-  const assembly = new Assembly(closures, settings);
+  const base = imageSettings('inspect', values as ImageFlagValues);
+  const source = await resolveSource('inspect', values as SourceFlags, positionals, base.arches, log);
+  const settings = applyCustomisation('inspect', base, source, values as CustomiseFlagValues);
+  const assembly = new Assembly(source.closures, settings);
+  if (values['graph-out'] !== undefined) await writeGraph(values['graph-out'], source.closures, log);
   const compression = settings.compression ?? 'none';
   const level = settings.level ?? defaultLevel(compression);
   const report = [...assembly.plans].map(([arch, plan]) => ({
     architecture: arch,
     planVersion: plan.version,
+    ...(source.devbox
+      ? { packages: packageRows(source, arch, plan), excluded: excludedOf(source, arch) }
+      : {}),
     layers: plan.layers.map((l, i) => {
       const cached = settings.cache.get(DigestCache.key(l, compression, level));
       return {
@@ -55,6 +78,7 @@ export async function inspectCommand(argv: readonly string[], io: Io): Promise<n
     return 0;
   }
   for (const r of report) {
+    if (r.packages) printPackages(io, r.architecture, r.packages, r.excluded ?? []);
     io.out(`${r.architecture}: ${r.layers.length} layers\n`);
     io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'CACHED DIGEST'.padEnd(19)}  STORE PATHS\n`);
     for (const l of r.layers) {
@@ -66,4 +90,44 @@ export async function inspectCommand(argv: readonly string[], io: Io): Promise<n
     }
   }
   return 0;
+}
+
+function packageRows(source: ResolvedSource, arch: Arch, plan: LayerPlan): PackageRow[] {
+  const d = source.devbox!.perArch.get(arch)!;
+  const layerOf = new Map<StorePath, number>();
+  plan.layers.forEach((l, i) => l.storePaths.forEach((p) => layerOf.set(p, i)));
+  return d.packages.map((p) => ({
+    package: p.spec,
+    version: p.version ?? null,
+    from: p.from,
+    storePaths: p.storePaths.map((path) => ({
+      path,
+      layer: layerOf.get(path) ?? null,
+      narSize: narSizeOf(d.closure, path),
+    })),
+  }));
+}
+
+const excludedOf = (source: ResolvedSource, arch: Arch): readonly string[] =>
+  source.devbox!.perArch.get(arch)!.excluded;
+
+const narSizeOf = (c: Closure, p: StorePath): number => c.paths.get(p)?.narSize ?? 0;
+
+function printPackages(io: Io, arch: Arch, rows: readonly PackageRow[], excluded: readonly string[]): void {
+  io.out(`${arch}: ${rows.length} devbox packages\n`);
+  io.out(
+    `${'PACKAGE'.padEnd(24)}${'VERSION'.padEnd(12)}${'LAYER'.padEnd(7)}${'SIZE'.padStart(11)}  STORE PATH\n`,
+  );
+  for (const r of rows) {
+    r.storePaths.forEach((s, i) => {
+      const name = i === 0 ? r.package : '';
+      const version = i === 0 ? (r.version ?? '-') : '';
+      const layer = s.layer === null ? '-' : String(s.layer);
+      io.out(
+        `${name.padEnd(24)}${version.padEnd(12)}${layer.padEnd(7)}${humanSize(s.narSize).padStart(11)}  ${s.path}\n`,
+      );
+    });
+  }
+  for (const e of excluded) io.out(`${e.padEnd(24)}(excluded on this platform)\n`);
+  io.out('\n');
 }

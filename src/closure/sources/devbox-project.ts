@@ -37,7 +37,8 @@ export interface DevboxProject {
   readonly env: Readonly<Record<string, string>>;
 }
 
-const devboxError = (message: string, hint: string): NixociError => new NixociError('DEVBOX', message, { hint });
+const devboxError = (message: string, hint: string): NixociError =>
+  new NixociError('DEVBOX', message, { hint });
 
 /** Reads and validates devbox.json and (if present) devbox.lock of a project directory. */
 export function readDevboxProject(dir: string): DevboxProject {
@@ -100,11 +101,15 @@ function validate<T extends z.ZodTypeAny>(file: string, raw: unknown, schema: T,
   if (r.success) return r.data as z.infer<T>;
   const issue = r.error.issues[0]!;
   const at = issue.path.join('.') || '(top level)';
-  throw devboxError(`${file}: ${at}: ${issue.message}`, `see the ${what} reference at https://www.jetify.com/docs/devbox/`);
+  throw devboxError(
+    `${file}: ${at}: ${issue.message}`,
+    `see the ${what} reference at https://www.jetify.com/docs/devbox/`,
+  );
 }
 
 /** `github:…`, `path:…`, `./flake#pkg`, `/abs#pkg`: a flake reference, locked under its own name. */
-const isFlakeRef = (s: string): boolean => /^[a-z][a-z0-9+]*:/.test(s) || s.startsWith('.') || s.startsWith('/');
+const isFlakeRef = (s: string): boolean =>
+  /^[a-z][a-z0-9+]*:/.test(s) || s.startsWith('.') || s.startsWith('/');
 
 function packageRequests(json: DevboxJson, jsonFile: string): PackageRequest[] {
   const pkgs = json.packages ?? [];
@@ -141,7 +146,8 @@ function requestOf(
     ver = name.slice(at + 1);
   }
   const spec = ver === undefined || ver === '' ? base : `${base}@${ver}`;
-  const keys = ver === undefined || ver === '' || ver === 'latest' ? [`${base}@latest`, base] : [`${base}@${ver}`];
+  const keys =
+    ver === undefined || ver === '' || ver === 'latest' ? [`${base}@latest`, base] : [`${base}@${ver}`];
   return { spec, lockKeys: keys, flake: false, ...extra };
 }
 
@@ -151,7 +157,10 @@ export function includedOn(p: PackageRequest, system: string): boolean {
   return !p.excludedPlatforms?.includes(system);
 }
 
-export function lockEntry(project: DevboxProject, p: PackageRequest): { key: string; entry: LockPackage } | undefined {
+export function lockEntry(
+  project: DevboxProject,
+  p: PackageRequest,
+): { key: string; entry: LockPackage } | undefined {
   for (const key of p.lockKeys) {
     const entry = project.lock?.packages[key];
     if (entry) return { key, entry };

@@ -87,7 +87,8 @@ export async function devboxClosure(
     packages.push(await resolvePackage(project, p, system, options));
   }
   if (packages.length === 0) {
-    const why = excluded.length > 0 ? `every package is excluded on ${system} (${excluded.join(', ')})` : 'no packages';
+    const why =
+      excluded.length > 0 ? `every package is excluded on ${system} (${excluded.join(', ')})` : 'no packages';
     throw new NixociError('DEVBOX', `${project.jsonFile}: ${why}`, {
       hint: 'add a package for this platform, or build for another --arch',
     });
@@ -123,9 +124,13 @@ async function resolvePackage(
       return { spec: p.spec, lockKey: key, version: entry.version, storePaths, from: 'build' };
     }
     const has = Object.keys(systems).join(', ') || 'none';
-    throw new NixociError('DEVBOX', `${project.lockFile}: package ${key} has no store paths for ${system} (it has: ${has})`, {
-      hint: `exclude it on ${system} (excluded_platforms in devbox.json), or run \`devbox update\` to lock it for ${system}`,
-    });
+    throw new NixociError(
+      'DEVBOX',
+      `${project.lockFile}: package ${key} has no store paths for ${system} (it has: ${has})`,
+      {
+        hint: `exclude it on ${system} (excluded_platforms in devbox.json), or run \`devbox update\` to lock it for ${system}`,
+      },
+    );
   }
   const storeDir = options.storeDir ?? storeDirFromEnv();
   const at = `${project.lockFile}: package ${key} (${system})`;
@@ -135,9 +140,13 @@ async function resolvePackage(
     if (p.outputs) {
       const missing = p.outputs.filter((o) => !outs.some((x) => x.name === o));
       if (missing.length > 0) {
-        throw new NixociError('DEVBOX', `${at}: outputs ${missing.join(', ')} asked for in devbox.json are not locked`, {
-          hint: 'run `devbox install` to update devbox.lock',
-        });
+        throw new NixociError(
+          'DEVBOX',
+          `${at}: outputs ${missing.join(', ')} asked for in devbox.json are not locked`,
+          {
+            hint: 'run `devbox install` to update devbox.lock',
+          },
+        );
       }
       chosen = outs.filter((o) => p.outputs!.includes(o.name)).map((o) => o.path);
     } else {
@@ -164,7 +173,9 @@ async function realise(paths: readonly StorePath[], at: string, system: NixSyste
     await runNix(['--realise', ...missing], { ...options, bin: nixBuildBin(options.bin, 'nix-store') });
   } catch (e) {
     if (!isNixociError(e) || e.code !== 'NIX_FAILED') throw e;
-    const detail = e.message.replace(/^\S+ --realise failed: /, '');
+    // Nix's last lines list the paths again; its final `error:` line is the part worth showing.
+    const tail = e.message.replace(/^\S+ --realise failed: /, '');
+    const detail = tail.slice(Math.max(0, tail.lastIndexOf('error:'))).replace(/^error:\s*/, 'nix-store: ');
     throw new NixociError(
       'DEVBOX',
       `${at}: cannot realise ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}: it is not in the local store and no substituter could provide it (${detail})`,

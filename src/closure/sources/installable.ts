@@ -62,7 +62,8 @@ export async function closureFromNixFile(
     .map((l) => l.trim())
     .filter((l) => l.length > 0)
     .map((l) => parseStorePath(l, where, storeDir));
-  if (paths.length === 0) throw new NixociError('NIX_FAILED', `${where} built nothing`, { hint: 'check the attribute' });
+  if (paths.length === 0)
+    throw new NixociError('NIX_FAILED', `${where} built nothing`, { hint: 'check the attribute' });
   return closureFromPaths(paths, options);
 }
 

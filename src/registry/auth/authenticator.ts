@@ -43,7 +43,9 @@ export class Authenticator {
     if (!ch) return undefined;
     const creds = (await this.creds())?.credentials;
     if (ch.scheme === 'basic') {
-      return creds?.username !== undefined && creds.password !== undefined ? basicAuth(creds.username, creds.password) : undefined;
+      return creds?.username !== undefined && creds.password !== undefined
+        ? basicAuth(creds.username, creds.password)
+        : undefined;
     }
     if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
     return `Bearer ${(await this.token(signal)).token}`;
@@ -53,7 +55,7 @@ export class Authenticator {
    * Called with a 401's WWW-Authenticate. Returns true when the request should be sent again with
    * a new header, false when there is nothing new to try (the caller reports the 401).
    */
-  async onUnauthorized(wwwAuthenticate: string | null, sentAuth: boolean, signal?: AbortSignal): Promise<boolean> {
+  async onUnauthorized(wwwAuthenticate: string | null, sentAuth: boolean): Promise<boolean> {
     const ch = pickChallenge(parseChallenges(wwwAuthenticate));
     if (!ch) return false;
     const before = this.challenge;
@@ -72,7 +74,8 @@ export class Authenticator {
         grew = true;
       }
     }
-    if (!sentAuth || grew || before?.scheme !== 'bearer' || before.params.realm !== ch.params.realm) return true;
+    if (!sentAuth || grew || before?.scheme !== 'bearer' || before.params.realm !== ch.params.realm)
+      return true;
     // Same scopes and still refused: the cached token may have been revoked; try one fresh token.
     const key = this.key();
     if (this.tokens.has(key)) {
@@ -89,7 +92,11 @@ export class Authenticator {
 
   private creds(): Promise<ResolvedCredentials | undefined> {
     this.resolved ??= this.o.credentials().then((r) => {
-      this.o.log?.(r ? `registry ${this.o.registry}: using credentials from ${r.source}` : `registry ${this.o.registry}: no credentials, anonymous`);
+      this.o.log?.(
+        r
+          ? `registry ${this.o.registry}: using credentials from ${r.source}`
+          : `registry ${this.o.registry}: no credentials, anonymous`,
+      );
       return r;
     });
     return this.resolved;
@@ -126,14 +133,22 @@ export class Authenticator {
     try {
       url = new URL(realm ?? '');
     } catch {
-      throw new NixociError('REGISTRY_AUTH', `authentication to ${this.o.registry} failed: its Bearer challenge has no valid realm`, {
-        hint: 'the registry is misconfigured (auth.token.realm)',
-      });
+      throw new NixociError(
+        'REGISTRY_AUTH',
+        `authentication to ${this.o.registry} failed: its Bearer challenge has no valid realm`,
+        {
+          hint: 'the registry is misconfigured (auth.token.realm)',
+        },
+      );
     }
     if (url.protocol === 'https:') return;
     if (url.protocol === 'http:' && (this.o.plainHttp || isLoopbackHost(url.host))) return;
-    throw new NixociError('REGISTRY_AUTH', `authentication to ${this.o.registry} failed: its token realm ${url.origin} is not HTTPS`, {
-      hint: 'credentials are only sent to an HTTPS token server; use --insecure-registry for a test registry',
-    });
+    throw new NixociError(
+      'REGISTRY_AUTH',
+      `authentication to ${this.o.registry} failed: its token realm ${url.origin} is not HTTPS`,
+      {
+        hint: 'credentials are only sent to an HTTPS token server; use --insecure-registry for a test registry',
+      },
+    );
   }
 }

@@ -20,18 +20,26 @@ export async function runCredentialHelper(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Credentials | undefined> {
   if (!/^[A-Za-z0-9._-]+$/.test(helper)) {
-    throw new NixociError('CREDENTIALS', `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`, {
-      hint: 'check credHelpers / credsStore in the docker config',
-    });
+    throw new NixociError(
+      'CREDENTIALS',
+      `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`,
+      {
+        hint: 'check credHelpers / credsStore in the docker config',
+      },
+    );
   }
   const bin = `docker-credential-${helper}`;
   const { code, stdout, stderr } = await run(bin, ['get'], serverUrl, registry, env);
   if (code !== 0) {
     // Helpers print this (and exit 1) when they simply have no entry for the server.
     if (/credentials not found/i.test(stdout + stderr)) return undefined;
-    throw new NixociError('CREDENTIALS', `credential helper ${bin} failed for ${registry}: exit code ${code}`, {
-      hint: `run \`echo ${serverUrl} | ${bin} get\` to see why, or pass --creds`,
-    });
+    throw new NixociError(
+      'CREDENTIALS',
+      `credential helper ${bin} failed for ${registry}: exit code ${code}`,
+      {
+        hint: `run \`echo ${serverUrl} | ${bin} get\` to see why, or pass --creds`,
+      },
+    );
   }
   let parsed: z.infer<typeof helperOutput>;
   try {
@@ -45,7 +53,13 @@ export async function runCredentialHelper(
   return { username: parsed.Username, password: parsed.Secret };
 }
 
-function run(bin: string, args: string[], input: string, registry: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  bin: string,
+  args: string[],
+  input: string,
+  registry: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
@@ -59,15 +73,23 @@ function run(bin: string, args: string[], input: string, registry: string, env: 
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(
-        new NixociError('CREDENTIALS', `credential helper ${bin} for ${registry} could not run: ${reason(e)}`, {
-          hint: `install ${bin} on PATH or remove it from the docker config`,
-          cause: e,
-        }),
+        new NixociError(
+          'CREDENTIALS',
+          `credential helper ${bin} for ${registry} could not run: ${reason(e)}`,
+          {
+            hint: `install ${bin} on PATH or remove it from the docker config`,
+            cause: e,
+          },
+        ),
       );
     });
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({
+        code: code ?? 1,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
     });
     child.stdin.end(input);
   });

@@ -61,7 +61,10 @@ export async function resolveCredentials(
   const user = env.NIXOCI_REGISTRY_USER;
   const pass = env.NIXOCI_REGISTRY_PASSWORD;
   if (user && pass !== undefined) {
-    return { credentials: { username: user, password: pass }, source: 'NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD' };
+    return {
+      credentials: { username: user, password: pass },
+      source: 'NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD',
+    };
   }
 
   if (env.REGISTRY_AUTH_FILE) {
@@ -72,7 +75,13 @@ export async function resolveCredentials(
   const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, env);
   if (fromDocker) return fromDocker;
   if (env.XDG_RUNTIME_DIR) {
-    const found = await fromConfig(join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'), registry, repository, true, env);
+    const found = await fromConfig(
+      join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'),
+      registry,
+      repository,
+      true,
+      env,
+    );
     if (found) return found;
   }
   return undefined;
@@ -127,9 +136,13 @@ function readConfig(file: string): ConfigFile | undefined {
   try {
     return configFile.parse(JSON.parse(text));
   } catch {
-    throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: not a valid docker/podman auth file`, {
-      hint: 'fix or remove the file, or pass --creds',
-    });
+    throw new NixociError(
+      'CREDENTIALS',
+      `cannot read credentials from ${file}: not a valid docker/podman auth file`,
+      {
+        hint: 'fix or remove the file, or pass --creds',
+      },
+    );
   }
 }
 
@@ -140,9 +153,13 @@ function fromEntry(e: z.infer<typeof authEntry>, file: string, key: string): Cre
     const decoded = Buffer.from(e.auth, 'base64').toString('utf8');
     const c = decoded.indexOf(':');
     if (c <= 0) {
-      throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: the "auth" of ${key} is not base64 of USER:PASSWORD`, {
-        hint: `run docker login ${key} again`,
-      });
+      throw new NixociError(
+        'CREDENTIALS',
+        `cannot read credentials from ${file}: the "auth" of ${key} is not base64 of USER:PASSWORD`,
+        {
+          hint: `run docker login ${key} again`,
+        },
+      );
     }
     return { username: decoded.slice(0, c), password: decoded.slice(c + 1) };
   }

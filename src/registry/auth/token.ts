@@ -45,7 +45,11 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
   const headers: Record<string, string> = { 'user-agent': 'nixoci', accept: 'application/json' };
   let body: string | undefined;
   if (oauth) {
-    const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: c.identityToken!, client_id: 'nixoci' });
+    const form = new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: c.identityToken!,
+      client_id: 'nixoci',
+    });
     if (req.service) form.set('service', req.service);
     if (req.scopes.length > 0) form.set('scope', req.scopes.join(' '));
     body = form.toString();
@@ -74,34 +78,56 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
     text = await res.text();
   } catch (e) {
     if (req.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
-    throw new NixociError('REGISTRY_UNREACHABLE', `authentication to ${req.registry} failed: cannot reach token server ${url.origin}: ${reason((e as { cause?: unknown }).cause ?? e)}`, {
-      hint: 'the registry named this token server in its WWW-Authenticate challenge; check that it is reachable',
-      cause: e,
-    });
+    throw new NixociError(
+      'REGISTRY_UNREACHABLE',
+      `authentication to ${req.registry} failed: cannot reach token server ${url.origin}: ${reason((e as { cause?: unknown }).cause ?? e)}`,
+      {
+        hint: 'the registry named this token server in its WWW-Authenticate challenge; check that it is reachable',
+        cause: e,
+      },
+    );
   }
   if (status === 401 || status === 403) {
-    throw new NixociError('REGISTRY_AUTH', `authentication to ${req.registry} failed: the token server ${url.origin} refused the credentials (${status})`, {
-      hint: c ? `check the credentials for ${req.registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, docker login ${req.registry})` : `log in: docker login ${req.registry}, or pass --creds USER:PASSWORD`,
-    });
+    throw new NixociError(
+      'REGISTRY_AUTH',
+      `authentication to ${req.registry} failed: the token server ${url.origin} refused the credentials (${status})`,
+      {
+        hint: c
+          ? `check the credentials for ${req.registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, docker login ${req.registry})`
+          : `log in: docker login ${req.registry}, or pass --creds USER:PASSWORD`,
+      },
+    );
   }
   if (status < 200 || status > 299) {
-    throw new NixociError('REGISTRY_AUTH', `authentication to ${req.registry} failed: the token server ${url.origin} answered ${status}`, {
-      hint: 'the token server is failing; try again later',
-    });
+    throw new NixociError(
+      'REGISTRY_AUTH',
+      `authentication to ${req.registry} failed: the token server ${url.origin} answered ${status}`,
+      {
+        hint: 'the token server is failing; try again later',
+      },
+    );
   }
   let parsed: z.infer<typeof tokenResponse>;
   try {
     parsed = tokenResponse.parse(JSON.parse(text));
   } catch {
-    throw new NixociError('REGISTRY_AUTH', `authentication to ${req.registry} failed: the token server ${url.origin} sent an unreadable answer`, {
-      hint: 'it must answer JSON with a "token" or "access_token"',
-    });
+    throw new NixociError(
+      'REGISTRY_AUTH',
+      `authentication to ${req.registry} failed: the token server ${url.origin} sent an unreadable answer`,
+      {
+        hint: 'it must answer JSON with a "token" or "access_token"',
+      },
+    );
   }
   const token = parsed.access_token ?? parsed.token;
   if (!token) {
-    throw new NixociError('REGISTRY_AUTH', `authentication to ${req.registry} failed: the token server ${url.origin} sent no token`, {
-      hint: 'it must answer JSON with a "token" or "access_token"',
-    });
+    throw new NixociError(
+      'REGISTRY_AUTH',
+      `authentication to ${req.registry} failed: the token server ${url.origin} sent no token`,
+      {
+        hint: 'it must answer JSON with a "token" or "access_token"',
+      },
+    );
   }
   const issued = parsed.issued_at ? Date.parse(parsed.issued_at) : NaN;
   const from = Number.isNaN(issued) ? started : Math.min(issued, started);

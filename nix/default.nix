@@ -1,0 +1,157 @@
+# nixoci's Nix library: the closure graph of some packages, and images as a small JSON build plan
+# plus apps that run nixoci on it. Works with and without nixpkgs (without, a static busybox from
+# the host writes the files; see ./busybox.nix).
+#
+#   let nixoci = import ./nix { inherit pkgs; nixoci = nixociPackage; }; in
+#   nixoci.image {
+#     name = "ghcr.io/me/app";
+#     packages = [ pkgs.curl myApp ];          # or: devbox = ./.;  (devbox.json + devbox.lock)
+#     config = { entrypoint = [ "${myApp}/bin/app" ]; env = { PORT = "8080"; }; preset = "runtime"; };
+#   }
+#
+# The result is the plan (a JSON file) with four apps, named as in nix2container:
+#   nix run .#image.copyToDockerDaemon   → nixoci build … --to docker-daemon:NAME:TAG
+#   nix run .#image.copyToPodman         → nixoci build … --to podman:NAME:TAG
+#   nix run .#image.copyToRegistry       → nixoci build … --to docker://NAME:TAG
+#   nix run .#image.copyTo -- DEST       → nixoci build … --to DEST (oci:DIR, docker-archive:FILE, …)
+# Extra arguments are passed on to nixoci (e.g. --verbose, --compression zstd).
+{
+  pkgs ? null,
+  # the nixoci package; null runs `nixoci` from PATH
+  nixoci ? null,
+  # a busybox-like package with bin/sh, used when pkgs is null
+  shell ? null,
+  system ? builtins.currentSystem,
+}:
+let
+  outer = { inherit pkgs nixoci shell; };
+
+  closureGraph =
+    {
+      roots,
+      name ? "closure-graph",
+      pkgs ? outer.pkgs,
+      shell ? outer.shell,
+    }:
+    import ./closure-graph.nix { inherit roots name pkgs shell system; };
+
+  busyboxFor = shell: if shell != null then shell else import ./busybox.nix { inherit system; };
+
+  # POSIX single quotes: safe for any string in a generated shell script.
+  quote = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString s) + "'";
+
+  # image config (nix2container / dockerTools style names) → nixoci flags
+  configFlags =
+    config:
+    let
+      opt = name: flag: if config ? ${name} && config.${name} != null then [ flag (toString config.${name}) ] else [ ];
+      each = name: flag: f: if config ? ${name} then builtins.concatMap (x: [ flag (f x) ]) (list config.${name}) else [ ];
+      list = v: if builtins.isList v then v else if builtins.isAttrs v then kv v else [ v ];
+      kv = attrs: map (k: "${k}=${toString attrs.${k}}") (builtins.attrNames attrs);
+      command = name: flag: if config ? ${name} then [ flag (builtins.toJSON (list config.${name})) ] else [ ];
+    in
+    command "entrypoint" "--entrypoint"
+    ++ command "cmd" "--cmd"
+    ++ each "env" "--env" toString
+    ++ opt "workdir" "--workdir"
+    ++ opt "user" "--user"
+    ++ each "expose" "--expose" toString
+    ++ each "labels" "--label" toString
+    ++ opt "preset" "--preset"
+    ++ each "copy" "--copy" toString
+    ++ opt "maxLayers" "--max-layers"
+    ++ opt "created" "--created"
+    ++ (if config.binFarm or false then [ "--bin-farm" ] else [ ])
+    ++ (if config.ignoreCollisions or false then [ "--ignore-collisions" ] else [ ]);
+
+  image =
+    {
+      name,
+      tag ? "latest",
+      packages ? [ ],
+      devbox ? null,
+      config ? { },
+      arch ? "amd64",
+      pkgs ? outer.pkgs,
+      nixoci ? outer.nixoci,
+      shell ? outer.shell,
+    }:
+    let
+      bb = busyboxFor shell;
+      graph = closureGraph {
+        roots = packages;
+        name = "${baseNameOf name}-graph";
+        inherit pkgs shell;
+      };
+      # only the two files nixoci reads, so that editing the project does not change the plan
+      devboxSrc = builtins.path {
+        name = "devbox-project";
+        path = devbox;
+        filter = p: _type: builtins.elem (baseNameOf p) [ "devbox.json" "devbox.lock" ];
+      };
+      source =
+        if devbox != null then
+          [ "--devbox" "${devboxSrc}" ]
+        else if packages != [ ] then
+          [ "--graph" "${graph}" ]
+        else
+          throw "nixoci image ${name}: give packages or devbox";
+      args = source ++ [ "--arch" arch ] ++ configFlags config;
+      plan = builtins.toJSON {
+        version = 1;
+        inherit name tag arch args;
+      };
+      nixociBin = if nixoci != null then "${nixoci}/bin/nixoci" else "nixoci";
+      # the script's command line: everything quoted, then the destination and the user's arguments
+      script =
+        dest:
+        "set -e\nexec ${nixociBin} build ${builtins.concatStringsSep " " (map quote args)} --to ${dest} \"$@\"\n";
+      writeBin =
+        binName: text:
+        if pkgs != null then
+          pkgs.writeShellScriptBin binName text
+        else
+          derivation {
+            name = binName;
+            inherit system text;
+            builder = "${bb}/bin/sh";
+            args = [
+              "-c"
+              ''
+                ${bb}/bin/mkdir -p "$out/bin"
+                printf '#!%s\n%s' ${bb}/bin/sh "$text" > "$out/bin/${binName}"
+                ${bb}/bin/chmod 0555 "$out/bin/${binName}"
+              ''
+            ];
+          };
+      ref = "${name}:${tag}";
+      planDrv =
+        if pkgs != null then
+          pkgs.writeText "${baseNameOf name}-nixoci-plan.json" plan
+        else
+          derivation {
+            name = "${baseNameOf name}-nixoci-plan.json";
+            inherit system plan;
+            builder = "${bb}/bin/sh";
+            args = [
+              "-c"
+              "printf '%s\\n' \"$plan\" > \"$out\""
+            ];
+          };
+    in
+    planDrv
+    // {
+      inherit graph args;
+      copyToDockerDaemon = writeBin "copy-to-docker-daemon" (script (quote "docker-daemon:${ref}"));
+      copyToPodman = writeBin "copy-to-podman" (script (quote "podman:${ref}"));
+      copyToRegistry = writeBin "copy-to-registry" (script (quote "docker://${ref}"));
+      copyTo = writeBin "copy-to" ''
+        [ $# -ge 1 ] || { echo "usage: copy-to DEST [nixoci flags]  (DEST: oci:DIR, docker-archive:FILE, docker://REF, …)" >&2; exit 2; }
+        dest=$1
+        shift
+        ${script "\"$dest\""}'';
+    };
+in
+{
+  inherit closureGraph image configFlags;
+}

@@ -1,0 +1,134 @@
+import { resolve } from 'node:path';
+import type { Arch } from '../image/image.js';
+import { customisationLayer, ROOT_USER, type CopySpec, type ImageUser } from '../layer/customise.js';
+import type { ArchCustomisation, ImageSettings } from './assemble.js';
+import { usage } from './flags.js';
+import type { ResolvedSource } from './source.js';
+
+export interface CustomiseFlagValues {
+  preset?: string;
+  copy?: string[];
+  'bin-farm'?: boolean;
+  'ignore-collisions'?: boolean;
+  user?: string;
+  workdir?: string;
+  env?: string[];
+}
+
+interface Preset {
+  readonly user: ImageUser;
+  readonly workdir?: string;
+  readonly preferShell?: string;
+}
+
+/** runtime: a non-root app user owning its workdir; devcontainer: a non-root user with a shell. */
+const PRESETS: Readonly<Record<string, Preset>> = {
+  runtime: { user: { name: 'app', uid: 1000, gid: 1000, home: '/home/app' }, workdir: '/app' },
+  devcontainer: {
+    user: { name: 'vscode', uid: 1000, gid: 1000, home: '/home/vscode' },
+    workdir: '/workspaces',
+    preferShell: 'bash',
+  },
+};
+
+type UserFlag =
+  | { readonly kind: 'none' }
+  /** NAME or NAME:UID: a user created in /etc/passwd (only NAME:UID asks for the layer by itself). */
+  | { readonly kind: 'create'; readonly user: ImageUser; readonly explicitUid: boolean }
+  /** A numeric uid, or USER:GROUP with names: written to the config as given. */
+  | { readonly kind: 'raw'; readonly value: string };
+
+function parseUser(command: string, v: string | undefined): UserFlag {
+  if (v === undefined) return { kind: 'none' };
+  if (/^\d+(:\d+)?$/.test(v)) return { kind: 'raw', value: v };
+  const m = /^([a-z_][a-z0-9_-]{0,31})(?::(\d+))?$/.exec(v);
+  if (!m) return { kind: 'raw', value: v };
+  const name = m[1]!;
+  if (name === 'root') {
+    if (m[2] !== undefined && m[2] !== '0') throw usage(command, `--user ${v}: root has uid 0`);
+    return { kind: 'create', user: ROOT_USER, explicitUid: m[2] !== undefined };
+  }
+  const uid = m[2] === undefined ? 1000 : Number(m[2]);
+  if (uid > 0x7fffffff) throw usage(command, `--user ${v}: uid out of range`);
+  return {
+    kind: 'create',
+    user: { name, uid, gid: uid, home: `/home/${name}` },
+    explicitUid: m[2] !== undefined,
+  };
+}
+
+function parseCopy(command: string, v: string): CopySpec {
+  const i = v.indexOf(':/');
+  if (i <= 0) throw usage(command, `--copy ${v}: expected SRC:/ABSOLUTE/DEST`);
+  return { src: resolve(v.slice(0, i)), dest: v.slice(i + 1) };
+}
+
+/**
+ * Adds the customisation layer (one per architecture: the bin farm links differ) and the config
+ * it implies, when a devbox project, --preset, --user NAME:UID, --copy or --bin-farm asks for it.
+ * Plain --graph/--path images stay exactly as they were. Env precedence: the layer's defaults
+ * (PATH, HOME, SSL_CERT_FILE), then devbox.json's env, then --env.
+ */
+export function applyCustomisation(
+  command: string,
+  settings: ImageSettings,
+  source: ResolvedSource,
+  v: CustomiseFlagValues,
+): ImageSettings {
+  const preset = v.preset === undefined ? undefined : PRESETS[v.preset];
+  if (v.preset !== undefined && !preset) {
+    throw usage(command, `--preset ${v.preset}: expected ${Object.keys(PRESETS).join(' or ')}`);
+  }
+  const user = parseUser(command, v.user);
+  const copies = (v.copy ?? []).map((c) => parseCopy(command, c));
+  const wanted =
+    source.devbox !== undefined ||
+    preset !== undefined ||
+    (user.kind === 'create' && user.explicitUid) ||
+    copies.length > 0 ||
+    Boolean(v['bin-farm']);
+  if (!wanted) return settings;
+
+  const imageUser = user.kind === 'create' ? user.user : (preset?.user ?? ROOT_USER);
+  const workdir = v.workdir ?? preset?.workdir;
+  const perArch = new Map<Arch, ArchCustomisation>();
+  for (const [arch, closure] of source.closures) {
+    const layer = customisationLayer(closure, {
+      user: imageUser,
+      ...(workdir ? { workdir } : {}),
+      ignoreCollisions: Boolean(v['ignore-collisions']),
+      copies,
+      ...(preset?.preferShell ? { preferShell: preset.preferShell } : {}),
+    });
+    const devboxEnv = Object.entries(source.devbox?.project.env ?? {}).map(([k, val]) => `${k}=${val}`);
+    perArch.set(arch, {
+      extra: layer.entries,
+      env: mergeEnv([...layer.env, ...devboxEnv, ...settings.run.env]),
+    });
+  }
+  const configUser =
+    user.kind === 'raw'
+      ? user.value
+      : imageUser.uid === 0
+        ? settings.run.user
+        : `${imageUser.uid}:${imageUser.gid}`;
+  return {
+    ...settings,
+    perArch,
+    run: {
+      ...settings.run,
+      ...(configUser !== undefined ? { user: configUser } : {}),
+      ...(workdir !== undefined ? { workdir } : {}),
+    },
+  };
+}
+
+/** KEY=VALUE entries with later keys replacing earlier ones, in first-seen order. */
+function mergeEnv(env: readonly string[]): string[] {
+  const byKey = new Map<string, string>();
+  for (const e of env) {
+    const k = e.slice(0, e.indexOf('='));
+    byKey.set(k, e);
+  }
+  return [...byKey.values()];
+}

@@ -1,0 +1,70 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import type { Closure } from '../closure/closure.js';
+import { closureToDot } from '../closure/dot.js';
+import { NixociError, reason } from '../core/errors.js';
+import type { Arch } from '../image/image.js';
+
+/**
+ * `--graph-out FILE`: the closure graph as Graphviz dot, or as SVG rendered by `dot -Tsvg` when
+ * FILE ends in .svg. With several architectures, each gets its own file (`graph.arm64.svg`).
+ */
+export async function writeGraph(
+  file: string,
+  closures: ReadonlyMap<Arch, Closure>,
+  log: (line: string) => void,
+): Promise<void> {
+  const ext = extname(file);
+  if (ext !== '.dot' && ext !== '.gv' && ext !== '.svg') {
+    throw new NixociError('USAGE', `--graph-out ${file}: expected a .dot or .svg file name`, {
+      hint: 'e.g. --graph-out closure.svg',
+    });
+  }
+  for (const [arch, closure] of closures) {
+    const out = closures.size > 1 ? `${file.slice(0, -ext.length)}.${arch}${ext}` : file;
+    const dot = closureToDot(closure);
+    if (ext === '.svg') await renderSvg(dot, out, log);
+    else {
+      try {
+        writeFileSync(out, dot);
+      } catch (e) {
+        throw new NixociError('TARGET_WRITE', `cannot write ${out}: ${reason(e)}`, {
+          hint: 'check the directory',
+        });
+      }
+    }
+  }
+}
+
+function renderSvg(dot: string, out: string, log: (line: string) => void): Promise<void> {
+  const bin = process.env.NIXOCI_DOT ?? 'dot';
+  log(`running: ${bin} -Tsvg -o ${out}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, ['-Tsvg', '-o', out], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      const hint =
+        e.code === 'ENOENT'
+          ? 'install Graphviz (Debian: apt-get install graphviz) or write a .dot file'
+          : undefined;
+      reject(
+        new NixociError('TARGET_WRITE', `cannot run ${bin}: ${reason(e)}`, { ...(hint ? { hint } : {}) }),
+      );
+    });
+    child.on('close', (code) => {
+      if (code === 0) return resolve();
+      const tail = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-2).join(' | ');
+      reject(
+        new NixociError('TARGET_WRITE', `${bin} -Tsvg failed: ${tail || `exit ${code}`}`, {
+          hint: 'check the output path',
+        }),
+      );
+    });
+    child.stdin.on('error', () => {
+      // reported through the exit status
+    });
+    child.stdin.end(dot);
+  });
+}

@@ -1,0 +1,68 @@
+import { NixociError } from '../core/errors.js';
+import { parseCredsFlag } from '../registry/auth/credentials.js';
+import { parseReference } from '../registry/reference.js';
+import { RegistryTarget } from '../registry/registry-target.js';
+import { intFlag, usage, type OptionSpec } from './flags.js';
+import type { TargetChoice, TargetFlags } from './targets.js';
+
+/** Flags of a registry destination (`nixoci push`, and `nixoci build --to docker://…`). */
+export const registryOptions = {
+  'mount-from': { type: 'string', multiple: true },
+  creds: { type: 'string' },
+  'insecure-registry': { type: 'string', multiple: true },
+  'ca-file': { type: 'string' },
+  concurrency: { type: 'string' },
+} as const satisfies OptionSpec;
+
+export const HELP_REGISTRY_FLAGS = `Registry:
+  --tag TAG                     one more tag for the same manifest (repeatable; push only)
+  --cache-from REF              an image whose annotated layers may be reused without reading the
+                                store, besides the target tag itself (repeatable; push only)
+  --mount-from REPO             a repository on the same registry to mount layers from (repeatable)
+  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
+                                $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
+                                podman's auth.json)
+  --insecure-registry HOST      talk plain HTTP to HOST (loopback hosts always are) (repeatable)
+  --ca-file FILE                trust the CA certificates in this PEM file too
+  --concurrency N               blobs uploaded at once (default 4)
+`;
+
+const strings = (v: TargetFlags[string]): string[] =>
+  Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+
+/** `docker://HOST/REPO[:TAG]` (the part after `docker://`) and the registry flags → a RegistryTarget. */
+export function registryTarget(command: string, ref: string, flags: TargetFlags): TargetChoice {
+  let reference;
+  let cacheFrom;
+  try {
+    reference = parseReference(`docker://${ref}`);
+    cacheFrom = strings(flags['cache-from']).map((c) => parseReference(c));
+  } catch (e) {
+    if (e instanceof NixociError)
+      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
+    throw e;
+  }
+  const tags = strings(flags.tag);
+  for (const t of tags)
+    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
+  const creds = typeof flags.creds === 'string' ? parseCredsFlag(flags.creds) : undefined;
+  const concurrency = intFlag(
+    command,
+    'concurrency',
+    typeof flags.concurrency === 'string' ? flags.concurrency : undefined,
+    1,
+    64,
+  );
+  const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  const target = new RegistryTarget(reference, {
+    tags,
+    mountFrom: strings(flags['mount-from']),
+    cacheFrom,
+    insecureRegistries: strings(flags['insecure-registry']),
+    ...(creds ? { creds } : {}),
+    ...(caFile ? { caFile } : {}),
+    ...(concurrency !== undefined ? { concurrency } : {}),
+  });
+  // gzip level 1: accepted by every registry and engine, and cheap (DESIGN.md).
+  return { target, defaultCompression: 'gzip' };
+}

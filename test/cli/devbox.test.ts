@@ -1,0 +1,164 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-devbox-cli-'));
+const env = { NIX_REMOTE: '' };
+let fx: FixtureClosure;
+let project: { dir: string; busybox: string };
+const images: string[] = [];
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'devbox-cli' });
+  project = fixtureProject(fx);
+});
+afterAll(async () => {
+  await dockerRmi(...images);
+});
+
+/** nixoci build --to docker-archive, then docker load; returns the image reference. */
+async function buildAndLoad(name: string, args: string[], cwd = project.dir): Promise<string> {
+  const ref = `nixoci-devbox-test-${name}:latest`;
+  const archive = join(work, `${name}.tar`);
+  const r = await nixoci(['build', ...args, '--to', `docker-archive:${archive}:${ref}`, '--no-cache'], {
+    cwd,
+    env,
+  });
+  expect(r.stderr).not.toContain('error');
+  expect(r.code).toBe(0);
+  await docker(['load', '-i', archive]);
+  images.push(ref);
+  return ref;
+}
+
+interface InspectReport {
+  plans: {
+    architecture: string;
+    packages?: { package: string; storePaths: { path: string; layer: number | null }[] }[];
+    layers: { storePaths: string[] }[];
+  }[];
+}
+
+describe('devbox projects', () => {
+  it('become an image that runs the packages from /bin on PATH (devbox.json in the working directory)', async () => {
+    const ref = await buildAndLoad('default', []);
+    const out = await dockerRunOutput(ref, [
+      'sh',
+      '-c',
+      'command -v app; app; echo "$GREETING"; id -u; ls -ld /tmp',
+    ]);
+    const lines = out.split('\n');
+    expect(lines[0]).toBe('/bin/app');
+    expect(out).toContain('fixture app devbox-cli');
+    expect(out).toContain('fixture-data run: ok');
+    expect(out).toContain('hello // from devbox');
+    expect(out).toMatch(/\n0\ndrwxrwxrwt /);
+    const config = JSON.parse(
+      (await docker(['image', 'inspect', ref, '--format', '{{json .Config}}'])).stdout,
+    );
+    expect(config.Env[0]).toBe(`PATH=/bin:/usr/bin:${fx.app}/bin:${project.busybox}/bin`);
+    expect(config.Env).toContain('HOME=/root');
+    // /etc/passwd and /usr/bin/env from the customisation layer
+    const etc = await dockerRunOutput(ref, [
+      'sh',
+      '-c',
+      'cat /etc/passwd; readlink /usr/bin/env; readlink /bin/app',
+    ]);
+    expect(etc).toContain('root:x:0:0:root:/root:/bin/sh\n');
+    expect(etc).toContain(`${project.busybox}/bin/env\n${fx.app}/bin/app\n`);
+  });
+
+  it('--preset runtime runs as uid 1000 with HOME set, /tmp writable and /app as its workdir', async () => {
+    const ref = await buildAndLoad('runtime', ['--devbox', project.dir, '--preset', 'runtime'], work);
+    const out = await dockerRunOutput(ref, [
+      'sh',
+      '-c',
+      'id -u; id -g; echo "$HOME"; pwd; touch /tmp/x && echo tmp-writable; touch /app/y && echo app-writable; touch "$HOME/z" && echo home-writable',
+    ]);
+    expect(out).toBe('1000\n1000\n/home/app\n/app\ntmp-writable\napp-writable\nhome-writable\n');
+  });
+
+  it('--user NAME:UID and --copy add a user and project files', async () => {
+    const ref = await buildAndLoad('copy', [
+      '--user',
+      'svc:4242',
+      '--copy',
+      `${join(project.dir, 'devbox.json')}:/srv/config/`,
+    ]);
+    const out = await dockerRunOutput(ref, ['sh', '-c', 'id -un; id -u; head -c 2 /srv/config/devbox.json']);
+    expect(out).toBe('svc\n4242\n{\n');
+  });
+
+  it('--arch arm64 asks nix-store for the aarch64-linux paths of the lock and names the package it cannot get', async () => {
+    const r = await nixoci(['build', '--arch', 'arm64', '--verbose', '--to', `oci:${join(work, 'arm')}`], {
+      cwd: project.dir,
+      env,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`running: nix-store --realise ${absentPath('fixture-app')}\n`);
+    expect(r.stderr).toContain(
+      `nixoci: error: ${join(project.dir, 'devbox.lock')}: package fixture-app@1.0 (aarch64-linux): cannot realise ${absentPath('fixture-app')}: it is not in the local store and no substituter could provide it`,
+    );
+    expect(existsSync(join(work, 'arm'))).toBe(false);
+  });
+
+  it('bad devbox files exit 1 with one line naming the file and the package', async () => {
+    const cases: [string, object | string, object | null, string][] = [
+      ['syntax', '{ "packages": [ "a@1" }', null, 'devbox.json:1:'],
+      [
+        'version',
+        { packages: ['a@1'] },
+        { lockfile_version: '9', packages: {} },
+        'devbox.lock: lockfile_version "9"',
+      ],
+      [
+        'missing',
+        { packages: ['curl@8.4.0'] },
+        { lockfile_version: '1', packages: {} },
+        'package curl@8.4.0',
+      ],
+      [
+        'excluded',
+        { packages: { curl: { version: '8', excluded_platforms: ['x86_64-linux'] } } },
+        { lockfile_version: '1', packages: {} },
+        'every package is excluded on x86_64-linux (curl@8)',
+      ],
+    ];
+    for (const [name, json, lock, expected] of cases) {
+      const dir = writeDevboxProject({ json, lock }, join(work, `bad-${name}`));
+      const r = await nixoci(['build', '--to', `oci:${join(work, 'bad')}`], { cwd: dir, env });
+      expect(r.code, name).toBe(1);
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines, name).toHaveLength(2);
+      expect(lines[0], name).toContain(`nixoci: error: ${dir}/`);
+      expect(lines[0], name).toContain(expected);
+      expect(lines[1], name).toMatch(/^hint: /);
+    }
+  });
+
+  it('inspect prints each package with its store paths, layer and size, and writes the graph', async () => {
+    const r = await nixoci(['inspect', '--graph-out', join(work, 'g.dot')], { cwd: project.dir, env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^fixture-app@1.0 +1.0 +\\d+ +[\\d.]+ \\w*B +${fx.app}$`, 'm'));
+    expect(r.stdout).toMatch(
+      new RegExp(`^busybox@1.36.1 +1.36.1 +\\d+ +[\\d.]+ \\w*B +${project.busybox}$`, 'm'),
+    );
+    expect(r.stdout).toContain('(customisation layer)');
+    const dot = readFileSync(join(work, 'g.dot'), 'utf8');
+    expect(dot).toMatch(/^digraph closure \{/);
+    expect(dot).toContain(`${JSON.stringify(fx.app)} -> ${JSON.stringify(project.busybox)};`);
+    const svg = await nixoci(['inspect', '--graph-out', join(work, 'g.svg')], { cwd: project.dir, env });
+    expect(svg.code).toBe(0);
+    expect(readFileSync(join(work, 'g.svg'), 'utf8')).toContain('<svg');
+
+    const report = await nixociJson<InspectReport>(['inspect'], { cwd: project.dir, env });
+    const plan = report.plans[0]!;
+    const app = plan.packages!.find((p) => p.package === 'fixture-app@1.0')!;
+    expect(plan.layers[app.storePaths[0]!.layer!]!.storePaths).toEqual([fx.app]);
+  });
+});

@@ -1,0 +1,108 @@
+// `nixoci push` and `nixoci build --to docker://` as users run them (bin/nixoci.js on dist/, built
+// by `npm run build`), against the real registries of scripts/services.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
+
+interface Report {
+  manifestDigest: string;
+  bytesRead: number;
+  layers: { storePaths: string[]; action: string; bytesSent: number }[];
+}
+
+const env = testEnv();
+let v1: FixtureClosure;
+let v2: FixtureClosure;
+
+beforeAll(async () => {
+  v1 = await buildFixtureClosure({ tag: 'v1' });
+  v2 = await buildFixtureClosure({ tag: 'v2' });
+});
+
+describe('nixoci push', () => {
+  it('pushes, then sends nothing unchanged, then only the changed path — with no local cache', async () => {
+    const repo = uniqueRepo('cli');
+    const ref = `docker://${env.registry}/${repo}:v1`;
+    const first = await nixociJson<Report>([
+      'push',
+      '--graph',
+      v1.graphFile,
+      ref,
+      '--no-cache',
+      '--tag',
+      'latest',
+    ]);
+    expect(first.layers.every((l) => l.action === 'uploaded' && l.bytesSent > 0)).toBe(true);
+    await verifyPushed(env.registry, repo, 'v1');
+    await verifyPushed(env.registry, repo, 'latest');
+
+    const again = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref, '--no-cache']);
+    expect(again.layers.every((l) => l.action === 'reused' && l.bytesSent === 0)).toBe(true);
+    expect(again.bytesRead).toBe(0);
+    expect(again.manifestDigest).toBe(first.manifestDigest);
+
+    const changed = await nixociJson<Report>(['push', '--graph', v2.graphFile, ref, '--no-cache']);
+    expect(changed.layers.filter((l) => l.action === 'uploaded').map((l) => l.storePaths)).toEqual([
+      [v2.app],
+    ]);
+  });
+
+  it('build --to docker:// with --mount-from mounts every layer', async () => {
+    const repo = uniqueRepo('cli-src');
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+    await nixociJson([
+      'build',
+      '--graph',
+      v1.graphFile,
+      '--to',
+      `docker://${env.registry}/${repo}:a`,
+      '--cache-dir',
+      cacheDir,
+    ]);
+    const repo2 = uniqueRepo('cli-dst');
+    const r = await nixociJson<Report>([
+      'build',
+      '--graph',
+      v1.graphFile,
+      '--to',
+      `docker://${env.registry}/${repo2}:a`,
+      '--mount-from',
+      repo,
+      '--cache-dir',
+      cacheDir,
+    ]);
+    expect(r.layers.every((l) => l.action === 'mounted' && l.bytesSent === 0)).toBe(true);
+  });
+
+  it('fails with exit 1, the registry named and a hint, on a wrong password', async () => {
+    const repo = uniqueRepo('cli-wrong');
+    const r = await nixoci(
+      [
+        'push',
+        '--graph',
+        v1.graphFile,
+        `${env.registryBasic}/${repo}:v1`,
+        '--creds',
+        `${env.registryBasicUser}:not-it`,
+      ],
+      {
+        env: { HOME: mkdtempSync(path.join(tmpdir(), 'nixoci-home-')) },
+      },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`push to ${env.registryBasic}/${repo} failed`);
+    expect(r.stderr).toMatch(/hint: check the credentials for 127\.0\.0\.1:5001/);
+    expect(r.stderr).not.toContain('not-it');
+  });
+
+  it('rejects a bad reference as a usage error', async () => {
+    const r = await nixoci(['push', '--graph', v1.graphFile, 'docker://Bad/Name']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/lowercase/);
+  });
+});

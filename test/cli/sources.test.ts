@@ -1,0 +1,134 @@
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { repoRoot } from '../helpers/env.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, fixtureClosureNix, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-sources-'));
+const env = { NIX_REMOTE: '' };
+const ref = 'nixoci-installable-test:latest';
+let fx: FixtureClosure;
+let flake: string;
+
+/**
+ * A flake with no inputs, so it evaluates offline: busybox comes from a copy of the host's static
+ * busybox inside the flake (pure evaluation cannot read /usr/bin), and the package has a `bin/sh`
+ * of its own, which collides with busybox's in a bin farm.
+ */
+function writeFlake(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nixoci-flake-'));
+  copyFileSync(join(repoRoot, 'nix', 'busybox.nix'), join(dir, 'busybox.nix'));
+  copyFileSync('/usr/bin/busybox', join(dir, 'busybox'));
+  writeFileSync(
+    join(dir, 'flake.nix'),
+    `{
+  outputs = { self }:
+    let
+      system = "x86_64-linux";
+      busybox = import ./busybox.nix { inherit system; busybox = ./busybox; };
+      hello = derivation {
+        name = "flake-hello";
+        inherit system;
+        builder = "\${busybox}/bin/sh";
+        args = [ "-c" ''
+          PATH=\${busybox}/bin
+          mkdir -p $out/bin
+          printf '#!\${busybox}/bin/sh\\necho hello from a flake\\n' > $out/bin/flake-hello
+          printf '#!\${busybox}/bin/sh\\necho not busybox\\n' > $out/bin/sh
+          chmod 0555 $out/bin/flake-hello $out/bin/sh
+        '' ];
+      };
+    in {
+      packages.\${system} = { default = hello; inherit busybox; };
+    };
+}
+`,
+  );
+  return dir;
+}
+
+interface Report {
+  plans: { layers: { storePaths: string[] }[] }[];
+}
+
+const storePathsOf = (r: Report): string[] => r.plans[0]!.layers.flatMap((l) => l.storePaths).sort();
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'sources' });
+  flake = writeFlake();
+});
+afterAll(async () => {
+  await dockerRmi(ref);
+});
+
+describe('sources', () => {
+  it('--installable builds a flake with nix build and makes an image that runs it', async () => {
+    const r = await nixoci(['inspect', '--installable', `${flake}#default`, '--verbose', '--json'], { env });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(
+      /running: nix build --extra-experimental-features 'nix-command flakes' --no-link --json --system x86_64-linux \S+#default/,
+    );
+    const paths = storePathsOf(JSON.parse(r.stdout) as Report);
+    expect(paths).toHaveLength(2);
+    expect(paths.some((p) => p.endsWith('-flake-hello'))).toBe(true);
+
+    const archive = join(work, 'flake.tar');
+    const b = await nixoci(
+      [
+        'build',
+        '--installable',
+        `${flake}#default`,
+        '--to',
+        `docker-archive:${archive}:${ref}`,
+        '--cmd',
+        'flake-hello',
+      ],
+      { env },
+    );
+    expect(b.code, b.stderr).toBe(0);
+    await docker(['load', '-i', archive]);
+    expect(await dockerRunOutput(ref)).toBe('hello from a flake\n');
+  });
+
+  it('--file X.nix --attr A builds with nix-build', async () => {
+    const r = await nixoci(['inspect', '--file', fixtureClosureNix, '--attr', 'app', '--verbose', '--json'], {
+      env,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `running: nix-build --no-out-link ${fixtureClosureNix} -A app --option system x86_64-linux`,
+    );
+    // the default tag is v1: another app path than fx.app, the same dependencies
+    const paths = storePathsOf(JSON.parse(r.stdout) as Report);
+    expect(paths.filter((p) => !p.endsWith('-fixture-app'))).toEqual(fx.paths.filter((p) => p !== fx.app));
+  });
+
+  it('rejects two sources, and --attr without --file', async () => {
+    let r = await nixoci(['inspect', '--file', fixtureClosureNix, '--graph', fx.graphFile], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('give one source, not --graph and --file');
+    r = await nixoci(['inspect', '--attr', 'app', '--graph', fx.graphFile], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--attr needs --file X.nix');
+  });
+
+  it('a bin farm refuses two packages with the same bin/NAME unless --ignore-collisions (first wins)', async () => {
+    const installed = await nixociJson<Report>(['inspect', '--installable', `${flake}#default`], { env });
+    const hello = storePathsOf(installed).find((p) => p.endsWith('-flake-hello'))!;
+    const busybox = storePathsOf(installed).find((p) => p.endsWith('-busybox'))!;
+    const args = ['inspect', '--path', hello, '--path', busybox, '--bin-farm'];
+    const r = await nixoci(args, { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('nixoci: error: bin/sh is provided by two packages: flake-hello');
+    const ok = await nixoci([...args, '--ignore-collisions'], { env });
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('plain --graph images get no customisation layer', async () => {
+    const r = await nixociJson<Report>(['inspect', '--graph', fx.graphFile], { env });
+    expect(r.plans[0]!.layers).toHaveLength(fx.paths.length);
+  });
+});

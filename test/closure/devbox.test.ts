@@ -1,0 +1,157 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { NixociError } from '../../src/core/errors.js';
+import { devboxClosure, loadDevboxProject } from '../../src/closure/sources/devbox.js';
+import { readDevboxProject } from '../../src/closure/sources/devbox-project.js';
+import { parseJsonc } from '../../src/closure/sources/jsonc.js';
+import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+let fx: FixtureClosure;
+beforeAll(async () => {
+  process.env.NIX_REMOTE = '';
+  fx = await buildFixtureClosure({ tag: 'devbox-closure' });
+});
+
+/** The NixociError a function throws (sync or async). */
+async function errorOf(f: () => unknown): Promise<NixociError> {
+  try {
+    await f();
+  } catch (e) {
+    if (e instanceof NixociError) return e;
+    throw e;
+  }
+  throw new Error('expected an error');
+}
+
+describe('JSON with comments', () => {
+  it('strips comments outside strings and trailing commas, keeping string contents', () => {
+    const v = parseJsonc(`{
+      // line comment
+      "a": "x // not a comment", /* block
+      comment */ "b": ["/* kept */", "a,]",],
+      "c": "quote \\" // still a string",
+    }`);
+    expect(v).toEqual({ a: 'x // not a comment', b: ['/* kept */', 'a,]'], c: 'quote " // still a string' });
+  });
+});
+
+describe('devbox project', () => {
+  it('reads the lock paths of each package for x86_64-linux and makes their closure', async () => {
+    const { dir, busybox } = fixtureProject(fx);
+    const project = readDevboxProject(dir);
+    expect(project.env).toEqual({ GREETING: 'hello // from devbox' });
+    const d = await devboxClosure(project, 'x86_64-linux');
+    expect(d.packages.map((p) => [p.spec, p.lockKey, p.storePaths, p.from])).toEqual([
+      ['fixture-app@1.0', 'fixture-app@1.0', [fx.app], 'lock'],
+      ['busybox@1.36.1', 'busybox@1.36.1', [busybox], 'lock'],
+    ]);
+    expect(d.closure.roots).toEqual([fx.app, busybox]);
+    expect([...d.closure.paths.keys()].sort()).toEqual(fx.paths);
+  });
+
+  it('takes the default outputs, or those devbox.json asks for; object form and platforms', async () => {
+    const busybox = fx.paths.find((p) => p.endsWith('-busybox'))!;
+    const data = fx.paths.find((p) => p.endsWith('-fixture-data'))!;
+    const outputs = [
+      { name: 'out', path: fx.app, default: true },
+      { name: 'data', path: data },
+    ];
+    const dir = writeDevboxProject({
+      json: {
+        packages: {
+          'fixture-app': { version: '1.0', outputs: ['data'] },
+          busybox: 'latest',
+          'mac-only': { version: '1', platforms: ['aarch64-darwin'] },
+          'not-on-x86': { version: '2', excluded_platforms: ['x86_64-linux'] },
+        },
+      },
+      lock: {
+        lockfile_version: '1',
+        packages: {
+          'fixture-app@1.0': { systems: { 'x86_64-linux': { outputs } } },
+          'busybox@latest': { systems: { 'x86_64-linux': { outputs: [{ name: 'out', path: busybox }] } } },
+        },
+      },
+    });
+    const d = await devboxClosure(readDevboxProject(dir), 'x86_64-linux');
+    expect(d.packages.map((p) => p.storePaths)).toEqual([[data], [busybox]]);
+    expect(d.excluded).toEqual(['mac-only@1', 'not-on-x86@2']);
+  });
+
+  it('asks nix-store to realise aarch64-linux paths that are not on disk, and says which package failed', async () => {
+    const { dir } = fixtureProject(fx);
+    const log: string[] = [];
+    const e = await errorOf(() =>
+      devboxClosure(readDevboxProject(dir), 'aarch64-linux', { log: (l) => log.push(l) }),
+    );
+    expect(log).toContain(`running: nix-store --realise ${absentPath('fixture-app')}`);
+    expect(e.code).toBe('DEVBOX');
+    expect(e.message).toContain(`${join(dir, 'devbox.lock')}: package fixture-app@1.0 (aarch64-linux)`);
+    expect(e.message).toContain('no substituter could provide it');
+  });
+
+  it('gives one clear error naming the file (and line or package) for bad projects', async () => {
+    const lock = (packages: object, version = '1'): object => ({ lockfile_version: version, packages });
+    const syntax = writeDevboxProject({ json: '{\n  "packages": ["a@1"\n  "env": {}\n}', lock: null });
+    let e = await errorOf(() => readDevboxProject(syntax));
+    expect(e.message).toMatch(
+      new RegExp(`^${join(syntax, 'devbox.json')}:3:\\d+: syntax error in devbox.json`),
+    );
+
+    const version = writeDevboxProject({ json: { packages: ['a@1'] }, lock: lock({}, '2') });
+    e = await errorOf(() => readDevboxProject(version));
+    expect(e.message).toBe(
+      `${join(version, 'devbox.lock')}: lockfile_version "2" is not supported (nixoci reads version 1)`,
+    );
+
+    const missing = writeDevboxProject({ json: { packages: ['curl@8.4.0'] }, lock: lock({}) });
+    e = await errorOf(() => devboxClosure(readDevboxProject(missing), 'x86_64-linux'));
+    expect(e.message).toBe(
+      `${join(missing, 'devbox.lock')}: package curl@8.4.0 from devbox.json is not in the lock`,
+    );
+
+    const noSystem = writeDevboxProject({
+      json: { packages: ['curl@8.4.0'] },
+      lock: lock({ 'curl@8.4.0': { systems: { 'x86_64-darwin': { store_path: absentPath('curl') } } } }),
+    });
+    e = await errorOf(() => devboxClosure(readDevboxProject(noSystem), 'x86_64-linux'));
+    expect(e.message).toBe(
+      `${join(noSystem, 'devbox.lock')}: package curl@8.4.0 has no store paths for x86_64-linux (it has: x86_64-darwin)`,
+    );
+
+    const excluded = writeDevboxProject({
+      json: { packages: { curl: { version: '8.4.0', excluded_platforms: ['x86_64-linux'] } } },
+      lock: lock({}),
+    });
+    e = await errorOf(() => devboxClosure(readDevboxProject(excluded), 'x86_64-linux'));
+    expect(e.message).toBe(
+      `${join(excluded, 'devbox.json')}: every package is excluded on x86_64-linux (curl@8.4.0)`,
+    );
+
+    const shape = writeDevboxProject({ json: { packages: [1] }, lock: null });
+    e = await errorOf(() => readDevboxProject(shape));
+    expect(e.message).toMatch(new RegExp(`^${join(shape, 'devbox.json')}: packages`));
+  });
+
+  it('runs `devbox install` when devbox is on PATH and the lock is missing', async () => {
+    const dir = writeDevboxProject({ json: { packages: ['fixture-app@1.0'] }, lock: null });
+    // A stand-in devbox that writes the lock, as `devbox install` would.
+    const bin = writeDevboxProject({ json: {}, lock: null });
+    const lockText = JSON.stringify({
+      lockfile_version: '1',
+      packages: { 'fixture-app@1.0': { systems: { 'x86_64-linux': { store_path: fx.app } } } },
+    });
+    writeFileSync(
+      join(bin, 'devbox'),
+      `#!/bin/sh\n[ "$1" = install ] && [ "$2" = --config ] || exit 3\necho '${lockText}' > "$3/devbox.lock"\n`,
+      { mode: 0o755 },
+    );
+    const log: string[] = [];
+    const project = await loadDevboxProject(dir, { path: bin, log: (l) => log.push(l) });
+    expect(log).toEqual([`running: ${join(bin, 'devbox')} install --config ${dir}`]);
+    const d = await devboxClosure(project, 'x86_64-linux');
+    expect(d.closure.roots).toEqual([fx.app]);
+  });
+});

@@ -1,0 +1,136 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { cliBin } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/env.js';
+
+const run = promisify(execFile);
+const work = mkdtempSync(join(tmpdir(), 'nixoci-nixlib-'));
+const env = { ...process.env, NIX_REMOTE: '' };
+const ref = 'nixoci-nixlib-test:latest';
+const lib = join(repoRoot, 'nix');
+const offline = join(repoRoot, 'example', 'offline');
+
+afterAll(async () => {
+  await dockerRmi(ref);
+});
+
+async function nix(cmd: string, args: string[]): Promise<string> {
+  return (await run(cmd, args, { env, encoding: 'utf8', maxBuffer: 64 << 20 })).stdout;
+}
+
+/** A Nix expression file in the work dir (a file, so that paths in it are absolute). */
+function expr(name: string, text: string): string {
+  const f = join(work, `${name}.nix`);
+  writeFileSync(f, text);
+  return f;
+}
+
+describe('nix/ library', () => {
+  it('parses flake.nix and nix/default.nix', async () => {
+    await nix('nix-instantiate', ['--parse', join(repoRoot, 'flake.nix')]);
+    await nix('nix-instantiate', ['--parse', join(lib, 'default.nix')]);
+  });
+
+  it('turns an image config into nixoci flags', async () => {
+    const f = expr(
+      'flags',
+      `(import ${lib} { }).configFlags {
+        entrypoint = [ "/bin/app" "--port" "80" ]; cmd = "serve";
+        env = { B = "2"; A = "it's"; }; expose = [ 80 "53/udp" ]; labels = { x = "y"; };
+        workdir = "/app"; user = "app:1000"; preset = "runtime"; binFarm = true; maxLayers = 50;
+      }`,
+    );
+    expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', f]))).toEqual([
+      ...['--entrypoint', '["/bin/app","--port","80"]', '--cmd', '["serve"]'],
+      ...['--env', "A=it's", '--env', 'B=2', '--workdir', '/app', '--user', 'app:1000'],
+      ...['--expose', '80', '--expose', '53/udp', '--label', 'x=y', '--preset', 'runtime'],
+      ...['--max-layers', '50', '--bin-farm'],
+    ]);
+  });
+
+  it('builds the closure graph, the plan and a copyTo app without nixpkgs; the app runs nixoci', async () => {
+    const f = expr(
+      'image',
+      `let
+        nixoci = import ${lib} { };
+        app = import ${offline} { };
+        image = nixoci.image {
+          name = "nixoci-nixlib-test";
+          packages = [ app ];
+          config = { entrypoint = [ "\${app}/bin/hello" ]; env = { GREETING = "it's me"; }; binFarm = true; };
+        };
+      in { plan = image; inherit (image) copyTo copyToDockerDaemon; graph = nixoci.closureGraph { roots = [ app ]; }; }`,
+    );
+    const [copyTo, daemon, graph, plan] = (await nix('nix-build', ['--no-out-link', f])).trim().split('\n');
+    const planJson = JSON.parse(readFileSync(plan!, 'utf8'));
+    expect(planJson).toMatchObject({ version: 1, name: 'nixoci-nixlib-test', tag: 'latest', arch: 'amd64' });
+    expect(planJson.args.slice(0, 4)).toEqual([
+      '--graph',
+      expect.stringMatching(/-nixoci-nixlib-test-graph$/),
+      '--arch',
+      'amd64',
+    ]);
+    expect(JSON.parse(readFileSync(graph!, 'utf8')).roots).toHaveLength(1);
+    expect(readFileSync(join(daemon!, 'bin', 'copy-to-docker-daemon'), 'utf8')).toContain(
+      '--to \'docker-daemon:nixoci-nixlib-test:latest\' "$@"',
+    );
+
+    // `nixoci` on PATH is this checkout's CLI
+    const bin = mkdtempSync(join(tmpdir(), 'nixoci-shim-'));
+    writeFileSync(join(bin, 'nixoci'), `#!/bin/sh\nexec ${process.execPath} ${cliBin} "$@"\n`, {
+      mode: 0o755,
+    });
+    const archive = join(work, 'image.tar');
+    await run(
+      join(copyTo!, 'bin', 'copy-to'),
+      [`docker-archive:${archive}:${ref}`, '--no-cache', '--quiet'],
+      {
+        env: { ...env, PATH: `${bin}:${process.env.PATH}` },
+      },
+    );
+    await docker(['load', '-i', archive]);
+    const out = await dockerRunOutput(ref);
+    expect(out).toContain('Hello from nixoci');
+    const echoed = await dockerRunOutput(
+      ref,
+      ['-c', 'echo "$GREETING"; command -v hello'],
+      ['--entrypoint', 'sh'],
+    );
+    expect(echoed).toBe("it's me\n/bin/hello\n");
+  });
+
+  it('uses pkgs.writeText / writeShellScriptBin when pkgs is given, and a devbox project as source', async () => {
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-nixlib-devbox-'));
+    writeFileSync(join(project, 'devbox.json'), '{"packages": []}');
+    writeFileSync(join(project, 'unrelated.txt'), 'not copied');
+    const f = expr(
+      'stub',
+      `let
+        pkgs = {
+          writeText = name: text: { stub = "writeText"; inherit name text; };
+          writeShellScriptBin = name: text: { stub = "writeShellScriptBin"; inherit name text; };
+        };
+        image = (import ${lib} { inherit pkgs; nixoci = "/nix/store/00000000000000000000000000000000-nixoci"; }).image {
+          name = "ghcr.io/me/app"; tag = "v1"; devbox = ${project}; arch = "arm64";
+        };
+      in { plan = image.text; registry = image.copyToRegistry; }`,
+    );
+    const v = JSON.parse(
+      await nix('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode', f]),
+    );
+    const plan = JSON.parse(v.plan);
+    expect(plan.args).toEqual(['--devbox', expect.stringMatching(/-devbox-project$/), '--arch', 'arm64']);
+    expect(readFileSync(join(plan.args[1], 'devbox.json'), 'utf8')).toBe('{"packages": []}');
+    expect(v.registry.stub).toBe('writeShellScriptBin');
+    expect(v.registry.name).toBe('copy-to-registry');
+    expect(v.registry.text).toContain(
+      "exec /nix/store/00000000000000000000000000000000-nixoci/bin/nixoci build '--devbox'",
+    );
+    expect(v.registry.text).toContain('--to \'docker://ghcr.io/me/app:v1\' "$@"');
+  });
+});

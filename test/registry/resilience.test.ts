@@ -1,0 +1,219 @@
+// Retries, upload-form fallbacks, redirects and abort, through a fault-injecting proxy in front of
+// the real registry (127.0.0.1:5000, or :5001 with basic auth).
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Digest } from '../../src/core/digest.js';
+import { DigestCache } from '../../src/layer/cache.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { parseReference } from '../../src/registry/reference.js';
+import { RegistryTarget } from '../../src/registry/registry-target.js';
+import { testEnv } from '../helpers/env.js';
+import { reply, startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { fixture, imageOf, uniqueRepo, verifyPushed } from './push-helpers.js';
+
+const env = testEnv();
+const fast = { attempts: 4, baseMs: 5, maxMs: 20, maxRetryAfterMs: 2000 };
+const isUploadBody = (method: string | undefined, url: string | undefined): boolean =>
+  method === 'PATCH' || (method === 'PUT' && (url ?? '').includes('/blobs/uploads/'));
+
+describe('resilience', () => {
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    proxy = await startFaultProxy(env.registry);
+  });
+  afterAll(async () => proxy.close());
+
+  const push = async (name: string, opts: { abort?: AbortController } = {}) => {
+    const { closure, app } = await fixture('v1');
+    const { image } = imageOf(closure, app);
+    const repo = uniqueRepo(name);
+    const target = new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), {
+      retry: fast,
+      concurrency: 2,
+    });
+    const result = await target.write([image], opts.abort ? { signal: opts.abort.signal } : {});
+    return { repo, result };
+  };
+
+  it('retries 503 with Retry-After and a dropped connection, reopening the streamed layer', async () => {
+    proxy.seen.length = 0;
+    let n503 = 0;
+    let dropped = 0;
+    proxy.fault = (req, res) => {
+      if (isUploadBody(req.method, req.url) && n503 < 2) {
+        n503++;
+        reply(req, res, 503, { 'retry-after': '0' });
+        return true;
+      }
+      if (req.method === 'PATCH' && dropped < 1) {
+        dropped++;
+        req.once('data', () => req.socket.destroy());
+        return true;
+      }
+      return false;
+    };
+    const { repo, result } = await push('retry');
+    proxy.fault = undefined;
+    expect(n503).toBe(2);
+    expect(dropped).toBe(1);
+    expect(result.images[0]!.layers.every((l) => l.action === 'uploaded')).toBe(true);
+    await verifyPushed(env.registry, repo, 't');
+    // Every failed session was cancelled.
+    expect(proxy.seen.filter((s) => s.method === 'DELETE').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('falls back to a monolithic PUT when chunked PATCH is refused (411)', async () => {
+    proxy.seen.length = 0;
+    proxy.fault = (req, res) => {
+      if (req.method === 'PATCH') {
+        reply(req, res, 411);
+        return true;
+      }
+      return false;
+    };
+    const { repo } = await push('no-chunked');
+    proxy.fault = undefined;
+    await verifyPushed(env.registry, repo, 't');
+    const puts = proxy.seen.filter((s) => s.method === 'PUT' && s.path.includes('/blobs/uploads/'));
+    expect(puts.length).toBeGreaterThan(0);
+    expect(puts.every((s) => !s.chunked)).toBe(true);
+  });
+
+  it('falls back to a streamed PATCH when the monolithic PUT is refused (405)', async () => {
+    const { closure, app } = await fixture('v1');
+    // Warm digests (cache) make the uploader try the monolithic form first.
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+    const warm = imageOf(closure, app, { cache: new DigestCache(cacheDir) });
+    await new RegistryTarget(parseReference(`${env.registry}/${uniqueRepo('warm')}:t`)).write(
+      [warm.image],
+      {},
+    );
+    // A proxy of its own: blobs pushed through the shared one earlier would be mounted, not uploaded.
+    const own = await startFaultProxy(env.registry);
+    let refused = 0;
+    own.fault = (req, res) => {
+      // Layer blobs in one PUT are refused; the empty closing PUT after a PATCH and the config pass.
+      if (
+        req.method === 'PUT' &&
+        (req.url ?? '').includes('/blobs/uploads/') &&
+        Number(req.headers['content-length']) > 2000
+      ) {
+        refused++;
+        reply(req, res, 405);
+        return true;
+      }
+      return false;
+    };
+    const repo = uniqueRepo('no-monolithic');
+    const r = await new RegistryTarget(parseReference(`${own.host}/${repo}:t`), { retry: fast }).write(
+      [imageOf(closure, app, { cache: new DigestCache(cacheDir) }).image],
+      {},
+    );
+    await own.close();
+    expect(r.images[0]!.layers.every((l) => l.action === 'uploaded')).toBe(true);
+    expect(refused).toBeGreaterThan(0);
+    expect(own.seen.filter((s) => s.method === 'PATCH' && s.chunked).length).toBe(refused);
+    await verifyPushed(env.registry, repo, 't');
+  });
+
+  it('re-checks and re-sends blobs once on MANIFEST_BLOB_UNKNOWN', async () => {
+    proxy.seen.length = 0;
+    let refused = 0;
+    proxy.fault = (req, res) => {
+      if (req.method === 'PUT' && req.url?.includes('/manifests/') && refused === 0) {
+        refused++;
+        const body = JSON.stringify({
+          errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }],
+        });
+        reply(req, res, 400, { 'content-type': 'application/json' }, body);
+        return true;
+      }
+      return false;
+    };
+    const { repo } = await push('blob-unknown');
+    proxy.fault = undefined;
+    expect(refused).toBe(1);
+    const puts = proxy.seen
+      .map((s, i) => [s, i] as const)
+      .filter(([s]) => s.method === 'PUT' && s.path.includes('/manifests/'));
+    expect(puts).toHaveLength(2);
+    // Between the two manifest PUTs every blob was checked again.
+    const between = proxy.seen.slice(puts[0]![1], puts[1]![1]).filter((s) => s.method === 'HEAD');
+    expect(between.length).toBeGreaterThanOrEqual(2);
+    await verifyPushed(env.registry, repo, 't');
+  });
+
+  it('aborts: throws ABORTED and cancels the open upload sessions', async () => {
+    proxy.seen.length = 0;
+    const abort = new AbortController();
+    // Hold PATCH bodies so the abort lands mid-upload.
+    proxy.fault = (req) => {
+      if (req.method === 'PATCH') {
+        req.once('data', () => abort.abort());
+        req.resume();
+        return true;
+      }
+      return false;
+    };
+    await expect(push('abort', { abort })).rejects.toMatchObject({ code: 'ABORTED' });
+    proxy.fault = undefined;
+    await new Promise((r) => setTimeout(r, 100));
+    const patches = proxy.seen.filter((s) => s.method === 'PATCH').length;
+    expect(patches).toBeGreaterThan(0);
+    expect(proxy.seen.filter((s) => s.method === 'DELETE').length).toBeGreaterThanOrEqual(patches);
+  });
+});
+
+describe('redirects', () => {
+  it('never forwards registry credentials to another origin', async () => {
+    const basicProxy = await startFaultProxy(env.registryBasic);
+    const auth = `Basic ${Buffer.from(`${env.registryBasicUser}:${env.registryBasicPassword}`).toString('base64')}`;
+    const blob = Buffer.from(`{"hello":"${Math.random()}"}`);
+    const digest = sha256Digest(blob);
+    // A "blob store" on another origin (localhost vs 127.0.0.1) that records Authorization.
+    const got: (string | undefined)[] = [];
+    const store = createServer((req, res) => {
+      got.push(req.headers.authorization);
+      res.end(blob);
+    });
+    await new Promise<void>((r) => store.listen(0, '127.0.0.1', r));
+    const storePort = (store.address() as AddressInfo).port;
+    basicProxy.fault = (req, res) => {
+      if (req.method === 'GET' && req.url?.includes('/blobs/sha256:') && req.headers.authorization === auth) {
+        reply(req, res, 307, { location: `http://localhost:${storePort}/blob` });
+        return true;
+      }
+      return false;
+    };
+    try {
+      const client = new RegistryClient('reg', basicProxy.host, {
+        what: 'test',
+        creds: { username: env.registryBasicUser, password: env.registryBasicPassword },
+        env: {},
+      });
+      const bytes = await client.getBlob('any/repo', digest);
+      expect(bytes.equals(blob)).toBe(true);
+      expect(got).toEqual([undefined]);
+      expect(basicProxy.seen.some((s) => s.authorization)).toBe(true);
+    } finally {
+      store.close();
+      await basicProxy.close();
+    }
+  });
+});
+
+it('reports an unreachable registry with a hint', async () => {
+  const { closure, app } = await fixture('v1');
+  const p = new RegistryTarget(parseReference('127.0.0.1:9/x:t'), { retry: fast }).write(
+    [imageOf(closure, app).image],
+    {},
+  );
+  await expect(p).rejects.toMatchObject({
+    code: 'REGISTRY_UNREACHABLE',
+    message: expect.stringContaining('http://127.0.0.1:9'),
+  });
+});
