@@ -8,7 +8,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-syntax': [
         'error',
-        { selector: "NewExpression[callee.name='Promise'] > ArrowFunctionExpression[params.length=0]", message: 'a Promise executor must take resolve' },
+        {
+          selector: "NewExpression[callee.name='Promise'] > ArrowFunctionExpression[params.length=0]",
+          message: 'a Promise executor must take resolve',
+        },
       ],
     },
   },

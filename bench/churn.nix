@@ -10,7 +10,6 @@
 {
   count ? 299,
   tag ? "a",
-  salt ? "",
   system ? builtins.currentSystem,
   busyboxBinary ? null,
 }:
@@ -32,7 +31,7 @@ let
           [ (builtins.elemAt paths (i / 2)) ] ++ (if i / 3 != i / 2 then [ (builtins.elemAt paths (i / 3)) ] else [ ]);
     in
     mk "churn-${pad i}" ''
-      mkdir -p "$out/share" "$out/nix-support" # ${salt}
+      mkdir -p "$out/share" "$out/nix-support"
       slice "$binpool" ${toString (i * 131 * 65536)} ${toString (sizeOf i)} "$out/share/data-${pad i}"
       echo "${toString deps}" > "$out/nix-support/propagated-build-inputs"
     ''

@@ -41,7 +41,7 @@ let
   prelude = ''
     slice() {
       _p=$1; _off=$2; _len=$3; _out=$4
-      _ps=$(wc -c < "$_p")
+      _ps=$(stat -c %s "$_p")
       : > "$_out"
       while [ "$_len" -gt 0 ]; do
         _o=$(( _off % _ps )); _n=$(( _ps - _o ))
@@ -56,7 +56,7 @@ let
       if [ -x /usr/bin/split ]; then
         /usr/bin/split -a 5 -d -b "$2" "$1" "$3/$4"
       else
-        _sz=$(wc -c < "$1"); _i=0
+        _sz=$(stat -c %s "$1"); _i=0
         while [ $(( _i * $2 )) -lt "$_sz" ]; do
           dd if="$1" of="$3/$4$(printf %05d "$_i")" bs="$2" skip="$_i" count=1 2>/dev/null
           _i=$(( _i + 1 ))

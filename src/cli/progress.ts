@@ -46,7 +46,9 @@ export class Progress {
       b.done += e.bytes;
       this.bytes += e.bytes;
       const secs = Math.max(0.001, (Date.now() - b.start) / 1000);
-      b.bar.update(b.done, { detail: `${humanSize(b.done)}/${humanSize(e.total)} ${humanSize(b.done / secs)}/s` });
+      b.bar.update(b.done, {
+        detail: `${humanSize(b.done)}/${humanSize(e.total)} ${humanSize(b.done / secs)}/s`,
+      });
       this.updateOverall();
     } else {
       this.multi.remove(b.bar);

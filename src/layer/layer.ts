@@ -66,7 +66,9 @@ export class Layer {
     const entries = this.tree();
     const expectedTar = tarSize(entries);
     const progress = this.options.onProgress;
-    const diff = new DigestStream(progress && ((bytes) => progress({ layer: this, phase: 'bytes', bytes, total: expectedTar })));
+    const diff = new DigestStream(
+      progress && ((bytes) => progress({ layer: this, phase: 'bytes', bytes, total: expectedTar })),
+    );
     progress?.({ layer: this, phase: 'start', bytes: 0, total: expectedTar });
     const blob = new DigestStream();
     const z = compressor(this.options);
