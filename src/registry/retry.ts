@@ -7,6 +7,16 @@ export interface RetryPolicy {
   readonly maxMs: number;
   /** A longer Retry-After is capped to this. */
   readonly maxRetryAfterMs: number;
+  /** Told of every retry before its wait (for counters and --verbose; never given secrets). */
+  readonly onRetry?: (e: RetryEvent) => void;
+}
+
+export interface RetryEvent {
+  /** The attempt that failed (1 for the first). */
+  readonly attempt: number;
+  /** `503`, `429`, `connection`, …: what made it worth another try. */
+  readonly reason: string;
+  readonly delayMs: number;
 }
 
 /** 408 Request Timeout, 429 Too Many Requests and server errors are worth another try. */

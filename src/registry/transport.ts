@@ -102,12 +102,15 @@ export class Transport {
       } catch (e) {
         if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e))
           throw this.unreachable(e, signal);
-        await sleep(backoffDelay(attempt, this.retry), signal);
+        const delayMs = backoffDelay(attempt, this.retry);
+        this.retry.onRetry?.({ attempt, reason: 'connection', delayMs });
+        await sleep(delayMs, signal);
         continue;
       }
       if (!isRetryableStatus(res.status) || attempt >= this.retry.attempts) return res;
       const wait =
         retryAfterMs(res.headers.get('retry-after'), this.retry) ?? backoffDelay(attempt, this.retry);
+      this.retry.onRetry?.({ attempt, reason: String(res.status), delayMs: wait });
       await discard(res);
       await sleep(wait, signal);
     }

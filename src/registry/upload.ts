@@ -67,7 +67,9 @@ export async function uploadBlob(
       await client.cancelUpload(location);
       if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
       if (!isNixociError(e) || e.code !== 'REGISTRY_UNREACHABLE' || attempt >= policy.attempts) throw e;
-      await sleep(backoffDelay(attempt, policy), o.signal);
+      const delayMs = backoffDelay(attempt, policy);
+      policy.onRetry?.({ attempt, reason: 'connection', delayMs });
+      await sleep(delayMs, o.signal);
       continue;
     }
     if (outcome.ok) return { ...outcome.ok, bytesSent };
@@ -91,6 +93,7 @@ export async function uploadBlob(
     }
     if (isRetryableStatus(res.status) && attempt < policy.attempts) {
       const wait = retryAfterMs(res.headers.get('retry-after'), policy) ?? backoffDelay(attempt, policy);
+      policy.onRetry?.({ attempt, reason: String(res.status), delayMs: wait });
       await discard(res);
       await client.cancelUpload(location);
       await sleep(wait, o.signal);

@@ -94,6 +94,51 @@ describe('devbox projects', () => {
     expect(out).toBe('svc\n4242\n{\n');
   });
 
+  it('--arch amd64,arm64 takes the paths of each architecture straight from the lock, realising nothing present', async () => {
+    // A lock whose aarch64-linux entries name paths that exist here (the lock is only data), so
+    // the arm64 image can be written: its config says arm64 and holds exactly those paths.
+    const busybox = project.busybox;
+    const dir = writeDevboxProject({
+      json: { packages: ['fixture-app@1.0', 'busybox@1.36.1'] },
+      lock: {
+        lockfile_version: '1',
+        packages: {
+          'fixture-app@1.0': {
+            systems: {
+              'x86_64-linux': { store_path: fx.app },
+              'aarch64-linux': { outputs: [{ name: 'out', path: fx.app, default: true }] },
+            },
+          },
+          'busybox@1.36.1': {
+            systems: { 'x86_64-linux': { store_path: busybox }, 'aarch64-linux': { store_path: busybox } },
+          },
+        },
+      },
+    });
+    const layout = join(work, 'multi');
+    const r = await nixoci(
+      ['build', '--arch', 'amd64,arm64', '--verbose', '--to', `oci:${layout}`, '--no-cache'],
+      {
+        cwd: dir,
+        env,
+      },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toContain('nix-store --realise');
+    const blob = (d: string): unknown =>
+      JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', d.slice(7)), 'utf8'));
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    const list = blob(index.manifests[0].digest) as {
+      manifests: { digest: string; platform: { architecture: string } }[];
+    };
+    expect(list.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
+    const arm = blob(list.manifests[1]!.digest) as { config: { digest: string }; layers: unknown[] };
+    const config = blob(arm.config.digest) as { architecture: string; config: { Env: string[] } };
+    expect(config.architecture).toBe('arm64');
+    expect(config.config.Env[0]).toBe(`PATH=/bin:/usr/bin:${fx.app}/bin:${busybox}/bin`);
+    expect(arm.layers).toHaveLength(fx.paths.length + 1);
+  });
+
   it('--arch arm64 asks nix-store for the aarch64-linux paths of the lock and names the package it cannot get', async () => {
     const r = await nixoci(['build', '--arch', 'arm64', '--verbose', '--to', `oci:${join(work, 'arm')}`], {
       cwd: project.dir,

@@ -1,9 +1,9 @@
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
-import { repoRoot } from '../helpers/env.js';
+import { writeTestFlake } from '../helpers/flake.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { buildFixtureClosure, fixtureClosureNix, type FixtureClosure } from '../helpers/nix.js';
 
@@ -13,43 +13,6 @@ const ref = 'nixoci-installable-test:latest';
 let fx: FixtureClosure;
 let flake: string;
 
-/**
- * A flake with no inputs, so it evaluates offline: busybox comes from a copy of the host's static
- * busybox inside the flake (pure evaluation cannot read /usr/bin), and the package has a `bin/sh`
- * of its own, which collides with busybox's in a bin farm.
- */
-function writeFlake(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nixoci-flake-'));
-  copyFileSync(join(repoRoot, 'nix', 'busybox.nix'), join(dir, 'busybox.nix'));
-  copyFileSync('/usr/bin/busybox', join(dir, 'busybox'));
-  writeFileSync(
-    join(dir, 'flake.nix'),
-    `{
-  outputs = { self }:
-    let
-      system = "x86_64-linux";
-      busybox = import ./busybox.nix { inherit system; busybox = ./busybox; };
-      hello = derivation {
-        name = "flake-hello";
-        inherit system;
-        builder = "\${busybox}/bin/sh";
-        args = [ "-c" ''
-          PATH=\${busybox}/bin
-          mkdir -p $out/bin
-          printf '#!\${busybox}/bin/sh\\necho hello from a flake\\n' > $out/bin/flake-hello
-          printf '#!\${busybox}/bin/sh\\necho not busybox\\n' > $out/bin/sh
-          chmod 0555 $out/bin/flake-hello $out/bin/sh
-        '' ];
-      };
-    in {
-      packages.\${system} = { default = hello; inherit busybox; };
-    };
-}
-`,
-  );
-  return dir;
-}
-
 interface Report {
   plans: { layers: { storePaths: string[] }[] }[];
 }
@@ -58,7 +21,7 @@ const storePathsOf = (r: Report): string[] => r.plans[0]!.layers.flatMap((l) => 
 
 beforeAll(async () => {
   fx = await buildFixtureClosure({ tag: 'sources' });
-  flake = writeFlake();
+  flake = writeTestFlake();
 });
 afterAll(async () => {
   await dockerRmi(ref);

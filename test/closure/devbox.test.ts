@@ -6,6 +6,7 @@ import { devboxClosure, loadDevboxProject } from '../../src/closure/sources/devb
 import { readDevboxProject } from '../../src/closure/sources/devbox-project.js';
 import { parseJsonc } from '../../src/closure/sources/jsonc.js';
 import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
+import { writeTestFlake } from '../helpers/flake.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
 let fx: FixtureClosure;
@@ -80,6 +81,28 @@ describe('devbox project', () => {
     expect(d.excluded).toEqual(['mac-only@1', 'not-on-x86@2']);
   });
 
+  it('builds packages locked with `resolved` only, and unlocked flake references, with nix build --system', async () => {
+    const flake = writeTestFlake();
+    const dir = writeDevboxProject({
+      json: { packages: ['hello@1', `path:${flake}#busybox`] },
+      lock: {
+        lockfile_version: '1',
+        packages: { 'hello@1': { resolved: `path:${flake}#default`, version: '1' } },
+      },
+    });
+    const log: string[] = [];
+    const d = await devboxClosure(readDevboxProject(dir), 'x86_64-linux', { log: (l) => log.push(l) });
+    expect(d.packages.map((p) => [p.spec, p.lockKey, p.from])).toEqual([
+      ['hello@1', 'hello@1', 'build'],
+      [`path:${flake}#busybox`, undefined, 'build'],
+    ]);
+    expect(d.packages[0]!.storePaths[0]).toMatch(/-flake-hello$/);
+    expect(log.filter((l) => l.includes(' build '))).toEqual([
+      `running: nix build --extra-experimental-features 'nix-command flakes' --no-link --json --system x86_64-linux 'path:${flake}#default'`,
+      `running: nix build --extra-experimental-features 'nix-command flakes' --no-link --json --system x86_64-linux 'path:${flake}#busybox'`,
+    ]);
+  });
+
   it('asks nix-store to realise aarch64-linux paths that are not on disk, and says which package failed', async () => {
     const { dir } = fixtureProject(fx);
     const log: string[] = [];
@@ -149,7 +172,7 @@ describe('devbox project', () => {
       { mode: 0o755 },
     );
     const log: string[] = [];
-    const project = await loadDevboxProject(dir, { path: bin, log: (l) => log.push(l) });
+    const project = await loadDevboxProject(dir, { searchPath: bin, log: (l) => log.push(l) });
     expect(log).toEqual([`running: ${join(bin, 'devbox')} install --config ${dir}`]);
     const d = await devboxClosure(project, 'x86_64-linux');
     expect(d.closure.roots).toEqual([fx.app]);

@@ -9,6 +9,9 @@ export interface SeenRequest {
   readonly path: string;
   readonly authorization: boolean;
   readonly chunked: boolean;
+  /** The real registry's status and Location, once it answered (unset for faulted requests). */
+  status?: number;
+  location?: string;
 }
 
 /** Return true when the fault handled the request (the registry never sees it). */
@@ -26,16 +29,19 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const seen: SeenRequest[] = [];
   const proxy: { fault: Fault | undefined } = { fault: undefined };
   const server: Server = createServer((req, res) => {
-    seen.push({
+    const record: SeenRequest = {
       method: req.method ?? '',
       path: req.url ?? '',
       authorization: req.headers.authorization !== undefined,
       chunked: req.headers['transfer-encoding'] === 'chunked',
-    });
+    };
+    seen.push(record);
     if (proxy.fault?.(req, res, seen)) return;
     const up = request(
       { host: uHost, port: Number(uPort), method: req.method, path: req.url, headers: req.headers },
       (ur) => {
+        record.status = ur.statusCode;
+        if (typeof ur.headers.location === 'string') record.location = ur.headers.location;
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         ur.pipe(res);
       },

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, lstatSync } from 'node:fs';
+import { accessSync, constants, lstatSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { NixociError, isNixociError } from '../../core/errors.js';
 import type { Closure } from '../closure.js';
@@ -37,7 +37,7 @@ export interface DevboxClosure {
 
 export interface DevboxOptions extends Omit<BuildOptions, 'system'> {
   /** Looks `devbox` up on this PATH (default: process.env.PATH); empty disables `devbox install`. */
-  readonly path?: string;
+  readonly searchPath?: string;
 }
 
 /**
@@ -47,9 +47,17 @@ export interface DevboxOptions extends Omit<BuildOptions, 'system'> {
 export async function loadDevboxProject(dir: string, options: DevboxOptions = {}): Promise<DevboxProject> {
   const project = readDevboxProject(dir);
   if (!lockIsStale(project)) return project;
-  const devbox = findOnPath('devbox', options.path ?? process.env.PATH ?? '');
+  const devbox = findOnPath('devbox', options.searchPath ?? process.env.PATH ?? '');
   if (!devbox) return project; // resolution below says precisely what is missing
-  await runNix(['install', '--config', dir], { ...options, bin: devbox });
+  try {
+    await runNix(['install', '--config', dir], { ...options, bin: devbox });
+  } catch (e) {
+    if (!isNixociError(e) || e.code !== 'NIX_FAILED') throw e;
+    throw new NixociError('DEVBOX', `${project.lockFile} is missing or stale, and ${e.message}`, {
+      hint: 'run `devbox install` in the project yourself and fix what it reports',
+      cause: e,
+    });
+  }
   return readDevboxProject(dir);
 }
 
@@ -199,6 +207,6 @@ function exists(p: string): boolean {
     lstatSync(p);
     return true;
   } catch {
-    return existsSync(p);
+    return false;
   }
 }

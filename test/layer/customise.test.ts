@@ -1,0 +1,114 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Closure, PathInfo } from '../../src/closure/closure.js';
+import type { StorePath } from '../../src/closure/store-path.js';
+import { customisationLayer } from '../../src/layer/customise.js';
+import type { ExtraEntry } from '../../src/layer/plan.js';
+import { encodeHeader } from '../../src/layer/tar-header.js';
+import { collectEntries } from '../../src/layer/tree.js';
+
+/** Two "store paths" in a temp dir: `tool` (bin/tool, bin/env) and `certs` (a CA bundle, not a root). */
+function fakeClosure(): Closure {
+  const store = mkdtempSync(join(tmpdir(), 'nixoci-customise-'));
+  const tool = join(store, '0123456789abcdfghijklmnpqrsvwxyz-tool') as StorePath;
+  const certs = join(store, '1123456789abcdfghijklmnpqrsvwxyz-cacert') as StorePath;
+  mkdirSync(join(tool, 'bin'), { recursive: true });
+  writeFileSync(join(tool, 'bin', 'tool'), '#!/bin/sh\n', { mode: 0o755 });
+  writeFileSync(join(tool, 'bin', 'env'), '#!/bin/sh\n', { mode: 0o755 });
+  mkdirSync(join(certs, 'etc', 'ssl', 'certs'), { recursive: true });
+  writeFileSync(join(certs, 'etc', 'ssl', 'certs', 'ca-bundle.crt'), 'PEM\n');
+  const info = (path: StorePath, references: StorePath[]): PathInfo => ({
+    path,
+    narHash: 'sha256-x',
+    narSize: 1,
+    references,
+  });
+  return {
+    storeDir: store,
+    roots: [tool],
+    paths: new Map([
+      [tool, info(tool, [certs])],
+      [certs, info(certs, [])],
+    ]),
+  };
+}
+
+const byPath = (entries: readonly ExtraEntry[], path: string): ExtraEntry | undefined =>
+  entries.find((e) => e.path === path);
+
+describe('customisation layer', () => {
+  it('links the roots’ binaries, writes users, /tmp, the home and the CA bundle', () => {
+    const closure = fakeClosure();
+    const [tool] = closure.roots;
+    const certs = [...closure.paths.keys()][1]!;
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-copy-'));
+    writeFileSync(join(project, 'config.txt'), 'text\n');
+    writeFileSync(join(project, 'blob.bin'), Buffer.from([0xff, 0x00, 0xfe]));
+    const { entries, env, shell } = customisationLayer(closure, {
+      user: { name: 'app', uid: 1000, gid: 1000, home: '/home/app' },
+      workdir: '/app',
+      copies: [
+        { src: join(project, 'config.txt'), dest: '/app/config.txt' },
+        { src: join(project, 'blob.bin'), dest: '/app/data/' },
+      ],
+    });
+    expect(byPath(entries, 'bin/tool')).toEqual({
+      kind: 'symlink',
+      path: 'bin/tool',
+      target: `${tool}/bin/tool`,
+    });
+    expect(byPath(entries, 'usr/bin/env')).toEqual({
+      kind: 'symlink',
+      path: 'usr/bin/env',
+      target: `${tool}/bin/env`,
+    });
+    expect(byPath(entries, 'tmp')).toEqual({ kind: 'dir', path: 'tmp', mode: 0o1777 });
+    expect(byPath(entries, 'app')).toEqual({ kind: 'dir', path: 'app', mode: 0o755, uid: 1000, gid: 1000 });
+    expect(byPath(entries, 'home/app')).toMatchObject({ uid: 1000, gid: 1000 });
+    expect(byPath(entries, 'etc/ssl/certs/ca-certificates.crt')).toMatchObject({
+      target: `${certs}/etc/ssl/certs/ca-bundle.crt`,
+    });
+    expect(byPath(entries, 'app/config.txt')).toMatchObject({ content: 'text\n', mode: 0o644 });
+    expect(byPath(entries, 'app/data/blob.bin')).toMatchObject({ content: '/wD+', encoding: 'base64' });
+    // no /bin/sh anywhere in this closure
+    expect(shell).toBe('/sbin/nologin');
+    const passwd = byPath(entries, 'etc/passwd');
+    expect(passwd?.kind === 'file' && passwd.content).toBe(
+      'root:x:0:0:root:/root:/sbin/nologin\napp:x:1000:1000:app:/home/app:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n',
+    );
+    expect(env).toEqual([
+      `PATH=/bin:/usr/bin:${tool}/bin`,
+      'HOME=/home/app',
+      'SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt',
+    ]);
+
+    // the tar entries carry the owner; base64 content is decoded
+    const tar = collectEntries(
+      { storePaths: [], narHashes: [], narSize: 0, extra: entries },
+      { storeDir: '/nix/store' },
+    );
+    const app = tar.find((e) => e.name.toString() === 'app')!;
+    expect([app.uid, app.gid]).toEqual([1000, 1000]);
+    expect(tar.find((e) => e.name.toString() === 'app/data/blob.bin')!.content).toEqual(
+      Buffer.from([0xff, 0, 0xfe]),
+    );
+  });
+
+  it('encodes a non-root owner in the tar header, with no user name', () => {
+    const h = encodeHeader({
+      name: Buffer.from('app'),
+      type: 'dir',
+      mode: 0o755,
+      size: 0,
+      uid: 1000,
+      gid: 1001,
+    });
+    expect(h.subarray(108, 116).toString('latin1')).toBe('0001750\0');
+    expect(h.subarray(116, 124).toString('latin1')).toBe('0001751\0');
+    expect(h.subarray(265, 297).equals(Buffer.alloc(32))).toBe(true);
+    const root = encodeHeader({ name: Buffer.from('app'), type: 'dir', mode: 0o755, size: 0 });
+    expect(root.subarray(265, 269).toString('latin1')).toBe('root');
+  });
+});
