@@ -5,6 +5,7 @@ import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { DigestCache, defaultCacheDir } from '../layer/cache.js';
 import { COMPRESSIONS, type Compression } from '../layer/compress.js';
+import { LayerWorkerPool } from '../layer/worker-pool.js';
 import { makeLayers, type Layer, type LayerProgress } from '../layer/layer.js';
 import { DEFAULT_MAX_LAYERS, planLayers, type ExtraEntry, type LayerPlan } from '../layer/plan.js';
 import type { ReadStats } from '../layer/tar-stream.js';
@@ -136,6 +137,8 @@ export class Assembly {
   readonly stats: ReadStats = { bytesRead: 0 };
   readonly plans: ReadonlyMap<Arch, LayerPlan>;
   private readonly layers = new Map<string, Layer[]>();
+  /** Worker threads for big layers, shared by every target of this run. */
+  private readonly pool = LayerWorkerPool.create();
 
   constructor(
     readonly closures: ReadonlyMap<Arch, Closure>,
@@ -177,6 +180,7 @@ export class Assembly {
           storeDir: closure.storeDir,
           keepSetuid: this.settings.keepSetuid,
           onProgress: this.onLayerProgress,
+          pool: this.pool,
         });
         this.layers.set(key, layers);
       }

@@ -21,7 +21,9 @@ export function layerMediaType(c: Compression): MediaType {
 }
 
 /**
- * A compressor for the blob, or null when layers are stored uncompressed. gzip runs on the libuv
+ * A compressor for the blob, or null when layers are stored uncompressed. zstd always runs with one
+ * worker thread: its multi-threaded frame format differs from the single-threaded one, and the same
+ * layer must give the same blob whichever thread compresses it. gzip runs on the libuv
  * pool; zstd with one worker runs in a zstd thread, so the main thread stays free to tar and hash.
  */
 export function compressor(o: CompressionOptions): Transform | null {

@@ -1,12 +1,14 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { DigestStream } from '../core/digest.js';
 import type { MediaType } from '../core/media-types.js';
 import { DigestCache, type LayerDigests } from './cache.js';
-import { compressor, defaultLevel, layerMediaType, type Compression } from './compress.js';
+import { defaultLevel, layerMediaType, type Compression } from './compress.js';
+import { streamLayer } from './layer-pipeline.js';
 import type { LayerPlan, PlannedLayer } from './plan.js';
-import { tarSize, tarStream, type ReadStats } from './tar-stream.js';
+import { tarSize, type ReadStats } from './tar-stream.js';
 import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
+import type { LayerWorkerPool } from './worker-pool.js';
+
+const WORKER_MIN_BYTES = 1 << 20;
 
 export type { LayerDigests } from './cache.js';
 
@@ -15,6 +17,8 @@ export interface LayerOptions extends TreeOptions {
   readonly level?: number;
   readonly cache: DigestCache;
   readonly stats: ReadStats;
+  /** Worker threads for big layers (null: everything on the calling thread). */
+  readonly pool?: LayerWorkerPool | null;
   /** Progress of a layer being tarred: bytes of its uncompressed tar out of `total`. */
   readonly onProgress?: (e: LayerProgress) => void;
 }
@@ -63,27 +67,30 @@ export class Layer {
 
   /** Streams the blob into `sink` and resolves with its digests once everything was written. */
   async writeTo(sink: Writable, signal?: AbortSignal): Promise<LayerDigests> {
-    const entries = this.tree();
-    const expectedTar = tarSize(entries);
     const progress = this.options.onProgress;
-    const diff = new DigestStream(
-      progress && ((bytes) => progress({ layer: this, phase: 'bytes', bytes, total: expectedTar })),
-    );
-    progress?.({ layer: this, phase: 'start', bytes: 0, total: expectedTar });
-    const blob = new DigestStream();
-    const z = compressor(this.options);
-    const stages = z ? [diff, z, blob] : [diff, blob];
-    const src = tarStream(entries, this.options.stats);
-    await (signal
-      ? pipeline([src, ...stages, sink] as [Readable, ...Writable[]], { signal })
-      : pipeline([src, ...stages, sink] as [Readable, ...Writable[]]));
-    const d = diff.result();
-    const b = blob.result();
-    if (d.size !== expectedTar) throw new Error(`internal: tar size ${d.size} != planned ${expectedTar}`);
-    const digests: LayerDigests = { diffId: d.digest, digest: b.digest, size: b.size, tarSize: d.size };
+    const total = this.known?.tarSize ?? this.planned.narSize;
+    const onTarBytes =
+      progress && ((bytes: number) => progress({ layer: this, phase: 'bytes', bytes, total }));
+    progress?.({ layer: this, phase: 'start', bytes: 0, total });
+    const compression = { compression: this.options.compression, level: this.options.level };
+    const pool = this.options.pool;
+    // Small layers are not worth a thread hop; big ones go to a worker so layers use several cores.
+    const digests =
+      pool && this.planned.narSize >= WORKER_MIN_BYTES
+        ? await pool.run(
+            {
+              planned: this.planned,
+              tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
+              compression,
+            },
+            sink,
+            { onTarBytes, onReadBytes: (n) => (this.options.stats.bytesRead += n) },
+            signal,
+          )
+        : await streamLayer(this.tree(), compression, this.options.stats, sink, signal, onTarBytes);
     this.known = digests;
     this.options.cache.put(this.cacheKey, digests);
-    progress?.({ layer: this, phase: 'done', bytes: 0, total: expectedTar });
+    progress?.({ layer: this, phase: 'done', bytes: 0, total });
     return digests;
   }
 

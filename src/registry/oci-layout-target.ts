@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import pLimit from 'p-limit';
 import { z } from 'zod';
 import { digestHex, type Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
@@ -51,37 +52,46 @@ export class OciLayoutTarget implements ImageTarget {
       const reports: ImageReport[] = [];
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
       for (const image of images) {
-        const digests: LayerDigests[] = [];
-        const layers: LayerReport[] = [];
-        for (const layer of image.layers) {
-          let action: LayerReport['action'] = 'skipped';
-          let bytes = 0;
-          let d = layer.known;
-          if (!d || !this.hasBlob(d.digest, d.size)) {
-            const tmp = join(
-              this.dir,
-              'blobs',
-              'sha256',
-              `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
-            );
-            tmps.add(tmp);
-            d = await layer.writeTo(createWriteStream(tmp), ctx.signal);
-            this.commitBlob(tmp, d.digest);
-            tmps.delete(tmp);
-            action = 'written';
-            bytes = d.size;
-          }
-          digests.push(d);
-          layers.push({
-            storePaths: layer.planned.storePaths,
-            diffId: d.diffId,
-            digest: d.digest,
-            size: d.size,
-            mediaType: layer.mediaType,
-            action,
-            bytesSent: bytes,
-          });
-        }
+        // Two layers at a time: with layer workers, each uses a core for tar + hash + compress.
+        const limit = pLimit(2);
+        const layers: LayerReport[] = await Promise.all(
+          image.layers.map((layer) =>
+            limit(async (): Promise<LayerReport> => {
+              let action: LayerReport['action'] = 'skipped';
+              let bytes = 0;
+              let d = layer.known;
+              if (!d || !this.hasBlob(d.digest, d.size)) {
+                const tmp = join(
+                  this.dir,
+                  'blobs',
+                  'sha256',
+                  `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
+                );
+                tmps.add(tmp);
+                d = await layer.writeTo(createWriteStream(tmp), ctx.signal);
+                this.commitBlob(tmp, d.digest);
+                tmps.delete(tmp);
+                action = 'written';
+                bytes = d.size;
+              }
+              return {
+                storePaths: layer.planned.storePaths,
+                diffId: d.diffId,
+                digest: d.digest,
+                size: d.size,
+                mediaType: layer.mediaType,
+                action,
+                bytesSent: bytes,
+              };
+            }),
+          ),
+        );
+        const digests: LayerDigests[] = layers.map((l, i) => ({
+          diffId: l.diffId,
+          digest: l.digest,
+          size: l.size,
+          tarSize: image.layers[i]!.known?.tarSize ?? 0,
+        }));
         const r = renderImage(image, digests);
         this.putJsonBlob(r.config);
         this.putJsonBlob(r.manifest);

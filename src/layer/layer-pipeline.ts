@@ -1,0 +1,34 @@
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestStream } from '../core/digest.js';
+import type { LayerDigests } from './cache.js';
+import { compressor, type CompressionOptions } from './compress.js';
+import { tarSize, tarStream, type ReadStats } from './tar-stream.js';
+import type { SourcedEntry } from './tree.js';
+
+/**
+ * tar → diffID hash → compressor → blob hash → sink, as one `pipeline` with an AbortSignal. Used
+ * in-process and inside the layer workers, so both produce the same bytes by construction.
+ */
+export async function streamLayer(
+  entries: readonly SourcedEntry[],
+  compression: CompressionOptions,
+  stats: ReadStats,
+  sink: Writable,
+  signal: AbortSignal | undefined,
+  onTarBytes?: (bytes: number) => void,
+): Promise<LayerDigests> {
+  const expectedTar = tarSize(entries);
+  const diff = new DigestStream(onTarBytes);
+  const z = compressor(compression);
+  // Uncompressed, the blob is the tar: hashing it a second time would only cost CPU.
+  const blob = z ? new DigestStream() : diff;
+  const stages = z ? [diff, z, blob] : [diff];
+  const src = tarStream(entries, stats);
+  const streams = [src, ...stages, sink] as [Readable, ...Writable[]];
+  await (signal ? pipeline(streams, { signal }) : pipeline(streams));
+  const d = diff.result();
+  const b = blob.result();
+  if (d.size !== expectedTar) throw new Error(`internal: tar size ${d.size} != planned ${expectedTar}`);
+  return { diffId: d.digest, digest: b.digest, size: b.size, tarSize: d.size };
+}

@@ -1,0 +1,107 @@
+import { Writable } from 'node:stream';
+import { parentPort } from 'node:worker_threads';
+import { NixociError } from '../core/errors.js';
+import type { CompressionOptions } from './compress.js';
+import { streamLayer } from './layer-pipeline.js';
+import type { PlannedLayer } from './plan.js';
+import { collectEntries, type TreeOptions } from './tree.js';
+
+/**
+ * A layer worker: tars, hashes and compresses one layer at a time on its own thread and posts the
+ * blob's chunks to the main thread, at most WINDOW chunks ahead of the acknowledgements it gets
+ * back (so a slow sink slows the worker down instead of filling memory).
+ */
+export interface LayerJob {
+  readonly id: number;
+  readonly planned: PlannedLayer;
+  readonly tree: TreeOptions;
+  readonly compression: CompressionOptions;
+}
+
+export type ToWorker =
+  { type: 'job'; job: LayerJob } | { type: 'ack'; id: number } | { type: 'abort'; id: number };
+export type FromWorker =
+  | { type: 'chunk'; id: number; chunk: Uint8Array; tarBytes: number; readBytes: number }
+  | {
+      type: 'done';
+      id: number;
+      digests: import('./cache.js').LayerDigests;
+      tarBytes: number;
+      readBytes: number;
+    }
+  | { type: 'error'; id: number; code: string; message: string; hint: string | undefined; name: string };
+
+const WINDOW = 4;
+const port = parentPort!;
+const running = new Map<number, { abort: AbortController; acked: () => void }>();
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'job') void run(m.job);
+  else if (m.type === 'ack') running.get(m.id)?.acked();
+  else running.get(m.id)?.abort.abort();
+});
+
+async function run(job: LayerJob): Promise<void> {
+  const abort = new AbortController();
+  let inflight = 0;
+  let waiting: (() => void) | undefined;
+  let tarBytes = 0;
+  const stats = { bytesRead: 0 };
+  let reported = 0;
+  running.set(job.id, {
+    abort,
+    acked: () => {
+      inflight--;
+      const w = waiting;
+      waiting = undefined;
+      w?.();
+    },
+  });
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      // Transfer the memory instead of copying it when the chunk is big and owns its whole
+      // ArrayBuffer (big chunks are fresh reads or concatenations; small ones may be shared
+      // constants such as the end-of-archive blocks, which must never be detached).
+      const owns =
+        chunk.byteLength >= 64 << 10 &&
+        chunk.byteOffset === 0 &&
+        chunk.byteLength === chunk.buffer.byteLength;
+      const data = owns ? new Uint8Array(chunk.buffer) : new Uint8Array(chunk);
+      const readBytes = stats.bytesRead - reported;
+      reported = stats.bytesRead;
+      const msg: FromWorker = { type: 'chunk', id: job.id, chunk: data, tarBytes, readBytes };
+      tarBytes = 0;
+      port.postMessage(msg, [data.buffer as ArrayBuffer]);
+      inflight++;
+      if (inflight < WINDOW) cb();
+      else waiting = () => cb();
+    },
+  });
+  try {
+    const entries = collectEntries(job.planned, job.tree);
+    const digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
+      tarBytes += n;
+    });
+    const msg: FromWorker = {
+      type: 'done',
+      id: job.id,
+      digests,
+      tarBytes,
+      readBytes: stats.bytesRead - reported,
+    };
+    port.postMessage(msg);
+  } catch (e) {
+    const err = e as Error;
+    port.postMessage({
+      type: 'error',
+      id: job.id,
+      code: e instanceof NixociError ? e.code : 'INTERNAL',
+      message: err.message,
+      hint: e instanceof NixociError ? e.hint : undefined,
+      name: err.name,
+    } satisfies FromWorker);
+  } finally {
+    running.delete(job.id);
+  }
+}
