@@ -53,8 +53,8 @@ export interface PlanOptions {
  * engine reuses only an identical prefix of layers and the app changes most often. Ties are broken
  * by the store path's name part and then its hash, so the order does not depend on input order.
  *
- * Beyond the layer budget, the most-depended-on paths keep a layer each and the remainder is
- * grouped into buckets chosen by the store path's name (not its hash, which changes on every
+ * Beyond the layer budget, the least-depended-on paths keep a layer each and the most-depended-on
+ * ones are grouped into buckets chosen by the store path's name (not its hash, which changes on every
  * rebuild): a rebuilt path lands in the same bucket as before, so one changed path changes one
  * bucket and never the grouping of the others.
  */
@@ -67,15 +67,18 @@ export function planLayers(closure: Closure, options: PlanOptions = {}): LayerPl
   if (ordered.length <= budget) {
     for (const info of ordered) layers.push(layerOf([info]));
   } else {
-    // With a budget of 1 everything goes in one layer; otherwise keep budget-B single layers and
-    // B hash buckets, B being a quarter of the budget (at least 1).
+    // Over budget: the paths with the fewest dependents keep a layer each — they are the ones that
+    // change alone (the app, its own libraries), so a rebuild of one re-sends just that path. The
+    // most depended-on paths share B buckets (B = a quarter of the budget): when one of those
+    // changes, everything that depends on it changes too, so sharing a layer costs little extra.
     const buckets = budget === 1 ? 1 : Math.max(1, Math.floor(budget / 4));
     const singles = budget - buckets;
-    for (const info of ordered.slice(0, singles)) layers.push(layerOf([info]));
+    const grouped = ordered.slice(0, ordered.length - singles);
     const groups: PathInfo[][] = Array.from({ length: buckets }, () => []);
-    for (const info of ordered.slice(singles)) groups[bucketOf(info.path, buckets)]!.push(info);
+    for (const info of grouped) groups[bucketOf(info.path, buckets)]!.push(info);
     // Buckets keep their fixed position so a change in one never reorders the others.
     for (const g of groups) if (g.length > 0) layers.push(layerOf(g));
+    for (const info of ordered.slice(ordered.length - singles)) layers.push(layerOf([info]));
   }
   if (extra) layers.push({ storePaths: [], narHashes: [], narSize: 0, extra });
   return { version: PLAN_VERSION, layers };
