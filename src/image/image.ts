@@ -58,6 +58,8 @@ export interface Rendered {
 export const ANNOTATION_STORE_PATHS = 'dev.nixoci.store-paths';
 export const ANNOTATION_NAR_HASHES = 'dev.nixoci.nar-hashes';
 export const ANNOTATION_DIFF_ID = 'dev.nixoci.diff-id';
+/** Size of the uncompressed tar, so that a reused layer needs no walk of its store paths. */
+export const ANNOTATION_TAR_SIZE = 'dev.nixoci.tar-size';
 
 export function jsonBlob(value: unknown, mediaType: string): Blob {
   const bytes = Buffer.from(JSON.stringify(value));
@@ -80,6 +82,7 @@ export function layerDescriptor(layer: Layer, d: LayerDigests): Descriptor {
       [ANNOTATION_STORE_PATHS]: layer.planned.storePaths.join(' '),
       [ANNOTATION_NAR_HASHES]: layer.planned.narHashes.join(' '),
       [ANNOTATION_DIFF_ID]: d.diffId,
+      [ANNOTATION_TAR_SIZE]: String(d.tarSize),
     },
   };
 }

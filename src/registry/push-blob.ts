@@ -19,6 +19,8 @@ export interface PushContext {
   readonly repository: string;
   /** Repositories on the same registry to try mounting from, in order. */
   readonly mountFrom: readonly string[];
+  /** Blobs the repository is known to hold (named by its current manifests): no HEAD needed. */
+  readonly present?: ReadonlySet<Digest>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
 }
@@ -64,6 +66,7 @@ export async function pushLayer(
 
   let d = layer.known;
   if (d) {
+    if (ctx.present?.has(d.digest)) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
     if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
   } else if (ctx.mountFrom.length > 0) {

@@ -64,7 +64,7 @@ export class RegistryTarget implements ImageTarget {
 
     try {
       // (1) Stateless skip, before any layer is read.
-      const reused = await this.reuse(images, client, ctx, notes);
+      const { matched: reused, present, topDigest } = await this.reuse(images, client, ctx, notes);
       if (reused.size > 0)
         ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
 
@@ -74,6 +74,7 @@ export class RegistryTarget implements ImageTarget {
         client,
         repository: repo,
         mountFrom,
+        present,
         ...(signal ? { signal } : {}),
         ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
       };
@@ -109,17 +110,22 @@ export class RegistryTarget implements ImageTarget {
           image,
           pushed.map((p) => p.digests),
         );
-        await pushSmallBlob(client, repo, rendered.config, signal);
         const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
-        await this.putManifestChecked(client, image, rendered, reference, signal);
+        // The tag already points at exactly this manifest: nothing to send (an unchanged re-push).
+        if (multi || rendered.manifest.digest !== topDigest) {
+          if (!present.has(rendered.config.digest))
+            await pushSmallBlob(client, repo, rendered.config, signal);
+          await this.putManifestChecked(client, image, rendered, reference, signal);
+        }
         manifests.push({ manifest: rendered.manifest, platform: image.platform });
         reports.push(report(image, rendered, pushed));
       }
 
       // (4) Several platforms: an index over the manifests pushed by digest.
       const top: Blob = multi ? renderIndex(manifests) : manifests[0]!.manifest;
-      if (multi && tags.length > 0) await client.putManifest(repo, tags[0]!, top, signal);
-      else if (multi) await client.putManifest(repo, top.digest, top, signal);
+      if (multi && tags.length > 0) {
+        if (top.digest !== topDigest) await client.putManifest(repo, tags[0]!, top, signal);
+      } else if (multi) await client.putManifest(repo, top.digest, top, signal);
       // (5) Extra tags: the same bytes under each.
       for (const t of tags.slice(1)) await client.putManifest(repo, t, top, signal);
       if (ref.digest && ref.digest !== top.digest) {
@@ -163,18 +169,25 @@ export class RegistryTarget implements ImageTarget {
     client: RegistryClient,
     ctx: WriteContext,
     notes: string[],
-  ): Promise<Map<Layer, ReusableLayer>> {
+  ): Promise<{ matched: Map<Layer, ReusableLayer>; present: Set<Digest>; topDigest: Digest | undefined }> {
     const arches = images.map((i) => i.platform.architecture);
     const found: ReusableLayer[] = [];
+    const present = new Set<Digest>();
+    let topDigest: Digest | undefined;
     const target = this.ref.tag ?? this.ref.digest;
-    if (target)
-      found.push(...(await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal)));
+    if (target) {
+      const own = await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal);
+      found.push(...own.layers);
+      for (const b of own.blobs) present.add(b);
+      topDigest = own.topDigest;
+    }
     for (const c of this.options.cacheFrom ?? []) {
       const src =
         c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
       try {
         const reference = c.digest ?? c.tag ?? 'latest';
-        const layers = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
+        const { layers, blobs } = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
+        if (src === client && c.repository === this.ref.repository) for (const b of blobs) present.add(b);
         // A descriptor from another registry gives digests but no mount source.
         found.push(
           ...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))),
@@ -188,7 +201,7 @@ export class RegistryTarget implements ImageTarget {
     }
     const matched = new Map<Layer, ReusableLayer>();
     for (const image of images) for (const [l, r] of applyReuse(image.layers, found)) matched.set(l, r);
-    return matched;
+    return { matched, present, topDigest };
   }
 
   /** PUT the manifest; on MANIFEST_BLOB_UNKNOWN make sure of every blob once and PUT again. */

@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { isDigest, type Digest } from '../core/digest.js';
 import { MediaType } from '../core/media-types.js';
-import { ANNOTATION_DIFF_ID, ANNOTATION_NAR_HASHES, ANNOTATION_STORE_PATHS } from '../image/image.js';
+import {
+  ANNOTATION_DIFF_ID,
+  ANNOTATION_NAR_HASHES,
+  ANNOTATION_STORE_PATHS,
+  ANNOTATION_TAR_SIZE,
+} from '../image/image.js';
 import type { Layer } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
 
@@ -10,6 +15,8 @@ export interface ReusableLayer {
   readonly digest: Digest;
   readonly size: number;
   readonly diffId: Digest;
+  /** Uncompressed tar size from the annotation, when the manifest has it. */
+  readonly tarSize: number | undefined;
   readonly mediaType: string;
   /** Annotations: space-separated store paths and their narHashes. */
   readonly storePaths: string;
@@ -26,7 +33,7 @@ const descriptor = z.object({
   annotations: z.record(z.string()).optional(),
   platform: z.object({ architecture: z.string(), os: z.string() }).passthrough().optional(),
 });
-const manifestSchema = z.object({ layers: z.array(descriptor) });
+const manifestSchema = z.object({ config: descriptor.optional(), layers: z.array(descriptor) });
 const indexSchema = z.object({ manifests: z.array(descriptor) });
 
 /** At most this many platform manifests of an index are read (nixoci writes two). */
@@ -35,6 +42,19 @@ const MAX_CHILDREN = 8;
 /** The key under which a layer with these contents is found: media type, store paths, narHashes. */
 export function reuseKey(mediaType: string, storePaths: string, narHashes: string): string {
   return `${mediaType}\n${storePaths}\n${narHashes}`;
+}
+
+/** What a manifest (or index) at a reference says about the repository. */
+export interface FoundImage {
+  /** Layer descriptors nixoci annotated. */
+  readonly layers: ReusableLayer[];
+  /**
+   * Every blob (config and layers) the manifests name: the registry accepted those manifests, so
+   * the repository holds these blobs and a push need not ask for them again.
+   */
+  readonly blobs: ReadonlySet<Digest>;
+  /** Digest of the manifest or index at the reference, if there is one. */
+  readonly topDigest: Digest | undefined;
 }
 
 /**
@@ -47,9 +67,10 @@ export async function findReusableLayers(
   reference: string,
   architectures: readonly string[],
   signal?: AbortSignal,
-): Promise<ReusableLayer[]> {
+): Promise<FoundImage> {
+  const blobs = new Set<Digest>();
   const top = await client.getManifest(repository, reference, signal);
-  if (!top) return [];
+  if (!top) return { layers: [], blobs, topDigest: undefined };
   const json: unknown = JSON.parse(top.bytes.toString('utf8'));
   const manifests: unknown[] = [];
   const index = indexSchema.safeParse(json);
@@ -58,7 +79,7 @@ export async function findReusableLayers(
     top.mediaType === MediaType.dockerManifestList ||
     index.success
   ) {
-    if (!index.success) return [];
+    if (!index.success) return { layers: [], blobs, topDigest: top.digest };
     const children = index.data.manifests
       .filter((m) => !m.platform || architectures.includes(m.platform.architecture))
       .slice(0, MAX_CHILDREN);
@@ -71,7 +92,9 @@ export async function findReusableLayers(
   for (const m of manifests) {
     const parsed = manifestSchema.safeParse(m);
     if (!parsed.success) continue;
+    if (parsed.data.config) blobs.add(parsed.data.config.digest);
     for (const l of parsed.data.layers) {
+      blobs.add(l.digest);
       const diffId = l.annotations?.[ANNOTATION_DIFF_ID];
       const storePaths = l.annotations?.[ANNOTATION_STORE_PATHS];
       const narHashes = l.annotations?.[ANNOTATION_NAR_HASHES];
@@ -80,6 +103,9 @@ export async function findReusableLayers(
         digest: l.digest,
         size: l.size,
         diffId,
+        tarSize: /^\d+$/.test(l.annotations?.[ANNOTATION_TAR_SIZE] ?? '')
+          ? Number(l.annotations![ANNOTATION_TAR_SIZE])
+          : undefined,
         mediaType: l.mediaType,
         storePaths,
         narHashes,
@@ -87,7 +113,7 @@ export async function findReusableLayers(
       });
     }
   }
-  return out;
+  return { layers: out, blobs, topDigest: top.digest };
 }
 
 /**
@@ -112,8 +138,9 @@ export function applyReuse(
     if (layer.known || p.storePaths.length === 0 || (p.extra?.length ?? 0) > 0) continue;
     const hit = byKey.get(reuseKey(layer.mediaType, p.storePaths.join(' '), p.narHashes.join(' ')));
     if (!hit) continue;
-    // tarSize comes from the tree's metadata (lstat only); no file content is read.
-    const tarSize = layer.tarSize();
+    // tarSize comes from the annotation, else from the tree's metadata (lstat only); no file
+    // content is read either way.
+    const tarSize = hit.tarSize ?? layer.tarSize();
     layer.known = { diffId: hit.diffId, digest: hit.digest, size: hit.size, tarSize };
     matched.set(layer, hit);
   }
