@@ -1,5 +1,4 @@
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { NixociError } from '../core/errors.js';
 import { encodeHeader, END_OF_ARCHIVE, entrySize, padding } from './tar-header.js';
@@ -16,48 +15,102 @@ export function tarSize(entries: readonly SourcedEntry[]): number {
 }
 
 const CHUNK = 1 << 20;
-// Files up to this size are read synchronously in one call: for the many small files of a closure
-// the thread-pool round trips of async reads cost more than the read itself (page cache is warm).
-const SMALL = 256 << 10;
 
 /** A fresh tar stream of `entries`, read straight from the store. */
 export function tarStream(entries: readonly SourcedEntry[], stats: ReadStats): Readable {
   return Readable.from(generate(entries, stats), { objectMode: false, highWaterMark: 4 * CHUNK });
 }
 
-async function* generate(entries: readonly SourcedEntry[], stats: ReadStats): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const push = (b: Buffer): void => {
-    pending.push(b);
-    pendingBytes += b.length;
-  };
-  const flush = (): Buffer => {
-    const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    return out;
-  };
+/**
+ * Fills fixed 1 MiB chunks: headers, file contents (read straight into the chunk, no per-file
+ * buffer) and padding are packed back to back, and a chunk is handed on when it is full. Few,
+ * equal, freshly allocated chunks keep the garbage collector and the stream machinery idle, and
+ * each owns its memory, so a layer worker can transfer it to the main thread without a copy.
+ *
+ * Reads are synchronous: with a warm page cache a 1 MiB read takes well under a millisecond, less
+ * than an async round trip through the thread pool, and the generator yields between chunks.
+ */
+class ChunkWriter {
+  private buf = Buffer.allocUnsafe(CHUNK);
+  private off = 0;
+  readonly full: Buffer[] = [];
 
-  for (const e of entries) {
-    push(encodeHeader(e));
-    if (e.type === 'file') {
-      if (e.content) push(e.content);
-      else if (e.size <= SMALL) push(readSmall(e, stats));
-      else {
-        if (pendingBytes > 0) yield flush();
-        yield* readLarge(e, stats);
-      }
-      const pad = padding(e.size);
-      if (pad > 0) push(Buffer.alloc(pad));
+  append(b: Buffer): void {
+    let from = 0;
+    while (from < b.length) {
+      const n = Math.min(b.length - from, CHUNK - this.off);
+      b.copy(this.buf, this.off, from, from + n);
+      this.advance(n);
+      from += n;
     }
-    if (pendingBytes >= CHUNK) yield flush();
   }
-  push(END_OF_ARCHIVE);
-  yield flush();
+
+  zeros(count: number): void {
+    let left = count;
+    while (left > 0) {
+      const n = Math.min(left, CHUNK - this.off);
+      this.buf.fill(0, this.off, this.off + n);
+      this.advance(n);
+      left -= n;
+    }
+  }
+
+  /**
+   * Reads bytes `pos…size` of `fd` into the current chunk, stopping when the chunk is full or the
+   * file ends early; returns the new position.
+   */
+  readSome(fd: number, pos: number, size: number): number {
+    while (pos < size) {
+      const n = readSync(fd, this.buf, this.off, Math.min(size - pos, CHUNK - this.off), pos);
+      if (n === 0) return pos;
+      pos += n;
+      const filled = this.off + n === CHUNK;
+      this.advance(n);
+      if (filled) return pos;
+    }
+    return pos;
+  }
+
+  /** The partly filled chunk, if any (at the end of the archive). */
+  rest(): Buffer | undefined {
+    if (this.off === 0) return undefined;
+    const out = this.buf.subarray(0, this.off);
+    this.buf = Buffer.allocUnsafe(CHUNK);
+    this.off = 0;
+    return out;
+  }
+
+  private advance(n: number): void {
+    this.off += n;
+    if (this.off === CHUNK) {
+      this.full.push(this.buf);
+      this.buf = Buffer.allocUnsafe(CHUNK);
+      this.off = 0;
+    }
+  }
 }
 
-function readSmall(e: SourcedEntry, stats: ReadStats): Buffer {
+async function* generate(entries: readonly SourcedEntry[], stats: ReadStats): AsyncGenerator<Buffer> {
+  const w = new ChunkWriter();
+  for (const e of entries) {
+    w.append(encodeHeader(e));
+    if (e.type === 'file') {
+      if (e.content) w.append(e.content);
+      else if (e.size > 0) {
+        // Hand on every full chunk as it fills, so that a file of any size streams in 1 MiB steps.
+        for (const _ of readInto(w, e, stats)) while (w.full.length > 0) yield w.full.shift()!;
+      }
+      w.zeros(padding(e.size));
+    }
+    while (w.full.length > 0) yield w.full.shift()!;
+  }
+  w.append(END_OF_ARCHIVE);
+  while (w.full.length > 0) yield w.full.shift()!;
+  const rest = w.rest();
+  if (rest) yield rest;
+}
+
+function* readInto(w: ChunkWriter, e: SourcedEntry, stats: ReadStats): Generator<void> {
   const src = e.source!;
   let fd: number;
   try {
@@ -66,45 +119,20 @@ function readSmall(e: SourcedEntry, stats: ReadStats): Buffer {
     throw storeReadError(src, err);
   }
   try {
-    const buf = Buffer.allocUnsafe(e.size);
-    let off = 0;
-    while (off < e.size) {
-      const n = readSync(fd, buf, off, e.size - off, off);
-      if (n === 0) break;
-      off += n;
+    let pos = 0;
+    while (pos < e.size) {
+      const next = w.readSome(fd, pos, e.size);
+      if (next === pos) throw changed(src);
+      stats.bytesRead += next - pos;
+      pos = next;
+      yield;
     }
-    if (off !== e.size || fstatSync(fd).size !== e.size) throw changed(src);
-    stats.bytesRead += off;
-    return buf;
+    if (fstatSync(fd).size !== e.size) throw changed(src);
   } catch (err) {
     if (err instanceof NixociError) throw err;
     throw storeReadError(src, err);
   } finally {
     closeSync(fd);
-  }
-}
-
-async function* readLarge(e: SourcedEntry, stats: ReadStats): AsyncGenerator<Buffer> {
-  const src = e.source!;
-  const fh = await open(src, 'r').catch((err: unknown) => {
-    throw storeReadError(src, err);
-  });
-  try {
-    let off = 0;
-    while (off < e.size) {
-      const want = Math.min(CHUNK, e.size - off);
-      const buf = Buffer.allocUnsafe(want);
-      const { bytesRead } = await fh.read(buf, 0, want, off).catch((err: unknown) => {
-        throw storeReadError(src, err);
-      });
-      if (bytesRead === 0) throw changed(src);
-      off += bytesRead;
-      stats.bytesRead += bytesRead;
-      yield bytesRead === want ? buf : buf.subarray(0, bytesRead);
-    }
-    if ((await fh.stat()).size !== e.size) throw changed(src);
-  } finally {
-    await fh.close();
   }
 }
 
