@@ -54,16 +54,23 @@ export const HELP_OUTPUT_FLAGS = `Output:
   -h, --help                    this help
 `;
 
+/** The commands, one line each: HELP_MAIN, the CLI reference (docs/cli.md) and completions use it. */
+export const COMMANDS: readonly (readonly [name: string, summary: string])[] = [
+  ['build', 'assemble an image and write it to OCI layouts, docker-archives, registries, engines'],
+  ['push', 'assemble an image and push it to a registry, sending only the blobs it lacks'],
+  ['load', 'assemble an image and load it into Docker or Podman, sending only missing layers'],
+  ['inspect', "an image's layers, sizes and store paths; or the layer plan of a closure"],
+  ['diff', 'compare two images: shared layers, and store paths added, removed, changed'],
+  ['completion', 'print a shell completion script (bash, zsh, fish)'],
+  ['help', 'help on a command (`nixoci help build`)'],
+];
+
 export const HELP_MAIN = `Usage: nixoci COMMAND [flags]
 
 Reproducible OCI images from Nix closures, streamed straight from /nix/store.
 
 Commands:
-  build     assemble an image and write it to OCI layouts, docker-archives, registries, engines
-  push      assemble an image and push it to a registry, sending only the blobs it lacks
-  load      assemble an image and load it into Docker or Podman, sending only missing layers
-  inspect   print the layer plan of a closure: layers, store paths, sizes, cached digests
-  help      help on a command (\`nixoci help build\`)
+${COMMANDS.map(([n, s]) => `  ${n.padEnd(12)}${s}`).join('\n')}
 
 Run \`nixoci COMMAND --help\` for the flags of a command.
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.

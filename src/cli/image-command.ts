@@ -15,6 +15,11 @@ export interface ImageCommandSpec {
   readonly targets: (values: TargetFlags, positionals: readonly string[]) => TargetChoice[];
 }
 
+/** Every flag of an image command: source, image and output flags plus its own. */
+export function imageCommandOptions(spec: ImageCommandSpec): OptionSpec {
+  return { ...sourceOptions, ...imageOptions, ...outputOptions, ...spec.options };
+}
+
 /**
  * The shape shared by build, push and load: parse flags, resolve the closure(s), plan, write every
  * target, report. Returns the exit code.
@@ -25,12 +30,7 @@ export async function runImageCommand(
   io: Io,
   signal: AbortSignal,
 ): Promise<number> {
-  const { values, positionals } = parseFlags(spec.name, argv, {
-    ...sourceOptions,
-    ...imageOptions,
-    ...outputOptions,
-    ...spec.options,
-  });
+  const { values, positionals } = parseFlags(spec.name, argv, imageCommandOptions(spec));
   if (values.help) {
     io.out(spec.help);
     return 0;

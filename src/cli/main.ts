@@ -60,7 +60,15 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
   if (image) return runImageCommand(await image(), rest, io, signal);
   if (command === 'inspect') {
     const { inspectCommand } = await import('./commands/inspect.js');
-    return inspectCommand(rest, io);
+    return inspectCommand(rest, io, signal);
+  }
+  if (command === 'diff') {
+    const { diffCommand } = await import('./commands/diff.js');
+    return diffCommand(rest, io, signal);
+  }
+  if (command === 'completion') {
+    const { completionCommand } = await import('./commands/completion.js');
+    return completionCommand(rest, io);
   }
   io.err(
     `nixoci: error: unknown command ${JSON.stringify(command)}\nhint: run \`nixoci --help\` for the commands\n`,

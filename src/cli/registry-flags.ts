@@ -5,26 +5,33 @@ import { RegistryTarget } from '../registry/registry-target.js';
 import { intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
-/** Flags of a registry destination (`nixoci push`, and `nixoci build --to docker://…`). */
-export const registryOptions = {
-  'mount-from': { type: 'string', multiple: true },
+/** Flags to reach a registry at all: what reading an image (`inspect`, `diff`) needs too. */
+export const registryAccessOptions = {
   creds: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   'ca-file': { type: 'string' },
+} as const satisfies OptionSpec;
+
+/** Flags of a registry destination (`nixoci push`, and `nixoci build --to docker://…`). */
+export const registryOptions = {
+  'mount-from': { type: 'string', multiple: true },
+  ...registryAccessOptions,
   concurrency: { type: 'string' },
 } as const satisfies OptionSpec;
+
+export const HELP_REGISTRY_ACCESS_FLAGS = `  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
+                                $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
+                                podman's auth.json)
+  --insecure-registry HOST      talk plain HTTP to HOST (loopback hosts always are) (repeatable)
+  --ca-file FILE                trust the CA certificates in this PEM file too
+`;
 
 export const HELP_REGISTRY_FLAGS = `Registry:
   --tag TAG                     one more tag for the same manifest (repeatable; push only)
   --cache-from REF              an image whose annotated layers may be reused without reading the
                                 store, besides the target tag itself (repeatable; push only)
   --mount-from REPO             a repository on the same registry to mount layers from (repeatable)
-  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
-                                $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
-                                podman's auth.json)
-  --insecure-registry HOST      talk plain HTTP to HOST (loopback hosts always are) (repeatable)
-  --ca-file FILE                trust the CA certificates in this PEM file too
-  --concurrency N               blobs uploaded at once (default 4)
+${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs uploaded at once (default 4)
 `;
 
 const strings = (v: TargetFlags[string]): string[] =>
@@ -65,4 +72,18 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
   });
   // gzip level 1: accepted by every registry and engine, and cheap (DESIGN.md).
   return { target, defaultCompression: 'gzip' };
+}
+
+/** The registry access flags as client options (for reading an image). */
+export function registryAccess(flags: TargetFlags): {
+  creds?: { username: string; password: string };
+  insecureRegistries: string[];
+  caFile?: string;
+} {
+  const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  return {
+    ...(typeof flags.creds === 'string' ? { creds: parseCredsFlag(flags.creds) } : {}),
+    insecureRegistries: strings(flags['insecure-registry']),
+    ...(caFile ? { caFile } : {}),
+  };
 }

@@ -41,3 +41,104 @@ export const imageReportSchema = z.object({
 });
 
 export type ImageReportJson = z.infer<typeof imageReportSchema>;
+
+/** `inspect SOURCE --json`: the layer plan of a closure (no file read). */
+export const inspectPlanReportSchema = z.object({
+  schemaVersion: z.literal(1),
+  command: z.literal('inspect'),
+  compression: z.enum(['none', 'gzip', 'zstd']),
+  plans: z.array(
+    z
+      .object({
+        architecture: z.string(),
+        planVersion: z.number().int(),
+        layers: z.array(
+          z.object({
+            index: z.number().int().nonnegative(),
+            storePaths: z.array(z.string()),
+            narHashes: z.array(z.string()),
+            narSize: z.number().int().nonnegative(),
+            cached: z
+              .object({ diffId: digest, digest, size: z.number().int(), tarSize: z.number().int() })
+              .nullable(),
+          }),
+        ),
+      })
+      .passthrough(), // devbox sources add `packages` and `excluded`
+  ),
+});
+
+/** One layer of an existing image, as `inspect IMAGE` and `diff` read it. */
+export const imageLayerSchema = z.object({
+  index: z.number().int().nonnegative(),
+  /** The blob's digest; null only for a compressed docker-archive entry not named by digest. */
+  digest: digest.nullable(),
+  diffId: digest,
+  size: z.number().int().nonnegative(),
+  mediaType: z.string(),
+  storePaths: z.array(z.string()),
+  storePathsFrom: z.enum(['annotation', 'history', 'none']),
+  createdBy: z.string().nullable(),
+});
+
+export const imageSummarySchema = z.object({
+  reference: z.string(),
+  manifestDigest: digest.nullable(),
+  indexDigest: digest.nullable(),
+  mediaType: z.string().nullable(),
+  configDigest: digest,
+  architecture: z.string().nullable(),
+  os: z.string().nullable(),
+  created: z.string().nullable(),
+  layerCount: z.number().int().nonnegative(),
+  totalSize: z.number().int().nonnegative(),
+});
+
+/** `inspect IMAGE --json`. */
+export const inspectImageReportSchema = z.object({
+  schemaVersion: z.literal(1),
+  command: z.literal('inspect'),
+  image: imageSummarySchema.extend({ layers: z.array(imageLayerSchema) }),
+});
+
+const pathRef = z.object({
+  path: z.string(),
+  layer: z.number().int().nonnegative(),
+  layerSize: z.number().int().nonnegative(),
+});
+
+/** `diff A B --json`. */
+export const diffReportSchema = z.object({
+  schemaVersion: z.literal(1),
+  command: z.literal('diff'),
+  a: imageSummarySchema,
+  b: imageSummarySchema,
+  shared: z.array(
+    z.object({
+      diffId: digest,
+      indexA: z.number().int().nonnegative(),
+      indexB: z.number().int().nonnegative(),
+      sizeA: z.number().int().nonnegative(),
+      sizeB: z.number().int().nonnegative(),
+      storePaths: z.array(z.string()),
+    }),
+  ),
+  onlyA: z.array(imageLayerSchema),
+  onlyB: z.array(imageLayerSchema),
+  storePaths: z.object({
+    added: z.array(pathRef),
+    removed: z.array(pathRef),
+    changed: z.array(z.object({ name: z.string(), from: pathRef, to: pathRef })),
+    unchanged: z.number().int().nonnegative(),
+  }),
+  sizes: z.object({
+    a: z.number().int().nonnegative(),
+    b: z.number().int().nonnegative(),
+    shared: z.number().int().nonnegative(),
+    onlyA: z.number().int().nonnegative(),
+    onlyB: z.number().int().nonnegative(),
+  }),
+});
+
+export type InspectImageJson = z.infer<typeof inspectImageReportSchema>;
+export type DiffReportJson = z.infer<typeof diffReportSchema>;

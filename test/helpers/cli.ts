@@ -1,7 +1,12 @@
 // Runs the built CLI (dist/, made by `npm run build`) as a child process, the way users run it.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { imageReportSchema } from '../../src/cli/report-schema.js';
+import {
+  diffReportSchema,
+  imageReportSchema,
+  inspectImageReportSchema,
+  inspectPlanReportSchema,
+} from '../../src/cli/report-schema.js';
 import { repoRoot } from './env.js';
 
 export interface CliResult {
@@ -48,5 +53,8 @@ export async function nixociJson<T = Record<string, unknown>>(
   const json: unknown = JSON.parse(r.stdout);
   // Every image report must match the documented schema (docs/json.md).
   if (args[0] === 'build' || args[0] === 'push' || args[0] === 'load') imageReportSchema.parse(json);
+  else if (args[0] === 'diff') diffReportSchema.parse(json);
+  else if (args[0] === 'inspect')
+    (Object.hasOwn(json as object, 'image') ? inspectImageReportSchema : inspectPlanReportSchema).parse(json);
   return json as T;
 }

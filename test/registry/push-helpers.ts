@@ -42,11 +42,12 @@ export interface TestImage {
 export function imageOf(
   closure: Closure,
   app: string,
-  opts: { cache?: DigestCache; arch?: Arch; compression?: Compression } = {},
+  opts: { cache?: DigestCache; arch?: Arch; compression?: Compression; level?: number } = {},
 ): TestImage {
   const stats: ReadStats = { bytesRead: 0 };
   const layers = makeLayers(planLayers(closure), {
     compression: opts.compression ?? 'gzip',
+    ...(opts.level !== undefined ? { level: opts.level } : {}),
     cache: opts.cache ?? new DigestCache(null),
     stats,
     storeDir: closure.storeDir,

@@ -6,24 +6,44 @@ import { defaultLevel } from '../../layer/compress.js';
 import type { LayerPlan } from '../../layer/plan.js';
 import { imageSettings, Assembly, type ImageFlagValues } from '../assemble.js';
 import { applyCustomisation, type CustomiseFlagValues } from '../customise.js';
-import { imageOptions, outputOptions, parseFlags, sourceOptions } from '../flags.js';
+import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from '../flags.js';
 import { writeGraph } from '../graph-out.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
+import { HELP_IMAGE_READ_FLAGS, HELP_IMAGE_REFS, imageReadOptions, isImageRef } from '../image-ref.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
 import { resolveSource, type ResolvedSource, type SourceFlags } from '../source.js';
 
-export const INSPECT_HELP = `Usage: nixoci inspect [SOURCE] [flags]
+export const INSPECT_HELP = `Usage: nixoci inspect IMAGE [flags]
+       nixoci inspect [SOURCE] [flags]
 
-Print the layer plan of a closure: one row per layer with its store paths, NAR size and the
-digest cached for it (for the compression given, default none). Reads no file contents. For a
-devbox project, first one row per package: its store paths, their layer and NAR size.
+With IMAGE, read an existing image and print one row per layer: index, size, digest and the
+store paths it holds (from nixoci's layer annotations, else from the config's history), then the
+totals. Only manifests and the config are read (an engine's image archive streams by and only its
+JSON is kept); never a layer's content.
+
+${HELP_IMAGE_REFS}
+${HELP_IMAGE_READ_FLAGS}
+With a SOURCE, print the layer plan of a closure: one row per layer with its store paths, NAR size
+and the digest cached for it (for the compression given, default none). Reads no file contents.
+For a devbox project, first one row per package: its store paths, their layer and NAR size.
 
   --graph-out FILE.dot|FILE.svg write the closure graph (Graphviz dot; svg needs \`dot\` from
                                 graphviz); with several --arch, FILE gets the arch before its suffix
 
 ${HELP_SOURCE_FLAGS}
 ${HELP_IMAGE_FLAGS}
-${HELP_OUTPUT_FLAGS}`;
+${HELP_OUTPUT_FLAGS}
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
+`;
+
+/** Every flag of `inspect`, both forms (an image, or a closure source). */
+export const inspectOptions = {
+  ...sourceOptions,
+  ...imageOptions,
+  ...outputOptions,
+  ...imageReadOptions,
+  'graph-out': { type: 'string' },
+} as const satisfies OptionSpec;
 
 interface PackageRow {
   readonly package: string;
@@ -32,16 +52,15 @@ interface PackageRow {
   readonly storePaths: readonly { path: StorePath; layer: number | null; narSize: number }[];
 }
 
-export async function inspectCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { values, positionals } = parseFlags('inspect', argv, {
-    ...sourceOptions,
-    ...imageOptions,
-    ...outputOptions,
-    'graph-out': { type: 'string' },
-  });
+export async function inspectCommand(argv: readonly string[], io: Io, signal?: AbortSignal): Promise<number> {
+  const { values, positionals } = parseFlags('inspect', argv, inspectOptions);
   if (values.help) {
     io.out(INSPECT_HELP);
     return 0;
+  }
+  if (positionals.some(isImageRef)) {
+    const { inspectImage } = await import('./inspect-image.js');
+    return inspectImage(values, positionals, io, signal);
   }
   const log = (l: string): void => {
     if (values.verbose) io.err(l + '\n');

@@ -1,0 +1,79 @@
+import { NixociError } from '../core/errors.js';
+import { dockerArchiveSource } from '../registry/read/docker-archive-source.js';
+import { engineSource } from '../registry/read/engine-source.js';
+import type { ImageSource } from '../registry/read/image-source.js';
+import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
+import { registrySource } from '../registry/read/registry-source.js';
+import { parseReference } from '../registry/reference.js';
+import { usage, type OptionSpec } from './flags.js';
+import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
+import type { TargetFlags } from './targets.js';
+
+/** Flags for reading an existing image (`inspect IMAGE`, `diff`). */
+export const imageReadOptions = {
+  ...registryAccessOptions,
+  host: { type: 'string', short: 'H' },
+  arch: { type: 'string' },
+} as const satisfies OptionSpec;
+
+export const HELP_IMAGE_REFS = `Images (IMAGE):
+  docker://HOST[:PORT]/REPO[:TAG|@DIGEST]  an image in a registry
+  oci:DIR[:TAG]                 an OCI image layout (default: its only image, else tag latest)
+  docker-archive:FILE[:NAME:TAG]  a docker-archive (\`docker save\`); only its headers and JSON are read
+  docker-daemon:NAME[:TAG]      an image in the Docker engine
+  podman:NAME[:TAG]             an image in Podman
+`;
+
+export const HELP_IMAGE_READ_FLAGS = `Reading images:
+  --arch ARCH                   the platform of a multi-arch image (default: amd64, else the first)
+  -H, --host ADDR               engine address for docker-daemon:/podman: (default: DOCKER_HOST, the
+                                docker context, /var/run/docker.sock; for Podman CONTAINER_HOST)
+${HELP_REGISTRY_ACCESS_FLAGS}`;
+
+const PREFIXES = ['docker://', 'oci:', 'docker-archive:', 'docker-daemon:', 'podman:'];
+
+/** Whether an argument names an existing image rather than a closure source. */
+export const isImageRef = (s: string): boolean => PREFIXES.some((p) => s.startsWith(p));
+
+/** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
+export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {
+  const arch = typeof flags.arch === 'string' ? flags.arch : undefined;
+  const o = arch ? { arch } : {};
+  if (ref.startsWith('docker://')) {
+    let parsed;
+    try {
+      parsed = parseReference(ref);
+    } catch (e) {
+      if (e instanceof NixociError)
+        throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
+      throw e;
+    }
+    return registrySource(parsed, { ...o, ...registryAccess(flags) });
+  }
+  const colon = ref.indexOf(':');
+  const transport = ref.slice(0, colon);
+  const rest = ref.slice(colon + 1);
+  if (rest === '') throw usage(command, `${ref}: names no image`);
+  switch (transport) {
+    case 'oci': {
+      const i = rest.lastIndexOf(':');
+      const hasTag = i > 0 && /^[\w][\w.-]{0,127}$/.test(rest.slice(i + 1));
+      return ociLayoutSource(hasTag ? rest.slice(0, i) : rest, hasTag ? rest.slice(i + 1) : undefined, o);
+    }
+    case 'docker-archive': {
+      const i = rest.indexOf(':');
+      return dockerArchiveSource(i < 0 ? rest : rest.slice(0, i), i < 0 ? undefined : rest.slice(i + 1));
+    }
+    case 'docker-daemon':
+    case 'podman': {
+      const host = typeof flags.host === 'string' ? flags.host : undefined;
+      const slash = rest.lastIndexOf('/');
+      const name = rest.lastIndexOf(':') > slash ? rest : `${rest}:latest`;
+      return engineSource(name, {
+        engine: transport === 'podman' ? 'podman' : 'docker',
+        ...(host ? { host } : {}),
+      });
+    }
+  }
+  throw usage(command, `${ref}: unknown image transport (known: ${PREFIXES.join(', ')})`);
+}

@@ -1,0 +1,67 @@
+import type { ImageLayerInfo, ImageSource } from '../registry/read/image-source.js';
+import { humanSize, type Io } from './output.js';
+
+/** One image as `inspect IMAGE --json` and `diff --json` report it (schema: report-schema.ts). */
+export interface ImageJson {
+  readonly reference: string;
+  readonly manifestDigest: string | null;
+  readonly indexDigest: string | null;
+  readonly mediaType: string | null;
+  readonly configDigest: string;
+  readonly architecture: string | null;
+  readonly os: string | null;
+  readonly created: string | null;
+  readonly layerCount: number;
+  readonly totalSize: number;
+  readonly layers: readonly ImageLayerInfo[];
+}
+
+export async function readImage(source: ImageSource, signal?: AbortSignal): Promise<ImageJson> {
+  const [manifest, config, layers] = await Promise.all([
+    source.manifest(signal),
+    source.config(signal),
+    source.layers(signal),
+  ]);
+  return {
+    reference: source.description,
+    manifestDigest: manifest.digest,
+    indexDigest: manifest.indexDigest,
+    mediaType: manifest.mediaType,
+    configDigest: manifest.configDigest,
+    architecture: config.architecture ?? null,
+    os: config.os ?? null,
+    created: config.created ?? null,
+    layerCount: layers.length,
+    totalSize: layers.reduce((n, l) => n + l.size, 0),
+    layers,
+  };
+}
+
+export const shortDigest = (d: string | null): string => (d ? d.slice(0, 19) : '-');
+
+/** A layer's store paths, or (without any) what its history says it is. */
+export function pathsLabel(l: ImageLayerInfo): string {
+  if (l.storePaths.length > 0) return l.storePaths.join(' ');
+  return l.createdBy ? `(${l.createdBy.slice(0, 60)})` : '(no store paths)';
+}
+
+export function printImage(io: Io, img: ImageJson): void {
+  io.out(`${img.reference}\n`);
+  if (img.indexDigest) io.out(`  index     ${img.indexDigest}\n`);
+  if (img.manifestDigest) io.out(`  manifest  ${img.manifestDigest}\n`);
+  io.out(`  config    ${img.configDigest}\n`);
+  io.out(
+    `  platform  ${img.os ?? '?'}/${img.architecture ?? '?'}${img.created ? `, created ${img.created}` : ''}\n`,
+  );
+  io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'DIGEST'.padEnd(19)}  STORE PATHS\n`);
+  for (const l of img.layers) {
+    io.out(
+      `${String(l.index).padEnd(6)}${humanSize(l.size).padStart(11)}  ${shortDigest(l.digest ?? l.diffId).padEnd(19)}  ${pathsLabel(l)}\n`,
+    );
+  }
+  const from = [...new Set(img.layers.map((l) => l.storePathsFrom))].join(', ');
+  const paths = img.layers.reduce((n, l) => n + l.storePaths.length, 0);
+  io.out(
+    `total: ${img.layerCount} layers, ${humanSize(img.totalSize)}, ${paths} store paths (from ${from || 'nothing'})\n`,
+  );
+}

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { isDigest, sha256Digest, type Digest } from '../../core/digest.js';
+import { NixociError, reason } from '../../core/errors.js';
+import { MediaType } from '../../core/media-types.js';
+import {
+  invalidImage,
+  lazySource,
+  parseConfig,
+  parseJson,
+  type ImageSource,
+  type LayerDescriptor,
+  type LoadedImage,
+} from './image-source.js';
+import { fileReader, scanTar, type ByteReader, type ScannedEntry } from './tar-scan.js';
+
+const archiveManifestSchema = z.array(
+  z.object({
+    Config: z.string(),
+    RepoTags: z.array(z.string()).nullable().optional(),
+    Layers: z.array(z.string()),
+  }),
+);
+
+/** JSON files (manifest.json, the config) are kept; a larger file is not a config. */
+const MAX_JSON = 16 << 20;
+
+/**
+ * An image in a docker-archive file (`docker-archive:FILE[:NAME:TAG]`, what `docker save` and
+ * `nixoci build --to docker-archive:` write). Only tar headers, manifest.json and the config are
+ * read: layer entries are skipped by offset, never read.
+ */
+export function dockerArchiveSource(file: string, repoTag: string | undefined): ImageSource {
+  const description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
+  return lazySource(description, async () => {
+    let reader: ByteReader;
+    try {
+      reader = await fileReader(file);
+    } catch (e) {
+      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, {
+        hint: 'docker-archive: must name a tar file, e.g. one written by `docker save`',
+      });
+    }
+    try {
+      return await readArchive(reader, repoTag, description);
+    } finally {
+      await reader.close();
+    }
+  });
+}
+
+/** Reads the image out of a docker-archive (a file or the stream of an engine's `GET /images/get`). */
+export async function readArchive(
+  reader: ByteReader,
+  repoTag: string | undefined,
+  description: string,
+): Promise<LoadedImage> {
+  const entries = await scanTar(
+    reader,
+    (name, size, head) => name === 'manifest.json' || (size <= MAX_JSON && head[0] === 0x7b) /* { */,
+    description,
+  );
+  const byName = new Map<string, ScannedEntry>(entries.map((e) => [e.name, e]));
+  const mf = byName.get('manifest.json')?.body;
+  if (!mf) throw invalidImage(description, 'no manifest.json: not a docker-archive');
+  const parsed = archiveManifestSchema.safeParse(parseJson(mf, `${description} manifest.json`));
+  if (!parsed.success || parsed.data.length === 0)
+    throw invalidImage(description, 'manifest.json does not describe an image');
+  const images = parsed.data;
+  const want = repoTag && !repoTag.includes(':') ? `${repoTag}:latest` : repoTag;
+  const image = want ? images.find((i) => (i.RepoTags ?? []).includes(want)) : images[0];
+  if (!image) {
+    const tags = images.flatMap((i) => i.RepoTags ?? []);
+    throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${want}`, {
+      hint: tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'the archive has no tagged image',
+    });
+  }
+  const configBytes = byName.get(image.Config)?.body;
+  if (!configBytes) throw invalidImage(description, `config ${image.Config} is missing`);
+  const config = parseConfig(configBytes, `${description} config`);
+  const layers = image.Layers.map((name, i): LayerDescriptor => {
+    const e = byName.get(name);
+    if (!e) throw invalidImage(description, `layer ${name} is missing`);
+    const mediaType = layerMediaType(e.head);
+    const named = `sha256:${name.split('/').pop()}`;
+    // An uncompressed layer's blob is its tar: its digest is the diffID.
+    const digest: Digest | null =
+      name.startsWith('blobs/sha256/') && isDigest(named)
+        ? named
+        : mediaType === MediaType.ociLayer
+          ? (config.rootfs.diff_ids[i] ?? null)
+          : null;
+    return { mediaType, digest, size: e.size, annotations: {} };
+  });
+  return {
+    manifest: {
+      mediaType: null,
+      digest: null,
+      indexDigest: null,
+      configDigest: sha256Digest(configBytes),
+      layers,
+    },
+    config,
+  };
+}
+
+function layerMediaType(head: Buffer): string {
+  if (head[0] === 0x1f && head[1] === 0x8b) return MediaType.ociLayerGzip;
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return MediaType.ociLayerZstd;
+  return MediaType.ociLayer;
+}

@@ -1,0 +1,54 @@
+import { NixociError } from '../../core/errors.js';
+import { connectEngine } from '../engine/connect.js';
+import type { EngineKind } from '../engine/discover.js';
+import { readArchive } from './docker-archive-source.js';
+import { lazySource, type ImageSource } from './image-source.js';
+import { streamReader } from './tar-scan.js';
+
+export interface EngineSourceOptions {
+  readonly engine: EngineKind;
+  /** Engine address (`unix://…`, `tcp://…`, `ssh://…`); default: found like the docker CLI does. */
+  readonly host?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * An image in the Docker engine (`docker-daemon:NAME:TAG`) or Podman (`podman:NAME:TAG`): the
+ * engine's `GET /images/{name}/get` archive is streamed through and only its manifest.json and
+ * config are kept (layer bytes pass by and are dropped), so the layer sizes are the exact tar sizes
+ * and the history is the config's own, empty layers included.
+ */
+export function engineSource(name: string, o: EngineSourceOptions): ImageSource {
+  const scheme = o.engine === 'podman' ? 'podman' : 'docker-daemon';
+  const description = `${scheme}:${name}`;
+  return lazySource(description, async (signal) => {
+    const { client } = await connectEngine({
+      engine: o.engine,
+      ...(o.host ? { host: o.host } : {}),
+      ...(o.env ? { env: o.env } : {}),
+      ...(signal ? { signal } : {}),
+    });
+    if (!(await client.imageInspect(name, signal))) {
+      throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: the engine has no such image`, {
+        hint: `check the name with \`${o.engine} images\``,
+      });
+    }
+    const res = await client.request('GET', `/images/${encodeURIComponent(name)}/get`, { signal });
+    const reader = streamReader(res.body, () => res.body.destroy());
+    if (res.status !== 200) {
+      await reader.close();
+      throw new NixociError(
+        'DAEMON',
+        `read ${description}: the engine answered HTTP ${res.status} to images/get`,
+        {
+          hint: 'see the engine log for details',
+        },
+      );
+    }
+    try {
+      return await readArchive(reader, undefined, description);
+    } finally {
+      await reader.close();
+    }
+  });
+}

@@ -1,0 +1,248 @@
+import { z } from 'zod';
+import { storeDirFromEnv } from '../../closure/store-path.js';
+import { isDigest, type Digest } from '../../core/digest.js';
+import { NixociError } from '../../core/errors.js';
+import { MediaType } from '../../core/media-types.js';
+import { ANNOTATION_STORE_PATHS } from '../../image/image.js';
+
+/**
+ * An existing image read back for `nixoci inspect IMAGE` and `nixoci diff`: one implementation per
+ * transport (registry, OCI layout, docker-archive, engine), all reading only manifests and the
+ * config — never a layer's content.
+ */
+export interface ImageSource {
+  /** The reference as the user gave it, credentials removed. */
+  readonly description: string;
+  manifest(signal?: AbortSignal): Promise<SourceManifest>;
+  config(signal?: AbortSignal): Promise<ImageConfig>;
+  layers(signal?: AbortSignal): Promise<ImageLayerInfo[]>;
+}
+
+export interface SourceOptions {
+  /** Which platform of an index to read (default amd64 when the index has it, else its first). */
+  readonly arch?: string;
+}
+
+export interface LayerDescriptor {
+  readonly mediaType: string;
+  /** Digest of the blob as stored; null when the source does not name it (a compressed archive entry). */
+  readonly digest: Digest | null;
+  readonly size: number;
+  readonly annotations: Readonly<Record<string, string>>;
+}
+
+/** The manifest of the chosen platform (or what a docker-archive's manifest.json says). */
+export interface SourceManifest {
+  /** Media type of the manifest; null for a docker-archive or an engine image (there is none). */
+  readonly mediaType: string | null;
+  readonly digest: Digest | null;
+  /** The index the reference named, when it named one. */
+  readonly indexDigest: Digest | null;
+  readonly configDigest: Digest;
+  readonly layers: readonly LayerDescriptor[];
+}
+
+const digest = z.string().refine(isDigest, 'not a sha256 digest') as unknown as z.ZodType<Digest>;
+
+export const configSchema = z
+  .object({
+    architecture: z.string().optional(),
+    os: z.string().optional(),
+    variant: z.string().optional(),
+    created: z.string().optional(),
+    config: z.record(z.unknown()).nullable().optional(),
+    rootfs: z.object({ type: z.string(), diff_ids: z.array(digest) }),
+    history: z
+      .array(
+        z
+          .object({
+            created: z.string().optional(),
+            created_by: z.string().optional(),
+            comment: z.string().optional(),
+            empty_layer: z.boolean().optional(),
+          })
+          .passthrough(),
+      )
+      .nullable()
+      .optional(),
+  })
+  .passthrough();
+export type ImageConfig = z.infer<typeof configSchema>;
+
+const descriptorSchema = z
+  .object({
+    mediaType: z.string().optional(),
+    digest,
+    size: z.number().int().nonnegative(),
+    annotations: z.record(z.string()).optional(),
+    platform: z.object({ architecture: z.string(), os: z.string() }).passthrough().optional(),
+  })
+  .passthrough();
+const manifestSchema = z.object({
+  mediaType: z.string().optional(),
+  config: descriptorSchema,
+  layers: z.array(descriptorSchema),
+});
+const indexSchema = z.object({ mediaType: z.string().optional(), manifests: z.array(descriptorSchema) });
+export type IndexDescriptor = z.infer<typeof descriptorSchema>;
+
+export type ParsedManifest =
+  | { readonly kind: 'index'; readonly manifests: readonly IndexDescriptor[] }
+  | { readonly kind: 'manifest'; readonly configDigest: Digest; readonly layers: LayerDescriptor[] };
+
+export interface ImageLayerInfo {
+  readonly index: number;
+  readonly digest: Digest | null;
+  readonly diffId: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+  readonly storePaths: readonly string[];
+  /** Where `storePaths` came from: nixoci's layer annotation, the config history, or nowhere. */
+  readonly storePathsFrom: 'annotation' | 'history' | 'none';
+  readonly createdBy: string | null;
+}
+
+export function invalidImage(what: string, why: string): NixociError {
+  return new NixociError('IMAGE_INVALID', `${what}: ${why}`, {
+    hint: 'nixoci reads OCI and Docker schema 2 images; check the reference and what it points at',
+  });
+}
+
+export function parseJson(bytes: Buffer | string, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString()) as unknown;
+  } catch {
+    throw invalidImage(what, 'not JSON');
+  }
+}
+
+/** A manifest or an index (by media type or, when that is missing, by shape). */
+export function parseManifest(bytes: Buffer, mediaType: string | undefined, what: string): ParsedManifest {
+  const json = parseJson(bytes, what);
+  const type = mediaType || (json as { mediaType?: string } | null)?.mediaType;
+  const isIndex =
+    type === MediaType.ociIndex ||
+    type === MediaType.dockerManifestList ||
+    (type === undefined && indexSchema.safeParse(json).success);
+  if (isIndex) {
+    const i = indexSchema.safeParse(json);
+    if (!i.success) throw invalidImage(what, `not a valid image index: ${i.error.issues[0]?.message}`);
+    return { kind: 'index', manifests: i.data.manifests };
+  }
+  const m = manifestSchema.safeParse(json);
+  if (!m.success) throw invalidImage(what, `not a valid image manifest (${type ?? 'no media type'})`);
+  return {
+    kind: 'manifest',
+    configDigest: m.data.config.digest,
+    layers: m.data.layers.map((l) => ({
+      mediaType: l.mediaType ?? MediaType.ociLayer,
+      digest: l.digest,
+      size: l.size,
+      annotations: l.annotations ?? {},
+    })),
+  };
+}
+
+export function parseConfig(bytes: Buffer, what: string): ImageConfig {
+  const c = configSchema.safeParse(parseJson(bytes, what));
+  if (!c.success) {
+    const issue = c.error.issues[0];
+    throw invalidImage(what, `not a valid image config: ${issue?.path.join('.')}: ${issue?.message}`);
+  }
+  return c.data;
+}
+
+/** The platform manifest of an index: `arch` if given, else amd64 if present, else the first. */
+export function pickPlatform(
+  manifests: readonly IndexDescriptor[],
+  arch: string | undefined,
+  what: string,
+): IndexDescriptor {
+  const images = manifests.filter((m) => m.platform?.architecture !== 'unknown'); // attestations
+  const want = arch ?? 'amd64';
+  const hit = images.find((m) => m.platform?.architecture === want) ?? (arch ? undefined : images[0]);
+  if (!hit) {
+    const have = images.map((m) => m.platform?.architecture ?? '?').join(', ');
+    throw new NixociError('IMAGE_NOT_FOUND', `${what}: no ${want} image in the index (it has: ${have})`, {
+      hint: 'pick one of its architectures with --arch',
+    });
+  }
+  return hit;
+}
+
+const STORE_PATH_RE = (): RegExp =>
+  new RegExp(
+    `${storeDirFromEnv().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\\-._?=]+`,
+    'g',
+  );
+
+/** Store paths named in a history entry (`nixoci: /nix/store/…`, dockerTools' `store paths: [...]`). */
+export function storePathsIn(text: string): string[] {
+  return [...new Set(text.match(STORE_PATH_RE()) ?? [])];
+}
+
+/**
+ * Joins manifest layers, the config's diff_ids and its history (non-empty entries, in order) into
+ * one row per layer. Store paths come from nixoci's annotation when present, else from history.
+ */
+export function layersOf(
+  layers: readonly LayerDescriptor[],
+  config: ImageConfig,
+  what: string,
+): ImageLayerInfo[] {
+  const diffIds = config.rootfs.diff_ids;
+  if (diffIds.length !== layers.length) {
+    throw invalidImage(what, `${layers.length} layers but ${diffIds.length} diff_ids in the config`);
+  }
+  const history = (config.history ?? []).filter((h) => !h.empty_layer);
+  // History that does not match the layers one to one says nothing reliable about any of them.
+  const byLayer = history.length === layers.length ? history : [];
+  return layers.map((l, index) => {
+    const h = byLayer[index];
+    const createdBy = h ? [h.created_by, h.comment].filter(Boolean).join(' ') : '';
+    const annotated = l.annotations[ANNOTATION_STORE_PATHS];
+    const fromHistory = storePathsIn(createdBy);
+    const [storePaths, storePathsFrom] =
+      annotated !== undefined
+        ? [annotated.split(' ').filter((p) => p !== ''), 'annotation' as const]
+        : fromHistory.length > 0
+          ? [fromHistory, 'history' as const]
+          : [[], 'none' as const];
+    return {
+      index,
+      digest: l.digest,
+      diffId: diffIds[index]!,
+      size: l.size,
+      mediaType: l.mediaType,
+      storePaths,
+      storePathsFrom,
+      createdBy: h?.created_by ?? null,
+    };
+  });
+}
+
+export interface LoadedImage {
+  readonly manifest: SourceManifest;
+  readonly config: ImageConfig;
+}
+
+/**
+ * An ImageSource from a function that reads manifest and config together (every transport reads
+ * them in one go); it runs once, on the first call of any method.
+ */
+export function lazySource(
+  description: string,
+  load: (signal?: AbortSignal) => Promise<LoadedImage>,
+): ImageSource {
+  let loaded: Promise<LoadedImage> | undefined;
+  const get = (signal?: AbortSignal): Promise<LoadedImage> => (loaded ??= load(signal));
+  return {
+    description,
+    manifest: async (signal) => (await get(signal)).manifest,
+    config: async (signal) => (await get(signal)).config,
+    layers: async (signal) => {
+      const { manifest, config } = await get(signal);
+      return layersOf(manifest.layers, config, description);
+    },
+  };
+}

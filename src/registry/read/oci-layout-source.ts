@@ -1,0 +1,101 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { digestHex, isDigest, sha256Digest, type Digest } from '../../core/digest.js';
+import { NixociError, reason } from '../../core/errors.js';
+import {
+  invalidImage,
+  lazySource,
+  parseConfig,
+  parseJson,
+  parseManifest,
+  pickPlatform,
+  type ImageSource,
+  type IndexDescriptor,
+  type SourceOptions,
+} from './image-source.js';
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+
+const layoutIndexSchema = z.object({
+  manifests: z.array(
+    z
+      .object({
+        mediaType: z.string().optional(),
+        digest: z.string(),
+        annotations: z.record(z.string()).optional(),
+      })
+      .passthrough(),
+  ),
+});
+
+/**
+ * An image in an OCI image layout (`oci:DIR[:TAG]`): index.json names the tag; manifest and config
+ * are read from blobs/ and checked against their digests. Without a tag, the only image in the
+ * layout, else `latest`.
+ */
+export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceOptions = {}): ImageSource {
+  const description = `oci:${dir}${tag !== undefined ? `:${tag}` : ''}`;
+  const blob = async (d: Digest, what: string): Promise<Buffer> => {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(join(dir, 'blobs', 'sha256', digestHex(d)));
+    } catch (e) {
+      throw new NixociError('IMAGE_READ', `read ${description}: ${what} ${d}: ${reason(e)}`, {
+        hint: 'the layout is incomplete; rewrite it (e.g. with nixoci build --to oci:DIR)',
+      });
+    }
+    if (sha256Digest(bytes) !== d) throw invalidImage(description, `blob ${d} does not match its digest`);
+    return bytes;
+  };
+  return lazySource(description, async () => {
+    let indexBytes: Buffer;
+    try {
+      indexBytes = await readFile(join(dir, 'index.json'));
+    } catch (e) {
+      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, {
+        hint: 'oci: must name an OCI image layout directory (with index.json)',
+      });
+    }
+    const index = layoutIndexSchema.safeParse(parseJson(indexBytes, `${description} index.json`));
+    if (!index.success) throw invalidImage(description, 'index.json is not an OCI index');
+    const all = index.data.manifests;
+    const wanted = tag ?? (all.length === 1 ? undefined : 'latest');
+    const top = wanted === undefined ? all[0] : all.find((m) => m.annotations?.[REF_NAME] === wanted);
+    if (!top) {
+      const tags = all.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
+      throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${wanted ?? ''}`, {
+        hint: tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'the layout holds no image',
+      });
+    }
+    const topDigest = checked(top.digest, description);
+    let manifestDigest = topDigest;
+    let parsed = parseManifest(await blob(topDigest, 'manifest'), top.mediaType, description);
+    let mediaType = top.mediaType ?? null;
+    let indexDigest: Digest | null = null;
+    if (parsed.kind === 'index') {
+      const child: IndexDescriptor = pickPlatform(parsed.manifests, o.arch, description);
+      indexDigest = topDigest;
+      manifestDigest = child.digest;
+      mediaType = child.mediaType ?? null;
+      parsed = parseManifest(await blob(child.digest, 'manifest'), child.mediaType, description);
+      if (parsed.kind === 'index') throw invalidImage(description, 'an index inside an index');
+    }
+    const config = parseConfig(await blob(parsed.configDigest, 'config'), `${description} config`);
+    return {
+      manifest: {
+        mediaType,
+        digest: manifestDigest,
+        indexDigest,
+        configDigest: parsed.configDigest,
+        layers: parsed.layers,
+      },
+      config,
+    };
+  });
+}
+
+function checked(d: string, what: string): Digest {
+  if (!isDigest(d)) throw invalidImage(what, `unsupported digest ${JSON.stringify(d)}`);
+  return d;
+}

@@ -1,0 +1,69 @@
+import { NixociError } from '../../core/errors.js';
+import { RegistryClient, type ClientOptions } from '../client.js';
+import { formatReference, type ImageReference } from '../reference.js';
+import {
+  lazySource,
+  parseConfig,
+  parseManifest,
+  pickPlatform,
+  type ImageSource,
+  type SourceOptions,
+} from './image-source.js';
+
+export interface RegistrySourceOptions extends SourceOptions, Omit<ClientOptions, 'what'> {}
+
+/**
+ * An image in a registry (`docker://HOST/REPO[:TAG][@DIGEST]`): GET the manifest (and the
+ * platform's manifest when it is an index), GET the config blob. Two or three small requests.
+ */
+export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {}): ImageSource {
+  const description = `docker://${formatReference(ref)}`;
+  return lazySource(description, async (signal) => {
+    const client = new RegistryClient(
+      ref.registry,
+      ref.host,
+      { ...o, what: `read ${description}` },
+      ref.repository,
+    );
+    client.auth.addScope(ref.repository, 'pull');
+    const repo = ref.repository;
+    const top = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest', signal);
+    if (!top) {
+      throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no such manifest`, {
+        hint: `check the repository and tag (e.g. \`skopeo inspect ${description}\`)`,
+      });
+    }
+    let parsed = parseManifest(top.bytes, top.mediaType, description);
+    let manifest = top;
+    let indexDigest = null;
+    if (parsed.kind === 'index') {
+      const child = pickPlatform(parsed.manifests, o.arch, description);
+      const got = await client.getManifest(repo, child.digest, signal);
+      if (!got)
+        throw new NixociError(
+          'IMAGE_NOT_FOUND',
+          `read ${description}: manifest ${child.digest} of its index is missing`,
+          { hint: 'the registry holds an incomplete image; push it again' },
+        );
+      indexDigest = top.digest;
+      manifest = got;
+      parsed = parseManifest(got.bytes, got.mediaType, `${description} (${child.digest})`);
+      if (parsed.kind === 'index')
+        throw new NixociError('IMAGE_INVALID', `read ${description}: an index inside an index`);
+    }
+    const config = parseConfig(
+      await client.getBlob(repo, parsed.configDigest, signal),
+      `${description} config`,
+    );
+    return {
+      manifest: {
+        mediaType: manifest.mediaType || null,
+        digest: manifest.digest,
+        indexDigest,
+        configDigest: parsed.configDigest,
+        layers: parsed.layers,
+      },
+      config,
+    };
+  });
+}

@@ -1,0 +1,186 @@
+import { open } from 'node:fs/promises';
+import { NixociError } from '../../core/errors.js';
+import { BLOCK, padding } from '../../layer/tar-header.js';
+
+/**
+ * Sequential bytes with a cheap skip: a file skips by moving its offset (nothing is read), a stream
+ * by discarding chunks as they pass. Either way nothing beyond one chunk is held.
+ */
+export interface ByteReader {
+  /** Up to `n` bytes; fewer only at the end of the input. */
+  read(n: number): Promise<Buffer>;
+  skip(n: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function fileReader(path: string): Promise<ByteReader> {
+  const fh = await open(path, 'r');
+  let pos = 0;
+  return {
+    read: async (n) => {
+      const buf = Buffer.alloc(n);
+      let got = 0;
+      while (got < n) {
+        const { bytesRead } = await fh.read(buf, got, n - got, pos);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+        pos += bytesRead;
+      }
+      return buf.subarray(0, got);
+    },
+    skip: async (n) => void (pos += n),
+    close: () => fh.close(),
+  };
+}
+
+export function streamReader(input: AsyncIterable<Buffer>, onClose?: () => void): ByteReader {
+  const it = input[Symbol.asyncIterator]();
+  let pending: Buffer = Buffer.alloc(0);
+  let ended = false;
+  const fill = async (): Promise<boolean> => {
+    if (ended) return false;
+    const next = await it.next();
+    if (next.done) {
+      ended = true;
+      return false;
+    }
+    pending = pending.length === 0 ? next.value : Buffer.concat([pending, next.value]);
+    return true;
+  };
+  return {
+    read: async (n) => {
+      while (pending.length < n && (await fill()));
+      const out = pending.subarray(0, n);
+      pending = pending.subarray(out.length);
+      return Buffer.from(out);
+    },
+    skip: async (n) => {
+      let left = n;
+      while (left > 0) {
+        if (pending.length === 0 && !(await fill())) return;
+        const k = Math.min(left, pending.length);
+        pending = pending.subarray(k);
+        left -= k;
+      }
+    },
+    close: async () => {
+      onClose?.();
+      await it.return?.();
+    },
+  };
+}
+
+export interface ScannedEntry {
+  readonly name: string;
+  readonly size: number;
+  /** The first bytes of the content (up to 8), to tell JSON from a layer and a compressed layer. */
+  readonly head: Buffer;
+  /** The whole content, for the entries `keep` asked for. */
+  readonly body?: Buffer;
+}
+
+/**
+ * Walks a tar archive's regular files, reading their headers (ustar, PAX and GNU long names) and
+ * the first bytes of each; only entries for which `keep(name, size, head)` is true are read whole,
+ * the others are skipped.
+ */
+export async function scanTar(
+  r: ByteReader,
+  keep: (name: string, size: number, head: Buffer) => boolean,
+  what: string,
+): Promise<ScannedEntry[]> {
+  const out: ScannedEntry[] = [];
+  let longName: string | undefined;
+  let paxSize: number | undefined;
+  for (;;) {
+    const h = await r.read(BLOCK);
+    if (h.length === 0 || h.every((b) => b === 0)) break;
+    if (h.length < BLOCK) throw truncated(what);
+    if (!checksumOk(h))
+      throw new NixociError('IMAGE_INVALID', `${what}: not a tar archive (bad header checksum)`, {
+        hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
+      });
+    const type = String.fromCharCode(h[156]!);
+    const headerSize = parseSize(h.subarray(124, 136));
+    if (type === 'x' || type === 'L') {
+      const body = await r.read(headerSize);
+      if (body.length < headerSize) throw truncated(what);
+      await r.skip(padding(headerSize));
+      if (type === 'L') longName = cString(body);
+      else {
+        const pax = paxFields(body);
+        longName = pax.get('path') ?? longName;
+        if (pax.has('size')) paxSize = Number(pax.get('size'));
+      }
+      continue;
+    }
+    const name = longName ?? headerName(h);
+    const size = paxSize ?? headerSize;
+    longName = undefined;
+    paxSize = undefined;
+    if (type !== '0' && type !== '\0') {
+      await r.skip(size + padding(size));
+      continue;
+    }
+    const head = await r.read(Math.min(8, size));
+    let body: Buffer | undefined;
+    if (keep(name, size, head)) {
+      const rest = await r.read(size - head.length);
+      body = Buffer.concat([head, rest]);
+      if (body.length < size) throw truncated(what);
+    } else await r.skip(size - head.length);
+    await r.skip(padding(size));
+    out.push({ name: name.replace(/^\.\//, ''), size, head, ...(body ? { body } : {}) });
+  }
+  return out;
+}
+
+const truncated = (what: string): NixociError =>
+  new NixociError('IMAGE_INVALID', `${what}: the archive ends in the middle of an entry`, {
+    hint: 'the file is truncated; write it again',
+  });
+
+function cString(b: Buffer): string {
+  const z = b.indexOf(0);
+  return b.subarray(0, z < 0 ? b.length : z).toString('utf8');
+}
+
+function headerName(h: Buffer): string {
+  const name = cString(h.subarray(0, 100));
+  const ustar = h.subarray(257, 262).toString('latin1') === 'ustar';
+  const prefix = ustar ? cString(h.subarray(345, 500)) : '';
+  return prefix ? `${prefix}/${name}` : name;
+}
+
+function parseSize(f: Buffer): number {
+  if ((f[0]! & 0x80) !== 0) {
+    // GNU base-256: big-endian, high bit of the first byte is the marker
+    let n = f[0]! & 0x7f;
+    for (const b of f.subarray(1)) n = n * 256 + b;
+    return n;
+  }
+  const s = cString(f).trim();
+  return s === '' ? 0 : parseInt(s, 8);
+}
+
+function checksumOk(h: Buffer): boolean {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
+  return parseInt(cString(h.subarray(148, 156)).trim(), 8) === sum;
+}
+
+function paxFields(records: Buffer): Map<string, string> {
+  const fields = new Map<string, string>();
+  let i = 0;
+  while (i < records.length) {
+    const sp = records.indexOf(0x20, i);
+    if (sp < 0) break;
+    const len = Number(records.subarray(i, sp).toString('latin1'));
+    if (!Number.isInteger(len) || len <= 0) break;
+    const rec = records.subarray(sp + 1, i + len - 1).toString('utf8');
+    const eq = rec.indexOf('=');
+    if (eq > 0) fields.set(rec.slice(0, eq), rec.slice(eq + 1));
+    i += len;
+  }
+  return fields;
+}

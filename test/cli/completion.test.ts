@@ -1,0 +1,86 @@
+// `nixoci completion bash|zsh|fish`: scripts generated from the commands' flag specs.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildCommand } from '../../src/cli/commands/build.js';
+import { imageCommandOptions } from '../../src/cli/image-command.js';
+import { nixoci } from '../helpers/cli.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-completion-'));
+const has = (shell: string): boolean => spawnSync(shell, ['--version'], { stdio: 'ignore' }).status === 0;
+const buildFlags = Object.keys(imageCommandOptions(buildCommand));
+
+async function script(shell: string): Promise<string> {
+  const r = await nixoci(['completion', shell]);
+  expect(r.code).toBe(0);
+  const file = join(work, `nixoci.${shell}`);
+  writeFileSync(file, r.stdout);
+  return file;
+}
+
+/** Runs the bash completion function for a command line (the last word is being completed). */
+function bashComplete(file: string, words: string[]): string[] {
+  const out = execFileSync(
+    'bash',
+    [
+      '-c',
+      `source "$0"; COMP_WORDS=("\${@}"); COMP_CWORD=$(( $# - 1 )); _nixoci; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      file,
+      ...words,
+    ],
+    { encoding: 'utf8' },
+  );
+  return out.split('\n').filter((l) => l !== '');
+}
+
+describe('nixoci completion', () => {
+  it('bash: valid syntax, registered for nixoci, completes commands, flags and flag values', async () => {
+    const file = await script('bash');
+    execFileSync('bash', ['-n', file]);
+    expect(
+      execFileSync('bash', ['-c', 'source "$0"; complete -p nixoci', file], { encoding: 'utf8' }),
+    ).toContain('-F _nixoci nixoci');
+    expect(bashComplete(file, ['nixoci', 'di'])).toEqual(['diff']);
+    expect(bashComplete(file, ['nixoci', 'build', '--compr'])).toEqual([
+      '--compression',
+      '--compression-level',
+    ]);
+    expect(bashComplete(file, ['nixoci', 'push', '--compression', ''])).toEqual(['none', 'gzip', 'zstd']);
+    expect(bashComplete(file, ['nixoci', 'inspect', '--insec'])).toEqual(['--insecure-registry']);
+    expect(bashComplete(file, ['nixoci', 'completion', 'z'])).toEqual(['zsh']);
+    // a flag whose value cannot be guessed offers no flags as its value
+    expect(bashComplete(file, ['nixoci', 'build', '--entrypoint', '--'])).toEqual([]);
+  });
+
+  it('zsh and fish: every flag of build, and valid syntax where the shell is installed', async () => {
+    const zsh = await script('zsh');
+    const fish = await script('fish');
+    const zshText = execFileSync('cat', [zsh], { encoding: 'utf8' });
+    const fishText = execFileSync('cat', [fish], { encoding: 'utf8' });
+    const zshBuild = zshText.slice(zshText.indexOf('    build)'), zshText.indexOf('    push)'));
+    expect(buildFlags.length).toBeGreaterThan(30);
+    for (const f of buildFlags) {
+      expect(zshBuild).toMatch(new RegExp(`'\\*?--${f}[=\\[':]`));
+      expect(fishText).toContain(`-n '__fish_seen_subcommand_from build'`);
+      expect(fishText).toMatch(new RegExp(`__fish_seen_subcommand_from build'( -s \\w)? -l ${f}( |$)`, 'm'));
+    }
+    if (has('zsh')) execFileSync('zsh', ['-n', zsh]);
+    if (has('fish')) {
+      execFileSync('fish', ['--no-execute', fish]);
+      const out = execFileSync('fish', ['-c', `source ${fish}; complete -C "nixoci build --compression "`], {
+        encoding: 'utf8',
+      });
+      expect(out.split('\n').map((l) => l.split('\t')[0])).toEqual(
+        expect.arrayContaining(['none', 'gzip', 'zstd']),
+      );
+    }
+  });
+
+  it('refuses an unknown shell with a usage error', async () => {
+    const r = await nixoci(['completion', 'tcsh']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('give one shell: bash, zsh, fish');
+  });
+});

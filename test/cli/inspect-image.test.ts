@@ -1,0 +1,229 @@
+// `nixoci inspect IMAGE` and `nixoci diff A B` on images nixoci wrote (OCI layout, docker-archive,
+// registry, Docker engine) and on one `skopeo copy` rewrote (no nixoci annotations: store paths come
+// from the config history). Every figure is checked against what the writer reported or wrote.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DiffReportJson, ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
+import { dockerRmi } from '../helpers/docker.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { uniqueRepo } from '../registry/push-helpers.js';
+
+const env = testEnv();
+const work = mkdtempSync(join(tmpdir(), 'nixoci-inspect-'));
+const ociA = join(work, 'a');
+const ociB = join(work, 'b');
+const archive = join(work, 'a.tar');
+const skopeoDir = join(work, 'skopeo');
+const engineRef = `nixoci-inspect-test:${process.pid}`;
+const dockerEnv = { DOCKER_HOST: env.dockerHost };
+let v1: FixtureClosure;
+let v2: FixtureClosure;
+let built: ImageReportJson;
+
+const blob = (dir: string, d: string): Buffer => readFileSync(join(dir, 'blobs', 'sha256', d.slice(7)));
+
+beforeAll(async () => {
+  v1 = await buildFixtureClosure({ tag: 'inspect-a' });
+  v2 = await buildFixtureClosure({ tag: 'inspect-b' });
+  built = await nixociJson<ImageReportJson>([
+    'build',
+    '--graph',
+    v1.graphFile,
+    '--to',
+    `oci:${ociA}:v1`,
+    '--to',
+    `docker-archive:${archive}:inspect-a:v1`,
+    '--no-cache',
+  ]);
+  await nixociJson(['build', '--graph', v2.graphFile, '--to', `oci:${ociB}`, '--no-cache']);
+});
+
+afterAll(() => dockerRmi(engineRef));
+
+describe('nixoci inspect IMAGE', () => {
+  it('reads an OCI layout: digests, sizes and store paths as written, from the annotations', async () => {
+    const r = await nixociJson<InspectImageJson>(['inspect', `oci:${ociA}:v1`]);
+    const img = r.image;
+    expect(img.manifestDigest).toBe(built.manifestDigest);
+    expect(img.configDigest).toBe(built.targets[0]!.images[0]!.configDigest);
+    expect(img).toMatchObject({ architecture: 'amd64', os: 'linux', created: '1970-01-01T00:00:01Z' });
+    expect(img.layers.map((l) => [l.digest, l.diffId, l.size, l.storePaths])).toEqual(
+      built.layers.map((l) => [l.digest, l.diffId, l.size, l.storePaths]),
+    );
+    expect(img.layers.every((l) => l.storePathsFrom === 'annotation')).toBe(true);
+    expect(img.layers.map((l) => l.storePaths[0]).sort()).toEqual(v1.paths);
+    expect(img.layerCount).toBe(v1.paths.length);
+    expect(img.totalSize).toBe(built.layers.reduce((n, l) => n + l.size, 0));
+    expect(img.layers.at(-1)!.createdBy).toBe(`nixoci: ${v1.app}`);
+
+    const text = await nixoci(['inspect', `oci:${ociA}:v1`]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`manifest  ${built.manifestDigest}`);
+    for (const p of v1.paths) expect(text.stdout).toContain(p);
+    expect(text.stdout).toMatch(new RegExp(`total: ${v1.paths.length} layers, .*from annotation`));
+  });
+
+  it('reads a docker-archive by its headers: digests are the diffIDs, store paths from history', async () => {
+    const r = await nixociJson<InspectImageJson>(['inspect', `docker-archive:${archive}:inspect-a:v1`]);
+    expect(r.image.manifestDigest).toBeNull();
+    expect(r.image.configDigest).toBe(built.targets[1]!.images[0]!.configDigest);
+    expect(r.image.layers.map((l) => [l.digest, l.diffId, l.size, l.storePaths, l.storePathsFrom])).toEqual(
+      built.layers.map((l) => [l.diffId, l.diffId, l.size, l.storePaths, 'history']),
+    );
+  });
+
+  it('reads an image skopeo copied from a docker-archive (no annotations: history)', async () => {
+    execFileSync('skopeo', ['copy', '-q', `docker-archive:${archive}`, `oci:${skopeoDir}:s1`], {
+      stdio: 'pipe',
+    });
+    const index = JSON.parse(readFileSync(join(skopeoDir, 'index.json'), 'utf8'));
+    const manifestDigest: string = index.manifests[0].digest;
+    const manifest = JSON.parse(blob(skopeoDir, manifestDigest).toString());
+    expect(manifest.layers[0].annotations?.['dev.nixoci.store-paths']).toBeUndefined();
+
+    const r = await nixociJson<InspectImageJson>(['inspect', `oci:${skopeoDir}:s1`]);
+    expect(r.image.manifestDigest).toBe(manifestDigest);
+    expect(r.image.layers.map((l) => [l.digest, l.size, l.mediaType])).toEqual(
+      manifest.layers.map((l: { digest: string; size: number; mediaType: string }) => [
+        l.digest,
+        l.size,
+        l.mediaType,
+      ]),
+    );
+    for (const l of r.image.layers) expect(blob(skopeoDir, l.digest!).length).toBe(l.size);
+    expect(r.image.layers.map((l) => [l.diffId, l.storePaths, l.storePathsFrom])).toEqual(
+      built.layers.map((l) => [l.diffId, l.storePaths, 'history']),
+    );
+  });
+
+  it('reads a registry image with the push flags (credentials), and fails clearly without them', async () => {
+    const repo = uniqueRepo('inspect');
+    const ref = `docker://${env.registryBasic}/${repo}:v1`;
+    const creds = `${env.registryBasicUser}:${env.registryBasicPassword}`;
+    const pushed = await nixociJson<ImageReportJson>([
+      'push',
+      '--graph',
+      v1.graphFile,
+      ref,
+      '--creds',
+      creds,
+      '--no-cache',
+    ]);
+    const r = await nixociJson<InspectImageJson>(['inspect', ref, '--creds', creds]);
+    expect(r.image.manifestDigest).toBe(pushed.manifestDigest);
+    expect(r.image.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    expect(r.image.layers.map((l) => [l.digest, l.diffId, l.size, l.mediaType, l.storePaths])).toEqual(
+      pushed.layers.map((l) => [l.digest, l.diffId, l.size, l.mediaType, l.storePaths]),
+    );
+    expect(r.image.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip');
+    // gzip layers, same content: same diffIDs as the uncompressed layout
+    expect(r.image.layers.map((l) => l.diffId)).toEqual(built.layers.map((l) => l.diffId));
+
+    const denied = await nixoci(['inspect', ref], { env: { NIXOCI_REGISTRY_USER: '', DOCKER_CONFIG: work } });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain(`read ${ref} failed: get manifest v1: 401 UNAUTHORIZED`);
+    expect(denied.stderr).toContain('hint: log in with docker login');
+    const missing = await nixoci(['inspect', `docker://${env.registry}/${repo}:nope`]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('no such manifest');
+  });
+
+  it('reads an image from the Docker engine: the config as loaded, exact tar sizes, history paths', async () => {
+    await nixociJson(['load', '--graph', v1.graphFile, engineRef], { env: dockerEnv });
+    const r = await nixociJson<InspectImageJson>(['inspect', `docker-daemon:${engineRef}`], {
+      env: dockerEnv,
+    });
+    expect(r.image.configDigest).toBe(built.targets[0]!.images[0]!.configDigest);
+    expect(r.image.layers.map((l) => [l.diffId, l.size, l.storePaths, l.storePathsFrom])).toEqual(
+      built.layers.map((l) => [l.diffId, l.size, l.storePaths, 'history']),
+    );
+    const missing = await nixoci(['inspect', 'docker-daemon:nixoci-no-such-image:v0'], { env: dockerEnv });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('the engine has no such image');
+  });
+
+  it('picks a platform of a multi-arch index with --arch', async () => {
+    const dir = join(work, 'multi');
+    const report = await nixociJson<ImageReportJson>([
+      'build',
+      '--graph',
+      v1.graphFile,
+      '--arch',
+      'amd64,arm64',
+      '--to',
+      `oci:${dir}`,
+      '--no-cache',
+    ]);
+    const arm = report.targets[0]!.images.find((i) => i.architecture === 'arm64')!;
+    const r = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`, '--arch', 'arm64']);
+    expect(r.image).toMatchObject({
+      indexDigest: report.manifestDigest,
+      manifestDigest: arm.manifestDigest,
+      configDigest: arm.configDigest,
+      architecture: 'arm64',
+    });
+    expect(r.image.layers.map((l) => l.digest)).toEqual(arm.layers.map((l) => l.digest));
+    const amd = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`]);
+    expect(amd.image.architecture).toBe('amd64');
+    const none = await nixoci(['inspect', `oci:${dir}`, '--arch', 's390x']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no s390x image in the index (it has: amd64, arm64)');
+  });
+
+  it('reports usage errors and unreadable images with exit codes 2 and 1', async () => {
+    const mixed = await nixoci(['inspect', `oci:${ociA}`, '--graph', v1.graphFile]);
+    expect(mixed.code).toBe(2);
+    expect(mixed.stderr).toContain('--graph is a closure source');
+    const none = await nixoci(['inspect', `oci:${join(work, 'nothing')}`]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/read oci:.*nothing: ENOENT/);
+    const tag = await nixoci(['inspect', `oci:${ociA}:v9`]);
+    expect(tag.code).toBe(1);
+    expect(tag.stderr).toContain('hint: its tags: v1');
+  });
+});
+
+describe('nixoci diff', () => {
+  it('shares every layer but the app, and names the app as changed', async () => {
+    const d = await nixociJson<DiffReportJson>(['diff', `oci:${ociA}:v1`, `oci:${ociB}`]);
+    const appLayerA = built.layers.findIndex((l) => l.storePaths.includes(v1.app));
+    expect(d.shared).toHaveLength(v1.paths.length - 1);
+    expect(d.onlyA.map((l) => l.storePaths)).toEqual([[v1.app]]);
+    expect(d.onlyB.map((l) => l.storePaths)).toEqual([[v2.app]]);
+    expect(d.storePaths.changed).toEqual([
+      {
+        name: 'fixture-app',
+        from: { path: v1.app, layer: appLayerA, layerSize: built.layers[appLayerA]!.size },
+        to: { path: v2.app, layer: d.onlyB[0]!.index, layerSize: d.onlyB[0]!.size },
+      },
+    ]);
+    expect(d.storePaths).toMatchObject({ added: [], removed: [], unchanged: v1.paths.length - 1 });
+    expect(d.sizes.a).toBe(built.layers.reduce((n, l) => n + l.size, 0));
+    expect(d.sizes.onlyA).toBe(built.layers[appLayerA]!.size);
+    expect(d.sizes.shared + d.sizes.onlyB).toBe(d.sizes.b);
+
+    const text = await nixoci(['diff', `oci:${ociA}:v1`, `oci:${ociB}`]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`fixture-app changed from ${v1.app} to ${v2.app}`);
+    expect(text.stdout).toContain(`shared: ${v1.paths.length - 1} layers`);
+  });
+
+  it('matches layers by diffID across compressions and transports (skopeo gzip copy vs archive)', async () => {
+    const d = await nixociJson<DiffReportJson>(['diff', `docker-archive:${archive}`, `oci:${skopeoDir}:s1`]);
+    expect(d.shared.map((s) => s.diffId)).toEqual(built.layers.map((l) => l.diffId));
+    expect(d.onlyA).toEqual([]);
+    expect(d.onlyB).toEqual([]);
+    expect(d.storePaths).toEqual({ added: [], removed: [], changed: [], unchanged: v1.paths.length });
+  });
+
+  it('needs two images', async () => {
+    const r = await nixoci(['diff', `oci:${ociA}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('needs two images');
+  });
+});

@@ -1,0 +1,110 @@
+// The pieces under `inspect IMAGE` and `diff`: the tar scanner (archives written by GNU tar in its
+// gnu and pax formats, read from a file and from a stream) and the pure image diff.
+import { execFileSync } from 'node:child_process';
+import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sha256Digest, type Digest } from '../../src/core/digest.js';
+import { diffImages } from '../../src/registry/read/image-diff.js';
+import type { ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-read-'));
+const longDir = 'd'.repeat(120);
+
+function archive(format: 'gnu' | 'pax'): string {
+  const src = join(work, `src-${format}`);
+  mkdirSync(join(src, longDir), { recursive: true });
+  writeFileSync(join(src, 'manifest.json'), '[{"Config":"c.json"}]');
+  writeFileSync(join(src, longDir, 'layer.tar'), Buffer.alloc(70_000, 7));
+  writeFileSync(join(src, 'c.json'), '{"rootfs":{}}');
+  const file = join(work, `${format}.tar`);
+  execFileSync('tar', [`--format=${format}`, '-cf', file, '-C', src, 'manifest.json', longDir, 'c.json']);
+  return file;
+}
+
+describe('scanTar', () => {
+  for (const format of ['gnu', 'pax'] as const) {
+    it(`reads ${format} long names and sizes, keeping only the JSON asked for (file and stream)`, async () => {
+      const file = archive(format);
+      const keep = (_n: string, _s: number, head: Buffer): boolean => head[0] === 0x7b || head[0] === 0x5b;
+      const r = await fileReader(file);
+      const fromFile = await scanTar(r, keep, file);
+      await r.close();
+      const fromStream = await scanTar(streamReader(createReadStream(file)), keep, file);
+      for (const entries of [fromFile, fromStream]) {
+        expect(entries.map((e) => [e.name, e.size, e.body?.toString()])).toEqual([
+          ['manifest.json', 21, '[{"Config":"c.json"}]'],
+          [`${longDir}/layer.tar`, 70_000, undefined],
+          ['c.json', 13, '{"rootfs":{}}'],
+        ]);
+      }
+    });
+  }
+
+  it('refuses something that is not a tar', async () => {
+    const file = join(work, 'not.tar');
+    writeFileSync(file, Buffer.alloc(1024, 1));
+    const r = await fileReader(file);
+    await expect(scanTar(r, () => false, 'not.tar')).rejects.toMatchObject({ code: 'IMAGE_INVALID' });
+    await r.close();
+  });
+});
+
+const d = (s: string): Digest => sha256Digest(s);
+const p = (h: string, name: string): string => `/nix/store/${h.repeat(32)}-${name}`;
+const layer = (index: number, content: string, paths: string[], size = 100): ImageLayerInfo => ({
+  index,
+  digest: d(`blob ${content}`),
+  diffId: d(content),
+  size,
+  mediaType: 'application/vnd.oci.image.layer.v1.tar',
+  storePaths: paths,
+  storePathsFrom: 'annotation',
+  createdBy: null,
+});
+
+describe('diffImages', () => {
+  it('matches by diffID, pairs a renamed hash as changed, keeps versions side by side as add/remove', () => {
+    const a = [
+      layer(0, 'libc', [p('a', 'glibc-2.39')], 1000),
+      layer(1, 'app1', [p('b', 'app')], 10),
+      layer(2, 'py311', [p('c', 'python-3.11')], 500),
+      layer(3, 'old', [p('d', 'gone')], 7),
+    ];
+    const b = [
+      layer(0, 'libc', [p('a', 'glibc-2.39')], 900),
+      layer(1, 'app2', [p('f', 'app')], 12),
+      layer(2, 'py311', [p('c', 'python-3.11')], 500),
+      layer(3, 'py312', [p('g', 'python-3.11')], 600), // a second path of the same name
+      layer(4, 'new', [p('h', 'fresh')], 3),
+    ];
+    const r = diffImages(a, b);
+    expect(r.shared.map((s) => [s.indexA, s.indexB, s.sizeA, s.sizeB])).toEqual([
+      [0, 0, 1000, 900],
+      [2, 2, 500, 500],
+    ]);
+    expect(r.onlyA.map((l) => l.index)).toEqual([1, 3]);
+    expect(r.onlyB.map((l) => l.index)).toEqual([1, 3, 4]);
+    expect(r.storePaths.changed).toEqual([
+      {
+        name: 'app',
+        from: { path: p('b', 'app'), layer: 1, layerSize: 10 },
+        to: { path: p('f', 'app'), layer: 1, layerSize: 12 },
+      },
+    ]);
+    expect(r.storePaths.added.map((x) => x.path)).toEqual([p('g', 'python-3.11'), p('h', 'fresh')]);
+    expect(r.storePaths.removed.map((x) => x.path)).toEqual([p('d', 'gone')]);
+    expect(r.storePaths.unchanged).toBe(2);
+    expect(r.sizes).toEqual({ a: 1517, b: 2015, shared: 1400, onlyA: 17, onlyB: 615 });
+  });
+
+  it('matches a layer present twice at most twice', () => {
+    const a = [layer(0, 'x', []), layer(1, 'x', [])];
+    const b = [layer(0, 'x', []), layer(1, 'x', []), layer(2, 'x', [])];
+    const r = diffImages(a, b);
+    expect(r.shared).toHaveLength(2);
+    expect(r.onlyB.map((l) => l.index)).toEqual([2]);
+  });
+});
