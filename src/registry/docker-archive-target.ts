@@ -1,9 +1,10 @@
+import { imageReport, writeError } from './target-result.js';
 import { createWriteStream, renameSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { NixociError, reason } from '../core/errors.js';
+import { NixociError } from '../core/errors.js';
 import type { Image } from '../image/image.js';
-import type { ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive } from './docker-archive-format.js';
 
 /**
@@ -39,37 +40,21 @@ export class DockerArchiveTarget implements ImageTarget {
       await pipeline(archive.stream, createWriteStream(tmp), ...(ctx.signal ? [{ signal: ctx.signal }] : []));
       const { rendered } = await archive.result;
       renameSync(tmp, path);
-      const layers: LayerReport[] = image.layers.map((l, i) => ({
-        storePaths: l.planned.storePaths,
-        diffId: rendered.diffIds[i]!,
-        digest: rendered.layers[i]!.digest,
-        size: rendered.layers[i]!.size,
-        mediaType: l.mediaType,
-        action: 'written',
-        bytesSent: rendered.layers[i]!.size,
-      }));
       return {
         target: this.description,
         manifestDigest: rendered.manifest.digest,
         images: [
-          {
-            architecture: image.platform.architecture,
-            manifestDigest: rendered.manifest.digest,
-            configDigest: rendered.config.digest,
-            layers,
-          },
+          imageReport(image, rendered, (i) => ({ action: 'written', bytesSent: rendered.layers[i]!.size })),
         ],
         notes: [],
       };
     } catch (e) {
       rmSync(tmp, { force: true });
-      if (e instanceof NixociError) throw e;
-      if ((e as Error).name === 'AbortError')
-        throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
-      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
-        hint: 'check that the directory exists, is writable and has free space',
-        cause: e,
-      });
+      throw writeError(
+        this.description,
+        e,
+        'check that the directory exists, is writable and has free space',
+      );
     }
   }
 }

@@ -1,8 +1,9 @@
+import { imageReport } from './target-result.js';
 import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
 import type { Image } from '../image/image.js';
 import { layerLabel } from '../image/image.js';
-import type { ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
 import { EngineClient } from './engine/client.js';
 import { connectEngine } from './engine/connect.js';
@@ -83,25 +84,14 @@ export class DaemonTarget implements ImageTarget {
     // that take only the first RepoTag.
     for (const t of tags) await client.tagImage(rendered.config.digest, name, t, ctx.signal);
 
-    const layers: LayerReport[] = image.layers.map((l, i) => ({
-      storePaths: l.planned.storePaths,
-      diffId: rendered.diffIds[i]!,
-      digest: rendered.layers[i]!.digest,
-      size: rendered.layers[i]!.size,
-      mediaType: l.mediaType,
-      action: i < prefix ? 'omitted' : 'sent',
-      bytesSent: sent.bytes[i]!,
-    }));
     return {
       target: `${this.scheme}:${repoTags[0]!}`,
       manifestDigest: rendered.manifest.digest,
       images: [
-        {
-          architecture: image.platform.architecture,
-          manifestDigest: rendered.manifest.digest,
-          configDigest: rendered.config.digest,
-          layers,
-        },
+        imageReport(image, rendered, (i) => ({
+          action: i < prefix ? 'omitted' : 'sent',
+          bytesSent: sent.bytes[i]!,
+        })),
       ],
       notes,
     };

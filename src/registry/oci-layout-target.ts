@@ -1,3 +1,4 @@
+import { writeError } from './target-result.js';
 import {
   createWriteStream,
   existsSync,
@@ -12,7 +13,7 @@ import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { digestHex, type Digest } from '../core/digest.js';
-import { NixociError, reason } from '../core/errors.js';
+import { NixociError } from '../core/errors.js';
 import { MediaType } from '../core/media-types.js';
 import { renderImage, renderIndex, type Blob, type Image } from '../image/image.js';
 import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
@@ -114,13 +115,7 @@ export class OciLayoutTarget implements ImageTarget {
     } catch (e) {
       for (const t of tmps) rmSync(t, { force: true });
       if (createdDir) rmSync(this.dir, { recursive: true, force: true });
-      if (e instanceof NixociError) throw e;
-      if ((e as Error).name === 'AbortError')
-        throw new NixociError('ABORTED', `writing ${this.description} was interrupted`);
-      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${reason(e)}`, {
-        hint: 'check that the directory is writable and has free space',
-        cause: e,
-      });
+      throw writeError(this.description, e, 'check that the directory is writable and has free space');
     }
   }
 
