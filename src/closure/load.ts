@@ -1,6 +1,6 @@
-import { lstatSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import { NixociError, reason } from '../core/errors.js';
+import { NixociError, quote, reason } from '../core/errors.js';
 import type { Closure, PathInfo } from './closure.js';
 import {
   graphEntriesSchema,
@@ -28,7 +28,14 @@ export async function loadGraphFile(
 ): Promise<Closure> {
   let text: string;
   try {
-    const st = lstatSync(file);
+    // stat, not lstat: `result` symlinks are the usual way to name the file. A device or FIFO
+    // would be read forever (/dev/zero) or block (a pipe nobody writes to).
+    const st = statSync(file);
+    if (!st.isFile()) {
+      throw new NixociError('GRAPH_READ', `${file}: not a regular file`, {
+        hint: 'pass the JSON file written by nix/closure-graph.nix or `nix path-info --json --recursive`',
+      });
+    }
     if (st.size > MAX_GRAPH_BYTES) {
       throw new NixociError('GRAPH_READ', `${file}: graph file is ${st.size} bytes, larger than 256 MiB`, {
         hint: 'pass the closure graph of the image, not something else',
@@ -128,7 +135,7 @@ async function buildClosure(
   }
   const paths = new Map<StorePath, PathInfo>();
   entries.forEach((e, i) => {
-    const at = `${where}: entry ${i} (${e.path})`;
+    const at = `${where}: entry ${i} (${quote(e.path)})`;
     if (e.valid === false) {
       throw new NixociError('STORE_PATH_MISSING', `${at}: not valid in the Nix store`, {
         hint: 'build or substitute it first (nix-store --realise)',
@@ -142,13 +149,9 @@ async function buildClosure(
     }
     const narHash = normaliseNarHash(e.narHash);
     if (!narHash) {
-      throw new NixociError(
-        'GRAPH_SHAPE',
-        `${at}: narHash ${JSON.stringify(e.narHash)} is not a sha256 hash`,
-        {
-          hint: 'expected SRI (sha256-…) or sha256:<nix32|hex>',
-        },
-      );
+      throw new NixociError('GRAPH_SHAPE', `${at}: narHash ${quote(e.narHash)} is not a sha256 hash`, {
+        hint: 'expected SRI (sha256-…) or sha256:<nix32|hex>',
+      });
     }
     // exportReferencesGraph lists references as full paths; old path-info too. Self-references are dropped.
     const references = e.references
@@ -168,6 +171,12 @@ async function buildClosure(
         );
       }
     }
+  }
+  const cycle = findCycle(paths);
+  if (cycle) {
+    throw new NixociError('GRAPH_SHAPE', `${where}: references form a cycle: ${cycle.join(' → ')}`, {
+      hint: 'Nix store paths can only reference themselves; the graph file was altered or is not from Nix',
+    });
   }
   const roots = rootsIn
     ? rootsIn.map((r, i) => {
@@ -192,6 +201,33 @@ async function buildClosure(
     }
   }
   return { storeDir: options.storeDir, roots, paths };
+}
+
+/** A reference cycle between distinct paths (iterative DFS, so a deep graph cannot overflow the stack). */
+function findCycle(paths: ReadonlyMap<StorePath, PathInfo>): StorePath[] | undefined {
+  const state = new Map<StorePath, 1 | 2>(); // 1 on the current path, 2 done
+  for (const start of paths.keys()) {
+    if (state.has(start)) continue;
+    const stack: { p: StorePath; i: number }[] = [{ p: start, i: 0 }];
+    state.set(start, 1);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const refs = paths.get(top.p)!.references;
+      if (top.i >= refs.length) {
+        state.set(top.p, 2);
+        stack.pop();
+        continue;
+      }
+      const r = refs[top.i++]!;
+      const s = state.get(r);
+      if (s === 1) return [...stack.slice(stack.findIndex((f) => f.p === r)).map((f) => f.p), r];
+      if (s === undefined) {
+        state.set(r, 1);
+        stack.push({ p: r, i: 0 });
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Paths no other path refers to, in bytewise order. */

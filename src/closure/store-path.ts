@@ -1,4 +1,4 @@
-import { NixociError } from '../core/errors.js';
+import { NixociError, quote } from '../core/errors.js';
 
 /** An absolute path directly under the store dir, e.g. `/nix/store/<32 nix32 chars>-name`. */
 export type StorePath = string & { readonly __brand: 'StorePath' };
@@ -16,13 +16,9 @@ export function storeDirFromEnv(): string {
 /** Parse a string as a store path; `where` names the file or flag it came from, for the error. */
 export function parseStorePath(s: string, where: string, storeDir = storeDirFromEnv()): StorePath {
   const bad = (why: string): never => {
-    throw new NixociError(
-      'STORE_PATH_INVALID',
-      `${where}: ${JSON.stringify(s)} is not a store path: ${why}`,
-      {
-        hint: `store paths look like ${storeDir}/<hash>-<name>`,
-      },
-    );
+    throw new NixociError('STORE_PATH_INVALID', `${where}: ${quote(s)} is not a store path: ${why}`, {
+      hint: `store paths look like ${storeDir}/<hash>-<name>`,
+    });
   };
   if (typeof s !== 'string' || s.length === 0) bad('empty');
   if (s.includes('\0')) bad('contains a NUL byte');

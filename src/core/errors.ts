@@ -58,3 +58,13 @@ export function reason(e: unknown): string {
   }
   return String(e);
 }
+
+/**
+ * An untrusted value for a message: JSON-quoted (control characters escaped) and cut to `max`
+ * characters, so a hostile input cannot make an error message of megabytes.
+ */
+export function quote(s: string, max = 160): string {
+  return s.length > max
+    ? `${JSON.stringify(s.slice(0, max)).slice(0, -1)}…" (${s.length} characters)`
+    : JSON.stringify(s);
+}

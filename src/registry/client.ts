@@ -70,20 +70,45 @@ export class RegistryClient {
   /** POST /v2/R/blobs/uploads/?mount=D&from=S: 201 mounted; 202 means not, and opens a session. */
   async mountBlob(repo: string, digest: Digest, from: string, signal?: AbortSignal): Promise<MountResult> {
     const q = new URLSearchParams({ mount: digest, from });
-    const res = await this.exchange('POST', `/v2/${repo}/blobs/uploads/?${q}`, {}, Buffer.alloc(0), signal);
+    const res = await this.exchange(
+      'POST',
+      `/v2/${repo}/blobs/uploads/?${q}`,
+      {},
+      Buffer.alloc(0),
+      afterGrace(signal),
+    );
     await discard(res);
     if (res.status === 201) return { mounted: true };
-    if (res.status === 202)
-      return { mounted: false, location: this.location(res, `/v2/${repo}/blobs/uploads/`) };
+    if (res.status === 202) {
+      const location = this.location(res, `/v2/${repo}/blobs/uploads/`);
+      await this.cancelIfAborted(location, signal);
+      return { mounted: false, location };
+    }
     throw await this.fail(`mount blob ${short(digest)} from ${from}`, res);
   }
 
   /** POST /v2/R/blobs/uploads/: opens an upload session, returns its location. */
   async startUpload(repo: string, signal?: AbortSignal): Promise<URL> {
-    const res = await this.exchange('POST', `/v2/${repo}/blobs/uploads/`, {}, Buffer.alloc(0), signal);
+    // An abort while the POST is in flight would leave a session open that nobody knows of: the
+    // POST is let finish (within a grace period) and the session it opened cancelled.
+    const res = await this.exchange(
+      'POST',
+      `/v2/${repo}/blobs/uploads/`,
+      {},
+      Buffer.alloc(0),
+      afterGrace(signal),
+    );
     if (res.status !== 202) throw await this.fail('start upload', res);
     await discard(res);
-    return this.location(res, `/v2/${repo}/blobs/uploads/`)!;
+    const location = this.location(res, `/v2/${repo}/blobs/uploads/`)!;
+    await this.cancelIfAborted(location, signal);
+    return location;
+  }
+
+  private async cancelIfAborted(location: URL | undefined, signal: AbortSignal | undefined): Promise<void> {
+    if (!signal?.aborted) return;
+    if (location) await this.cancelUpload(location);
+    throw new NixociError('ABORTED', 'aborted');
   }
 
   /**
@@ -180,6 +205,16 @@ export class RegistryClient {
     );
     if (res.status !== 201 && res.status !== 200) throw await this.fail(`put manifest ${reference}`, res);
     await discard(res);
+    // A registry (or proxy) that stored other bytes than were sent would leave the tag on an image
+    // nobody built: say so rather than report success.
+    const stored = res.headers.get('docker-content-digest');
+    if (stored && isDigest(stored) && stored !== blob.digest) {
+      throw new NixociError(
+        'REGISTRY',
+        `${this.o.what} failed: put manifest ${reference}: the registry stored digest ${stored}, not ${blob.digest}`,
+        { hint: 'the registry or a proxy in between altered the manifest; check it with skopeo inspect' },
+      );
+    }
     return blob.digest;
   }
 
@@ -265,6 +300,18 @@ export class RegistryClient {
     const l = res.headers.get('location');
     return l ? new URL(l, this.transport.url(fallback)) : undefined;
   }
+}
+
+/** A signal that aborts `ms` after `signal` does (or never, without one). */
+function afterGrace(signal: AbortSignal | undefined, ms = 3000): AbortSignal | undefined {
+  if (!signal) return undefined;
+  const c = new AbortController();
+  const later = (): void => {
+    setTimeout(() => c.abort(signal.reason), ms).unref();
+  };
+  if (signal.aborted) later();
+  else signal.addEventListener('abort', later, { once: true });
+  return c.signal;
 }
 
 function withDigest(location: URL, digest: Digest): URL {

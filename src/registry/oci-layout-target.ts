@@ -3,6 +3,8 @@ import {
   createWriteStream,
   existsSync,
   mkdirSync,
+  openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -69,7 +71,14 @@ export class OciLayoutTarget implements ImageTarget {
                   `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
                 );
                 tmps.add(tmp);
-                d = await layer.writeTo(createWriteStream(tmp), ctx.signal);
+                // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
+                // store) must not leave an open pending that later fails with nobody listening.
+                const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
+                try {
+                  d = await layer.writeTo(sink, ctx.signal);
+                } finally {
+                  sink.destroy();
+                }
                 this.commitBlob(tmp, d.digest);
                 tmps.delete(tmp);
                 action = 'written';
@@ -121,6 +130,7 @@ export class OciLayoutTarget implements ImageTarget {
 
   private init(): void {
     mkdirSync(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    removeStaleTemps(this.dir);
     const marker = join(this.dir, 'oci-layout');
     if (!existsSync(marker)) atomicWrite(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   }
@@ -175,6 +185,36 @@ function safeJson(s: string): unknown {
     return JSON.parse(s);
   } catch {
     return null;
+  }
+}
+
+/**
+ * Temp files of writers that were killed (SIGKILL leaves `.tmp-PID-…` blobs and `FILE.PID.tmp`
+ * from atomicWrite): removed when their process is gone. A live writer's files are left alone,
+ * so two builds into one layout do not break each other.
+ */
+function removeStaleTemps(dir: string): void {
+  for (const d of [dir, join(dir, 'blobs', 'sha256')]) {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const m = /^\.tmp-(\d+)-/.exec(n) ?? /\.(\d+)\.tmp$/.exec(n);
+      if (m && !processAlive(Number(m[1]))) rmSync(join(d, n), { force: true });
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -4,7 +4,7 @@ import type { Blob } from '../image/image.js';
 import type { ProgressEvent } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
-import { uploadBlob } from './upload.js';
+import { completeUploadConfirmed, uploadBlob } from './upload.js';
 
 export type BlobAction = 'skipped' | 'mounted' | 'uploaded' | 'reused';
 
@@ -124,7 +124,7 @@ export async function pushSmallBlob(
   if ((await client.blobExists(repository, blob.digest, signal)) !== undefined) return false;
   const location = await client.startUpload(repository, signal);
   try {
-    await client.completeUpload(location, blob.digest, blob.bytes, signal);
+    await completeUploadConfirmed(client, repository, location, blob.digest, blob.bytes, signal);
   } catch (e) {
     await client.cancelUpload(location);
     throw e;

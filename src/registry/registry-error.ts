@@ -33,7 +33,17 @@ export async function readRegistryError(res: Response): Promise<RegistryErrorInf
   } catch {
     detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
   }
-  return { status: res.status, codes, summary: `${res.status}${detail ? ` ${detail}` : ''}` };
+  return { status: res.status, codes, summary: `${res.status}${detail ? ` ${redact(detail)}` : ''}` };
+}
+
+/**
+ * A registry or proxy may echo the request's Authorization header (or a token) in its error body;
+ * that body goes into messages, so credentials in it are blanked.
+ */
+export function redact(text: string): string {
+  return text
+    .replace(/\b(Basic|Bearer)(\s+)[A-Za-z0-9+/=._~-]+/gi, '$1$2[redacted]')
+    .replace(/\b(access_token|refresh_token|token|password)("?\s*[:=]\s*"?)[^\s",;&]+/gi, '$1$2[redacted]');
 }
 
 /** The hint for a registry error, by status and code. */

@@ -71,7 +71,8 @@ export async function findReusableLayers(
   const blobs = new Set<Digest>();
   const top = await client.getManifest(repository, reference, signal);
   if (!top) return { layers: [], blobs, topDigest: undefined };
-  const json: unknown = JSON.parse(top.bytes.toString('utf8'));
+  // A manifest that is not JSON offers nothing to reuse (and the push replaces it).
+  const json = jsonOrNull(top.bytes);
   const manifests: unknown[] = [];
   const index = indexSchema.safeParse(json);
   if (
@@ -84,7 +85,7 @@ export async function findReusableLayers(
       .filter((m) => !m.platform || architectures.includes(m.platform.architecture))
       .slice(0, MAX_CHILDREN);
     const fetched = await Promise.all(children.map((m) => client.getManifest(repository, m.digest, signal)));
-    for (const f of fetched) if (f) manifests.push(JSON.parse(f.bytes.toString('utf8')));
+    for (const f of fetched) if (f) manifests.push(jsonOrNull(f.bytes));
   } else {
     manifests.push(json);
   }
@@ -145,4 +146,12 @@ export function applyReuse(
     matched.set(layer, hit);
   }
   return matched;
+}
+
+function jsonOrNull(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return null;
+  }
 }

@@ -209,6 +209,11 @@ export class Transport {
 function isConnectionError(e: unknown): boolean {
   if (e instanceof NixociError) return false;
   if ((e as Error)?.name === 'AbortError') return false;
+  // A certificate the client does not trust fails the same way on every attempt: not retried.
+  const code = String(
+    (e as { cause?: { code?: unknown } })?.cause?.code ?? (e as { code?: unknown })?.code ?? '',
+  );
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return false;
   // undici reports connection failures as TypeError('fetch failed') with the socket error as cause.
   return e instanceof TypeError || (e as { code?: unknown })?.code !== undefined;
 }

@@ -2,6 +2,7 @@ import { Writable, type Readable } from 'node:stream';
 import type { Response } from 'undici';
 import type { Digest } from '../core/digest.js';
 import { NixociError, isNixociError } from '../core/errors.js';
+import { registryCodes } from './registry-error.js';
 import { discard } from './transport.js';
 import { short, type RegistryClient } from './client.js';
 import { backoffDelay, isRetryableStatus, retryAfterMs, sleep } from './retry.js';
@@ -62,7 +63,7 @@ export async function uploadBlob(
     try {
       outcome = monolithic
         ? await putWhole(client, location, source, count, o.signal)
-        : await patchStream(client, location, source, count, o.signal);
+        : await patchStream(client, repo, location, source, count, o.signal);
     } catch (e) {
       await client.cancelUpload(location);
       if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
@@ -143,6 +144,7 @@ async function putWhole(
 
 async function patchStream(
   client: RegistryClient,
+  repo: string,
   location: URL,
   source: BlobSource,
   count: (n: number) => void,
@@ -161,8 +163,37 @@ async function patchStream(
   const next = res.headers.get('location');
   await discard(res);
   const d = await digests;
-  await client.completeUpload(next ? new URL(next, location) : location, d.digest, undefined, signal);
+  await completeUploadConfirmed(
+    client,
+    repo,
+    next ? new URL(next, location) : location,
+    d.digest,
+    undefined,
+    signal,
+  );
   return { ok: d };
+}
+
+/**
+ * Closes an upload session. When the answer to the closing PUT was lost and its retry finds the
+ * session gone (404 BLOB_UPLOAD_UNKNOWN), the first PUT may well have committed the blob: a HEAD
+ * settles it, instead of failing a push that succeeded.
+ */
+export async function completeUploadConfirmed(
+  client: RegistryClient,
+  repo: string,
+  location: URL,
+  digest: Digest,
+  body: Buffer | undefined,
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    await client.completeUpload(location, digest, body, signal);
+  } catch (e) {
+    const gone =
+      registryCodes(e).includes('BLOB_UPLOAD_UNKNOWN') || (e as { status?: number }).status === 404;
+    if (!gone || (await client.blobExists(repo, digest, signal)) === undefined) throw e;
+  }
 }
 
 /** Runs the request; when it fails because the layer stream broke, reports the layer's error. */

@@ -32,6 +32,10 @@ export interface TestEnv {
   dockerHost: string;
   /** Docker CLI binary to use (Debian's /usr/bin/docker). */
   dockerCli: string;
+  /** HTTPS registry, "registry.nixoci.test:5443" (the name maps to 127.0.0.1 in /etc/hosts). */
+  registryTls: string;
+  /** PEM certificate of the test CA that signed the HTTPS registry's certificate. */
+  tlsCaFile: string;
 }
 
 const KEYS = {
@@ -47,6 +51,8 @@ const KEYS = {
   tokenIssuer: 'NIXOCI_TEST_TOKEN_ISSUER',
   dockerHost: 'NIXOCI_TEST_DOCKER_HOST',
   dockerCli: 'NIXOCI_TEST_DOCKER_CLI',
+  registryTls: 'NIXOCI_TEST_REGISTRY_TLS',
+  tlsCaFile: 'NIXOCI_TEST_TLS_CA',
 } as const;
 
 /** Optional defaults for keys added after a .state/env.json was written. */
@@ -95,6 +101,8 @@ export function testEnv(): TestEnv {
     tokenIssuer: get('tokenIssuer'),
     dockerHost: get('dockerHost'),
     dockerCli: get('dockerCli'),
+    registryTls: get('registryTls'),
+    tlsCaFile: get('tlsCaFile'),
   };
   cached = env;
   return env;

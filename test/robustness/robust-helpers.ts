@@ -134,8 +134,11 @@ export function chaosFault(
     } else if (roll < 0.45) {
       // The connection drops before the registry sees the request (uploads: half way through the body).
       stats.faults.reset++;
-      if (isUpload(req)) req.once('data', () => req.socket.destroy());
-      else req.on('end', () => req.socket.destroy());
+      const drop = (): void => {
+        req.socket.destroy();
+      };
+      if (isUpload(req)) req.once('data', drop);
+      req.once('end', drop);
       req.resume();
     } else if (roll < 0.55) {
       // The registry did the work, but its answer is lost with the connection.
@@ -163,7 +166,9 @@ export function chaosFault(
           res,
           400,
           { 'content-type': 'application/json' },
-          JSON.stringify({ errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }] }),
+          JSON.stringify({
+            errors: [{ code: 'MANIFEST_BLOB_UNKNOWN', message: 'blob unknown to registry' }],
+          }),
         );
     } else {
       stats.faults.slow++;
@@ -280,10 +285,13 @@ export function tarViolations(entries: readonly TarInfo[], o: { keepSetuid?: boo
 
 const registryStorage = path.join(stateDir, 'registry-plain', 'storage', 'docker', 'registry', 'v2');
 
-/** Upload sessions the plain registry still holds open for a repository (from its storage). */
+/**
+ * Upload sessions the plain registry still holds open for a repository (from its storage): a
+ * cancelled session loses its `data` and `startedat` (distribution leaves `hashstates/` behind).
+ */
 export function openUploads(repo: string): string[] {
   const dir = path.join(registryStorage, 'repositories', repo, '_uploads');
-  return existsSync(dir) ? readdirSync(dir) : [];
+  return existsSync(dir) ? readdirSync(dir).filter((u) => existsSync(path.join(dir, u, 'startedat'))) : [];
 }
 
 /** Layer blobs linked into a repository of the plain registry (committed uploads and mounts). */
@@ -312,6 +320,7 @@ interface Descriptor {
 export async function auditRepository(
   host: string,
   repo: string,
+  only?: string,
 ): Promise<{ tags: string[]; problems: string[]; layers: (Descriptor & { bytes: Buffer })[] }> {
   const problems: string[] = [];
   const layers: (Descriptor & { bytes: Buffer })[] = [];
@@ -341,7 +350,9 @@ export async function auditRepository(
       return;
     }
     const config = await blob(m.config!, `${at} config`);
-    const diffIds = config ? (JSON.parse(config.toString()) as { rootfs: { diff_ids: string[] } }) : undefined;
+    const diffIds = config
+      ? (JSON.parse(config.toString()) as { rootfs: { diff_ids: string[] } })
+      : undefined;
     for (const [i, l] of (m.layers ?? []).entries()) {
       const bytes = await blob(l, `${at} layer ${i}`);
       if (!bytes) continue;
@@ -351,7 +362,7 @@ export async function auditRepository(
       layers.push({ ...l, bytes: tar });
     }
   };
-  for (const t of tags) await manifest(t, `${repo}:${t}`);
+  for (const t of tags) if (only === undefined || t === only) await manifest(t, `${repo}:${t}`);
   return { tags, problems, layers };
 }
 
@@ -359,7 +370,12 @@ export async function auditRepository(
 
 export interface Child {
   readonly child: ChildProcess;
-  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+  readonly done: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }>;
 }
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = repoRoot): Child {
@@ -387,7 +403,8 @@ export function clearErrorProblems(stderr: string): string[] {
   const bad: string[] = [];
   if (!lines[0]?.startsWith('nixoci: error: ')) bad.push(`first line is not "nixoci: error:": ${lines[0]}`);
   if (lines.length > 2) bad.push(`${lines.length} lines`);
-  if (lines.length === 2 && !lines[1]!.startsWith('hint: ')) bad.push(`second line is not a hint: ${lines[1]}`);
+  if (lines.length === 2 && !lines[1]!.startsWith('hint: '))
+    bad.push(`second line is not a hint: ${lines[1]}`);
   if (/\n\s+at /.test(stderr) || stderr.includes('internal error')) bad.push('stack trace or internal error');
   if (stderr.length > 2000) bad.push(`stderr is ${stderr.length} bytes`);
   return bad;
