@@ -41,7 +41,15 @@ function agentFor(caFile: string | undefined): Agent {
         });
       }
     }
-    a = new Agent({ connections: 16, keepAliveTimeout: 30_000, ...(ca ? { connect: { ca } } : {}) });
+    // A registry that accepts the connection and then says nothing must not hang a CI job for
+    // undici's default 5 minutes per phase: 60 s for the response headers, 120 s of body silence.
+    a = new Agent({
+      connections: 16,
+      keepAliveTimeout: 30_000,
+      headersTimeout: 60_000,
+      bodyTimeout: 120_000,
+      connect: { timeout: 15_000, ...(ca ? { ca } : {}) },
+    });
     agents.set(key, a);
   }
   return a;
