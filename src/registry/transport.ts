@@ -41,13 +41,11 @@ function agentFor(caFile: string | undefined): Agent {
         });
       }
     }
-    // A registry that accepts the connection and then says nothing must not hang a CI job for
-    // undici's default 5 minutes per phase: 60 s for the response headers, 120 s of body silence.
+    // Header and body timeouts stay at undici's 5 minutes: a monolithic PUT of a big layer over a
+    // slow link is answered only once the whole body is in. Connecting gets 15 s.
     a = new Agent({
       connections: 16,
       keepAliveTimeout: 30_000,
-      headersTimeout: 60_000,
-      bodyTimeout: 120_000,
       connect: { timeout: 15_000, ...(ca ? { ca } : {}) },
     });
     agents.set(key, a);
