@@ -21,15 +21,16 @@ export function layerMediaType(c: Compression): MediaType {
 }
 
 /**
- * A compressor for the blob, or null when layers are stored uncompressed. zstd always runs with one
- * worker thread: its multi-threaded frame format differs from the single-threaded one, and the same
- * layer must give the same blob whichever thread compresses it. gzip runs on the libuv
- * pool; zstd with one worker runs in a zstd thread, so the main thread stays free to tar and hash.
+ * A compressor for the blob, or null when layers are stored uncompressed. gzip runs on the libuv
+ * pool. zstd runs single-threaded on the calling thread (a layer worker for big layers): its
+ * multi-threaded mode writes different frames, so one mode must be used everywhere for the same
+ * layer to give the same blob, and in zstd-napi the multi-threaded mode spins on the calling thread
+ * while its helper compresses, which cost more than it gained (measured: same speed, 140 MB more RSS).
  */
 export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
   if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
   if (o.compression === 'zstd')
-    return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 1 });
+    return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 0 });
   return null;
 }
