@@ -1,13 +1,13 @@
-import { imageReport } from './target-result.js';
 import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
-import type { Image } from '../image/image.js';
-import { layerLabel } from '../image/image.js';
+import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
 import { EngineClient } from './engine/client.js';
 import { connectEngine } from './engine/connect.js';
 import type { EngineKind } from './engine/discover.js';
+import { imageReport } from './target-result.js';
+import type { LayerDigests } from '../layer/layer.js';
 
 export interface DaemonTargetOptions {
   readonly engine: EngineKind;
@@ -61,6 +61,17 @@ export class DaemonTarget implements ImageTarget {
     } else {
       const found = await this.sharedPrefix(client, image, name, tags, ctx);
       prefix = found.length;
+      const unchanged =
+        prefix === image.layers.length ? this.unchanged(image, name, tags, found.ids) : undefined;
+      if (unchanged) {
+        notes.push('unchanged: every tag already names this image in the engine; nothing sent');
+        return {
+          target: `${this.scheme}:${name}:${tags[0]!}`,
+          manifestDigest: unchanged.manifest.digest,
+          images: [imageReport(image, unchanged, () => ({ action: 'omitted', bytesSent: 0 }))],
+          notes,
+        };
+      }
       if (prefix > 0) notes.push(`${prefix} layer(s) omitted: the engine has them (from ${found.from})`);
     }
 
@@ -149,6 +160,22 @@ export class DaemonTarget implements ImageTarget {
   }
 
   /**
+   * The rendered image when the engine already has exactly it (same config digest, i.e. image ID)
+   * under every requested tag, so that a re-load of an unchanged image sends nothing at all.
+   */
+  private unchanged(
+    image: Image,
+    name: string,
+    tags: readonly string[],
+    ids: ReadonlyMap<string, string>,
+  ): Rendered | undefined {
+    const digests = image.layers.map((l) => l.known);
+    if (digests.some((d) => d === undefined)) return undefined;
+    const rendered = renderImage(image, digests as LayerDigests[]);
+    return tags.every((t) => ids.get(`${name}:${t}`) === rendered.config.digest) ? rendered : undefined;
+  }
+
+  /**
    * The longest prefix of the image's layers that an image in the engine shares: the previous image
    * under our tags, other tags of the same repository, and `cacheFrom`. Only layers whose digests
    * are already known (from the cache) can match; the first unknown one ends the prefix.
@@ -159,7 +186,7 @@ export class DaemonTarget implements ImageTarget {
     name: string,
     tags: readonly string[],
     ctx: WriteContext,
-  ): Promise<{ length: number; from: string }> {
+  ): Promise<{ length: number; from: string; ids: Map<string, string> }> {
     const candidates = new Set<string>([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
     try {
       const siblings = await client.listImages(name, ctx.signal);
@@ -169,9 +196,13 @@ export class DaemonTarget implements ImageTarget {
       ctx.log?.(`cannot list images of ${name}: ${reason(e)}`);
     }
     let best = { length: 0, from: '' };
-    for (const ref of candidates) {
-      const found = await client.imageInspect(ref, ctx.signal);
+    const ids = new Map<string, string>();
+    const refs = [...candidates];
+    const inspected = await Promise.all(refs.map((ref) => client.imageInspect(ref, ctx.signal)));
+    for (const [i, ref] of refs.entries()) {
+      const found = inspected[i];
       if (!found) continue;
+      ids.set(ref, found.id);
       let n = 0;
       while (
         n < image.layers.length &&
@@ -182,7 +213,7 @@ export class DaemonTarget implements ImageTarget {
       ctx.log?.(`${ref}: ${n} leading layer(s) shared`);
       if (n > best.length) best = { length: n, from: found.repoTags[0] ?? ref };
     }
-    return best;
+    return { ...best, ids };
   }
 }
 
