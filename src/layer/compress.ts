@@ -1,6 +1,6 @@
 import { createGzip } from 'node:zlib';
 import type { Transform } from 'node:stream';
-import { CompressStream } from 'zstd-napi';
+import { createRequire } from 'node:module';
 import { MediaType } from '../core/media-types.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -31,6 +31,14 @@ export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
   if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
   if (o.compression === 'zstd')
-    return new CompressStream({ compressionLevel: level, checksumFlag: false, nbWorkers: 0 });
+    return new (zstd().CompressStream)({ compressionLevel: level, checksumFlag: false, nbWorkers: 0 });
   return null;
+}
+
+let zstdModule: typeof import('zstd-napi') | undefined;
+
+/** zstd-napi, loaded on first use: its native addon costs start-up time that most runs never need. */
+function zstd(): typeof import('zstd-napi') {
+  zstdModule ??= createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi');
+  return zstdModule;
 }
