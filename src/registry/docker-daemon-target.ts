@@ -55,11 +55,19 @@ export class DaemonTarget implements ImageTarget {
 
     let prefix = 0;
     if (engine === 'podman') {
-      notes.push('Podman: every layer sent (its loader needs the whole archive)');
-    } else if (EngineClient.usesContainerdStore(await client.info(ctx.signal))) {
-      notes.push('the engine uses the containerd image store: every layer sent (it needs the whole archive)');
+      notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
     } else {
-      const found = await this.sharedPrefix(client, image, name, tags, ctx);
+      // Which store the engine uses and which layers it has are asked at the same time.
+      const [info, found] = await Promise.all([
+        client.info(ctx.signal),
+        this.sharedPrefix(client, image, name, tags, ctx),
+      ]);
+      if (EngineClient.usesContainerdStore(info)) {
+        notes.push(
+          'the engine uses the containerd image store: every layer sent (it needs the whole archive)',
+        );
+        found.length = 0;
+      }
       prefix = found.length;
       const unchanged =
         prefix === image.layers.length ? this.unchanged(image, name, tags, found.ids) : undefined;
@@ -92,8 +100,10 @@ export class DaemonTarget implements ImageTarget {
 
     const { rendered } = sent.result;
     // The archive's RepoTags tag the image already; tagging again is idempotent and covers engines
-    // that take only the first RepoTag.
-    for (const t of tags) await client.tagImage(rendered.config.digest, name, t, ctx.signal);
+    // that take only the first RepoTag. Not for Podman: its loader applies every RepoTag (short
+    // names as localhost/NAME), while its compat tag call would add docker.io/NAME duplicates.
+    if (engine !== 'podman')
+      await Promise.all(tags.map((t) => client.tagImage(rendered.config.digest, name, t, ctx.signal)));
 
     return {
       target: `${this.scheme}:${repoTags[0]!}`,

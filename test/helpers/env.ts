@@ -36,6 +36,14 @@ export interface TestEnv {
   registryTls: string;
   /** PEM certificate of the test CA that signed the HTTPS registry's certificate. */
   tlsCaFile: string;
+  /** Podman API service (`podman system service`), e.g. "unix:///…/.state/podman.sock". */
+  podmanHost: string;
+  /** The service's image store: `podman --root` (test/helpers/podman.ts uses the same store). */
+  podmanRoot: string;
+  /** `podman --runroot` of the service. */
+  podmanRunroot: string;
+  /** `podman --storage-driver` of the service: overlay, or vfs if overlay was refused. */
+  podmanStorageDriver: string;
 }
 
 const KEYS = {
@@ -53,6 +61,10 @@ const KEYS = {
   dockerCli: 'NIXOCI_TEST_DOCKER_CLI',
   registryTls: 'NIXOCI_TEST_REGISTRY_TLS',
   tlsCaFile: 'NIXOCI_TEST_TLS_CA',
+  podmanHost: 'NIXOCI_TEST_PODMAN_HOST',
+  podmanRoot: 'NIXOCI_TEST_PODMAN_ROOT',
+  podmanRunroot: 'NIXOCI_TEST_PODMAN_RUNROOT',
+  podmanStorageDriver: 'NIXOCI_TEST_PODMAN_STORAGE_DRIVER',
 } as const;
 
 /** Optional defaults for keys added after a .state/env.json was written. */
@@ -103,6 +115,10 @@ export function testEnv(): TestEnv {
     dockerCli: get('dockerCli'),
     registryTls: get('registryTls'),
     tlsCaFile: get('tlsCaFile'),
+    podmanHost: get('podmanHost'),
+    podmanRoot: get('podmanRoot'),
+    podmanRunroot: get('podmanRunroot'),
+    podmanStorageDriver: get('podmanStorageDriver'),
   };
   cached = env;
   return env;

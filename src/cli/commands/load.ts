@@ -13,10 +13,21 @@ export const loadCommand: ImageCommandSpec = {
   },
   targets: (values, positionals) => {
     if (positionals.length > 1) throw usage('load', `unexpected argument ${JSON.stringify(positionals[1])}`);
-    const engine = values.engine ?? 'docker';
-    if (engine !== 'docker' && engine !== 'podman')
-      throw usage('load', `--engine ${String(engine)}: expected docker or podman`);
-    return [engineTarget('load', engine, positionals[0], values)];
+    const given = values.engine;
+    if (given !== undefined && given !== 'docker' && given !== 'podman')
+      throw usage('load', `--engine ${String(given)}: expected docker or podman`);
+    let engine: 'docker' | 'podman' | undefined = given;
+    // `podman:NAME[:TAG]` / `docker-daemon:NAME[:TAG]` name the engine in the reference itself.
+    let ref = positionals[0];
+    const m = ref === undefined ? null : /^(podman|docker-daemon):(.*)$/.exec(ref);
+    if (m) {
+      const named = m[1] === 'podman' ? 'podman' : 'docker';
+      if (engine !== undefined && engine !== named)
+        throw usage('load', `${ref}: conflicts with --engine ${engine}`);
+      engine = named;
+      ref = m[2];
+    }
+    return [engineTarget('load', engine ?? 'docker', ref, values)];
   },
   help: `Usage: nixoci load [SOURCE] [NAME[:TAG]] [flags]
 
@@ -26,6 +37,7 @@ layers the engine does not have yet (docs/daemon.md).
 
 Default NAME is the name part of the closure's top-level store path, default TAG its hash
 (TAG is latest when NAME is given without one). Same as \`nixoci build --to docker-daemon:NAME:TAG\`.
+Give podman:NAME[:TAG] (or --engine podman) to load into Podman instead.
 
 ${HELP_SOURCE_FLAGS}
 Engine:

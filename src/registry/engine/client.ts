@@ -87,11 +87,10 @@ export class EngineClient {
     return this.api;
   }
 
-  /** `GET /_ping`, then API version negotiation from `GET /version`. */
+  /** API version negotiation from `GET /version` (which also tells whether an engine is there). */
   async negotiate(signal?: AbortSignal): Promise<EngineVersion> {
-    const ping = await this.request('GET', '/_ping', { raw: true, signal });
-    await drain(ping.body);
-    if (ping.status !== 200) throw this.error(`ping answered HTTP ${ping.status}`);
+    // GET /version (unversioned) is answered by every engine and API version: it serves as the
+    // ping, and saves a round trip on every run.
     const v = await this.version(signal);
     if (compareVersions(v.ApiVersion, MIN_API_VERSION) < 0) {
       throw new NixociError(
@@ -242,7 +241,8 @@ export class EngineClient {
     if (res.status < 200 || res.status >= 300) throw this.error(`${what}: ${await errorMessage(res)}`);
     const text = await readText(res.body);
     try {
-      return text === '' ? null : (JSON.parse(text) as unknown);
+      // Podman answers some calls (e.g. tag: 201) with a body of just "\n".
+      return text.trim() === '' ? null : (JSON.parse(text) as unknown);
     } catch {
       throw this.error(`${what}: the answer is not JSON: ${text.slice(0, 200)}`);
     }
