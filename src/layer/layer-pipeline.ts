@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
+import { collectAll } from '../core/memory.js';
 import type { LayerDigests } from './cache.js';
 import { compressor, type CompressionOptions } from './compress.js';
 import { tarSize, tarStream, type ReadStats } from './tar-stream.js';
@@ -26,7 +27,13 @@ export async function streamLayer(
   const stages = z ? [diff, z, blob] : [diff];
   const src = tarStream(entries, stats);
   const streams = [src, ...stages, sink] as [Readable, ...Writable[]];
-  await (signal ? pipeline(streams, { signal }) : pipeline(streams));
+  try {
+    await (signal ? pipeline(streams, { signal }) : pipeline(streams));
+  } finally {
+    // Once this frame is gone, so that the compressor it holds can be collected with its native
+    // context (zstd: several MB a layer, invisible to V8's heuristics).
+    if (z) setImmediate(collectAll);
+  }
   const d = diff.result();
   const b = blob.result();
   if (d.size !== expectedTar) throw new Error(`internal: tar size ${d.size} != planned ${expectedTar}`);

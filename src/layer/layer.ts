@@ -74,9 +74,18 @@ export class Layer {
     progress?.({ layer: this, phase: 'start', bytes: 0, total });
     const compression = { compression: this.options.compression, level: this.options.level };
     const pool = this.options.pool;
-    // Small layers are not worth a thread hop; big ones go to a worker so layers use several cores.
+    // Big layers go to a free worker, so that layers written at the same time use several cores;
+    // small ones are not worth a thread hop, a layer that finds every worker busy is made here (on
+    // the main thread, which is then the other core), and gzip always runs here: zlib already
+    // compresses on the libuv pool, and a worker would only add its memory.
+    const useWorker =
+      pool !== undefined &&
+      pool !== null &&
+      this.planned.narSize >= WORKER_MIN_BYTES &&
+      this.options.compression !== 'gzip' &&
+      pool.hasCapacity();
     const digests =
-      pool && this.planned.narSize >= WORKER_MIN_BYTES
+      useWorker && pool
         ? await pool.run(
             {
               planned: this.planned,

@@ -1,6 +1,7 @@
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { NixociError } from '../core/errors.js';
+import { noteBytes } from '../core/memory.js';
 import { encodeHeader, END_OF_ARCHIVE, entrySize, padding } from './tar-header.js';
 import { printable, storeReadError, type SourcedEntry } from './tree.js';
 
@@ -98,11 +99,19 @@ async function* generate(entries: readonly SourcedEntry[], stats: ReadStats): As
       if (e.content) w.append(e.content);
       else if (e.size > 0) {
         // Hand on every full chunk as it fills, so that a file of any size streams in 1 MiB steps.
-        for (const _ of readInto(w, e, stats)) while (w.full.length > 0) yield w.full.shift()!;
+        for (const _ of readInto(w, e, stats)) {
+          while (w.full.length > 0) {
+            noteBytes(CHUNK);
+            yield w.full.shift()!;
+          }
+        }
       }
       w.zeros(padding(e.size));
     }
-    while (w.full.length > 0) yield w.full.shift()!;
+    while (w.full.length > 0) {
+      noteBytes(CHUNK);
+      yield w.full.shift()!;
+    }
   }
   w.append(END_OF_ARCHIVE);
   while (w.full.length > 0) yield w.full.shift()!;

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NixociError, type ErrorCode } from '../core/errors.js';
+import { noteBytes } from '../core/memory.js';
 import type { LayerDigests } from './cache.js';
 import type { FromWorker, LayerJob, ToWorker } from './layer-worker.js';
 
@@ -44,6 +45,11 @@ export class LayerWorkerPool {
     return new LayerWorkerPool(script, Math.max(1, size));
   }
 
+  /** Whether a job would start at once (a worker is free, or one more may be started). */
+  hasCapacity(): boolean {
+    return this.slots.length < this.size || this.slots.some((s) => s.busy === 0);
+  }
+
   /** Runs a job, writing the blob's chunks into `sink` (which is ended at the end). */
   async run(
     job: Omit<LayerJob, 'id'>,
@@ -79,6 +85,7 @@ export class LayerWorkerPool {
             const buf = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength);
             chain = chain
               .then(async () => {
+                noteBytes(buf.length);
                 if (!sink.write(buf)) await waitDrain(sink);
                 worker.postMessage({ type: 'ack', id } satisfies ToWorker);
               })
