@@ -19,7 +19,7 @@ import { NixociError } from '../core/errors.js';
 import { MediaType } from '../core/media-types.js';
 import { renderImage, renderIndex, type Blob, type Image } from '../image/image.js';
 import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
-import type { LayerDigests } from '../layer/layer.js';
+import type { Layer, LayerDigests } from '../layer/layer.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -57,45 +57,53 @@ export class OciLayoutTarget implements ImageTarget {
       for (const image of images) {
         // Two layers at a time: with layer workers, each uses a core for tar + hash + compress.
         const limit = pLimit(2);
-        const layers: LayerReport[] = await Promise.all(
-          image.layers.map((layer) =>
-            limit(async (): Promise<LayerReport> => {
-              let action: LayerReport['action'] = 'skipped';
-              let bytes = 0;
-              let d = layer.known;
-              if (!d || !this.hasBlob(d.digest, d.size)) {
-                const tmp = join(
-                  this.dir,
-                  'blobs',
-                  'sha256',
-                  `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
-                );
-                tmps.add(tmp);
-                // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
-                // store) must not leave an open pending that later fails with nobody listening.
-                const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
-                try {
-                  d = await layer.writeTo(sink, ctx.signal);
-                } finally {
-                  sink.destroy();
-                }
-                this.commitBlob(tmp, d.digest);
-                tmps.delete(tmp);
-                action = 'written';
-                bytes = d.size;
-              }
-              return {
-                storePaths: layer.planned.storePaths,
-                diffId: d.diffId,
-                digest: d.digest,
-                size: d.size,
-                mediaType: layer.mediaType,
-                action,
-                bytesSent: bytes,
-              };
-            }),
-          ),
-        );
+        const writeOne = async (layer: Layer): Promise<LayerReport> => {
+          let action: LayerReport['action'] = 'skipped';
+          let bytes = 0;
+          let d = layer.known;
+          if (!d || !this.hasBlob(d.digest, d.size)) {
+            const tmp = join(
+              this.dir,
+              'blobs',
+              'sha256',
+              `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
+            );
+            tmps.add(tmp);
+            // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
+            // store) must not leave an open pending that later fails with nobody listening.
+            const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
+            try {
+              d = await layer.writeTo(sink, ctx.signal);
+            } finally {
+              sink.destroy();
+            }
+            this.commitBlob(tmp, d.digest);
+            tmps.delete(tmp);
+            action = 'written';
+            bytes = d.size;
+          }
+          return {
+            storePaths: layer.planned.storePaths,
+            diffId: d.diffId,
+            digest: d.digest,
+            size: d.size,
+            mediaType: layer.mediaType,
+            action,
+            bytesSent: bytes,
+          };
+        };
+        // Biggest layers first (results stay in layer order): the last layer to finish is then a
+        // small one, and the two cores stay busy to the end.
+        const bySize = image.layers
+          .map((l, i) => i)
+          .sort((a, b) => image.layers[b]!.planned.narSize - image.layers[a]!.planned.narSize);
+        const done = new Map<number, Promise<LayerReport>>();
+        for (const i of bySize)
+          done.set(
+            i,
+            limit(() => writeOne(image.layers[i]!)),
+          );
+        const layers = await Promise.all(image.layers.map((_, i) => done.get(i)!));
         const digests: LayerDigests[] = layers.map((l, i) => ({
           diffId: l.diffId,
           digest: l.digest,
