@@ -1,8 +1,9 @@
 import { imageReport, writeError } from './target-result.js';
 import { createWriteStream, renameSync, rmSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
+import { removeStaleFiles } from '../core/stale-files.js';
 import type { Image } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive } from './docker-archive-format.js';
@@ -31,6 +32,9 @@ export class DockerArchiveTarget implements ImageTarget {
     const image = images[0]!;
     const path = resolve(this.file);
     const tmp = `${path}.${process.pid}.partial`;
+    // A run killed with SIGKILL could not remove its partial archive; the next run does.
+    const escaped = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    removeStaleFiles(dirname(path), new RegExp(`^${escaped}\\.(\\d+)\\.partial$`));
     const archive = dockerArchive({
       image,
       repoTags: this.repoTag ? [this.repoTag] : [],

@@ -1,10 +1,10 @@
 import { writeError } from './target-result.js';
+import { removeStaleFiles } from '../core/stale-files.js';
 import {
   createWriteStream,
   existsSync,
   mkdirSync,
   openSync,
-  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -202,28 +202,7 @@ function safeJson(s: string): unknown {
  * so two builds into one layout do not break each other.
  */
 function removeStaleTemps(dir: string): void {
-  for (const d of [dir, join(dir, 'blobs', 'sha256')]) {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      const m = /^\.tmp-(\d+)-/.exec(n) ?? /\.(\d+)\.tmp$/.exec(n);
-      if (m && !processAlive(Number(m[1]))) rmSync(join(d, n), { force: true });
-    }
-  }
-}
-
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  for (const d of [dir, join(dir, 'blobs', 'sha256')]) removeStaleFiles(d, /^\.tmp-(\d+)-|\.(\d+)\.tmp$/);
 }
 
 export function atomicWrite(file: string, data: string | Buffer): void {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -197,6 +197,25 @@ describe('nixoci build', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(dir)).toBe(false);
     expect(existsSync(archive)).toBe(false);
+  });
+
+  it("removes the partial archive a killed run left behind, and keeps a live run's", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-partial-'));
+    const dead = join(dir, 'img.tar.999999.partial'); // no such process
+    const live = join(dir, `img.tar.${process.pid}.partial`); // this test runner: alive
+    const other = join(dir, 'other.tar.999999.partial'); // another archive's: not ours to touch
+    for (const f of [dead, live, other]) writeFileSync(f, 'half');
+    const r = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `docker-archive:${join(dir, 'img.tar')}`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    expect(existsSync(other)).toBe(true);
   });
 
   it('reports usage errors with exit code 2', async () => {
