@@ -74,16 +74,15 @@ export class Layer {
     progress?.({ layer: this, phase: 'start', bytes: 0, total });
     const compression = { compression: this.options.compression, level: this.options.level };
     const pool = this.options.pool;
-    // Big layers go to a free worker, so that layers written at the same time use several cores;
-    // small ones are not worth a thread hop, a layer that finds every worker busy is made here (on
-    // the main thread, which is then the other core), and gzip always runs here: zlib already
-    // compresses on the libuv pool, and a worker would only add its memory.
+    // Big layers go to a worker, so that layers written at the same time use several cores (a
+    // busy worker queues them: the main thread must stay free to move bytes to the sinks); small
+    // ones are not worth a thread hop, and gzip always runs here: zlib already compresses on the
+    // libuv pool, and a worker would only add its memory.
     const useWorker =
       pool !== undefined &&
       pool !== null &&
       this.planned.narSize >= WORKER_MIN_BYTES &&
-      this.options.compression !== 'gzip' &&
-      pool.hasCapacity();
+      this.options.compression !== 'gzip';
     const digests =
       useWorker && pool
         ? await pool.run(

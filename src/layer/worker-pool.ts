@@ -45,11 +45,6 @@ export class LayerWorkerPool {
     return new LayerWorkerPool(script, Math.max(1, size));
   }
 
-  /** Whether a job would start at once (a worker is free, or one more may be started). */
-  hasCapacity(): boolean {
-    return this.slots.length < this.size || this.slots.some((s) => s.busy === 0);
-  }
-
   /** Runs a job, writing the blob's chunks into `sink` (which is ended at the end). */
   async run(
     job: Omit<LayerJob, 'id'>,
