@@ -10,6 +10,7 @@ export const registryAccessOptions = {
   creds: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   'ca-file': { type: 'string' },
+  timeout: { type: 'string' },
 } as const satisfies OptionSpec;
 
 /** Flags of a registry destination (`nixoci push`, and `nixoci build --to docker://…`). */
@@ -24,6 +25,8 @@ export const HELP_REGISTRY_ACCESS_FLAGS = `  --creds USER:PASSWORD         crede
                                 podman's auth.json)
   --insecure-registry HOST      talk plain HTTP to HOST (loopback hosts always are) (repeatable)
   --ca-file FILE                trust the CA certificates in this PEM file too
+  --timeout SECONDS             how long the registry may stay silent before a request is retried
+                                (default 300)
 `;
 
 export const HELP_REGISTRY_FLAGS = `Registry:
@@ -61,6 +64,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     64,
   );
   const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  const timeoutMs = timeoutFlag(command, flags);
   const target = new RegistryTarget(reference, {
     tags,
     mountFrom: strings(flags['mount-from']),
@@ -69,19 +73,38 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     ...(creds ? { creds } : {}),
     ...(caFile ? { caFile } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
   });
   // gzip level 1: accepted by every registry and engine, and cheap (DESIGN.md).
   return { target, defaultCompression: 'gzip' };
 }
 
+/** `--timeout SECONDS` in milliseconds, or undefined when not given. */
+function timeoutFlag(command: string, flags: TargetFlags): number | undefined {
+  const s = intFlag(
+    command,
+    'timeout',
+    typeof flags.timeout === 'string' ? flags.timeout : undefined,
+    1,
+    86_400,
+  );
+  return s === undefined ? undefined : s * 1000;
+}
+
 /** The registry access flags as client options (for reading an image). */
-export function registryAccess(flags: TargetFlags): {
+export function registryAccess(
+  flags: TargetFlags,
+  command = 'inspect',
+): {
   creds?: { username: string; password: string };
   insecureRegistries: string[];
   caFile?: string;
+  timeoutMs?: number;
 } {
   const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  const timeoutMs = timeoutFlag(command, flags);
   return {
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(typeof flags.creds === 'string' ? { creds: parseCredsFlag(flags.creds) } : {}),
     insecureRegistries: strings(flags['insecure-registry']),
     ...(caFile ? { caFile } : {}),

@@ -28,6 +28,8 @@ export interface RegistryTargetOptions {
   readonly creds?: { readonly username: string; readonly password: string };
   readonly insecureRegistries?: readonly string[];
   readonly caFile?: string;
+  /** How long the registry may stay silent before a request is retried (see TransportOptions). */
+  readonly timeoutMs?: number;
   /** Blobs in flight at once (default 4). */
   readonly concurrency?: number;
   /** Environment for credential lookup (default process.env). */
@@ -152,6 +154,7 @@ export class RegistryTarget implements ImageTarget {
         ...(o.env ? { env: o.env } : {}),
         ...(o.insecureRegistries ? { insecureRegistries: o.insecureRegistries } : {}),
         ...(o.caFile ? { caFile: o.caFile } : {}),
+        ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.retry ? { retry: o.retry } : {}),
         ...(ctx.log ? { log: ctx.log } : {}),
       },

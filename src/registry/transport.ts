@@ -11,8 +11,16 @@ export interface TransportOptions {
   readonly insecureRegistries?: readonly string[];
   /** PEM file of extra CAs to trust, besides the system ones. */
   readonly caFile?: string;
+  /**
+   * How long the registry may stay silent, waiting for a response's headers or between two chunks
+   * of its body (default 5 minutes: a monolithic PUT of a big layer over a slow link is answered
+   * only once the whole body is in). A timeout counts as a connection failure: it is retried.
+   */
+  readonly timeoutMs?: number;
   readonly retry?: Partial<RetryPolicy>;
 }
+
+export const DEFAULT_TIMEOUT_MS = 300_000;
 
 /** A request body: bytes (replayable) or nothing. Streamed bodies go through `send` once. */
 export type Body = Buffer | undefined;
@@ -26,9 +34,9 @@ export const DEFAULT_RETRY: RetryPolicy = {
 
 const agents = new Map<string, Agent>();
 
-/** One keep-alive connection pool per CA setting, shared by every client in the process. */
-function agentFor(caFile: string | undefined): Agent {
-  const key = caFile ?? '';
+/** One keep-alive connection pool per CA and timeout setting, shared by every client in the process. */
+function agentFor(caFile: string | undefined, timeoutMs: number): Agent {
+  const key = `${caFile ?? ''}\n${timeoutMs}`;
   let a = agents.get(key);
   if (!a) {
     let ca: string[] | undefined;
@@ -41,12 +49,12 @@ function agentFor(caFile: string | undefined): Agent {
         });
       }
     }
-    // Header and body timeouts stay at undici's 5 minutes: a monolithic PUT of a big layer over a
-    // slow link is answered only once the whole body is in. Connecting gets 15 s.
     a = new Agent({
       connections: 16,
       keepAliveTimeout: 30_000,
-      connect: { timeout: 15_000, ...(ca ? { ca } : {}) },
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      connect: { timeout: Math.min(15_000, timeoutMs), ...(ca ? { ca } : {}) },
     });
     agents.set(key, a);
   }
@@ -73,7 +81,7 @@ export class Transport {
       (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
     this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
     this.origin = new URL(this.baseUrl).origin;
-    this.dispatcher = agentFor(options.caFile);
+    this.dispatcher = agentFor(options.caFile, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
   }
 
@@ -203,6 +211,12 @@ export class Transport {
     if (e instanceof NixociError) return e;
     const cause = (e as { cause?: unknown }).cause ?? e;
     const tlsHint = /certificate|self.signed|SSL|TLS|EPROTO|wrong version number/i.test(reason(cause));
+    if (/TIMEOUT/i.test(reason(cause))) {
+      return new NixociError('REGISTRY_UNREACHABLE', `${this.baseUrl} did not answer: ${reason(cause)}`, {
+        hint: 'check that the registry is up and not overloaded, or give it longer with --timeout SECONDS',
+        cause: e,
+      });
+    }
     return new NixociError('REGISTRY_UNREACHABLE', `cannot reach ${this.baseUrl}: ${reason(cause)}`, {
       hint: tlsHint
         ? 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP'

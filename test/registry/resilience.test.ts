@@ -27,13 +27,14 @@ describe('resilience', () => {
   });
   afterAll(async () => proxy.close());
 
-  const push = async (name: string, opts: { abort?: AbortController } = {}) => {
+  const push = async (name: string, opts: { abort?: AbortController; timeoutMs?: number } = {}) => {
     const { closure, app } = await fixture('v1');
     const { image } = imageOf(closure, app);
     const repo = uniqueRepo(name);
     const target = new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), {
       retry: fast,
       concurrency: 2,
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     });
     const result = await target.write([image], opts.abort ? { signal: opts.abort.signal } : {});
     return { repo, result };
@@ -64,6 +65,28 @@ describe('resilience', () => {
     await verifyPushed(env.registry, repo, 't');
     // Every failed session was cancelled.
     expect(proxy.seen.filter((s) => s.method === 'DELETE').length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('retries a request the registry never answers, once the timeout has passed', async () => {
+    proxy.seen.length = 0;
+    let stalled = 0;
+    const held: import('node:http').ServerResponse[] = [];
+    proxy.fault = (req, res) => {
+      // The first two blob HEADs get no answer at all: only the client's timeout ends them.
+      if (req.method === 'HEAD' && req.url?.includes('/blobs/') && stalled < 2) {
+        stalled++;
+        held.push(res);
+        return true;
+      }
+      return false;
+    };
+    const started = Date.now();
+    const { repo } = await push('stalled', { timeoutMs: 500 });
+    proxy.fault = undefined;
+    for (const r of held) r.destroy();
+    expect(stalled).toBe(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    await verifyPushed(env.registry, repo, 't');
   });
 
   it('falls back to a monolithic PUT when chunked PATCH is refused (411)', async () => {
