@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { readTree } from '../helpers/tree.js';
 
@@ -101,6 +102,26 @@ describe('nixoci build', () => {
     expect(out).toContain('fixture app build-test');
     expect(out).toContain('fixture-data run: ok');
     expect(out).toContain('empty path present');
+  });
+
+  it('loads into the Docker engine named with -H, next to an OCI layout, in one run', async () => {
+    const tag = 'nixoci-test/build:host';
+    await dockerRmi(tag);
+    const r = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--entrypoint',
+      `${fx.app}/bin/app`,
+      '--to',
+      `oci:${tmp('with-engine')}`,
+      '--to',
+      `docker-daemon:${tag}`,
+      '-H',
+      testEnv().dockerHost,
+    ]);
+    expect(r.manifestDigest).toMatch(/^sha256:/);
+    expect(await dockerRunOutput(tag)).toContain('fixture app build-test');
   });
 
   it('gives identical digests in another directory, umask, time zone and cache state', async () => {

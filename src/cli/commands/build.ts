@@ -6,7 +6,11 @@ import { parseTarget } from '../targets.js';
 
 export const buildCommand: ImageCommandSpec = {
   name: 'build',
-  options: { to: { type: 'string', multiple: true }, ...registryOptions },
+  options: {
+    to: { type: 'string', multiple: true },
+    host: { type: 'string', short: 'H' },
+    ...registryOptions,
+  },
   targets: (values, positionals) => {
     const to = (values.to as string[] | undefined) ?? [];
     if (positionals.length > 0) throw usage('build', `unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -25,6 +29,11 @@ Destinations (--to, repeatable):
   docker://HOST[:PORT]/REPO[:TAG] a registry (see \`nixoci push --help\` for its flags)
   docker-daemon:NAME:TAG        the local Docker engine (see \`nixoci load --help\`)
   podman:NAME:TAG               the local Podman
+
+Engines (docker-daemon:, podman:):
+  -H, --host ADDR               engine address: unix:///path, tcp://HOST:PORT, ssh://[USER@]HOST
+                                (default: DOCKER_HOST / CONTAINER_HOST, the docker context, the
+                                default socket); applies to every engine destination
 
 ${HELP_IMAGE_FLAGS}
 ${HELP_OUTPUT_FLAGS}
