@@ -7,7 +7,7 @@ import { runInNewContext } from 'node:vm';
  * collection every STEP bytes keeps the peak flat (a young-generation heap here collects in well
  * under a millisecond).
  */
-const STEP = 64 << 20;
+const STEP = 32 << 20;
 
 type Gc = (o: { type: 'minor' | 'major' }) => void;
 let gc: Gc | null | undefined;
