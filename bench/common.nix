@@ -68,16 +68,9 @@ let
 
   mk =
     name: script:
-    derivation {
-      inherit name system;
-      builder = "${busybox}/bin/sh";
+    import ../nix/busybox-script.nix { inherit busybox system; } name (prelude + script) {
       binpool = pools.bin;
       textpool = pools.text;
-      args = [
-        "-e"
-        "-c"
-        ("export PATH=${busybox}/bin\n" + prelude + script)
-      ];
     };
 in
 {

@@ -16,17 +16,7 @@ let
     busybox = busyboxBinary;
   };
 
-  mk =
-    name: script:
-    derivation {
-      inherit name system;
-      builder = "${busybox}/bin/sh";
-      args = [
-        "-e"
-        "-c"
-        ("export PATH=${busybox}/bin\n" + script)
-      ];
-    };
+  mk = name: script: import ../../nix/busybox-script.nix { inherit busybox system; } name script { };
 
   lib = mk "hello-nixoci-lib" ''
     mkdir -p "$out/lib" "$out/share/hello-nixoci"
