@@ -4,7 +4,7 @@ import { NixociError } from '../core/errors.js';
 import type { CompressionOptions } from './compress.js';
 import { streamLayer } from './layer-pipeline.js';
 import type { PlannedLayer } from './plan.js';
-import { collectEntries, type TreeOptions } from './tree.js';
+import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
 
 /**
  * A layer worker: tars, hashes and compresses one layer at a time on its own thread and posts the
@@ -16,6 +16,8 @@ export interface LayerJob {
   readonly planned: PlannedLayer;
   readonly tree: TreeOptions;
   readonly compression: CompressionOptions;
+  /** The layer's entries when the main thread has walked them already (else the worker walks). */
+  readonly entries?: readonly SourcedEntry[];
 }
 
 export type ToWorker =
@@ -79,7 +81,7 @@ async function run(job: LayerJob): Promise<void> {
     },
   });
   try {
-    const entries = collectEntries(job.planned, job.tree);
+    const entries = job.entries ? job.entries.map(asBuffers) : collectEntries(job.planned, job.tree);
     const digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
       tarBytes += n;
     });
@@ -104,4 +106,17 @@ async function run(job: LayerJob): Promise<void> {
   } finally {
     running.delete(job.id);
   }
+}
+
+/** Entries as posted: their Buffers arrive as plain Uint8Arrays; view them as Buffers again. */
+function asBuffers(e: SourcedEntry): SourcedEntry {
+  const b = (u: Uint8Array | undefined): Buffer | undefined =>
+    u && Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+  return {
+    ...e,
+    name: b(e.name)!,
+    ...(e.linkTarget ? { linkTarget: b(e.linkTarget)! } : {}),
+    ...(e.source ? { source: b(e.source)! } : {}),
+    ...(e.content ? { content: b(e.content)! } : {}),
+  };
 }

@@ -90,6 +90,8 @@ export class Layer {
               planned: this.planned,
               tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
               compression,
+              // walked already for tarSize() (archives): the worker need not walk again
+              ...(this.entries ? { entries: this.entries } : {}),
             },
             sink,
             { onTarBytes, onReadBytes: (n) => (this.options.stats.bytesRead += n) },
