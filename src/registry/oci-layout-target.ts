@@ -1,4 +1,4 @@
-import { writeError } from './target-result.js';
+import { imageReport, writeError } from './target-result.js';
 import { removeStaleFiles } from '../core/stale-files.js';
 import {
   createWriteStream,
@@ -18,8 +18,14 @@ import { digestHex, type Digest } from '../core/digest.js';
 import { NixociError } from '../core/errors.js';
 import { MediaType } from '../core/media-types.js';
 import { renderImage, renderIndex, type Blob, type Image } from '../image/image.js';
-import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { ImageReport, ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
+
+/** A layer's digests, and whether this run wrote its blob (else the layout had it). */
+interface Written {
+  readonly digests: LayerDigests;
+  readonly written: boolean;
+}
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -57,69 +63,55 @@ export class OciLayoutTarget implements ImageTarget {
       for (const image of images) {
         // Two layers at a time: with layer workers, each uses a core for tar + hash + compress.
         const limit = pLimit(2);
-        const writeOne = async (layer: Layer): Promise<LayerReport> => {
-          let action: LayerReport['action'] = 'skipped';
-          let bytes = 0;
-          let d = layer.known;
-          if (!d || !this.hasBlob(d.digest, d.size)) {
-            const tmp = join(
-              this.dir,
-              'blobs',
-              'sha256',
-              `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
-            );
-            tmps.add(tmp);
-            // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
-            // store) must not leave an open pending that later fails with nobody listening.
-            const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
-            try {
-              d = await layer.writeTo(sink, ctx.signal);
-            } finally {
-              sink.destroy();
-            }
-            this.commitBlob(tmp, d.digest);
-            tmps.delete(tmp);
-            action = 'written';
-            bytes = d.size;
+        const writeOne = async (layer: Layer): Promise<Written> => {
+          const known = layer.known;
+          if (known && this.hasBlob(known.digest, known.size)) return { digests: known, written: false };
+          const tmp = join(
+            this.dir,
+            'blobs',
+            'sha256',
+            `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
+          );
+          tmps.add(tmp);
+          // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
+          // store) must not leave an open pending that later fails with nobody listening.
+          const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
+          let digests: LayerDigests;
+          try {
+            digests = await layer.writeTo(sink, ctx.signal);
+          } finally {
+            sink.destroy();
           }
-          return {
-            storePaths: layer.planned.storePaths,
-            diffId: d.diffId,
-            digest: d.digest,
-            size: d.size,
-            mediaType: layer.mediaType,
-            action,
-            bytesSent: bytes,
-          };
+          this.commitBlob(tmp, digests.digest);
+          tmps.delete(tmp);
+          return { digests, written: true };
         };
         // Biggest layers first (results stay in layer order): the last layer to finish is then a
         // small one, and the two cores stay busy to the end.
         const bySize = image.layers
           .map((l, i) => i)
           .sort((a, b) => image.layers[b]!.planned.narSize - image.layers[a]!.planned.narSize);
-        const done = new Map<number, Promise<LayerReport>>();
+        const done = new Map<number, Promise<Written>>();
         for (const i of bySize)
           done.set(
             i,
             limit(() => writeOne(image.layers[i]!)),
           );
-        const layers = await Promise.all(image.layers.map((_, i) => done.get(i)!));
-        const digests: LayerDigests[] = layers.map((l, i) => ({
-          diffId: l.diffId,
-          digest: l.digest,
-          size: l.size,
-          tarSize: image.layers[i]!.known?.tarSize ?? 0,
-        }));
-        const r = renderImage(image, digests);
+        const written = await Promise.all(image.layers.map((_, i) => done.get(i)!));
+        const r = renderImage(
+          image,
+          written.map((w) => w.digests),
+        );
         this.putJsonBlob(r.config);
         this.putJsonBlob(r.manifest);
+        reports.push(
+          imageReport(image, r, (i) =>
+            written[i]!.written
+              ? { action: 'written', bytesSent: written[i]!.digests.size }
+              : { action: 'skipped', bytesSent: 0 },
+          ),
+        );
         manifests.push({ manifest: r.manifest, platform: image.platform });
-        reports.push({
-          architecture: image.platform.architecture,
-          manifestDigest: r.manifest.digest,
-          configDigest: r.config.digest,
-          layers,
-        });
       }
       let top: Blob;
       if (manifests.length === 1) top = manifests[0]!.manifest;
