@@ -9,12 +9,13 @@ import {
   type Image,
   type Rendered,
 } from '../image/image.js';
-import type { ImageReport, ImageTarget, LayerReport, TargetResult, WriteContext } from '../image/target.js';
+import type { ImageReport, ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import type { Layer } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
 import { pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
 import { formatReference, type ImageReference } from './reference.js';
 import { registryCodes } from './registry-error.js';
+import { imageReport } from './target-result.js';
 import type { RetryPolicy } from './retry.js';
 import { applyReuse, findReusableLayers, type ReusableLayer } from './reuse.js';
 
@@ -120,7 +121,12 @@ export class RegistryTarget implements ImageTarget {
           await this.putManifestChecked(client, image, rendered, reference, signal);
         }
         manifests.push({ manifest: rendered.manifest, platform: image.platform });
-        reports.push(report(image, rendered, pushed));
+        reports.push(
+          imageReport(image, rendered, (i) => ({
+            action: pushed[i]!.action,
+            bytesSent: pushed[i]!.bytesSent,
+          })),
+        );
       }
 
       // (4) Several platforms: an index over the manifests pushed by digest.
@@ -240,25 +246,4 @@ export class RegistryTarget implements ImageTarget {
 function layerKey(layer: Layer): string {
   const p = layer.planned;
   return JSON.stringify([layer.mediaType, p.storePaths, p.narHashes, p.extra ?? []]);
-}
-
-function report(image: Image, rendered: Rendered, pushed: readonly PushedLayer[]): ImageReport {
-  const layers: LayerReport[] = image.layers.map((l, i) => {
-    const p = pushed[i]!;
-    return {
-      storePaths: [...l.planned.storePaths],
-      diffId: p.digests.diffId,
-      digest: p.digests.digest,
-      size: p.digests.size,
-      mediaType: l.mediaType,
-      action: p.action,
-      bytesSent: p.bytesSent,
-    };
-  });
-  return {
-    architecture: image.platform.architecture,
-    manifestDigest: rendered.manifest.digest,
-    configDigest: rendered.config.digest,
-    layers,
-  };
 }
