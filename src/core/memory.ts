@@ -5,9 +5,11 @@ import { runInNewContext } from 'node:vm';
  * Streaming a gigabyte through 1 MiB chunks leaves the chunks' memory to V8's garbage collector,
  * which sees them only as external memory and lets hundreds of MB pile up before it runs. A
  * collection every STEP bytes keeps the peak flat (a young-generation heap here collects in well
- * under a millisecond).
+ * under a millisecond). Each thread counts for itself: with two layer workers and the main
+ * thread, up to 3 × STEP of spent chunks wait for a collection (8 MiB: peak RSS of a zstd build
+ * of the 1 GB bench closure 190 MB instead of 230 MB at 32 MiB, same speed).
  */
-const STEP = 32 << 20;
+const STEP = 8 << 20;
 
 type Gc = (o: { type: 'minor' | 'major' }) => void;
 let gc: Gc | null | undefined;
@@ -34,8 +36,8 @@ export function noteBytes(n: number): void {
 }
 
 /**
- * A full collection, for native memory held by long-lived objects (a zstd context lives as long
- * as its layer, so it is in the old generation when the layer is done).
+ * A full collection, for native memory held by long-lived objects (a gzip stream lives as long as
+ * its layer, so it is in the old generation when the layer is done).
  */
 export function collectAll(): void {
   collector()?.({ type: 'major' });

@@ -1,6 +1,7 @@
 import { createGzip } from 'node:zlib';
-import type { Transform } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { MediaType } from '../core/media-types.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -30,15 +31,102 @@ export function layerMediaType(c: Compression): MediaType {
 export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
   if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
-  if (o.compression === 'zstd')
-    return new (zstd().CompressStream)({ compressionLevel: level, checksumFlag: false, nbWorkers: 0 });
+  if (o.compression === 'zstd') return new ZstdStream(level);
   return null;
 }
 
-let zstdModule: typeof import('zstd-napi') | undefined;
+type Binding = typeof ZstdBinding;
+let binding: Binding | undefined;
 
-/** zstd-napi, loaded on first use: its native addon costs start-up time that most runs never need. */
-function zstd(): typeof import('zstd-napi') {
-  zstdModule ??= createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi');
-  return zstdModule;
+/** zstd-napi's binding, loaded on first use: its native addon costs start-up time most runs never need. */
+function zstd(): Binding {
+  binding ??= createRequire(import.meta.url)('zstd-napi/binding.js') as Binding;
+  return binding;
+}
+
+/** Idle zstd contexts of this thread, by level: a layer takes one and gives it back when done. */
+const idle = new Map<number, ZstdBinding.CCtx[]>();
+
+const OUT = 1 << 20;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * zstd as a Transform over one reused context (zstd-napi's CompressStream makes a context of
+ * several MB per layer, which only a full garbage collection frees) writing whole 1 MiB output
+ * chunks (CompressStream pushes ~128 KiB slices, which a layer worker must copy to post). The
+ * bytes are the same: zstd's output depends on the input and the parameters only.
+ */
+class ZstdStream extends Transform {
+  private cctx: ZstdBinding.CCtx | undefined;
+  private out = Buffer.allocUnsafe(OUT);
+  private filled = 0;
+
+  constructor(private readonly level: number) {
+    super({ highWaterMark: OUT });
+    const b = zstd();
+    let cctx = idle.get(level)?.pop();
+    if (!cctx) {
+      cctx = new b.CCtx();
+      cctx.setParameter(b.CParameter.compressionLevel, level);
+      cctx.setParameter(b.CParameter.checksumFlag, 0);
+      cctx.setParameter(b.CParameter.nbWorkers, 0);
+    }
+    this.cctx = cctx;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try {
+      this.compress(chunk, zstd().EndDirective.continue);
+      cb();
+    } catch (e) {
+      cb(e as Error);
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      this.compress(EMPTY, zstd().EndDirective.end);
+      if (this.filled > 0) this.push(this.out.subarray(0, this.filled));
+      this.release();
+      cb();
+    } catch (e) {
+      cb(e as Error);
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.release();
+    cb(err);
+  }
+
+  private compress(input: Buffer, op: ZstdBinding.EndDirective): void {
+    const cctx = this.cctx!;
+    const end = op === zstd().EndDirective.end;
+    for (;;) {
+      const [left, produced, consumed] = cctx.compressStream2(
+        this.filled === 0 ? this.out : this.out.subarray(this.filled),
+        input,
+        op,
+      );
+      this.filled += produced;
+      if (this.filled === OUT) {
+        this.push(this.out);
+        this.out = Buffer.allocUnsafe(OUT);
+        this.filled = 0;
+      }
+      input = input.subarray(consumed);
+      if (input.length === 0 && (!end || left === 0)) return;
+    }
+  }
+
+  /** Back to this thread's idle list, its frame state dropped (parameters kept). */
+  private release(): void {
+    const cctx = this.cctx;
+    if (!cctx) return;
+    this.cctx = undefined;
+    cctx.reset(zstd().ResetDirective.sessionOnly);
+    let list = idle.get(this.level);
+    if (!list) idle.set(this.level, (list = []));
+    list.push(cctx);
+  }
 }

@@ -30,9 +30,9 @@ export async function streamLayer(
   try {
     await (signal ? pipeline(streams, { signal }) : pipeline(streams));
   } finally {
-    // Once this frame is gone, so that the compressor it holds can be collected with its native
-    // context (zstd: several MB a layer, invisible to V8's heuristics).
-    if (z) setImmediate(collectAll);
+    // Once this frame is gone, so that the gzip stream it holds can be collected with its native
+    // zlib state (invisible to V8's heuristics). zstd contexts are reused, not collected.
+    if (compression.compression === 'gzip') setImmediate(collectAll);
   }
   const d = diff.result();
   const b = blob.result();
