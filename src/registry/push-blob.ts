@@ -23,6 +23,8 @@ export interface PushContext {
   readonly present?: ReadonlySet<Digest>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
+  /** Runs the part that reads the store (hashing for a mount, uploading) in a bounded pool. */
+  readonly produce?: <T>(fn: () => Promise<T>) => Promise<T>;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function pushLayer(
   reusedFrom: string | undefined,
 ): Promise<PushedLayer> {
   const { client, repository, signal } = ctx;
+  const produce = ctx.produce ?? (<T>(fn: () => Promise<T>): Promise<T> => fn());
   const candidates = (d: Digest): string[] =>
     [
       ...new Set([
@@ -71,7 +74,7 @@ export async function pushLayer(
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
   } else if (ctx.mountFrom.length > 0) {
     // A mount needs the digest: hash the layer without sending it, then look again.
-    d = await layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal);
+    d = await produce(() => layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal));
     if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
       return done(ctx, id, d, 'skipped', 0);
   }
@@ -86,18 +89,21 @@ export async function pushLayer(
     }
   }
 
-  const r = await uploadBlob(
-    client,
-    repository,
-    {
-      known: () => (layer.known ? { digest: layer.known.digest, size: layer.known.size } : undefined),
-      open: (s) => layer.open(s),
-    },
-    {
-      ...(signal ? { signal } : {}),
-      ...(session ? { session } : {}),
-      onBytes: (n) => ctx.onProgress?.({ kind: 'layer-bytes', id, bytes: n }),
-    },
+  const opened = session;
+  const r = await produce(() =>
+    uploadBlob(
+      client,
+      repository,
+      {
+        known: () => (layer.known ? { digest: layer.known.digest, size: layer.known.size } : undefined),
+        open: (s) => layer.open(s),
+      },
+      {
+        ...(signal ? { signal } : {}),
+        ...(opened ? { session: opened } : {}),
+        onBytes: (n) => ctx.onProgress?.({ kind: 'layer-bytes', id, bytes: n }),
+      },
+    ),
   );
   return done(ctx, id, layer.known!, 'uploaded', r.bytesSent);
 }

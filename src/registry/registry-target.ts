@@ -40,6 +40,13 @@ export interface RegistryTargetOptions {
 
 export const DEFAULT_CONCURRENCY = 4;
 
+/**
+ * Layers whose bytes are made (tar + hash + compress) at once while uploading: one per layer
+ * worker. More would only interleave two layers on one core, holding two compressors' memory
+ * (measured on the bench closure, zstd: 300 MB and no faster with 4; 215 MB with 2).
+ */
+const PRODUCERS = 2;
+
 /** Pushes images to a registry: stateless skip, HEAD, mount, streamed upload, manifest last. */
 export class RegistryTarget implements ImageTarget {
   readonly description: string;
@@ -72,12 +79,14 @@ export class RegistryTarget implements ImageTarget {
         ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
 
       // (2) Layers, each distinct one once (architectures share most of them).
-      const limit = pLimit(Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY));
+      const concurrency = Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY);
+      const limit = pLimit(concurrency);
       const pushCtx: PushContext = {
         client,
         repository: repo,
         mountFrom,
         present,
+        produce: pLimit(Math.min(concurrency, PRODUCERS)),
         ...(signal ? { signal } : {}),
         ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
       };
@@ -100,6 +109,10 @@ export class RegistryTarget implements ImageTarget {
         }
         return p;
       };
+      // Started biggest first (results stay in layer order): the last layer to be made is then a
+      // small one, and both cores stay busy to the end.
+      const all = images.flatMap((img) => img.layers);
+      for (const l of all.sort((a, b) => b.planned.narSize - a.planned.narSize)) void pushOnce(l);
       const perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
 
       // (3) Config, then manifest once every blob it names is confirmed.
