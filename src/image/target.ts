@@ -55,6 +55,11 @@ export interface ImageTarget {
   readonly description: string;
   /** Compression this target requires whatever the user asked for (archives and engines: none). */
   readonly requiredCompression?: Compression;
+  /**
+   * Starts what needs no image (connecting, asking what the other side holds) while the closure
+   * is still being read; write() then uses the answers. Must not throw: failures surface in write().
+   */
+  prepare?(ctx: WriteContext): void;
   /** Writes one image, or an index over several (one per platform). */
   write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult>;
 }

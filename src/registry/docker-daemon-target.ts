@@ -3,7 +3,7 @@ import { NixociError, reason } from '../core/errors.js';
 import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
-import { EngineClient } from './engine/client.js';
+import { EngineClient, type EngineInfo, type EngineVersion, type ImageInspect } from './engine/client.js';
 import { connectEngine } from './engine/connect.js';
 import type { EngineKind } from './engine/discover.js';
 import { imageReport } from './target-result.js';
@@ -39,29 +39,43 @@ export class DaemonTarget implements ImageTarget {
   readonly description: string;
   readonly requiredCompression = 'none' as const;
   private readonly scheme: string;
+  /** The engine's answers, asked for by prepare() while the closure is read. */
+  private early: Promise<EngineView> | undefined;
 
   constructor(private readonly opts: DaemonTargetOptions) {
     this.scheme = opts.engine === 'podman' ? 'podman' : 'docker-daemon';
     this.description = opts.name ? `${this.scheme}:${opts.name}:${opts.tags?.[0] ?? 'latest'}` : this.scheme;
   }
 
+  /**
+   * Connects to the engine and, when the image's name is given, asks what it holds under that name,
+   * while the caller reads the closure: the answers do not depend on the layers.
+   */
+  prepare(ctx: WriteContext): void {
+    this.early = this.look(
+      this.opts.name ? { name: this.opts.name, tags: this.tagsOr(['latest']) } : undefined,
+      ctx,
+    );
+    // Its failure is reported by write(); until then it must not count as unhandled.
+    this.early.catch(() => undefined);
+  }
+
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
-    const { engine, host, env } = this.opts;
-    const { client, version } = await connectEngine({ engine, host, env, signal: ctx.signal });
+    const { engine } = this.opts;
+    let view = await (this.early ?? this.look(undefined, ctx));
+    const { client, version } = view;
     ctx.log?.(`${engine} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`);
     const notes: string[] = [];
     const image = pickImage(images, version.Arch, notes);
     const { name, tags } = this.names(image);
+    if (engine !== 'podman' && !view.held) view = await this.look({ name, tags }, ctx, view);
 
     let prefix = 0;
     if (engine === 'podman') {
       notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
     } else {
-      // Which store the engine uses and which layers it has are asked at the same time.
-      const [info, found] = await Promise.all([
-        client.info(ctx.signal),
-        this.sharedPrefix(client, image, name, tags, ctx),
-      ]);
+      const { info } = view.held!;
+      const found = this.sharedPrefix(image, view.held!, ctx);
       if (EngineClient.usesContainerdStore(info)) {
         notes.push(
           'the engine uses the containerd image store: every layer sent (it needs the whole archive)',
@@ -100,9 +114,9 @@ export class DaemonTarget implements ImageTarget {
 
     const { rendered } = sent.result;
     // The archive's RepoTags tag the image already; tagging again is idempotent and covers engines
-    // that take only the first RepoTag. Not for Podman: its loader applies every RepoTag (short
+    // that take only the first RepoTag (so with one tag there is nothing to do). Not for Podman: its loader applies every RepoTag (short
     // names as localhost/NAME), while its compat tag call would add docker.io/NAME duplicates.
-    if (engine !== 'podman')
+    if (engine !== 'podman' && tags.length > 1)
       await Promise.all(tags.map((t) => client.tagImage(rendered.config.digest, name, t, ctx.signal)));
 
     return {
@@ -116,6 +130,29 @@ export class DaemonTarget implements ImageTarget {
       ],
       notes,
     };
+  }
+
+  private tagsOr(fallback: readonly string[]): readonly string[] {
+    return this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : fallback;
+  }
+
+  /**
+   * Connects (unless `connected` is given) and, for Docker and a known name, asks at once which
+   * image store the engine uses, which images the repository has, and their layers.
+   */
+  private async look(
+    names: { name: string; tags: readonly string[] } | undefined,
+    ctx: WriteContext,
+    connected?: EngineView,
+  ): Promise<EngineView> {
+    const { engine, host, env } = this.opts;
+    const { client, version } = connected ?? (await connectEngine({ engine, host, env, signal: ctx.signal }));
+    if (engine === 'podman' || !names) return { client, version };
+    const [info, held] = await Promise.all([
+      client.info(ctx.signal),
+      this.held(client, names.name, names.tags, ctx),
+    ]);
+    return { client, version, held: { ...names, info, ...held } };
   }
 
   /** The repository and tags; derived from the closure's first top-level store path if not given. */
@@ -190,27 +227,14 @@ export class DaemonTarget implements ImageTarget {
    * under our tags, other tags of the same repository, and `cacheFrom`. Only layers whose digests
    * are already known (from the cache) can match; the first unknown one ends the prefix.
    */
-  private async sharedPrefix(
-    client: EngineClient,
+  private sharedPrefix(
     image: Image,
-    name: string,
-    tags: readonly string[],
+    held: HeldImages,
     ctx: WriteContext,
-  ): Promise<{ length: number; from: string; ids: Map<string, string> }> {
-    const candidates = new Set<string>([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
-    try {
-      const siblings = await client.listImages(name, ctx.signal);
-      siblings.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
-      for (const s of siblings.slice(0, MAX_SIBLINGS)) candidates.add(s.Id);
-    } catch (e) {
-      ctx.log?.(`cannot list images of ${name}: ${reason(e)}`);
-    }
+  ): { length: number; from: string; ids: Map<string, string> } {
     let best = { length: 0, from: '' };
     const ids = new Map<string, string>();
-    const refs = [...candidates];
-    const inspected = await Promise.all(refs.map((ref) => client.imageInspect(ref, ctx.signal)));
-    for (const [i, ref] of refs.entries()) {
-      const found = inspected[i];
+    for (const [ref, found] of held.inspected) {
       if (!found) continue;
       ids.set(ref, found.id);
       let n = 0;
@@ -225,6 +249,40 @@ export class DaemonTarget implements ImageTarget {
     }
     return { ...best, ids };
   }
+
+  /** The images under our tags, the repository's newest other images and `cacheFrom`, inspected. */
+  private async held(
+    client: EngineClient,
+    name: string,
+    tags: readonly string[],
+    ctx: WriteContext,
+  ): Promise<Pick<HeldImages, 'inspected'>> {
+    const candidates = new Set<string>([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
+    try {
+      const siblings = await client.listImages(name, ctx.signal);
+      siblings.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
+      for (const s of siblings.slice(0, MAX_SIBLINGS)) candidates.add(s.Id);
+    } catch (e) {
+      ctx.log?.(`cannot list images of ${name}: ${reason(e)}`);
+    }
+    const refs = [...candidates];
+    const inspected = await Promise.all(refs.map((ref) => client.imageInspect(ref, ctx.signal)));
+    return { inspected: new Map(refs.map((ref, i) => [ref, inspected[i]])) };
+  }
+}
+
+interface HeldImages {
+  readonly name: string;
+  readonly tags: readonly string[];
+  readonly info: EngineInfo;
+  readonly inspected: ReadonlyMap<string, ImageInspect | undefined>;
+}
+
+interface EngineView {
+  readonly client: EngineClient;
+  readonly version: EngineVersion;
+  /** What the engine holds under the image's name (Docker only). */
+  readonly held?: HeldImages;
 }
 
 /** The store path name as a repository name: lower case, [a-z0-9._-], starting with a letter or digit. */
