@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { measure, run, sh } from './lib/proc.mjs';
+import { measure, run, sh, withServerCpu } from './lib/proc.mjs';
 import { fileBytes, readGraph } from './lib/store.mjs';
 import { summariseProfile } from './lib/profile.mjs';
 import { report } from './lib/report.mjs';
@@ -37,6 +37,16 @@ const REGISTRY = services.NIXOCI_TEST_REGISTRY;
 const DOCKER_HOST = services.NIXOCI_TEST_DOCKER_HOST;
 const DOCKER = services.NIXOCI_TEST_DOCKER_CLI ?? '/usr/bin/docker';
 const NIXOCI_ENV = { XDG_CACHE_HOME: join(WORK, 'xdg-cache') };
+/** The plain registry's and dockerd's pids, for the CPU they spend serving a push or a load. */
+const servicePid = (name) => {
+  try {
+    return Number(readFileSync(join(ROOT, `.state/${name}.pid`), 'utf8').trim()) || undefined;
+  } catch {
+    return undefined;
+  }
+};
+const REGISTRY_PID = servicePid('registry-plain');
+const DOCKERD_PID = servicePid('dockerd');
 
 const log = (s) => process.stderr.write(`[bench] ${s}\n`);
 const gb = (n) => `${(n / 1e9).toFixed(2)} GB`;
@@ -173,7 +183,7 @@ if (!cfg.skip.has('baselines')) {
   for (const [id, label, script] of base)
     await measure(rec(id, 'baselines', label, 'baseline'), {
       ...opts,
-      step: () => sh(script, { check: true }),
+      step: () => sh(script, { check: true, rss: true }),
     });
   await measure(rec('node-hash', 'baselines', 'Node loop: read + sha256 every file', 'baseline'), {
     ...opts,
@@ -307,7 +317,9 @@ if (!hasPush) {
         seed[comp] = { repo: `cold-${comp}-${i}`, cache: freshDir('cache-push') };
       },
       step: async () => {
-        const r = await push(G0, seed[comp].repo, ['--compression', comp, '--cache-dir', seed[comp].cache]);
+        const r = await withServerCpu(REGISTRY_PID, () =>
+          push(G0, seed[comp].repo, ['--compression', comp, '--cache-dir', seed[comp].cache]),
+        );
         return { ...r, info: layerSummary(r.json) };
       },
     });
@@ -402,13 +414,13 @@ if (!hasLoad) {
     if (r.code === 0) ours.add(r.stdout.trim());
   };
   const dockerLoad = async (file) => {
-    const r = await docker(['load', '-q', '-i', file], { check: true });
+    const r = await docker(['load', '-q', '-i', file], { check: true, rss: true });
     return r;
   };
   await measure(rec('docker-load-cold', 'load', 'docker load -i docker-archive, cold', 'baseline'), {
     ...opts,
     prepare: cleanup,
-    step: () => dockerLoad(archive0),
+    step: () => withServerCpu(DOCKERD_PID, () => dockerLoad(archive0)),
   });
   await measure(rec('docker-load-inner', 'load', 'docker load -i, inner loop (app changed)', 'baseline'), {
     ...opts,
@@ -423,7 +435,7 @@ if (!hasLoad) {
   await measure(rec('load-cold', 'load', 'load, cold (engine has none of the layers)'), {
     ...opts,
     prepare: cleanup,
-    step: () => load(G0),
+    step: () => withServerCpu(DOCKERD_PID, () => load(G0)),
   });
   let v;
   await measure(rec('load-inner', 'load', 'load, inner loop (app changed)'), {

@@ -1,5 +1,6 @@
-// Running commands and timing them: wall time from the driver's clock, peak RSS from
-// /usr/bin/time (getrusage of the child; Node cannot report it for a child process).
+// Running commands and timing them: wall time from the driver's clock, peak RSS and CPU time from
+// /usr/bin/time (getrusage of the child and what it waited for; Node cannot report it for a child
+// process), and the CPU time of a server process (registry, dockerd) from /proc.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ process.on('exit', () => rmSync(timeDir, { recursive: true, force: true }));
  */
 export function run(argv, opts = {}) {
   const rssFile = opts.rss ? join(timeDir, `rss-${timeSeq++}`) : undefined;
-  const full = rssFile ? ['/usr/bin/time', '-f', '%M', '-o', rssFile, ...argv] : argv;
+  const full = rssFile ? ['/usr/bin/time', '-f', '%M %U %S', '-o', rssFile, ...argv] : argv;
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(full[0], full.slice(1), {
@@ -39,8 +40,14 @@ export function run(argv, opts = {}) {
       };
       if (rssFile) {
         try {
-          const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+          const [kb, user, sys] = readFileSync(rssFile, 'utf8')
+            .trim()
+            .split('\n')
+            .pop()
+            .split(' ')
+            .map(Number);
           res.rssMB = Number.isFinite(kb) ? kb / 1024 : undefined;
+          res.cpuS = Number.isFinite(user + sys) ? user + sys : undefined;
         } catch {
           res.rssMB = undefined;
         }
@@ -51,6 +58,29 @@ export function run(argv, opts = {}) {
       } else resolve(res);
     });
   });
+}
+
+/** CPU seconds (user + system) a running process and its waited-for children have used so far. */
+export function processCpuS(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime: fields 14–17 of stat(5), counted after "pid (comm) "
+    return fields.slice(11, 15).reduce((n, x) => n + Number(x), 0) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs step() and adds the CPU time the server process `pid` spent meanwhile (serverCpuS): on a
+ * 2-core machine the registry or engine competes with the command it serves.
+ */
+export async function withServerCpu(pid, step) {
+  const before = pid ? processCpuS(pid) : undefined;
+  const r = await step();
+  const after = pid ? processCpuS(pid) : undefined;
+  return before === undefined || after === undefined ? r : { ...r, serverCpuS: after - before };
 }
 
 /** A bash pipeline (with pipefail). */
@@ -79,6 +109,8 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
       const r = await step(i);
       rec.times.push(r.wall);
       if (r.rssMB !== undefined) rec.rssMB = Math.max(rec.rssMB ?? 0, r.rssMB);
+      if (r.cpuS !== undefined) (rec.cpuS ??= []).push(r.cpuS);
+      if (r.serverCpuS !== undefined) (rec.serverCpuS ??= []).push(r.serverCpuS);
       if (r.info) rec.info.push(r.info);
       if (i === 0 && r.wall > slowS) break;
     }
@@ -90,10 +122,14 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
     process.stderr.write(`[bench]   ${rec.label}: ERROR ${rec.error}\n`);
   }
   rec.median = median(rec.times);
+  if (rec.cpuS) rec.cpuS = median(rec.cpuS);
+  if (rec.serverCpuS) rec.serverCpuS = median(rec.serverCpuS);
   if (rec.median !== undefined && !rec.error) {
     process.stderr.write(
       `[bench]   ${rec.label}: ${rec.median.toFixed(3)} s (${rec.times.map((t) => t.toFixed(2)).join(', ')})` +
         (rec.rssMB ? `, ${rec.rssMB.toFixed(0)} MB RSS` : '') +
+        (rec.cpuS !== undefined ? `, CPU ${rec.cpuS.toFixed(2)} s` : '') +
+        (rec.serverCpuS !== undefined ? ` + server ${rec.serverCpuS.toFixed(2)} s` : '') +
         '\n',
     );
   }
