@@ -74,4 +74,14 @@ ${COMMANDS.map(([n, s]) => `  ${n.padEnd(12)}${s}`).join('\n')}
 
 Run \`nixoci COMMAND --help\` for the flags of a command.
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
+
+Environment (besides the registry and engine variables named by each command's flags):
+  XDG_CACHE_HOME          the digest cache and the start-up code cache live in its nixoci/
+                          (default ~/.cache/nixoci)
+  NIXOCI_NIX              the nix command to run (default: nix on PATH; nix-build and nix-store
+                          are taken from the same directory)
+  NIXOCI_DOT              the Graphviz dot command for --graph-out *.svg (default: dot)
+  NIXOCI_WORKERS          layer worker threads (default: 2, or 1 on one CPU; 0: none)
+  NIXOCI_NO_CODE_CACHE=1  compile nixoci afresh on every start instead of using a V8 code cache
+  NIXOCI_DEBUG=1          add the stack trace to an internal error
 `;
