@@ -1,6 +1,6 @@
 import { imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
-import { Progress } from './progress.js';
+import type { Progress } from './progress.js';
 import { jsonReport, summary, type Io } from './output.js';
 import { applyCustomisation, type CustomiseFlagValues } from './customise.js';
 import { resolveSource, type SourceFlags } from './source.js';
@@ -56,7 +56,9 @@ export async function runImageCommand(
     settings,
     showProgress ? (e) => progress?.onLayerProgress(e) : undefined,
   );
-  if (showProgress) progress = new Progress(process.stderr, assembly.layerCount);
+  // cli-progress is loaded only for a terminal: a few ms of start-up that scripts never need.
+  if (showProgress)
+    progress = new (await import('./progress.js')).Progress(process.stderr, assembly.layerCount);
   let results;
   try {
     results = await assembly.writeAll(targets, { signal, log });

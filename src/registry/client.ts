@@ -50,6 +50,7 @@ export class RegistryClient {
       registry,
       plainHttp: this.transport.plainHttp,
       credentials: () => resolveCredentials(registry, repositoryForCredentials, o),
+      dispatcher: () => this.transport.dispatcher(),
       ...(o.log ? { log: o.log } : {}),
     });
   }

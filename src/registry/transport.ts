@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
-import { Agent, fetch, request, Response, type Dispatcher, type RequestInit } from 'undici';
+import type { Agent, Dispatcher, RequestInit, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { hostname, isLoopbackHost } from './reference.js';
 import { backoffDelay, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
+import { undici } from './undici.js';
 
 export interface TransportOptions {
   /** Hosts (`host` or `host:port`) talked to over plain HTTP. Loopback hosts always are. */
@@ -32,30 +33,35 @@ export const DEFAULT_RETRY: RetryPolicy = {
   maxRetryAfterMs: 60_000,
 };
 
-const agents = new Map<string, Agent>();
+const agents = new Map<string, Promise<Agent>>();
+
+/** The extra CAs of --ca-file, read when the client is made so that a bad file fails at once. */
+function caFor(caFile: string | undefined): string[] | undefined {
+  if (!caFile) return undefined;
+  try {
+    return [...rootCertificates, readFileSync(caFile, 'utf8')];
+  } catch (e) {
+    throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
+      hint: 'give a PEM file of CA certificates',
+    });
+  }
+}
 
 /** One keep-alive connection pool per CA and timeout setting, shared by every client in the process. */
-function agentFor(caFile: string | undefined, timeoutMs: number): Agent {
+function agentFor(caFile: string | undefined, ca: string[] | undefined, timeoutMs: number): Promise<Agent> {
   const key = `${caFile ?? ''}\n${timeoutMs}`;
   let a = agents.get(key);
   if (!a) {
-    let ca: string[] | undefined;
-    if (caFile) {
-      try {
-        ca = [...rootCertificates, readFileSync(caFile, 'utf8')];
-      } catch (e) {
-        throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
-          hint: 'give a PEM file of CA certificates',
-        });
-      }
-    }
-    a = new Agent({
-      connections: 16,
-      keepAliveTimeout: 30_000,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      connect: { timeout: Math.min(15_000, timeoutMs), ...(ca ? { ca } : {}) },
-    });
+    a = undici().then(
+      ({ Agent }) =>
+        new Agent({
+          connections: 16,
+          keepAliveTimeout: 30_000,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          connect: { timeout: Math.min(15_000, timeoutMs), ...(ca ? { ca } : {}) },
+        }),
+    );
     agents.set(key, a);
   }
   return a;
@@ -69,7 +75,9 @@ function agentFor(caFile: string | undefined, timeoutMs: number): Agent {
 export class Transport {
   readonly baseUrl: string;
   readonly origin: string;
-  private readonly dispatcher: Dispatcher;
+  private readonly ca: string[] | undefined;
+  private readonly caFile: string | undefined;
+  private readonly timeoutMs: number;
   readonly retry: RetryPolicy;
 
   constructor(
@@ -81,8 +89,15 @@ export class Transport {
       (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
     this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
     this.origin = new URL(this.baseUrl).origin;
-    this.dispatcher = agentFor(options.caFile, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.caFile = options.caFile;
+    this.ca = caFor(options.caFile);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
+  }
+
+  /** The connection pool for this registry's requests (and its token realm's). */
+  dispatcher(): Promise<Dispatcher> {
+    return agentFor(this.caFile, this.ca, this.timeoutMs);
   }
 
   get plainHttp(): boolean {
@@ -146,11 +161,12 @@ export class Transport {
     signal?: AbortSignal,
   ): Promise<Response> {
     try {
+      const { request, Response } = await undici();
       const res = await request(url, {
         method: method as Dispatcher.HttpMethod,
         headers: { 'user-agent': 'nixoci', ...headers },
         body: body instanceof Readable ? body : Readable.from(body, { objectMode: false }),
-        dispatcher: this.dispatcher,
+        dispatcher: await this.dispatcher(),
         ...(signal ? { signal } : {}),
       });
       const h = new Headers();
@@ -176,9 +192,11 @@ export class Transport {
     body: Body,
     signal: AbortSignal | undefined,
   ): Promise<Response> {
+    const { fetch } = await undici();
+    const dispatcher = await this.dispatcher();
     let url = start;
     for (let hop = 0; ; hop++) {
-      const res = await fetch(url, this.init(method, await headers(url), body, signal));
+      const res = await fetch(url, this.init(method, await headers(url), body, dispatcher, signal));
       const location = res.headers.get('location');
       const redirect =
         [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
@@ -193,13 +211,14 @@ export class Transport {
     method: string,
     headers: Record<string, string>,
     body: Body | AsyncIterable<Uint8Array>,
+    dispatcher: Dispatcher,
     signal?: AbortSignal,
   ): RequestInit {
     return {
       method,
       headers: { 'user-agent': 'nixoci', ...headers },
       redirect: 'manual',
-      dispatcher: this.dispatcher,
+      dispatcher,
       ...(body !== undefined ? { body, duplex: 'half' as const } : {}),
       ...(signal ? { signal } : {}),
     };

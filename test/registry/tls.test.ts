@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { RegistryClient } from '../../src/registry/client.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildExampleClosure } from '../helpers/nix.js';
@@ -37,5 +42,41 @@ describe('HTTPS registry', () => {
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/ca\.pem/);
     expect(missing.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('fetches tokens from an HTTPS realm trusted through the same --ca-file', async () => {
+    const env = testEnv();
+    // A token realm with a certificate from the test CA (scripts/services made it for this host).
+    const auth = dirname(env.tlsCaFile);
+    const seen: string[] = [];
+    const server = createServer(
+      { cert: readFileSync(join(auth, 'tls.crt')), key: readFileSync(join(auth, 'tls.key')) },
+      (req, res) => {
+        seen.push(req.url ?? '');
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ token: 'realm-token', expires_in: 300 }));
+      },
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const realm = `https://registry.nixoci.test:${(server.address() as AddressInfo).port}/token`;
+    const challenge = `Bearer realm="${realm}",service="svc",scope="repository:tls/hello:pull"`;
+    try {
+      const trusted = new RegistryClient(env.registryTls, env.registryTls, {
+        what: 'test',
+        caFile: env.tlsCaFile,
+        env: {},
+      });
+      expect(await trusted.auth.onUnauthorized(challenge, false)).toBe(true);
+      expect(await trusted.auth.header()).toBe('Bearer realm-token');
+      expect(seen).toEqual(['/token?service=svc&scope=repository%3Atls%2Fhello%3Apull']);
+
+      // Without --ca-file the realm's certificate is not trusted either.
+      const untrusted = new RegistryClient(env.registryTls, env.registryTls, { what: 'test', env: {} });
+      await untrusted.auth.onUnauthorized(challenge, false);
+      await expect(untrusted.auth.header()).rejects.toThrow(/certificate|self.signed|issuer/i);
+      expect(seen).toHaveLength(1);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -12,7 +12,8 @@ export interface AuthenticatorOptions {
   readonly plainHttp: boolean;
   /** Resolved lazily: a registry that never challenges never runs a credential helper. */
   readonly credentials: () => Promise<ResolvedCredentials | undefined>;
-  readonly dispatcher?: Dispatcher;
+  /** The registry's connection pool (its CA settings), used for the token realm too. */
+  readonly dispatcher?: () => Promise<Dispatcher>;
   readonly log?: (line: string) => void;
 }
 
@@ -119,7 +120,7 @@ export class Authenticator {
       scopes: [...this.scopes].sort(),
       credentials: (await this.creds())?.credentials,
       registry: this.o.registry,
-      ...(this.o.dispatcher ? { dispatcher: this.o.dispatcher } : {}),
+      ...(this.o.dispatcher ? { dispatcher: await this.o.dispatcher() } : {}),
       ...(signal ? { signal } : {}),
     });
     this.tokens.set(key, t);

@@ -1,4 +1,5 @@
-import { fetch, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { undici } from '../undici.js';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
@@ -66,6 +67,7 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
   let text: string;
   let status: number;
   try {
+    const { fetch } = await undici();
     const res = await fetch(url, {
       method: oauth ? 'POST' : 'GET',
       headers,
