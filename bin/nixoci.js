@@ -9,7 +9,16 @@
 //  - exits as soon as a command has succeeded, instead of waiting for idle keep-alive sockets.
 // Without the bundle (a plain `tsc` build) it runs dist/cli/main.js.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import Module, { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,6 +27,9 @@ import { setFlagsFromString } from 'node:v8';
 import { Script } from 'node:vm';
 
 setFlagsFromString('--liftoff-only');
+
+/** Code caches kept (~0.5–0.8 MB each; one per command and build of nixoci). */
+const MAX_CODE_CACHES = 16;
 
 const bundle = fileURLToPath(new URL('../dist/nixoci.cjs', import.meta.url));
 let saveCodeCache = () => {};
@@ -56,6 +68,7 @@ function loadBundle(file) {
         mkdirSync(dirname(cacheFile), { recursive: true });
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
+        pruneCodeCaches(dirname(cacheFile));
       } catch {
         // best effort: no cache means a slower start next time, nothing else
         try {
@@ -69,6 +82,18 @@ function loadBundle(file) {
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
   return module.exports;
+}
+
+/**
+ * Keeps the newest MAX_CODE_CACHES files: every new build of nixoci (and every Node version) starts
+ * a new set, and the old ones would otherwise stay forever.
+ */
+function pruneCodeCaches(dir) {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.bin'))
+    .map((f) => ({ f, t: statSync(join(dir, f)).mtimeMs }))
+    .sort((a, b) => b.t - a.t);
+  for (const { f } of files.slice(MAX_CODE_CACHES)) rmSync(join(dir, f), { force: true });
 }
 
 /**

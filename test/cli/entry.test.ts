@@ -1,4 +1,12 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -37,6 +45,32 @@ describe('the entry point', () => {
     const rewritten = readFileSync(cache);
     expect(rewritten.equals(Buffer.alloc(written.length, 0xab))).toBe(false);
     expect(rewritten.length).toBeGreaterThan(10_000);
+  });
+
+  it('keeps the 16 newest code caches when it writes one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-entry-prune-'));
+    try {
+      const v8 = join(dir, 'nixoci', 'v8');
+      mkdirSync(v8, { recursive: true });
+      // Caches of 20 older builds, the oldest first, and a file that is not a cache.
+      for (let i = 0; i < 20; i++) {
+        const f = join(v8, `${String(i).padStart(32, '0')}-push.bin`);
+        writeFileSync(f, 'old');
+        utimesSync(f, 1_000_000 + i, 1_000_000 + i);
+      }
+      writeFileSync(join(v8, 'notes.txt'), 'kept');
+      expect((await nixoci(['--version'], { env: { XDG_CACHE_HOME: dir } })).code).toBe(0);
+      const left = readdirSync(v8).sort();
+      expect(left.filter((f) => f.endsWith('.bin'))).toHaveLength(16);
+      expect(left.some((f) => f.endsWith('-other.bin'))).toBe(true);
+      // The newest 15 old ones stay (4 … 19); the oldest 5 went.
+      expect(left).toContain(`${String(19).padStart(32, '0')}-push.bin`);
+      expect(left).toContain(`${String(5).padStart(32, '0')}-push.bin`);
+      expect(left).not.toContain(`${String(4).padStart(32, '0')}-push.bin`);
+      expect(left).toContain('notes.txt');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('writes no cache with NIXOCI_NO_CODE_CACHE, nor when the cache dir is unwritable', async () => {
