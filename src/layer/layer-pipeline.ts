@@ -39,3 +39,17 @@ export async function streamLayer(
   if (d.size !== expectedTar) throw new Error(`internal: tar size ${d.size} != planned ${expectedTar}`);
   return { diffId: d.digest, digest: b.digest, size: b.size, tarSize: d.size };
 }
+
+/**
+ * The bare tar into `sink`, neither hashed nor compressed: a layer worker's share when the thread
+ * receiving the bytes hashes them (see `Layer.open`), which also checks their count.
+ */
+export async function streamTar(
+  entries: readonly SourcedEntry[],
+  stats: ReadStats,
+  sink: Writable,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const src = tarStream(entries, stats);
+  await (signal ? pipeline(src, sink, { signal }) : pipeline(src, sink));
+}

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { NixociError } from '../core/errors.js';
 import type { CompressionOptions } from './compress.js';
-import { streamLayer } from './layer-pipeline.js';
+import { streamLayer, streamTar } from './layer-pipeline.js';
 import type { PlannedLayer } from './plan.js';
 import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
 
@@ -18,6 +18,8 @@ export interface LayerJob {
   readonly compression: CompressionOptions;
   /** The layer's entries when the main thread has walked them already (else the worker walks). */
   readonly entries?: readonly SourcedEntry[];
+  /** Only the tar (uncompressed layers): the main thread hashes it as it arrives. */
+  readonly bare?: boolean;
 }
 
 export type ToWorker =
@@ -27,7 +29,8 @@ export type FromWorker =
   | {
       type: 'done';
       id: number;
-      digests: import('./cache.js').LayerDigests;
+      /** Undefined for a bare job. */
+      digests: import('./cache.js').LayerDigests | undefined;
       tarBytes: number;
       readBytes: number;
     }
@@ -82,9 +85,12 @@ async function run(job: LayerJob): Promise<void> {
   });
   try {
     const entries = job.entries ? job.entries.map(asBuffers) : collectEntries(job.planned, job.tree);
-    const digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
-      tarBytes += n;
-    });
+    let digests: import('./cache.js').LayerDigests | undefined;
+    if (job.bare) await streamTar(entries, stats, sink, abort.signal);
+    else
+      digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
+        tarBytes += n;
+      });
     const msg: FromWorker = {
       type: 'done',
       id: job.id,

@@ -1,4 +1,6 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestStream } from '../core/digest.js';
 import type { MediaType } from '../core/media-types.js';
 import { DigestCache, type LayerDigests } from './cache.js';
 import { defaultLevel, layerMediaType, type Compression } from './compress.js';
@@ -65,8 +67,13 @@ export class Layer {
     return this.known?.tarSize ?? tarSize(this.tree());
   }
 
-  /** Streams the blob into `sink` and resolves with its digests once everything was written. */
-  async writeTo(sink: Writable, signal?: AbortSignal): Promise<LayerDigests> {
+  /**
+   * Streams the blob into `sink` and resolves with its digests once everything was written.
+   * `hashHere`: an uncompressed layer made by a worker is hashed on this thread as its bytes arrive,
+   * the worker only reading the store. For a caller that streams one layer at a time (an archive),
+   * reading and hashing then overlap on two cores instead of taking turns on one.
+   */
+  async writeTo(sink: Writable, signal?: AbortSignal, o: { hashHere?: boolean } = {}): Promise<LayerDigests> {
     const progress = this.options.onProgress;
     const total = this.known?.tarSize ?? this.planned.narSize;
     const onTarBytes =
@@ -83,21 +90,32 @@ export class Layer {
       pool !== null &&
       this.planned.narSize >= WORKER_MIN_BYTES &&
       this.options.compression !== 'gzip';
-    const digests =
-      useWorker && pool
-        ? await pool.run(
-            {
-              planned: this.planned,
-              tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
-              compression,
-              // walked already for tarSize() (archives): the worker need not walk again
-              ...(this.entries ? { entries: this.entries } : {}),
-            },
-            sink,
-            { onTarBytes, onReadBytes: (n) => (this.options.stats.bytesRead += n) },
-            signal,
-          )
-        : await streamLayer(this.tree(), compression, this.options.stats, sink, signal, onTarBytes);
+    const job = {
+      planned: this.planned,
+      tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
+      compression,
+      // walked already for tarSize() (archives): the worker need not walk again
+      ...(this.entries ? { entries: this.entries } : {}),
+    };
+    const onReadBytes = (n: number): void => {
+      this.options.stats.bytesRead += n;
+    };
+    let digests: LayerDigests;
+    if (useWorker && pool && o.hashHere && this.options.compression === 'none') {
+      const diff = new DigestStream(onTarBytes);
+      const piped = pipeline(diff, sink, ...(signal ? [{ signal }] : []));
+      piped.catch(() => undefined); // its failure also fails the run below
+      await pool.run({ ...job, bare: true }, diff, { onReadBytes }, signal);
+      await piped;
+      const d = diff.result();
+      const expected = this.tarSize();
+      if (d.size !== expected) throw new Error(`internal: tar size ${d.size} != planned ${expected}`);
+      digests = { diffId: d.digest, digest: d.digest, size: d.size, tarSize: d.size };
+    } else if (useWorker && pool) {
+      digests = (await pool.run(job, sink, { onTarBytes, onReadBytes }, signal))!;
+    } else {
+      digests = await streamLayer(this.tree(), compression, this.options.stats, sink, signal, onTarBytes);
+    }
     this.known = digests;
     this.options.cache.put(this.cacheKey, digests);
     progress?.({ layer: this, phase: 'done', bytes: 0, total });
@@ -108,9 +126,12 @@ export class Layer {
    * The blob as a readable stream (for an HTTP body); `digests` settles when it has been read to the
    * end, or rejects with the error that broke it.
    */
-  open(signal?: AbortSignal): { stream: Readable; digests: Promise<LayerDigests> } {
+  open(
+    signal?: AbortSignal,
+    o: { hashHere?: boolean } = {},
+  ): { stream: Readable; digests: Promise<LayerDigests> } {
     const out = new PassThrough({ highWaterMark: 1 << 20 });
-    const digests = this.writeTo(out, signal);
+    const digests = this.writeTo(out, signal, o);
     digests.catch((e: unknown) => out.destroy(e as Error));
     return { stream: out, digests };
   }

@@ -45,19 +45,22 @@ export class LayerWorkerPool {
     return new LayerWorkerPool(script, Math.max(1, size));
   }
 
-  /** Runs a job, writing the blob's chunks into `sink` (which is ended at the end). */
+  /**
+   * Runs a job, writing the blob's chunks into `sink` (which is ended at the end). Resolves with
+   * the digests, or undefined for a bare job (the caller hashes).
+   */
   async run(
     job: Omit<LayerJob, 'id'>,
     sink: Writable,
     cb: JobCallbacks,
     signal?: AbortSignal,
-  ): Promise<LayerDigests> {
+  ): Promise<LayerDigests | undefined> {
     const slot = this.pick();
     const id = this.nextId++;
     slot.busy++;
     const { worker } = slot;
     try {
-      return await new Promise<LayerDigests>((resolve, reject) => {
+      return await new Promise<LayerDigests | undefined>((resolve, reject) => {
         let chain = Promise.resolve();
         let failed = false;
         const fail = (e: unknown): void => {

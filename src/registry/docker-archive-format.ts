@@ -112,7 +112,8 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
     }
     const size = layer.tarSize();
     yield fileHeader(names[i]!, size);
-    const { stream, digests: done } = layer.open(o.signal);
+    // One layer at a time: the worker reads the store while this thread hashes (see Layer.writeTo).
+    const { stream, digests: done } = layer.open(o.signal, { hashHere: true });
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       o.onLayerBytes?.(i, chunk.length);
       yield chunk;

@@ -104,6 +104,41 @@ describe('nixoci build', () => {
     expect(out).toContain('empty path present');
   });
 
+  it('hashes a docker-archive as it streams to the same diffIDs as an OCI layout (cold, layers > 1 MiB)', async () => {
+    // Archives stream one layer at a time, read by a layer worker and hashed on the main thread;
+    // OCI layouts hash in the worker. Both cold, so no digest comes from the cache.
+    const archive = tmp('cold.tar');
+    const a = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `docker-archive:${archive}`,
+      '--no-cache',
+    ]);
+    const o = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${tmp('cold-oci')}`,
+      '--no-cache',
+    ]);
+    expect(a.layers.map((l) => l.diffId)).toEqual(o.layers.map((l) => l.diffId));
+    expect(a.layers.some((l) => l.size > 1 << 20)).toBe(true);
+    // ... and they are the digests of the bytes in the archive.
+    const manifest = JSON.parse(
+      execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }),
+    ) as {
+      Layers: string[];
+    }[];
+    manifest[0]!.Layers.forEach((name, i) => {
+      const bytes = execFileSync('tar', ['-xOf', archive, name], { maxBuffer: 64 << 20 });
+      expect(sha256Digest(bytes)).toBe(a.layers[i]!.diffId);
+      expect(bytes.length).toBe(a.layers[i]!.size);
+    });
+  });
+
   it('loads into the Docker engine named with -H, next to an OCI layout, in one run', async () => {
     const tag = 'nixoci-test/build:host';
     await dockerRmi(tag);
