@@ -3,6 +3,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
 import { MediaType } from '../core/media-types.js';
+import { recycleChunk } from './tar-stream.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 export const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
@@ -77,6 +78,7 @@ class ZstdStream extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
       this.compress(chunk, zstd().EndDirective.continue);
+      recycleChunk(chunk);
       cb();
     } catch (e) {
       cb(e as Error);

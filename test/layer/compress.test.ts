@@ -1,10 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { CompressStream, Decompressor } from 'zstd-napi';
+import type { StorePath } from '../../src/closure/store-path.js';
 import { compressor } from '../../src/layer/compress.js';
+import { streamLayer } from '../../src/layer/layer-pipeline.js';
+import { tarStream } from '../../src/layer/tar-stream.js';
+import { collectEntries } from '../../src/layer/tree.js';
 
 /** Text-like input with repeats (compressible) and random runs, fed in uneven chunks. */
 function input(seed: number, size: number): Buffer[] {
@@ -70,5 +77,43 @@ describe('zstd compressor (one reused context per thread)', () => {
     const ref1 = await through(new CompressStream({ compressionLevel: 1, nbWorkers: 0 }), chunks);
     expect(l1.equals(ref1)).toBe(true);
     expect(l19.length).toBeLessThan(l1.length);
+  });
+
+  it('reuses spent tar chunks without corrupting the layers that follow', async () => {
+    // Several MiB per layer, so that chunks are given back by the compressor and taken again by the
+    // next tar chunks, within one layer and across layers.
+    const root = mkdtempSync(join(tmpdir(), 'nixoci-recycle-'));
+    try {
+      const storeDir = join(root, 'nix', 'store');
+      const layers = [1, 2, 3].map((i) => {
+        const sp = join(storeDir, `${'0123456789abcdfghijklmnpqrsvwxy'}${i}-p${i}`);
+        mkdirSync(sp, { recursive: true });
+        writeFileSync(join(sp, 'a'), randomBytes(3 << 20));
+        writeFileSync(join(sp, 'b'), Buffer.alloc((2 << 20) + 777, i));
+        return collectEntries(
+          { storePaths: [sp as StorePath], narHashes: ['sha256-x'], narSize: 0 },
+          { storeDir },
+        );
+      });
+      const zstd = { compression: 'zstd' as const };
+      const outs = await Promise.all(
+        layers.map(async (entries) => {
+          const chunks: Buffer[] = [];
+          const sink = new (await import('node:stream')).Writable({
+            write: (c: Buffer, _e, cb) => (chunks.push(Buffer.from(c)), cb()),
+          });
+          const d = await streamLayer(entries, zstd, { bytesRead: 0 }, sink, undefined);
+          return { blob: Buffer.concat(chunks), d };
+        }),
+      );
+      for (const [i, entries] of layers.entries()) {
+        const tar = await buffer(tarStream(entries, { bytesRead: 0 }));
+        const { blob, d } = outs[i]!;
+        expect(new Decompressor().decompress(blob).equals(tar)).toBe(true);
+        expect(d.tarSize).toBe(tar.length);
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
