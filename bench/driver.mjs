@@ -170,13 +170,27 @@ await run([process.execPath, join(ROOT, 'bench/lib/hash-walk.mjs'), ...paths], {
 await run(nixociArgv(['--help']));
 
 // --- 3. baselines ------------------------------------------------------------------------------
+const BASELINE = {
+  'tar-openssl': `${TAR} | openssl dgst -sha256 > /dev/null`,
+  'tar-sha256sum': `${TAR} | sha256sum > /dev/null`,
+  'tar-zstd': `${TAR} | zstd -q -T0 -3 -c > /dev/null`,
+};
+/**
+ * Runs a goal's baseline right after the nixoci run it is compared with: on a shared machine the
+ * load changes within a minute, and a ratio of two runs made back to back is steadier than a ratio
+ * of medians taken minutes apart (both are reported).
+ */
+const paired = async (baselineId, r) => {
+  const b = await sh(BASELINE[baselineId], { check: true });
+  return { ...r, paired: { id: baselineId, wall: b.wall } };
+};
 const opts = { reps: R, slowS: cfg.slowS };
 if (!cfg.skip.has('baselines')) {
   log('baselines');
   const base = [
-    ['tar-openssl', 'tar | openssl dgst -sha256', `${TAR} | openssl dgst -sha256 > /dev/null`],
-    ['tar-sha256sum', 'tar | sha256sum', `${TAR} | sha256sum > /dev/null`],
-    ['tar-zstd', 'tar | zstd -T0 -3', `${TAR} | zstd -q -T0 -3 -c > /dev/null`],
+    ['tar-openssl', 'tar | openssl dgst -sha256', BASELINE['tar-openssl']],
+    ['tar-sha256sum', 'tar | sha256sum', BASELINE['tar-sha256sum']],
+    ['tar-zstd', 'tar | zstd -T0 -3', BASELINE['tar-zstd']],
     ['tar-pigz1', 'tar | pigz -1', `${TAR} | pigz -1 -c > /dev/null`],
     ['tar-pigz6', 'tar | pigz -6', `${TAR} | pigz -6 -c > /dev/null`],
   ];
@@ -211,7 +225,8 @@ if (!cfg.skip.has('build')) {
           '--compression',
           comp,
         ]);
-        return { ...r, info: layerSummary(r.json) };
+        const res = { ...r, info: layerSummary(r.json) };
+        return comp === 'gzip' ? res : paired(comp === 'zstd' ? 'tar-zstd' : 'tar-sha256sum', res);
       },
     });
     rmSync(out, { recursive: true, force: true });
@@ -320,7 +335,7 @@ if (!hasPush) {
         const r = await withServerCpu(REGISTRY_PID, () =>
           push(G0, seed[comp].repo, ['--compression', comp, '--cache-dir', seed[comp].cache]),
         );
-        return { ...r, info: layerSummary(r.json) };
+        return paired(comp === 'zstd' ? 'tar-zstd' : 'tar-sha256sum', { ...r, info: layerSummary(r.json) });
       },
     });
   }

@@ -111,6 +111,7 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
       if (r.rssMB !== undefined) rec.rssMB = Math.max(rec.rssMB ?? 0, r.rssMB);
       if (r.cpuS !== undefined) (rec.cpuS ??= []).push(r.cpuS);
       if (r.serverCpuS !== undefined) (rec.serverCpuS ??= []).push(r.serverCpuS);
+      if (r.paired) (rec.paired ??= { id: r.paired.id, ratios: [] }).ratios.push(r.wall / r.paired.wall);
       if (r.info) rec.info.push(r.info);
       if (i === 0 && r.wall > slowS) break;
     }
@@ -124,6 +125,7 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
   rec.median = median(rec.times);
   if (rec.cpuS) rec.cpuS = median(rec.cpuS);
   if (rec.serverCpuS) rec.serverCpuS = median(rec.serverCpuS);
+  if (rec.paired) rec.paired.median = median(rec.paired.ratios);
   if (rec.median !== undefined && !rec.error) {
     process.stderr.write(
       `[bench]   ${rec.label}: ${rec.median.toFixed(3)} s (${rec.times.map((t) => t.toFixed(2)).join(', ')})` +

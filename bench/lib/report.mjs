@@ -19,9 +19,21 @@ function checks({ M, churn, totalSeconds, cores }) {
   const infos = (id) => M.get(id)?.info ?? [];
   const out = [];
   const add = (id, label, value, goal, pass, issue) => out.push({ id, label, value, goal, pass, issue });
+  // With runs of the baseline made right after each of ours (see `paired` in driver.mjs), the goal
+  // is checked on the median of those back-to-back ratios; the ratio of the medians is shown too.
   const ratio = (id, base, max, label, issue) => {
     const a = med(id);
     const b = med(base);
+    const p = M.get(id)?.paired;
+    const pairs = p?.id === base && !M.get(id)?.error ? p : undefined;
+    if (pairs) {
+      const r = pairs.median;
+      const shown = `${r.toFixed(2)}× (${pairs.ratios.map((x) => x.toFixed(2)).join(' ')})`;
+      add(id, `${label}, back to back`, shown, max ? `≤ ${max}×` : 'info', max ? r <= max : null, issue);
+      if (a !== undefined && b !== undefined)
+        add(id, `${label}, medians`, `${(a / b).toFixed(2)}×`, 'info', null, '');
+      return;
+    }
     if (a === undefined || b === undefined)
       return add(id, label, 'n/a', max ? `≤ ${max}×` : 'info', null, issue);
     const r = a / b;
