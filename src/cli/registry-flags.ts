@@ -34,7 +34,8 @@ export const HELP_REGISTRY_FLAGS = `Registry:
   --cache-from REF              an image whose annotated layers may be reused without reading the
                                 store, besides the target tag itself (repeatable; push only)
   --mount-from REPO             a repository on the same registry to mount layers from (repeatable)
-${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs uploaded at once (default 4)
+${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs in flight at once (default 4; of those, at most 2 are being
+                                read from the store and uploaded)
 `;
 
 const strings = (v: TargetFlags[string]): string[] =>
