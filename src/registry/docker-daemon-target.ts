@@ -29,6 +29,9 @@ export interface DaemonTargetOptions {
 /** How many other tags of the same repository are asked for their layers. */
 const MAX_SIBLINGS = 10;
 
+/** How long the engine's answers to prepare() are trusted. */
+const FRESH_MS = 1000;
+
 /**
  * Loads an image into a Docker engine (`docker-daemon:NAME:TAG`) or Podman (`podman:NAME:TAG`) by
  * streaming a docker-archive into `POST /images/load`. With Docker's classic image store, layers of
@@ -39,8 +42,9 @@ export class DaemonTarget implements ImageTarget {
   readonly description: string;
   readonly requiredCompression = 'none' as const;
   private readonly scheme: string;
-  /** The engine's answers, asked for by prepare() while the closure is read. */
+  /** The engine's answers, asked for by prepare() while the closure is read, and when. */
   private early: Promise<EngineView> | undefined;
+  private earlyAt = 0;
 
   constructor(private readonly opts: DaemonTargetOptions) {
     this.scheme = opts.engine === 'podman' ? 'podman' : 'docker-daemon';
@@ -52,6 +56,7 @@ export class DaemonTarget implements ImageTarget {
    * while the caller reads the closure: the answers do not depend on the layers.
    */
   prepare(ctx: WriteContext): void {
+    this.earlyAt = Date.now();
     this.early = this.look(
       this.opts.name ? { name: this.opts.name, tags: this.tagsOr(['latest']) } : undefined,
       ctx,
@@ -68,7 +73,10 @@ export class DaemonTarget implements ImageTarget {
     const notes: string[] = [];
     const image = pickImage(images, version.Arch, notes);
     const { name, tags } = this.names(image);
-    if (engine !== 'podman' && !view.held) view = await this.look({ name, tags }, ctx, view);
+    // Asked again when not asked yet (name derived from the closure), or when reading the closure
+    // took long enough (a Nix build) for the engine's images to have changed meanwhile.
+    if (engine !== 'podman' && (!view.held || Date.now() - this.earlyAt > FRESH_MS))
+      view = await this.look({ name, tags }, ctx, view);
 
     let prefix = 0;
     if (engine === 'podman') {
@@ -114,8 +122,9 @@ export class DaemonTarget implements ImageTarget {
 
     const { rendered } = sent.result;
     // The archive's RepoTags tag the image already; tagging again is idempotent and covers engines
-    // that take only the first RepoTag (so with one tag there is nothing to do). Not for Podman: its loader applies every RepoTag (short
-    // names as localhost/NAME), while its compat tag call would add docker.io/NAME duplicates.
+    // that take only the first RepoTag (so with one tag there is nothing to do). Not for Podman:
+    // its loader applies every RepoTag (short names as localhost/NAME), while its compat tag call
+    // would add docker.io/NAME duplicates.
     if (engine !== 'podman' && tags.length > 1)
       await Promise.all(tags.map((t) => client.tagImage(rendered.config.digest, name, t, ctx.signal)));
 
@@ -157,15 +166,14 @@ export class DaemonTarget implements ImageTarget {
 
   /** The repository and tags; derived from the closure's first top-level store path if not given. */
   private names(image: Image): { name: string; tags: readonly string[] } {
-    const given = this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : undefined;
-    if (this.opts.name) return { name: this.opts.name, tags: given ?? ['latest'] };
+    if (this.opts.name) return { name: this.opts.name, tags: this.tagsOr(['latest']) };
     const root = image.closure.roots[0];
     if (!root)
       throw new NixociError(
         'TARGET_INVALID',
         `${this.scheme}: no image name given and the closure has no top-level path`,
       );
-    return { name: repositoryFromStorePath(root), tags: given ?? [storePathHash(root)] };
+    return { name: repositoryFromStorePath(root), tags: this.tagsOr([storePathHash(root)]) };
   }
 
   /** Streams the archive (layers from `prefix` on) into the engine. */

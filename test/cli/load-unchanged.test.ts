@@ -1,6 +1,9 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dockerRmi, dockerRunOutput, docker } from '../helpers/docker.js';
-import { nixociJson } from '../helpers/cli.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure } from '../helpers/nix.js';
 
@@ -41,5 +44,43 @@ describe('nixoci load of an unchanged image', () => {
     const retag = await nixociJson<Report>([...args, `${name}:a`, '--tag', 'b']);
     expect(retag.targets[0]!.notes.some((n) => n.startsWith('unchanged:'))).toBe(false);
     expect(await dockerRunOutput(`${name}:b`)).toContain('fixture app load-unchanged');
+  });
+
+  it('asks the engine again when reading the closure took long enough for its images to change', async () => {
+    // The engine is asked what it holds while the closure is read; a slow source (here a `nix`
+    // that takes 2 s, as a Nix build would) must not make a removed tag look "unchanged".
+    const fx = await buildFixtureClosure({ tag: 'load-stale' });
+    const env = testEnv();
+    const name = 'nixoci-test/stale';
+    await dockerRmi(`${name}:a`);
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-slow-nix-'));
+    try {
+      const slowNix = join(dir, 'nix');
+      writeFileSync(slowNix, `#!/bin/sh\nsleep 2\nexec nix "$@"\n`);
+      chmodSync(slowNix, 0o755);
+      const args = [
+        'load',
+        '--path',
+        fx.app,
+        '--host',
+        env.dockerHost,
+        '--entrypoint',
+        `${fx.app}/bin/app`,
+        `${name}:a`,
+      ];
+      expect((await nixoci(args)).code).toBe(0);
+
+      const slow = nixoci([...args, '--json'], { env: { NIXOCI_NIX: slowNix } });
+      await new Promise((r) => setTimeout(r, 700));
+      await docker(['rmi', `${name}:a`]);
+      const r = await slow;
+      expect(r.code, r.stderr).toBe(0);
+      const report = JSON.parse(r.stdout) as Report;
+      expect(report.targets[0]!.notes.some((n) => n.startsWith('unchanged:'))).toBe(false);
+      expect(report.layers.some((l) => l.action === 'sent')).toBe(true);
+      expect(await dockerRunOutput(`${name}:a`)).toContain('fixture app load-stale');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
