@@ -33,6 +33,13 @@ const MAX_CODE_CACHES = 16;
 
 const bundle = fileURLToPath(new URL('../dist/nixoci.cjs', import.meta.url));
 let saveCodeCache = () => {};
+const unbundled = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+if (!existsSync(bundle) && !existsSync(unbundled)) {
+  process.stderr.write(
+    `nixoci: error: nixoci is not built (no ${bundle})\nhint: run \`npm ci && npm run build\` in ${fileURLToPath(new URL('..', import.meta.url))}\n`,
+  );
+  process.exit(1);
+}
 const { main } = existsSync(bundle) ? loadBundle(bundle) : await import('../dist/cli/main.js');
 const code = await main(process.argv.slice(2));
 saveCodeCache();

@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import {
+  cpSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nixoci } from '../helpers/cli.js';
+import { repoRoot } from '../helpers/env.js';
 
 // bin/nixoci.js compiles the bundle with a V8 code cache kept under $XDG_CACHE_HOME/nixoci/v8.
 describe('the entry point', () => {
@@ -94,5 +97,23 @@ describe('the entry point', () => {
     expect(r.code).toBe(2);
     expect(r.stderr.split('\n')[0]).toMatch(/^nixoci: error: unknown command "frobnicate"$/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('says how to build nixoci when dist/ is missing, without a stack trace', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-unbuilt-'));
+    try {
+      cpSync(join(repoRoot, 'bin'), join(dir, 'bin'), { recursive: true });
+      cpSync(join(repoRoot, 'package.json'), join(dir, 'package.json'));
+      const r = spawnSync(process.execPath, [join(dir, 'bin', 'nixoci.js'), '--version'], {
+        encoding: 'utf8',
+      });
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci is not built (no ${join(dir, 'dist', 'nixoci.cjs')})\nhint: run \`npm ci && npm run build\` in ${dir}/\n`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
