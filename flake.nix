@@ -36,6 +36,7 @@
               ./tsconfig.build.json
               ./bin
               ./src
+              ./scripts/bundle.mjs
             ];
           };
           npmDeps = pkgs.importNpmLock { npmRoot = ./.; };
