@@ -215,9 +215,12 @@ export class EngineClient {
 
   private transport(): RequestOptions {
     const ep = this.endpoint;
-    if (ep.kind === 'unix') return { socketPath: ep.socketPath };
+    // No TLS, so no server name: without one, Node's agent works it out with net.isIP, whose
+    // IPv6 regular expression costs ~5 ms to compile on a run's first request.
+    const plain = { servername: '' } as RequestOptions;
+    if (ep.kind === 'unix') return { socketPath: ep.socketPath, ...plain };
     if (ep.kind === 'tcp') {
-      if (!ep.tls) return { host: ep.host, port: ep.port };
+      if (!ep.tls) return { host: ep.host, port: ep.port, ...plain };
       const read = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
       return {
         host: ep.host,
