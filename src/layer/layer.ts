@@ -1,4 +1,4 @@
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
 import type { MediaType } from '../core/media-types.js';
@@ -43,6 +43,8 @@ export class Layer {
   readonly mediaType: MediaType;
   private entries: SourcedEntry[] | undefined;
   private readonly cacheKey: string;
+  /** The whole blob, once `inMemory()` made it: later writes send these bytes again. */
+  private bytes: Buffer | undefined;
 
   constructor(
     readonly planned: PlannedLayer,
@@ -74,6 +76,14 @@ export class Layer {
    * reading and hashing then overlap on two cores instead of taking turns on one.
    */
   async writeTo(sink: Writable, signal?: AbortSignal, o: { hashHere?: boolean } = {}): Promise<LayerDigests> {
+    if (this.bytes && this.known) {
+      await pipeline(
+        Readable.from([this.bytes], { objectMode: false }),
+        sink,
+        ...(signal ? [{ signal }] : []),
+      );
+      return this.known;
+    }
     const progress = this.options.onProgress;
     const total = this.known?.tarSize ?? this.planned.narSize;
     const onTarBytes =
@@ -134,6 +144,28 @@ export class Layer {
     const digests = this.writeTo(out, signal, o);
     digests.catch((e: unknown) => out.destroy(e as Error));
     return { stream: out, digests };
+  }
+
+  /**
+   * Makes the blob once into memory, so that its digests are known before it is sent and every
+   * later write sends these bytes (no second tar or hash). For small layers only (the caller's
+   * choice): a push uses it for the few-KB app layer of an inner loop, whose digest then lets the
+   * config go out with the layers and the layer go as one monolithic PUT.
+   */
+  async inMemory(signal?: AbortSignal): Promise<LayerDigests> {
+    if (this.bytes && this.known) return this.known;
+    const chunks: Buffer[] = [];
+    const d = await this.writeTo(
+      new Writable({
+        write: (c: Buffer, _e, cb) => {
+          chunks.push(c);
+          cb();
+        },
+      }),
+      signal,
+    );
+    this.bytes = Buffer.concat(chunks);
+    return d;
   }
 
   /** Entries of this layer: walked once, then reused by every write of this layer in this run. */

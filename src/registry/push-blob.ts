@@ -41,7 +41,8 @@ export function rememberBlob(registry: string, digest: Digest, repository: strin
   s.add(repository);
 }
 
-function knownHolders(registry: string, digest: Digest): string[] {
+/** Repositories of `registry` this process has seen holding `digest` (mount sources). */
+export function knownHolders(registry: string, digest: Digest): string[] {
   return [...(seen.get(registry)?.get(digest) ?? [])];
 }
 

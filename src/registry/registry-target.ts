@@ -10,9 +10,9 @@ import {
   type Rendered,
 } from '../image/image.js';
 import type { ImageReport, ImageTarget, TargetResult, WriteContext } from '../image/target.js';
-import type { Layer } from '../layer/layer.js';
+import type { Layer, LayerDigests } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
-import { pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
+import { knownHolders, pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
 import { formatReference, type ImageReference } from './reference.js';
 import { registryCodes } from './registry-error.js';
 import { imageReport } from './target-result.js';
@@ -47,6 +47,9 @@ export const DEFAULT_CONCURRENCY = 4;
  */
 const PRODUCERS = 2;
 
+/** Unknown layers up to this size (of their files) are made in memory before the push starts. */
+const IN_MEMORY_MAX = 256 << 10;
+
 /** Pushes images to a registry: stateless skip, HEAD, mount, streamed upload, manifest last. */
 export class RegistryTarget implements ImageTarget {
   readonly description: string;
@@ -77,6 +80,8 @@ export class RegistryTarget implements ImageTarget {
       const { matched: reused, present, topDigest } = await this.reuse(images, client, ctx, notes);
       if (reused.size > 0)
         ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
+
+      const multi = images.length > 1;
 
       // (2) Layers, each distinct one once (architectures share most of them).
       const concurrency = Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY);
@@ -109,16 +114,40 @@ export class RegistryTarget implements ImageTarget {
         }
         return p;
       };
+      // Small layers not known yet (the app of an inner loop) are made in memory first: a few KB,
+      // and with every digest known the config goes out with the layers below.
+      const all = images.flatMap((img) => img.layers);
+      await Promise.all(
+        all.filter((l) => !l.known && l.planned.narSize <= IN_MEMORY_MAX).map((l) => l.inMemory(signal)),
+      );
+      // Pull on every repository a known layer may be mounted from, asked for now: one token for
+      // all the mounts, instead of a new one each time a concurrent mount meets a missing scope.
+      for (const l of all)
+        if (l.known && !present.has(l.known.digest))
+          for (const from of knownHolders(ref.registry, l.known.digest))
+            if (from !== repo) client.auth.addScope(from, 'pull');
       // Started biggest first (results stay in layer order): the last layer to be made is then a
       // small one, and both cores stay busy to the end.
-      const all = images.flatMap((img) => img.layers);
       for (const l of all.sort((a, b) => b.planned.narSize - a.planned.narSize)) void pushOnce(l);
+      // With every digest known up front (cache, annotations), the config is known too: it goes
+      // with the layers instead of after them, which saves its round trips (three when it is new)
+      // in the inner loop.
+      const configs = new Map<string, Promise<unknown>>();
+      for (const image of images) {
+        const digests = image.layers.map((l) => l.known);
+        if (digests.some((d) => d === undefined)) continue;
+        const r = renderImage(image, digests as LayerDigests[]);
+        if (present.has(r.config.digest) || configs.has(r.config.digest)) continue;
+        if (!multi && r.manifest.digest === topDigest) continue; // unchanged: nothing to send
+        const p = pushSmallBlob(client, repo, r.config, signal);
+        p.catch(() => undefined); // awaited below, where its failure is reported
+        configs.set(r.config.digest, p);
+      }
       const perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
 
       // (3) Config, then manifest once every blob it names is confirmed.
       const reports: ImageReport[] = [];
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
-      const multi = images.length > 1;
       const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
       for (const [i, image] of images.entries()) {
         const pushed = perImage[i]!;
@@ -130,7 +159,8 @@ export class RegistryTarget implements ImageTarget {
         // The tag already points at exactly this manifest: nothing to send (an unchanged re-push).
         if (multi || rendered.manifest.digest !== topDigest) {
           if (!present.has(rendered.config.digest))
-            await pushSmallBlob(client, repo, rendered.config, signal);
+            await (configs.get(rendered.config.digest) ??
+              pushSmallBlob(client, repo, rendered.config, signal));
           await this.putManifestChecked(client, image, rendered, reference, signal);
         }
         manifests.push({ manifest: rendered.manifest, platform: image.platform });

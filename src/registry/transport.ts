@@ -161,7 +161,7 @@ export class Transport {
     signal?: AbortSignal,
   ): Promise<Response> {
     try {
-      const { request, Response } = await undici();
+      const { request, Response, Headers } = await undici();
       const res = await request(url, {
         method: method as Dispatcher.HttpMethod,
         headers: { 'user-agent': 'nixoci', ...headers },

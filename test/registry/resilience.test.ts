@@ -189,6 +189,41 @@ describe('resilience', () => {
     expect(patches).toBeGreaterThan(0);
     expect(proxy.seen.filter((s) => s.method === 'DELETE').length).toBeGreaterThanOrEqual(patches);
   });
+
+  // Last: it leaves this process knowing where the fixture's layers are, so later pushes would
+  // mount them instead of uploading.
+  it('inner loop: the changed small layer goes as one monolithic PUT, alongside the config', async () => {
+    // v1 pushed with a cache; v2 differs in the app path only, which the cache does not know yet.
+    const cache = new DigestCache(mkdtempSync(path.join(tmpdir(), 'nixoci-cache-')));
+    const v1 = await fixture('v1');
+    const v2 = await fixture('v2');
+    const repo = uniqueRepo('inner');
+    const target = () => new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), { retry: fast });
+    await target().write([imageOf(v1.closure, v1.app, { cache }).image], {});
+    proxy.seen.length = 0;
+    const { image, stats } = imageOf(v2.closure, v2.app, { cache });
+    const result = await target().write([image], {});
+    const actions = result.images[0]!.layers.map((l) => l.action);
+    expect(actions.filter((a) => a === 'uploaded')).toHaveLength(1);
+    expect(actions.filter((a) => a === 'skipped')).toHaveLength(actions.length - 1);
+    const appLayer = result.images[0]!.layers.find((l) => l.action === 'uploaded')!;
+    // The app was read once (to make it in memory), not again for the upload.
+    expect(stats.bytesRead).toBeLessThan(64 << 10);
+    const seen = proxy.seen.map((q) => `${q.method} ${q.path.split('?')[0]}`);
+    expect(seen.some((q) => q.startsWith('PATCH'))).toBe(false);
+    // The config's HEAD goes out before the app layer's upload is done: they run side by side.
+    const configHead = seen.findIndex(
+      (q) => q.startsWith('HEAD') && q.endsWith(result.images[0]!.configDigest),
+    );
+    const appHead = seen.findIndex((q) => q.startsWith('HEAD') && q.endsWith(appLayer.digest));
+    const lastPut = seen.findLastIndex((q) => q.startsWith('PUT') && q.includes('/blobs/uploads/'));
+    expect(configHead).toBeGreaterThanOrEqual(0);
+    expect(appHead).toBeGreaterThanOrEqual(0);
+    expect(configHead).toBeLessThan(lastPut);
+    expect(seen.filter((q) => q.startsWith('PUT') && q.includes('/blobs/uploads/'))).toHaveLength(2);
+    expect(seen.at(-1)).toBe(`PUT /v2/${repo}/manifests/t`);
+    await verifyPushed(env.registry, repo, 't');
+  });
 });
 
 describe('redirects', () => {

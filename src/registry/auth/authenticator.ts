@@ -27,6 +27,7 @@ export class Authenticator {
   private challenge: Challenge | undefined;
   private readonly scopes = new Set<string>();
   private readonly tokens = new Map<string, BearerToken>();
+  private readonly pending = new Map<string, Promise<BearerToken>>();
   private resolved: Promise<ResolvedCredentials | undefined> | undefined;
 
   constructor(private readonly o: AuthenticatorOptions) {}
@@ -111,6 +112,16 @@ export class Authenticator {
     const key = this.key();
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached;
+    // Concurrent requests (layers pushed in parallel) share one token request per scope set.
+    let pending = this.pending.get(key);
+    if (!pending) {
+      pending = this.fetch(key, signal).finally(() => this.pending.delete(key));
+      this.pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetch(key: string, signal?: AbortSignal): Promise<BearerToken> {
     const ch = this.challenge!;
     const realm = new URL(ch.params.realm!);
     this.o.log?.(`registry ${this.o.registry}: token from ${realm.origin} for ${key || '(no scope)'}`);
