@@ -45,7 +45,7 @@ export async function runImageCommand(
     v,
     positionals.filter((p) => !p.startsWith('/')),
   );
-  for (const t of targets) t.target.prepare?.({ signal, log });
+  for (const t of targets) t.target.prepare?.({ signal, log, architectures: baseSettings.arches });
   const source = await resolveSource(spec.name, v as SourceFlags, positionals, baseSettings.arches, log);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
   const closures = source.closures;

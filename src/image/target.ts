@@ -49,6 +49,11 @@ export interface WriteContext {
   readonly log?: (line: string) => void;
 }
 
+export interface PrepareContext extends WriteContext {
+  /** The architectures the images will be built for. */
+  readonly architectures?: readonly string[];
+}
+
 /** Where an image goes: a registry, a Docker engine, Podman, an OCI layout, a docker-archive. */
 export interface ImageTarget {
   /** The target as the user named it, without credentials. */
@@ -59,7 +64,7 @@ export interface ImageTarget {
    * Starts what needs no image (connecting, asking what the other side holds) while the closure
    * is still being read; write() then uses the answers. Must not throw: failures surface in write().
    */
-  prepare?(ctx: WriteContext): void;
+  prepare?(ctx: PrepareContext): void;
   /** Writes one image, or an index over several (one per platform). */
   write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult>;
 }

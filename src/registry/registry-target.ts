@@ -9,7 +9,13 @@ import {
   type Image,
   type Rendered,
 } from '../image/image.js';
-import type { ImageReport, ImageTarget, TargetResult, WriteContext } from '../image/target.js';
+import type {
+  ImageReport,
+  ImageTarget,
+  PrepareContext,
+  TargetResult,
+  WriteContext,
+} from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
 import { knownHolders, pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
@@ -47,12 +53,33 @@ export const DEFAULT_CONCURRENCY = 4;
  */
 const PRODUCERS = 2;
 
+/** How long what prepare() read from the registry is trusted. */
+const FRESH_MS = 1000;
+
+/** What the registry's manifests offer: annotated layers, the blobs it holds, the tag's digest. */
+interface Reusable {
+  readonly layers: readonly ReusableLayer[];
+  readonly present: ReadonlySet<Digest>;
+  readonly topDigest: Digest | undefined;
+}
+
 /** Unknown layers up to this size (of their files) are made in memory before the push starts. */
 const IN_MEMORY_MAX = 256 << 10;
 
 /** Pushes images to a registry: stateless skip, HEAD, mount, streamed upload, manifest last. */
 export class RegistryTarget implements ImageTarget {
   readonly description: string;
+  private early:
+    | {
+        readonly at: number;
+        readonly result: Promise<{
+          client: RegistryClient;
+          architectures: readonly string[];
+          notes: string[];
+          found: Reusable;
+        }>;
+      }
+    | undefined;
 
   constructor(
     readonly ref: ImageReference,
@@ -61,23 +88,49 @@ export class RegistryTarget implements ImageTarget {
     this.description = `docker://${formatReference(ref)}`;
   }
 
+  /**
+   * Reads what the registry holds at the tag (and `--cache-from`) while the closure is read: the
+   * token and the manifests do not depend on the layers.
+   */
+  prepare(ctx: PrepareContext): void {
+    if (!ctx.architectures) return;
+    const architectures = [...ctx.architectures];
+    const early = (async () => {
+      const client = this.pushClient(ctx);
+      const notes: string[] = [];
+      return {
+        client,
+        architectures,
+        notes,
+        found: await this.fetchReusable(architectures, client, ctx, notes),
+      };
+    })();
+    early.catch(() => undefined); // reported by write()
+    this.early = { at: Date.now(), result: early };
+  }
+
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
     if (images.length === 0) throw new NixociError('INTERNAL', 'registry target: no image to push');
     const { ref } = this;
     const repo = ref.repository;
     const signal = ctx.signal;
-    const notes: string[] = [];
-    const client = this.client(ref, `push to ${ref.registry}/${repo}`, ctx);
-    client.auth.addScope(repo, 'pull,push');
-    const sameRegistry = (r: ImageReference): boolean => r.registry === ref.registry;
+    const early = this.early;
+    this.early = undefined;
     const mountFrom = [...(this.options.mountFrom ?? [])];
-    for (const m of mountFrom) client.auth.addScope(m, 'pull');
-    for (const c of this.options.cacheFrom ?? [])
-      if (sameRegistry(c)) client.auth.addScope(c.repository, 'pull');
 
     try {
-      // (1) Stateless skip, before any layer is read.
-      const { matched: reused, present, topDigest } = await this.reuse(images, client, ctx, notes);
+      const prepared = early ? await early.result : undefined;
+      const client = prepared?.client ?? this.pushClient(ctx);
+      // (1) Stateless skip, before any layer is read. What prepare() read is used unless reading
+      // the closure took over a second (a Nix build: another push may have moved the tag since).
+      const architectures = images.map((i) => i.platform.architecture);
+      const fresh =
+        prepared &&
+        Date.now() - early!.at <= FRESH_MS &&
+        architectures.every((a) => prepared.architectures.includes(a));
+      const notes: string[] = fresh ? [...prepared.notes] : [];
+      const found = fresh ? prepared.found : await this.fetchReusable(architectures, client, ctx, notes);
+      const { matched: reused, present, topDigest } = this.reuse(images, found);
       if (reused.size > 0)
         ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
 
@@ -216,13 +269,35 @@ export class RegistryTarget implements ImageTarget {
    * its digests from their annotations. Failing to read the target is fatal (pushing would fail
    * the same way); failing to read a cache source is only a note.
    */
-  private async reuse(
+  /** The client for the push, with the scopes it needs asked for up front. */
+  private pushClient(ctx: WriteContext): RegistryClient {
+    const { ref } = this;
+    const client = this.client(ref, `push to ${ref.registry}/${ref.repository}`, ctx);
+    client.auth.addScope(ref.repository, 'pull,push');
+    for (const m of this.options.mountFrom ?? []) client.auth.addScope(m, 'pull');
+    for (const c of this.options.cacheFrom ?? [])
+      if (c.registry === ref.registry) client.auth.addScope(c.repository, 'pull');
+    return client;
+  }
+
+  /** Applies what the manifests at the tag and `--cache-from` say to the layers. */
+  private reuse(
     images: readonly Image[],
+    found: Reusable,
+  ): { matched: Map<Layer, ReusableLayer>; present: Set<Digest>; topDigest: Digest | undefined } {
+    const matched = new Map<Layer, ReusableLayer>();
+    for (const image of images)
+      for (const [l, r] of applyReuse(image.layers, found.layers)) matched.set(l, r);
+    return { matched, present: new Set(found.present), topDigest: found.topDigest };
+  }
+
+  /** Reads the manifests at the tag and at each `--cache-from` for their annotated layers. */
+  private async fetchReusable(
+    arches: readonly string[],
     client: RegistryClient,
     ctx: WriteContext,
     notes: string[],
-  ): Promise<{ matched: Map<Layer, ReusableLayer>; present: Set<Digest>; topDigest: Digest | undefined }> {
-    const arches = images.map((i) => i.platform.architecture);
+  ): Promise<Reusable> {
     const found: ReusableLayer[] = [];
     const present = new Set<Digest>();
     let topDigest: Digest | undefined;
@@ -251,9 +326,7 @@ export class RegistryTarget implements ImageTarget {
         );
       }
     }
-    const matched = new Map<Layer, ReusableLayer>();
-    for (const image of images) for (const [l, r] of applyReuse(image.layers, found)) matched.set(l, r);
-    return { matched, present, topDigest };
+    return { layers: found, present, topDigest };
   }
 
   /** PUT the manifest; on MANIFEST_BLOB_UNKNOWN make sure of every blob once and PUT again. */

@@ -1,6 +1,6 @@
 // `nixoci push` and `nixoci build --to docker://` as users run them (bin/nixoci.js on dist/, built
 // by `npm run build`), against the real registries of scripts/services.
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -104,5 +104,34 @@ describe('nixoci push', () => {
     const r = await nixoci(['push', '--graph', v1.graphFile, 'docker://Bad/Name']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/lowercase/);
+  });
+
+  it('reads the tag again when reading the closure took long enough for another push to move it', async () => {
+    // What is at the tag is read while the closure is read; with a slow source (here a `nix` that
+    // takes 2 s, as a Nix build would) another push may move the tag meanwhile. The push must then
+    // not take its own manifest for already there.
+    const repo = uniqueRepo('moved');
+    const ref = `docker://${env.registry}/${repo}:t`;
+    const a = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-slow-nix-'));
+    try {
+      const slowNix = path.join(dir, 'nix');
+      writeFileSync(slowNix, `#!/bin/sh\nsleep 2\nexec nix "$@"\n`);
+      chmodSync(slowNix, 0o755);
+      const slow = nixoci(['push', '--path', v1.app, ref, '--json'], { env: { NIXOCI_NIX: slowNix } });
+      await new Promise((r) => setTimeout(r, 700));
+      const b = await nixociJson<Report>(['push', '--graph', v2.graphFile, ref]);
+      expect(b.manifestDigest).not.toBe(a.manifestDigest);
+      const r = await slow;
+      expect(r.code, r.stderr).toBe(0);
+      expect((JSON.parse(r.stdout) as Report).manifestDigest).toBe(a.manifestDigest);
+      const at = await fetch(`http://${env.registry}/v2/${repo}/manifests/t`, {
+        method: 'HEAD',
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      });
+      expect(at.headers.get('docker-content-digest')).toBe(a.manifestDigest);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
