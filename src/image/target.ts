@@ -49,6 +49,26 @@ export interface WriteContext {
   readonly log?: (line: string) => void;
 }
 
+/**
+ * How long what prepare() learned is trusted. Past it (reading the closure ran a Nix build) a
+ * target asks again: another run may have changed what the other side holds meanwhile.
+ */
+export const PREPARED_FRESH_MS = 1000;
+
+/** Work prepare() started for write(); its failure is reported when write() awaits `result`. */
+export class Prepared<T> {
+  private readonly at = Date.now();
+
+  constructor(readonly result: Promise<T>) {
+    result.catch(() => undefined); // not unhandled before write() awaits it
+  }
+
+  /** Whether the answers are recent enough to act on. */
+  get fresh(): boolean {
+    return Date.now() - this.at <= PREPARED_FRESH_MS;
+  }
+}
+
 export interface PrepareContext extends WriteContext {
   /** The architectures the images will be built for. */
   readonly architectures?: readonly string[];

@@ -1,7 +1,7 @@
 import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
 import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
-import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
+import { Prepared, type ImageTarget, type TargetResult, type WriteContext } from '../image/target.js';
 import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
 import { EngineClient, type EngineInfo, type EngineVersion, type ImageInspect } from './engine/client.js';
 import { connectEngine } from './engine/connect.js';
@@ -29,9 +29,6 @@ export interface DaemonTargetOptions {
 /** How many other tags of the same repository are asked for their layers. */
 const MAX_SIBLINGS = 10;
 
-/** How long the engine's answers to prepare() are trusted. */
-const FRESH_MS = 1000;
-
 /**
  * Loads an image into a Docker engine (`docker-daemon:NAME:TAG`) or Podman (`podman:NAME:TAG`) by
  * streaming a docker-archive into `POST /images/load`. With Docker's classic image store, layers of
@@ -42,9 +39,8 @@ export class DaemonTarget implements ImageTarget {
   readonly description: string;
   readonly requiredCompression = 'none' as const;
   private readonly scheme: string;
-  /** The engine's answers, asked for by prepare() while the closure is read, and when. */
-  private early: Promise<EngineView> | undefined;
-  private earlyAt = 0;
+  /** The engine's answers, asked for by prepare() while the closure is read. */
+  private early: Prepared<EngineView> | undefined;
 
   constructor(private readonly opts: DaemonTargetOptions) {
     this.scheme = opts.engine === 'podman' ? 'podman' : 'docker-daemon';
@@ -56,18 +52,14 @@ export class DaemonTarget implements ImageTarget {
    * while the caller reads the closure: the answers do not depend on the layers.
    */
   prepare(ctx: WriteContext): void {
-    this.earlyAt = Date.now();
-    this.early = this.look(
-      this.opts.name ? { name: this.opts.name, tags: this.tagsOr(['latest']) } : undefined,
-      ctx,
+    this.early = new Prepared(
+      this.look(this.opts.name ? { name: this.opts.name, tags: this.tagsOr(['latest']) } : undefined, ctx),
     );
-    // Its failure is reported by write(); until then it must not count as unhandled.
-    this.early.catch(() => undefined);
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
     const { engine } = this.opts;
-    let view = await (this.early ?? this.look(undefined, ctx));
+    let view = await (this.early?.result ?? this.look(undefined, ctx));
     const { client, version } = view;
     ctx.log?.(`${engine} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`);
     const notes: string[] = [];
@@ -75,7 +67,7 @@ export class DaemonTarget implements ImageTarget {
     const { name, tags } = this.names(image);
     // Asked again when not asked yet (name derived from the closure), or when reading the closure
     // took long enough (a Nix build) for the engine's images to have changed meanwhile.
-    if (engine !== 'podman' && (!view.held || Date.now() - this.earlyAt > FRESH_MS))
+    if (engine !== 'podman' && (!view.held || !this.early?.fresh))
       view = await this.look({ name, tags }, ctx, view);
 
     let prefix = 0;

@@ -9,12 +9,13 @@ import {
   type Image,
   type Rendered,
 } from '../image/image.js';
-import type {
-  ImageReport,
-  ImageTarget,
-  PrepareContext,
-  TargetResult,
-  WriteContext,
+import {
+  Prepared,
+  type ImageReport,
+  type ImageTarget,
+  type PrepareContext,
+  type TargetResult,
+  type WriteContext,
 } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
@@ -53,9 +54,6 @@ export const DEFAULT_CONCURRENCY = 4;
  */
 const PRODUCERS = 2;
 
-/** How long what prepare() read from the registry is trusted. */
-const FRESH_MS = 1000;
-
 /** What the registry's manifests offer: annotated layers, the blobs it holds, the tag's digest. */
 interface Reusable {
   readonly layers: readonly ReusableLayer[];
@@ -70,15 +68,7 @@ const IN_MEMORY_MAX = 256 << 10;
 export class RegistryTarget implements ImageTarget {
   readonly description: string;
   private early:
-    | {
-        readonly at: number;
-        readonly result: Promise<{
-          client: RegistryClient;
-          architectures: readonly string[];
-          notes: string[];
-          found: Reusable;
-        }>;
-      }
+    | Prepared<{ client: RegistryClient; architectures: readonly string[]; notes: string[]; found: Reusable }>
     | undefined;
 
   constructor(
@@ -95,18 +85,18 @@ export class RegistryTarget implements ImageTarget {
   prepare(ctx: PrepareContext): void {
     if (!ctx.architectures) return;
     const architectures = [...ctx.architectures];
-    const early = (async () => {
-      const client = this.pushClient(ctx);
-      const notes: string[] = [];
-      return {
-        client,
-        architectures,
-        notes,
-        found: await this.fetchReusable(architectures, client, ctx, notes),
-      };
-    })();
-    early.catch(() => undefined); // reported by write()
-    this.early = { at: Date.now(), result: early };
+    this.early = new Prepared(
+      (async () => {
+        const client = this.pushClient(ctx);
+        const notes: string[] = [];
+        return {
+          client,
+          architectures,
+          notes,
+          found: await this.fetchReusable(architectures, client, ctx, notes),
+        };
+      })(),
+    );
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
@@ -125,9 +115,7 @@ export class RegistryTarget implements ImageTarget {
       // the closure took over a second (a Nix build: another push may have moved the tag since).
       const architectures = images.map((i) => i.platform.architecture);
       const fresh =
-        prepared &&
-        Date.now() - early!.at <= FRESH_MS &&
-        architectures.every((a) => prepared.architectures.includes(a));
+        prepared && early!.fresh && architectures.every((a) => prepared.architectures.includes(a));
       const notes: string[] = fresh ? [...prepared.notes] : [];
       const found = fresh ? prepared.found : await this.fetchReusable(architectures, client, ctx, notes);
       const { matched: reused, present, topDigest } = this.reuse(images, found);
