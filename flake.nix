@@ -42,6 +42,11 @@
           npmDeps = pkgs.importNpmLock { npmRoot = ./.; };
           npmConfigHook = pkgs.importNpmLock.npmConfigHook;
           nativeBuildInputs = [ pkgs.python3 ];
+          # bin/nixoci.js starts as a shell script that runs `node` from PATH: pin this package's.
+          postInstall = ''
+            substituteInPlace $out/lib/node_modules/nixoci/bin/nixoci.js \
+              --replace-fail 'exec node "$0"' 'exec ${pkgs.nodejs}/bin/node "$0"'
+          '';
           meta.mainProgram = "nixoci";
         };
 

@@ -60,7 +60,8 @@ const freshDir = (name) => {
 
 // BENCH_NIXOCI: another nixoci checkout (with dist/ built) to measure, e.g. a clean export of HEAD
 const NIXOCI_ROOT = resolve(process.env.BENCH_NIXOCI ?? ROOT);
-const nixociArgv = (args) => [process.execPath, join(NIXOCI_ROOT, 'bin/nixoci.js'), ...args];
+// bin/nixoci.js run as users run it: through its #! line (a shell part, then Node)
+const nixociArgv = (args) => [join(NIXOCI_ROOT, 'bin/nixoci.js'), ...args];
 async function nixoci(args, { json = true } = {}) {
   const r = await run(nixociArgv(json ? [...args, '--json'] : args), { rss: true, env: NIXOCI_ENV });
   if (r.code !== 0) {

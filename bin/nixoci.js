@@ -1,6 +1,14 @@
-#!/usr/bin/env node
-// nixoci's entry point. Start-up is most of an inner-loop run (a no-change push does ~20 ms of
-// work after ~100 ms of Node start-up), so before handing over to the CLI this file:
+#!/bin/sh
+':'; //; case "${NODE_OPTIONS-}" in *openssl-ca*) ;; *) if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then NIXOCI_DEFERRED_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export NIXOCI_DEFERRED_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi ;; esac; exec node "$0" "$@"
+// nixoci's entry point: a shell script and a CommonJS module in one file (bin/package.json). The
+// shell reads the first two lines (JavaScript sees a string and a comment) and starts Node without
+// NODE_EXTRA_CA_CERTS, whose certificates Node 20 otherwise parses at start-up, ~35 ms on every run
+// including those that never open a TLS connection; nixoci adds them itself to the TLS connections
+// it makes (src/core/tls-trust.ts), and child processes get the variable back below.
+// `node bin/nixoci.js` skips the shell part and works the same, just without that saving.
+//
+// Start-up is most of an inner-loop run (a no-change push does ~20 ms of work after Node has
+// started), so before handing over to the CLI this file also:
 //  - keeps V8 from optimising undici's WebAssembly HTTP parser on a background thread, which the
 //    process must wait for at exit (~60 ms; the baseline compiler is plenty for a few headers);
 //  - compiles the bundled CLI (dist/nixoci.cjs, built by `npm run build`) with a V8 code cache
@@ -8,8 +16,9 @@
 //    first (NIXOCI_NO_CODE_CACHE=1 turns it off);
 //  - exits as soon as a command has succeeded, instead of waiting for idle keep-alive sockets.
 // Without the bundle (a plain `tsc` build) it runs dist/cli/main.js.
-import { createHash } from 'node:crypto';
-import {
+'use strict';
+const { createHash } = require('node:crypto');
+const {
   existsSync,
   mkdirSync,
   readdirSync,
@@ -18,41 +27,48 @@ import {
   rmSync,
   statSync,
   writeFileSync,
-} from 'node:fs';
-import Module, { createRequire } from 'node:module';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { Script } from 'node:vm';
+} = require('node:fs');
+const Module = require('node:module');
+const { homedir } = require('node:os');
+const { dirname, join } = require('node:path');
+const { pathToFileURL } = require('node:url');
+const { setFlagsFromString } = require('node:v8');
+const { Script } = require('node:vm');
+
+if (process.env.NIXOCI_DEFERRED_EXTRA_CA_CERTS && !process.env.NODE_EXTRA_CA_CERTS)
+  process.env.NODE_EXTRA_CA_CERTS = process.env.NIXOCI_DEFERRED_EXTRA_CA_CERTS;
 
 setFlagsFromString('--liftoff-only');
 
 /** Code caches kept (~0.5–0.8 MB each; one per command and build of nixoci). */
 const MAX_CODE_CACHES = 16;
 
-const bundle = fileURLToPath(new URL('../dist/nixoci.cjs', import.meta.url));
+const root = dirname(__dirname);
+const bundle = join(root, 'dist', 'nixoci.cjs');
 let saveCodeCache = () => {};
-const unbundled = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const unbundled = join(root, 'dist', 'cli', 'main.js');
 if (!existsSync(bundle) && !existsSync(unbundled)) {
   process.stderr.write(
-    `nixoci: error: nixoci is not built (no ${bundle})\nhint: run \`npm ci && npm run build\` in ${fileURLToPath(new URL('..', import.meta.url))}\n`,
+    `nixoci: error: nixoci is not built (no ${bundle})\nhint: run \`npm ci && npm run build\` in ${root}\n`,
   );
   process.exit(1);
 }
-const { main } = existsSync(bundle) ? loadBundle(bundle) : await import('../dist/cli/main.js');
-const code = await main(process.argv.slice(2));
-saveCodeCache();
-process.exitCode = code;
-if (code === 0) {
-  // A successful main() has awaited everything the command started: flush the output and go.
-  // After a failure or an interruption, work may still be winding down (upload sessions being
-  // cancelled), so the process ends when that is done.
-  const flushed = (stream) =>
-    new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', resolve)));
-  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-  process.exit(0);
-}
+
+void (async () => {
+  const { main } = existsSync(bundle) ? loadBundle(bundle) : await import(pathToFileURL(unbundled).href);
+  const code = await main(process.argv.slice(2));
+  saveCodeCache();
+  process.exitCode = code;
+  if (code === 0) {
+    // A successful main() has awaited everything the command started: flush the output and go.
+    // After a failure or an interruption, work may still be winding down (upload sessions being
+    // cancelled), so the process ends when that is done.
+    const flushed = (stream) =>
+      new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', resolve)));
+    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    process.exit(0);
+  }
+})();
 
 /** Runs the CommonJS bundle, compiled with the code cache when there is a valid one. */
 function loadBundle(file) {
@@ -87,7 +103,7 @@ function loadBundle(file) {
     };
   }
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
+  script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
   return module.exports;
 }
 

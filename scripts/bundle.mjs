@@ -14,6 +14,9 @@ const common = {
   external: ['zstd-napi'],
   logLevel: 'warning',
   legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  charset: 'ascii',
 };
 
 rmSync('dist/nixoci.mjs', { force: true }); // the ESM bundle of earlier builds

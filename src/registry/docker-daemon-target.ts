@@ -147,13 +147,32 @@ export class DaemonTarget implements ImageTarget {
     connected?: EngineView,
   ): Promise<EngineView> {
     const { engine, host, env } = this.opts;
-    const { client, version } = connected ?? (await connectEngine({ engine, host, env, signal: ctx.signal }));
+    const ask = (c: EngineClient): Promise<HeldImages> =>
+      Promise.all([c.info(ctx.signal), this.held(c, names!.name, names!.tags, ctx)]).then(([info, held]) => ({
+        ...names!,
+        info,
+        ...held,
+      }));
+    if (connected)
+      return engine === 'podman' || !names ? connected : { ...connected, held: await ask(connected.client) };
+    // For Docker and a known name the questions go out with GET /version (they need no negotiated
+    // API version), on the endpoint being tried; one that does not answer fails both.
+    let early: { client: EngineClient; held: Promise<HeldImages> } | undefined;
+    const { client, version } = await connectEngine({
+      engine,
+      host,
+      env,
+      signal: ctx.signal,
+      early:
+        engine === 'podman' || !names
+          ? undefined
+          : (c) => {
+              early = { client: c, held: ask(c) };
+              early.held.catch(() => undefined); // an endpoint that fails is reported by connectEngine
+            },
+    });
     if (engine === 'podman' || !names) return { client, version };
-    const [info, held] = await Promise.all([
-      client.info(ctx.signal),
-      this.held(client, names.name, names.tags, ctx),
-    ]);
-    return { client, version, held: { ...names, info, ...held } };
+    return { client, version, held: await (early?.client === client ? early.held : ask(client)) };
   }
 
   /** The repository and tags; derived from the closure's first top-level store path if not given. */
@@ -257,17 +276,27 @@ export class DaemonTarget implements ImageTarget {
     tags: readonly string[],
     ctx: WriteContext,
   ): Promise<Pick<HeldImages, 'inspected'>> {
-    const candidates = new Set<string>([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]);
+    // Our tags and --cache-from are inspected while the repository's other images are listed.
+    const inspect = (refs: Iterable<string>): Map<string, Promise<ImageInspect | undefined>> =>
+      new Map([...refs].map((ref) => [ref, client.imageInspect(ref, ctx.signal)]));
+    const named = inspect(new Set([...tags.map((t) => `${name}:${t}`), ...(this.opts.cacheFrom ?? [])]));
+    for (const p of named.values()) p.catch(() => undefined); // awaited below, after the listing
+    let siblings = new Map<string, Promise<ImageInspect | undefined>>();
     try {
-      const siblings = await client.listImages(name, ctx.signal);
-      siblings.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
-      for (const s of siblings.slice(0, MAX_SIBLINGS)) candidates.add(s.Id);
+      const listed = await client.listImages(name, ctx.signal);
+      listed.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
+      siblings = inspect(
+        listed
+          .slice(0, MAX_SIBLINGS)
+          .map((s) => s.Id)
+          .filter((id) => !named.has(id)),
+      );
     } catch (e) {
       ctx.log?.(`cannot list images of ${name}: ${reason(e)}`);
     }
-    const refs = [...candidates];
-    const inspected = await Promise.all(refs.map((ref) => client.imageInspect(ref, ctx.signal)));
-    return { inspected: new Map(refs.map((ref, i) => [ref, inspected[i]])) };
+    const all = [...named, ...siblings];
+    const inspected = await Promise.all(all.map(([, p]) => p));
+    return { inspected: new Map(all.map(([ref], i) => [ref, inspected[i]])) };
   }
 }
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 import { Readable } from 'node:stream';
 import type { Agent, Dispatcher, RequestInit, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
+import { tlsTrust } from '../core/tls-trust.js';
 import { hostname, isLoopbackHost } from './reference.js';
 import { backoffDelay, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
 import { undici } from './undici.js';
@@ -36,10 +36,10 @@ export const DEFAULT_RETRY: RetryPolicy = {
 const agents = new Map<string, Promise<Agent>>();
 
 /** The extra CAs of --ca-file, read when the client is made so that a bad file fails at once. */
-function caFor(caFile: string | undefined): string[] | undefined {
-  if (!caFile) return undefined;
+function caFor(caFile: string | undefined): string[] {
+  if (!caFile) return [];
   try {
-    return [...rootCertificates, readFileSync(caFile, 'utf8')];
+    return [readFileSync(caFile, 'utf8')];
   } catch (e) {
     throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
       hint: 'give a PEM file of CA certificates',
@@ -48,7 +48,7 @@ function caFor(caFile: string | undefined): string[] | undefined {
 }
 
 /** One keep-alive connection pool per CA and timeout setting, shared by every client in the process. */
-function agentFor(caFile: string | undefined, ca: string[] | undefined, timeoutMs: number): Promise<Agent> {
+function agentFor(caFile: string | undefined, ca: readonly string[], timeoutMs: number): Promise<Agent> {
   const key = `${caFile ?? ''}\n${timeoutMs}`;
   let a = agents.get(key);
   if (!a) {
@@ -59,7 +59,8 @@ function agentFor(caFile: string | undefined, ca: string[] | undefined, timeoutM
           keepAliveTimeout: 30_000,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
-          connect: { timeout: Math.min(15_000, timeoutMs), ...(ca ? { ca } : {}) },
+          // the system CAs, plus --ca-file and NODE_EXTRA_CA_CERTS (see src/core/tls-trust.ts)
+          connect: { timeout: Math.min(15_000, timeoutMs), ...tlsTrust(ca) },
         }),
     );
     agents.set(key, a);
@@ -75,7 +76,7 @@ function agentFor(caFile: string | undefined, ca: string[] | undefined, timeoutM
 export class Transport {
   readonly baseUrl: string;
   readonly origin: string;
-  private readonly ca: string[] | undefined;
+  private readonly ca: readonly string[];
   private readonly caFile: string | undefined;
   private readonly timeoutMs: number;
   readonly retry: RetryPolicy;

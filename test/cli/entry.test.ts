@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nixoci } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/env.js';
+import { buildExampleClosure } from '../helpers/nix.js';
 
 // bin/nixoci.js compiles the bundle with a V8 code cache kept under $XDG_CACHE_HOME/nixoci/v8.
 describe('the entry point', () => {
@@ -99,18 +100,48 @@ describe('the entry point', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('starts Node without NODE_EXTRA_CA_CERTS and gives the variable back to child processes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-entry-ca-'));
+    try {
+      // Node parses NODE_EXTRA_CA_CERTS at start-up and warns about a bad one there; through
+      // bin/nixoci.js it is left for the TLS connections that need it, so --version says nothing.
+      const missing = join(dir, 'missing.pem');
+      const quiet = await nixoci(['--version'], { env: { NODE_EXTRA_CA_CERTS: missing } });
+      expect(quiet.code).toBe(0);
+      expect(quiet.stderr).toBe('');
+      const direct = spawnSync(process.execPath, [join(repoRoot, 'bin', 'nixoci.js'), '--version'], {
+        encoding: 'utf8',
+        env: { ...process.env, NODE_EXTRA_CA_CERTS: missing },
+      });
+      expect(direct.stderr).toMatch(/Ignoring extra certs/);
+
+      // A child (here the nix that resolves --path) sees the variable as the user set it.
+      const seen = join(dir, 'seen');
+      const nix = join(dir, 'nix');
+      writeFileSync(nix, `#!/bin/sh\nprintf '%s' "$NODE_EXTRA_CA_CERTS" > ${seen}\nexec nix "$@"\n`, {
+        mode: 0o755,
+      });
+      const { app } = await buildExampleClosure();
+      const r = await nixoci(['inspect', '--path', app, '--json'], {
+        env: { NODE_EXTRA_CA_CERTS: missing, NIXOCI_NIX: nix },
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(seen, 'utf8')).toBe(missing);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('says how to build nixoci when dist/ is missing, without a stack trace', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nixoci-unbuilt-'));
     try {
       cpSync(join(repoRoot, 'bin'), join(dir, 'bin'), { recursive: true });
       cpSync(join(repoRoot, 'package.json'), join(dir, 'package.json'));
-      const r = spawnSync(process.execPath, [join(dir, 'bin', 'nixoci.js'), '--version'], {
-        encoding: 'utf8',
-      });
+      const r = spawnSync(join(dir, 'bin', 'nixoci.js'), ['--version'], { encoding: 'utf8' });
       expect(r.status).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr).toBe(
-        `nixoci: error: nixoci is not built (no ${join(dir, 'dist', 'nixoci.cjs')})\nhint: run \`npm ci && npm run build\` in ${dir}/\n`,
+        `nixoci: error: nixoci is not built (no ${join(dir, 'dist', 'nixoci.cjs')})\nhint: run \`npm ci && npm run build\` in ${dir}\n`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -17,7 +17,7 @@ beforeAll(async () => {
 
 /** Runs nixoci in a pty; the arguments are store paths and temp paths (no shell metacharacters). */
 function inPty(args: string[]): Promise<{ code: number; output: string }> {
-  const command = [process.execPath, cliBin, ...args].join(' ');
+  const command = [cliBin, ...args].join(' ');
   return new Promise((resolve) => {
     const child = execFile(
       'script',

@@ -21,10 +21,11 @@ export function nixoci(
   args: string[],
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; umask?: string } = {},
 ): Promise<CliResult> {
-  // A umask can only be set for a child through a shell; the arguments stay an array ("$@").
+  // bin/nixoci.js itself, as its #! line runs it (a shell part, then Node). A umask can only be set
+  // for a child through a shell; the arguments stay an array ("$@").
   const [cmd, argv] = opts.umask
-    ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, process.execPath, cliBin, ...args]]
-    : [process.execPath, [cliBin, ...args]];
+    ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, cliBin, ...args]]
+    : [cliBin, args];
   return new Promise((resolve) => {
     execFile(
       cmd,

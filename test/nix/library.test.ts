@@ -82,7 +82,7 @@ describe('nix/ library', () => {
 
     // `nixoci` on PATH is this checkout's CLI
     const bin = mkdtempSync(join(tmpdir(), 'nixoci-shim-'));
-    writeFileSync(join(bin, 'nixoci'), `#!/bin/sh\nexec ${process.execPath} ${cliBin} "$@"\n`, {
+    writeFileSync(join(bin, 'nixoci'), `#!/bin/sh\nexec ${cliBin} "$@"\n`, {
       mode: 0o755,
     });
     const archive = join(work, 'image.tar');

@@ -38,6 +38,14 @@ describe('HTTPS registry', () => {
     }).trim();
     expect(digest).toBe(pushed.manifestDigest);
 
+    // The CA in NODE_EXTRA_CA_CERTS works as with any Node program (bin/nixoci.js passes it on
+    // to the connections nixoci makes, src/core/tls-trust.ts).
+    const viaEnv = await nixociJson<Report>(['push', '--graph', graphFile, ref], {
+      env: { NODE_EXTRA_CA_CERTS: env.tlsCaFile },
+    });
+    expect(viaEnv.manifestDigest).toBe(pushed.manifestDigest);
+    expect(viaEnv.layers.map((l) => l.action)).toEqual(['skipped', 'skipped', 'skipped']);
+
     const missing = await nixoci(['push', '--graph', graphFile, '--ca-file', '/nonexistent/ca.pem', ref]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/ca\.pem/);

@@ -379,7 +379,7 @@ export interface Child {
 }
 
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = repoRoot): Child {
-  const child = spawn(process.execPath, [cliBin, ...args], {
+  const child = spawn(cliBin, args, {
     cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

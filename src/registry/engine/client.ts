@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
+import { tlsTrust } from '../../core/tls-trust.js';
 import type { Endpoint, EngineKind } from './discover.js';
 
 /** Oldest Engine API nixoci speaks (Docker 1.13); newest it asks for. */
@@ -23,7 +24,7 @@ interface RequestInit {
   readonly body?: Readable | Buffer;
   readonly contentType?: string;
   readonly signal?: AbortSignal | undefined;
-  /** Unversioned path (for `/_ping`, before the API version is known). */
+  /** Unversioned path: the engine's own API version (usable before negotiation). */
   readonly raw?: boolean;
 }
 
@@ -109,8 +110,12 @@ export class EngineClient {
     return versionSchema.parse(await this.json('GET', '/version', { raw: true, signal }));
   }
 
+  // info, imageInspect and listImages use unversioned paths (the engine's own API version): what
+  // nixoci reads from them has not changed across versions, and so they can go out before (and
+  // while) GET /version negotiates, which saves a round trip in every inner-loop load.
+
   async info(signal?: AbortSignal): Promise<EngineInfo> {
-    return infoSchema.parse(await this.json('GET', '/info', { signal }));
+    return infoSchema.parse(await this.json('GET', '/info', { raw: true, signal }));
   }
 
   /** The containerd image store keeps layers per snapshotter and needs every layer in a load. */
@@ -124,7 +129,7 @@ export class EngineClient {
 
   /** `GET /images/{name}/json`; undefined when the engine has no such image. */
   async imageInspect(name: string, signal?: AbortSignal): Promise<ImageInspect | undefined> {
-    const res = await this.request('GET', `/images/${encodeURIComponent(name)}/json`, { signal });
+    const res = await this.request('GET', `/images/${encodeURIComponent(name)}/json`, { raw: true, signal });
     if (res.status === 404) {
       await drain(res.body);
       return undefined;
@@ -136,7 +141,9 @@ export class EngineClient {
   /** `GET /images/json` filtered by reference (a repository name matches all its tags). */
   async listImages(reference: string, signal?: AbortSignal): Promise<ImageSummary[]> {
     const filters = JSON.stringify({ reference: [reference] });
-    return listSchema.parse(await this.json('GET', '/images/json', { query: { filters }, signal }));
+    return listSchema.parse(
+      await this.json('GET', '/images/json', { query: { filters }, raw: true, signal }),
+    );
   }
 
   /**
@@ -222,14 +229,22 @@ export class EngineClient {
     if (ep.kind === 'tcp') {
       if (!ep.tls) return { host: ep.host, port: ep.port, ...plain };
       const read = (f: string | undefined): Buffer | undefined => (f ? readFileSync(f) : undefined);
+      // Without a ca.pem the engine's certificate is checked against the system CAs, plus
+      // NODE_EXTRA_CA_CERTS (src/core/tls-trust.ts); a secure context replaces cert and key.
+      const cert = read(ep.tls.cert);
+      const key = read(ep.tls.key);
+      const trust = ep.tls.ca
+        ? undefined
+        : tlsTrust([], { ...(cert ? { cert } : {}), ...(key ? { key } : {}) });
       return {
         host: ep.host,
         port: ep.port,
         ...({
           ca: read(ep.tls.ca),
-          cert: read(ep.tls.cert),
-          key: read(ep.tls.key),
+          cert,
+          key,
           rejectUnauthorized: ep.tls.verify,
+          ...trust,
         } as object),
       };
     }

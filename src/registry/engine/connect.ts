@@ -12,11 +12,18 @@ export interface ConnectedEngine {
  * version with the first endpoint that answers. An error that is not "nobody listens here"
  * (permission denied, API too old) stops the search: that engine exists and is the user's.
  */
-export async function connectEngine(o: DiscoverOptions & { signal?: AbortSignal }): Promise<ConnectedEngine> {
+export async function connectEngine(
+  o: DiscoverOptions & {
+    signal?: AbortSignal;
+    /** Called with each endpoint's client just before its negotiation, to start requests alongside. */
+    early?: (client: EngineClient) => void;
+  },
+): Promise<ConnectedEngine> {
   const endpoints = discoverEndpoints(o);
   const failures: string[] = [];
   for (const ep of endpoints) {
     const client = new EngineClient(ep, o.engine);
+    o.early?.(client);
     try {
       const version = await client.negotiate(o.signal);
       return { client, version };
