@@ -15,4 +15,9 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // the entry point is CommonJS (bin/package.json): see its header
+    files: ['bin/**/*.js'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
 );
