@@ -1,5 +1,5 @@
 #!/bin/sh
-':'; //; case "${NODE_OPTIONS-}" in *openssl-ca*) ;; *) if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then NIXOCI_DEFERRED_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export NIXOCI_DEFERRED_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi ;; esac; exec node "$0" "$@"
+':' //; case "${NODE_OPTIONS-}" in *openssl-ca*) ;; *) if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then NIXOCI_DEFERRED_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export NIXOCI_DEFERRED_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi ;; esac; exec node "$0" "$@"
 // nixoci's entry point: a shell script and a CommonJS module in one file (bin/package.json). The
 // shell reads the first two lines (JavaScript sees a string and a comment) and starts Node without
 // NODE_EXTRA_CA_CERTS, whose certificates Node 20 otherwise parses at start-up, ~35 ms on every run

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { childProcess } from '../core/builtins.js';
 import { writeFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Closure } from '../closure/closure.js';
@@ -41,7 +41,7 @@ function renderSvg(dot: string, out: string, log: (line: string) => void): Promi
   const bin = process.env.NIXOCI_DOT ?? 'dot';
   log(`running: ${bin} -Tsvg -o ${out}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, ['-Tsvg', '-o', out], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = childProcess().spawn(bin, ['-Tsvg', '-o', out], { stdio: ['pipe', 'ignore', 'pipe'] });
     const err: Buffer[] = [];
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { childProcess } from '../core/builtins.js';
 import { NixociError } from '../core/errors.js';
 
 export interface NixRunOptions {
@@ -16,7 +16,10 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
   const bin = options.bin ?? process.env.NIXOCI_NIX ?? 'nix';
   options.log?.(`running: ${[bin, ...args].map(quote).join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal });
+    const child = childProcess().spawn(bin, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      signal: options.signal,
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -1,5 +1,5 @@
-import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { v8 } from './builtins.js';
 
 /**
  * Streaming a gigabyte through 1 MiB chunks leaves the chunks' memory to V8's garbage collector,
@@ -18,7 +18,7 @@ let since = 0;
 function collector(): Gc | null {
   if (gc === undefined) {
     try {
-      setFlagsFromString('--expose-gc');
+      v8().setFlagsFromString('--expose-gc');
       gc = runInNewContext('gc') as Gc;
     } catch {
       gc = null;

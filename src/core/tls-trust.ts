@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
+import { tls } from './builtins.js';
 import { reason } from './errors.js';
 
 /**
@@ -47,9 +48,9 @@ export function tlsTrust(
   const more = deferredExtraCas(env);
   const pems = more ? [...extra, more] : [...extra];
   if (pems.length === 0) return undefined;
-  const secureContext = createSecureContext(client);
+  const secureContext = tls().createSecureContext(client);
   const native = (secureContext as { context?: { addCACert?: (pem: string) => void } }).context;
-  if (typeof native?.addCACert !== 'function') return { ca: [...rootCertificates, ...pems] };
+  if (typeof native?.addCACert !== 'function') return { ca: [...tls().rootCertificates, ...pems] };
   for (const pem of pems) native.addCACert(pem);
   return { secureContext };
 }

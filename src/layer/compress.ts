@@ -1,4 +1,4 @@
-import { createGzip } from 'node:zlib';
+import { zlib } from '../core/builtins.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
@@ -31,7 +31,7 @@ export function layerMediaType(c: Compression): MediaType {
  */
 export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
-  if (o.compression === 'gzip') return createGzip({ level, chunkSize: 256 << 10 });
+  if (o.compression === 'gzip') return zlib().createGzip({ level, chunkSize: 256 << 10 });
   if (o.compression === 'zstd') return new ZstdStream(level);
   return null;
 }

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
+import { childProcess, https, readline } from '../../core/builtins.js';
 import { tlsTrust } from '../../core/tls-trust.js';
 import type { Endpoint, EngineKind } from './discover.js';
 
@@ -163,7 +161,7 @@ export class EngineClient {
       });
     }
     const messages: string[] = [];
-    for await (const line of createInterface({ input: res.body, crlfDelay: Infinity })) {
+    for await (const line of readline().createInterface({ input: res.body, crlfDelay: Infinity })) {
       if (line.trim() === '') continue;
       let p: z.infer<typeof progressSchema>;
       try {
@@ -210,7 +208,7 @@ export class EngineClient {
       ...this.transport(),
     };
     const ep = this.endpoint;
-    const send = ep.kind === 'tcp' && ep.tls ? httpsRequest : httpRequest;
+    const send = ep.kind === 'tcp' && ep.tls ? https().request : httpRequest;
     return new Promise<EngineResponse>((resolve, reject) => {
       const req = send(opts, (res) => resolve({ status: res.statusCode ?? 0, body: res }));
       req.on('error', (e) => reject(this.connectError(e, init.signal)));
@@ -315,7 +313,7 @@ function sshConnection(ep: Extract<Endpoint, { kind: 'ssh' }>, engine: EngineKin
     ep.destination,
     ...remote,
   ];
-  const child = spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = childProcess().spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b: Buffer) => void (stderr = (stderr + b.toString()).slice(-2000)));
   const d = Duplex.from({ readable: child.stdout, writable: child.stdin });
