@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { Agent, Dispatcher, RequestInit, Response } from 'undici';
+import type { Agent, buildConnector as BuildConnector, Dispatcher, RequestInit, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
 import { hostname, isLoopbackHost } from './reference.js';
@@ -52,17 +52,25 @@ function agentFor(caFile: string | undefined, ca: readonly string[], timeoutMs: 
   const key = `${caFile ?? ''}\n${timeoutMs}`;
   let a = agents.get(key);
   if (!a) {
-    a = undici().then(
-      ({ Agent }) =>
-        new Agent({
-          connections: 16,
-          keepAliveTimeout: 30_000,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-          // the system CAs, plus --ca-file and NODE_EXTRA_CA_CERTS (see src/core/tls-trust.ts)
-          connect: { timeout: Math.min(15_000, timeoutMs), ...tlsTrust(ca) },
-        }),
-    );
+    a = undici().then(({ Agent, buildConnector }) => {
+      const timeout = Math.min(15_000, timeoutMs);
+      // The TLS trust (system CAs, plus --ca-file and NODE_EXTRA_CA_CERTS, src/core/tls-trust.ts)
+      // is built on the first HTTPS connection: parsing a CA bundle costs ~30 ms, which a push to
+      // a registry on loopback, over plain HTTP, never needs.
+      let plain: BuildConnector.connector | undefined;
+      let secure: BuildConnector.connector | undefined;
+      const connect: BuildConnector.connector = (opts, cb) => {
+        if (opts.protocol !== 'https:') return (plain ??= buildConnector({ timeout }))(opts, cb);
+        return (secure ??= buildConnector({ timeout, ...tlsTrust(ca) }))(opts, cb);
+      };
+      return new Agent({
+        connections: 16,
+        keepAliveTimeout: 30_000,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        connect,
+      });
+    });
     agents.set(key, a);
   }
   return a;
