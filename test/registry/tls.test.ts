@@ -52,6 +52,35 @@ describe('HTTPS registry', () => {
     expect(missing.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('reads NODE_EXTRA_CA_CERTS for HTTPS connections only', async () => {
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const extra = { NODE_EXTRA_CA_CERTS: '/nonexistent/extra.pem' };
+    // Plain HTTP to the loopback registry: the file is never opened (no warning), so a push pays
+    // nothing for a CA bundle it does not use.
+    const plain = await nixoci(
+      ['push', '--quiet', '--graph', graphFile, `docker://${env.registry}/tls/plain:${Date.now()}`],
+      { env: extra },
+    );
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(plain.stderr).toBe('');
+    // HTTPS: read then, and a file that cannot be read is ignored with a warning, as Node does.
+    const secure = await nixoci(
+      [
+        'push',
+        '--quiet',
+        '--graph',
+        graphFile,
+        '--ca-file',
+        env.tlsCaFile,
+        `docker://${env.registryTls}/tls/hello:${Date.now()}`,
+      ],
+      { env: extra },
+    );
+    expect(secure.code, secure.stderr).toBe(0);
+    expect(secure.stderr).toMatch(/^nixoci: warning: ignoring extra certs from \/nonexistent\/extra\.pem/);
+  });
+
   it('fetches tokens from an HTTPS realm trusted through the same --ca-file', async () => {
     const env = testEnv();
     // A token realm with a certificate from the test CA (scripts/services made it for this host).
