@@ -84,4 +84,6 @@ Environment (besides the registry and engine variables named by each command's f
   NIXOCI_WORKERS          layer worker threads (default: 2, or 1 on one CPU; 0: none)
   NIXOCI_NO_CODE_CACHE=1  compile nixoci afresh on every start instead of using a V8 code cache
   NIXOCI_DEBUG=1          add the stack trace to an internal error
+  NODE_EXTRA_CA_CERTS     extra CAs to trust for HTTPS registries and token realms, as in any
+                          Node program (read on the first HTTPS connection; see --ca-file)
 `;
