@@ -147,31 +147,34 @@ export class DaemonTarget implements ImageTarget {
     connected?: EngineView,
   ): Promise<EngineView> {
     const { engine, host, env } = this.opts;
-    const ask = (c: EngineClient): Promise<HeldImages> =>
-      Promise.all([c.info(ctx.signal), this.held(c, names!.name, names!.tags, ctx)]).then(([info, held]) => ({
-        ...names!,
-        info,
-        ...held,
-      }));
-    if (connected)
-      return engine === 'podman' || !names ? connected : { ...connected, held: await ask(connected.client) };
-    // For Docker and a known name the questions go out with GET /version (they need no negotiated
-    // API version), on the endpoint being tried; one that does not answer fails both.
+    // Podman loads every layer whatever it holds: nothing to ask.
+    const ask =
+      names && engine !== 'podman'
+        ? async (c: EngineClient): Promise<HeldImages> => {
+            const [info, held] = await Promise.all([
+              c.info(ctx.signal),
+              this.held(c, names.name, names.tags, ctx),
+            ]);
+            return { ...names, info, ...held };
+          }
+        : undefined;
+    if (connected) return ask ? { ...connected, held: await ask(connected.client) } : connected;
+    // The questions go out with GET /version (they need no negotiated API version), to the endpoint
+    // being tried; an endpoint that does not answer fails both, and connectEngine reports it.
     let early: { client: EngineClient; held: Promise<HeldImages> } | undefined;
     const { client, version } = await connectEngine({
       engine,
       host,
       env,
       signal: ctx.signal,
-      early:
-        engine === 'podman' || !names
-          ? undefined
-          : (c) => {
-              early = { client: c, held: ask(c) };
-              early.held.catch(() => undefined); // an endpoint that fails is reported by connectEngine
-            },
+      ...(ask && {
+        early: (c: EngineClient) => {
+          early = { client: c, held: ask(c) };
+          early.held.catch(() => undefined);
+        },
+      }),
     });
-    if (engine === 'podman' || !names) return { client, version };
+    if (!ask) return { client, version };
     return { client, version, held: await (early?.client === client ? early.held : ask(client)) };
   }
 
