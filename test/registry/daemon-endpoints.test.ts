@@ -1,9 +1,10 @@
 // Engine discovery: DOCKER_HOST=tcp:// (through a loopback TCP forwarder to the private socket), a
 // docker context created by the real docker CLI, ssh:// (through a stand-in `ssh` that runs the real
 // `docker system dial-stdio`), and the errors when nothing answers.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +14,8 @@ import { DaemonTarget } from '../../src/registry/docker-daemon-target.js';
 import { connectEngine } from '../../src/registry/engine/connect.js';
 import { discoverEndpoints, parseHost } from '../../src/registry/engine/discover.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
-import { testEnv } from '../helpers/env.js';
+import { nixoci } from '../helpers/cli.js';
+import { repoRoot, testEnv } from '../helpers/env.js';
 import { buildFixtureClosure } from '../helpers/nix.js';
 import { closureOfGraph, imageOf, tempDir } from './daemon-helpers.js';
 
@@ -119,6 +121,71 @@ describe('DaemonTarget engine discovery', () => {
     );
     expect((one as NixociError).code).toBe('DAEMON_UNREACHABLE');
     expect((one as NixociError).message).toContain(`${dir}/docker.sock`);
+  });
+
+  it('stops with a clear error when the engine speaks an API older than 1.25', async () => {
+    // A stand-in for an old engine (none of that age runs here): it answers every request the way
+    // Docker 1.12 would answer GET /version. The other questions go out alongside /version; the
+    // error must still be the version's, not theirs.
+    const dir = tempDir('nixoci-old-engine-');
+    const sock = path.join(dir, 'docker.sock');
+    const seen: string[] = [];
+    const old = createHttpServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      res.setHeader('api-version', '1.24');
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/version')
+        res.end(JSON.stringify({ ApiVersion: '1.24', Version: '1.12.6', Arch: 'amd64', Os: 'linux' }));
+      else res.writeHead(404).end(JSON.stringify({ message: 'page not found' }));
+    });
+    await new Promise<void>((resolve) => old.listen(sock, resolve));
+    try {
+      const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+      const r = await nixoci(['load', '--graph', fx.graphFile, '--host', `unix://${sock}`, `old-${run}:v1`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nixoci: error: the Docker engine at unix://${sock} speaks Engine API 1.24, older than 1.25\n` +
+          'hint: upgrade the engine (version 1.12.6) to Docker ≥ 1.13 or Podman ≥ 3\n',
+      );
+      expect(seen).toContain('GET /version');
+      expect(seen.filter((l) => l.startsWith('POST'))).toEqual([]);
+    } finally {
+      old.close();
+    }
+  });
+
+  it("says permission denied, and what to do, when the socket is not the user's", async () => {
+    // As root every socket opens; run nixoci as `nobody` against the engine's root:docker 0660
+    // socket. The checkout may not be readable by nobody, so bin/ and dist/ are copied.
+    const dir = tempDir('nixoci-nobody-');
+    chmodSync(dir, 0o755);
+    for (const d of ['bin', 'dist']) cpSync(path.join(repoRoot, d), path.join(dir, d), { recursive: true });
+    cpSync(path.join(repoRoot, 'package.json'), path.join(dir, 'package.json'));
+    const cache = path.join(dir, 'cache');
+    mkdirSync(cache, { mode: 0o777 });
+    chmodSync(cache, 0o777);
+    const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+    const r = spawnSync(
+      'setpriv',
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        path.join(dir, 'bin', 'nixoci.js'),
+        'load',
+        '--graph',
+        fx.graphFile,
+        '--host',
+        `unix://${socketPath()}`,
+        `nobody-${run}:v1`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, HOME: cache, XDG_CACHE_HOME: cache } },
+    );
+    expect(r.status, r.stderr).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: cannot connect to the Docker engine at unix://${socketPath()}: permission denied\n` +
+        `hint: add your user to the group owning ${socketPath()} (usually \`docker\`) and log in again, or use a rootless engine\n`,
+    );
   });
 
   it('reports a load the engine rejects, with its message', async () => {
