@@ -3,7 +3,7 @@ import type { Closure } from '../closure/closure.js';
 import { NixociError } from '../core/errors.js';
 import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
-import { DigestCache, defaultCacheDir } from '../layer/cache.js';
+import { DigestCache, cacheDirOf } from '../layer/cache.js';
 import { COMPRESSIONS, type Compression } from '../layer/compress.js';
 import { LayerWorkerPool } from '../layer/worker-pool.js';
 import { makeLayers, type Layer, type LayerProgress } from '../layer/layer.js';
@@ -103,7 +103,7 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
       labels,
     },
     created,
-    cache: new DigestCache(v['no-cache'] ? null : (v['cache-dir'] ?? defaultCacheDir())),
+    cache: new DigestCache(cacheDirOf(v)),
     keepSetuid: v['keep-setuid'] ?? false,
   };
 }

@@ -29,8 +29,9 @@ export const HELP_IMAGE_FLAGS = `Image:
   --expose PORT[/PROTO]         ExposedPorts (repeatable)
   --label KEY=VALUE             label (repeatable)
   --created TIME                creation time, RFC 3339 (default: 1970-01-01T00:00:01Z, reproducible)
-  --cache-dir DIR               digest cache (default: $XDG_CACHE_HOME/nixoci or ~/.cache/nixoci)
-  --no-cache                    neither read nor write the digest cache
+  --cache-dir DIR               digest cache, and where pushed blobs are (for mounts); default:
+                                $XDG_CACHE_HOME/nixoci or ~/.cache/nixoci
+  --no-cache                    neither read nor write the cache
   --keep-setuid                 keep setuid/setgid bits of store files (cleared by default)
 
 Customisation layer (added as the last layer for a devbox source, --preset, --user NAME:UID,

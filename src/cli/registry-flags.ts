@@ -1,5 +1,6 @@
 import { NixociError } from '../core/errors.js';
 import { parseCredsFlag } from '../registry/auth/credentials.js';
+import { cacheDirOf } from '../layer/cache.js';
 import { parseReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { intFlag, usage, type OptionSpec } from './flags.js';
@@ -71,6 +72,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     mountFrom: strings(flags['mount-from']),
     cacheFrom,
     insecureRegistries: strings(flags['insecure-registry']),
+    cacheDir: cacheDirOf(flags),
     ...(creds ? { creds } : {}),
     ...(caFile ? { caFile } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),

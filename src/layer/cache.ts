@@ -31,6 +31,12 @@ export function defaultCacheDir(): string {
   return join(base, 'nixoci');
 }
 
+/** The cache directory that --cache-dir and --no-cache choose (null: no cache). */
+export function cacheDirOf(flags: { 'cache-dir'?: unknown; 'no-cache'?: unknown }): string | null {
+  if (flags['no-cache']) return null;
+  return typeof flags['cache-dir'] === 'string' ? flags['cache-dir'] : defaultCacheDir();
+}
+
 /**
  * Store paths never change, so the digests of a layer made from them can be kept forever, keyed by
  * what determines the bytes: the store paths and their narHashes, the synthetic entries, the tar

@@ -4,6 +4,7 @@ import type { Blob } from '../image/image.js';
 import type { ProgressEvent } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
+import type { BlobHolders } from './holders.js';
 import { completeUploadConfirmed, uploadBlob } from './upload.js';
 
 export type BlobAction = 'skipped' | 'mounted' | 'uploaded' | 'reused';
@@ -17,33 +18,16 @@ export interface PushedLayer {
 export interface PushContext {
   readonly client: RegistryClient;
   readonly repository: string;
-  /** Repositories on the same registry to try mounting from, in order. */
+  /** Repositories on the same registry to try mounting from, in order (after those known). */
   readonly mountFrom: readonly string[];
+  /** Repositories of this registry known to hold each blob (earlier pushes): mount sources. */
+  readonly holders: BlobHolders;
   /** Blobs the repository is known to hold (named by its current manifests): no HEAD needed. */
   readonly present?: ReadonlySet<Digest>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
   /** Runs the part that reads the store (hashing for a mount, uploading) in a bounded pool. */
   readonly produce?: <T>(fn: () => Promise<T>) => Promise<T>;
-}
-
-/**
- * Repositories seen holding a blob, per registry, for the life of the process: a blob pushed to
- * one repository is mounted, not sent again, when the next push goes to another.
- */
-const seen = new Map<string, Map<Digest, Set<string>>>();
-
-export function rememberBlob(registry: string, digest: Digest, repository: string): void {
-  let r = seen.get(registry);
-  if (!r) seen.set(registry, (r = new Map()));
-  let s = r.get(digest);
-  if (!s) r.set(digest, (s = new Set()));
-  s.add(repository);
-}
-
-/** Repositories of `registry` this process has seen holding `digest` (mount sources). */
-export function knownHolders(registry: string, digest: Digest): string[] {
-  return [...(seen.get(registry)?.get(digest) ?? [])];
 }
 
 /**
@@ -60,13 +44,9 @@ export async function pushLayer(
   const { client, repository, signal } = ctx;
   const produce = ctx.produce ?? (<T>(fn: () => Promise<T>): Promise<T> => fn());
   const candidates = (d: Digest): string[] =>
-    [
-      ...new Set([
-        ...(reusedFrom ? [reusedFrom] : []),
-        ...knownHolders(client.registry, d),
-        ...ctx.mountFrom,
-      ]),
-    ].filter((r) => r !== repository);
+    [...new Set([...(reusedFrom ? [reusedFrom] : []), ...ctx.holders.get(d), ...ctx.mountFrom])].filter(
+      (r) => r !== repository,
+    );
 
   let d = layer.known;
   if (d) {
@@ -116,7 +96,7 @@ function done(
   action: BlobAction,
   bytesSent: number,
 ): PushedLayer {
-  rememberBlob(ctx.client.registry, digests.digest, ctx.repository);
+  ctx.holders.add(digests.digest, ctx.repository);
   ctx.onProgress?.({ kind: 'layer-done', id, action });
   return { digests, action, bytesSent };
 }
@@ -136,6 +116,5 @@ export async function pushSmallBlob(
     await client.cancelUpload(location);
     throw e;
   }
-  rememberBlob(client.registry, blob.digest, repository);
   return true;
 }

@@ -19,7 +19,8 @@ import {
 } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import { RegistryClient } from './client.js';
-import { knownHolders, pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
+import { BlobHolders } from './holders.js';
+import { pushLayer, pushSmallBlob, type PushContext, type PushedLayer } from './push-blob.js';
 import { formatReference, type ImageReference } from './reference.js';
 import { registryCodes } from './registry-error.js';
 import { imageReport } from './target-result.js';
@@ -31,6 +32,11 @@ export interface RegistryTargetOptions {
   readonly tags?: readonly string[];
   /** Repositories on the same registry that may hold the layers, for cross-repository mounts. */
   readonly mountFrom?: readonly string[];
+  /**
+   * The digest cache's directory, where the repositories known to hold each blob are kept for the
+   * mounts of later pushes (null or unset: for this process only).
+   */
+  readonly cacheDir?: string | null;
   /** Images whose annotated layers may be reused without reading the store (besides the target tag). */
   readonly cacheFrom?: readonly ImageReference[];
   readonly creds?: { readonly username: string; readonly password: string };
@@ -107,6 +113,7 @@ export class RegistryTarget implements ImageTarget {
     const early = this.early;
     this.early = undefined;
     const mountFrom = [...(this.options.mountFrom ?? [])];
+    const holders = BlobHolders.for(ref.registry, this.options.cacheDir);
 
     try {
       const prepared = early ? await early.result : undefined;
@@ -131,6 +138,7 @@ export class RegistryTarget implements ImageTarget {
         client,
         repository: repo,
         mountFrom,
+        holders,
         present,
         produce: pLimit(Math.min(concurrency, PRODUCERS)),
         ...(signal ? { signal } : {}),
@@ -165,7 +173,7 @@ export class RegistryTarget implements ImageTarget {
       // all the mounts, instead of a new one each time a concurrent mount meets a missing scope.
       for (const l of all)
         if (l.known && !present.has(l.known.digest))
-          for (const from of knownHolders(ref.registry, l.known.digest))
+          for (const from of holders.get(l.known.digest))
             if (from !== repo) client.auth.addScope(from, 'pull');
       // Started biggest first (results stay in layer order): the last layer to be made is then a
       // small one, and both cores stay busy to the end.
@@ -230,6 +238,9 @@ export class RegistryTarget implements ImageTarget {
           ? e
           : new NixociError('ABORTED', `${this.description}: aborted`, { cause: e });
       throw e;
+    } finally {
+      // What this push found or sent is kept for the mounts of the next, even if it failed later.
+      holders.save();
     }
   }
 
@@ -336,7 +347,13 @@ export class RegistryTarget implements ImageTarget {
     for (const layer of image.layers) {
       // pushLayer HEADs first, so only what the registry really lacks is sent again.
       await pushLayer(
-        { client, repository: repo, mountFrom: [], ...(signal ? { signal } : {}) },
+        {
+          client,
+          repository: repo,
+          mountFrom: [],
+          holders: BlobHolders.for(this.ref.registry, this.options.cacheDir),
+          ...(signal ? { signal } : {}),
+        },
         layer,
         're-send',
         undefined,

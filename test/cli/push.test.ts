@@ -52,6 +52,57 @@ describe('nixoci push', () => {
     ]);
   });
 
+  it('mounts from the repository an earlier run pushed to, with no --mount-from', async () => {
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+    try {
+      const staging = `docker://${env.registry}/${uniqueRepo('staging')}:v1`;
+      const first = await nixociJson<Report>([
+        'push',
+        '--graph',
+        v1.graphFile,
+        staging,
+        '--cache-dir',
+        cacheDir,
+      ]);
+      expect(first.layers.every((l) => l.action === 'uploaded')).toBe(true);
+
+      // Another run, another repository of the same registry: the cache remembers where the
+      // blobs are, so every layer is mounted; nothing is read or sent.
+      const prodRepo = uniqueRepo('prod');
+      const prod = await nixociJson<Report>([
+        'push',
+        '--graph',
+        v1.graphFile,
+        `docker://${env.registry}/${prodRepo}:v1`,
+        '--cache-dir',
+        cacheDir,
+      ]);
+      expect(prod.layers.map((l) => l.action)).toEqual(first.layers.map(() => 'mounted'));
+      expect(prod.layers.every((l) => l.bytesSent === 0)).toBe(true);
+      expect(prod.bytesRead).toBe(0);
+      expect(prod.manifestDigest).toBe(first.manifestDigest);
+      await verifyPushed(env.registry, prodRepo, 'v1');
+
+      // Without that memory (another cache dir) the layers are uploaded.
+      const other = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+      try {
+        const fresh = await nixociJson<Report>([
+          'push',
+          '--graph',
+          v1.graphFile,
+          `docker://${env.registry}/${uniqueRepo('fresh')}:v1`,
+          '--cache-dir',
+          other,
+        ]);
+        expect(fresh.layers.every((l) => l.action === 'uploaded')).toBe(true);
+      } finally {
+        rmSync(other, { recursive: true, force: true });
+      }
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+
   it('build --to docker:// with --mount-from mounts every layer', async () => {
     const repo = uniqueRepo('cli-src');
     const cacheDir = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
