@@ -245,6 +245,14 @@ export class Transport {
         cause: e,
       });
     }
+    // OpenSSL's text for a server that answers TLS in plain HTTP is a path into its sources.
+    if ((cause as { code?: unknown })?.code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+      return new NixociError(
+        'REGISTRY_UNREACHABLE',
+        `cannot reach ${this.baseUrl}: the server does not speak TLS (plain HTTP?)`,
+        { hint: `pass --insecure-registry ${this.host} if it serves plain HTTP`, cause: e },
+      );
+    }
     return new NixociError('REGISTRY_UNREACHABLE', `cannot reach ${this.baseUrl}: ${reason(cause)}`, {
       hint: tlsHint
         ? 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP'

@@ -52,6 +52,35 @@ describe('HTTPS registry', () => {
     expect(missing.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('speaks plain HTTP to a non-loopback name only with --insecure-registry', async () => {
+    // The plain-HTTP registry, by a name that is not loopback by its spelling (/etc/hosts maps it
+    // to 127.0.0.1): HTTPS by default, which it does not speak.
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const port = env.registry.split(':')[1]!;
+    const host = `registry.nixoci.test:${port}`;
+    const ref = `docker://${host}/insecure/hello:${Date.now()}`;
+    const refused = await nixoci(['push', '--quiet', '--graph', graphFile, ref]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `nixoci: error: cannot reach https://${host}: the server does not speak TLS (plain HTTP?)\n` +
+        `hint: pass --insecure-registry ${host} if it serves plain HTTP\n`,
+    );
+    for (const insecure of [host, 'registry.nixoci.test']) {
+      const pushed = await nixociJson<Report>([
+        'push',
+        '--graph',
+        graphFile,
+        '--insecure-registry',
+        insecure,
+        ref,
+      ]);
+      expect(pushed.layers.length).toBe(3);
+    }
+    const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', ref], { encoding: 'utf8' });
+    expect(JSON.parse(raw).layers).toHaveLength(3);
+  });
+
   it('reads NODE_EXTRA_CA_CERTS for HTTPS connections only', async () => {
     const env = testEnv();
     const { graphFile } = await buildExampleClosure();
