@@ -3,7 +3,8 @@
 // `docker system dial-stdio`), and the errors when nothing answers.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createTlsServer } from 'node:tls';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import path from 'node:path';
@@ -57,6 +58,53 @@ describe('DaemonTarget engine discovery', () => {
     }).write([image], {});
     expect(r.target).toBe(`docker-daemon:${name}:latest`);
     expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
+  });
+
+  it('loads through DOCKER_HOST=tcp:// with TLS, trusting DOCKER_CERT_PATH/ca.pem or NODE_EXTRA_CA_CERTS', async () => {
+    // A TLS front for the private socket, with the test CA's certificate for registry.nixoci.test
+    // (127.0.0.1 in /etc/hosts), as `dockerd --tlsverify` would serve.
+    const auth = path.dirname(testEnv().tlsCaFile);
+    const front = createTlsServer(
+      { cert: readFileSync(path.join(auth, 'tls.crt')), key: readFileSync(path.join(auth, 'tls.key')) },
+      (c) => {
+        const u = connect(socketPath());
+        c.pipe(u).pipe(c);
+        c.on('error', () => u.destroy());
+        u.on('error', () => c.destroy());
+      },
+    );
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const tlsPort = (front.address() as { port: number }).port;
+    const host = `tcp://registry.nixoci.test:${tlsPort}`;
+    const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+    const withCa = tempDir('nixoci-docker-certs-');
+    writeFileSync(path.join(withCa, 'ca.pem'), readFileSync(testEnv().tlsCaFile));
+    const empty = tempDir('nixoci-docker-certs-empty-');
+    const load = (certs: string, extra: Record<string, string>, tag: string) =>
+      nixoci(
+        ['load', '--graph', fx.graphFile, '--entrypoint', `${fx.app}/bin/app`, `nixoci-tls-${run}:${tag}`],
+        {
+          env: { DOCKER_HOST: host, DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: certs, ...extra },
+        },
+      );
+    try {
+      const viaCertPath = await load(withCa, {}, 'a');
+      expect(viaCertPath.code, viaCertPath.stderr).toBe(0);
+      const viaExtraCas = await load(empty, { NODE_EXTRA_CA_CERTS: testEnv().tlsCaFile }, 'b');
+      expect(viaExtraCas.code, viaExtraCas.stderr).toBe(0);
+      expect(await dockerRunOutput(`nixoci-tls-${run}:b`)).toContain('fixture app daemon-v1');
+      const untrusted = await load(empty, {}, 'c');
+      expect(untrusted.code).toBe(1);
+      expect(untrusted.stderr).toMatch(
+        new RegExp(
+          `^nixoci: error: cannot connect to the Docker engine at ${host}: .*(certificate|issuer)`,
+          'i',
+        ),
+      );
+      expect(untrusted.stderr).toMatch(/\nhint: put the CA of the engine's certificate in DOCKER_CERT_PATH/);
+    } finally {
+      front.close();
+    }
   });
 
   it('loads through the current docker context', async () => {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { isIP } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
@@ -238,6 +239,10 @@ export class EngineClient {
         host: ep.host,
         port: ep.port,
         ...({
+          // The certificate is checked against the engine's host name. Without a servername, Node
+          // takes the Host header ("docker", as the docker CLI sends) and rejects every
+          // certificate. An IP address is checked as such, and sent without SNI.
+          servername: isIP(ep.host) ? '' : ep.host,
           ca: read(ep.tls.ca),
           cert,
           key,
@@ -283,6 +288,12 @@ export class EngineClient {
           this.endpoint.kind === 'unix'
             ? `add your user to the group owning ${this.endpoint.socketPath} (usually \`docker\`) and log in again, or use a rootless engine`
             : 'check the engine address and its access rights',
+        cause: e,
+      });
+    }
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(String(code ?? ''))) {
+      return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: ${reason(e)}`, {
+        hint: "put the CA of the engine's certificate in DOCKER_CERT_PATH/ca.pem (or NODE_EXTRA_CA_CERTS)",
         cause: e,
       });
     }
