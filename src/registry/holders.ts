@@ -49,6 +49,8 @@ export class BlobHolders {
 
   /** Notes that `repository` holds `digest` (it was found, mounted or uploaded there). */
   add(digest: Digest, repository: string): void {
+    // Already known as the latest holder (an unchanged push): nothing to write.
+    if (this.load().get(digest)?.[0] === repository) return;
     remember(this.load(), digest, repository);
     remember(this.learned, digest, repository);
   }
