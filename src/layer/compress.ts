@@ -52,6 +52,29 @@ const OUT = 1 << 20;
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Spent output buffers of this thread's compressors. Only a consumer that is done with a chunk for
+ * good gives one back (a layer worker writing the blob to a file, once the write returned); chunks
+ * posted to another thread or held by an HTTP body are left to the garbage collector.
+ */
+const spareOut: Buffer[] = [];
+const ownOut = new WeakSet<Buffer>();
+const MAX_SPARE_OUT = 4;
+
+function outBuffer(): Buffer {
+  const b = spareOut.pop() ?? Buffer.allocUnsafe(OUT);
+  ownOut.add(b);
+  return b;
+}
+
+/** Gives an output chunk of a ZstdStream back for the next ones, once nothing refers to it. */
+export function recycleOutput(b: Buffer): void {
+  if (ownOut.has(b) && spareOut.length < MAX_SPARE_OUT) {
+    ownOut.delete(b);
+    spareOut.push(b);
+  }
+}
+
+/**
  * zstd as a Transform over one reused context (zstd-napi's CompressStream makes a context of
  * several MB per layer, which only a full garbage collection frees) writing whole 1 MiB output
  * chunks (CompressStream pushes ~128 KiB slices, which a layer worker must copy to post). The
@@ -59,7 +82,7 @@ const EMPTY = Buffer.alloc(0);
  */
 class ZstdStream extends Transform {
   private cctx: ZstdBinding.CCtx | undefined;
-  private out = Buffer.allocUnsafe(OUT);
+  private out = outBuffer();
   private filled = 0;
 
   constructor(private readonly level: number) {
@@ -113,7 +136,7 @@ class ZstdStream extends Transform {
       this.filled += produced;
       if (this.filled === OUT) {
         this.push(this.out);
-        this.out = Buffer.allocUnsafe(OUT);
+        this.out = outBuffer();
         this.filled = 0;
       }
       input = input.subarray(consumed);

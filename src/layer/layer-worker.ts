@@ -1,8 +1,10 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { NixociError } from '../core/errors.js';
-import type { CompressionOptions } from './compress.js';
+import { recycleOutput, type CompressionOptions } from './compress.js';
 import { streamLayer, streamTar } from './layer-pipeline.js';
+import { recycleChunk } from './tar-stream.js';
 import type { PlannedLayer } from './plan.js';
 import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
 
@@ -20,12 +22,18 @@ export interface LayerJob {
   readonly entries?: readonly SourcedEntry[];
   /** Only the tar (uncompressed layers): the main thread hashes it as it arrives. */
   readonly bare?: boolean;
+  /**
+   * Write the blob into this file (created by the caller) here, instead of posting its chunks:
+   * no transfer to the main thread, and the compressor's output buffers are reused.
+   */
+  readonly file?: string;
 }
 
 export type ToWorker =
   { type: 'job'; job: LayerJob } | { type: 'ack'; id: number } | { type: 'abort'; id: number };
 export type FromWorker =
   | { type: 'chunk'; id: number; chunk: Uint8Array; tarBytes: number; readBytes: number }
+  | { type: 'progress'; id: number; tarBytes: number; readBytes: number }
   | {
       type: 'done';
       id: number;
@@ -62,9 +70,35 @@ async function run(job: LayerJob): Promise<void> {
       w?.();
     },
   });
+  let fd: number | undefined;
+  const closeFile = (): void => {
+    if (fd === undefined) return;
+    try {
+      closeSync(fd);
+    } catch {
+      // already reported, or nothing to report: the descriptor is gone either way
+    }
+    fd = undefined;
+  };
   const sink = new Writable({
     highWaterMark: 1 << 20,
     write(chunk: Buffer, _enc, cb) {
+      if (fd !== undefined) {
+        try {
+          for (let off = 0; off < chunk.length;) off += writeSync(fd, chunk, off);
+        } catch (e) {
+          cb(e as Error);
+          return;
+        }
+        recycleOutput(chunk);
+        recycleChunk(chunk);
+        const readBytes = stats.bytesRead - reported;
+        reported = stats.bytesRead;
+        port.postMessage({ type: 'progress', id: job.id, tarBytes, readBytes } satisfies FromWorker);
+        tarBytes = 0;
+        cb();
+        return;
+      }
       // Transfer the memory instead of copying it when the chunk is big and owns its whole
       // ArrayBuffer (big chunks are fresh reads or concatenations; small ones may be shared
       // constants such as the end-of-archive blocks, which must never be detached).
@@ -84,6 +118,8 @@ async function run(job: LayerJob): Promise<void> {
     },
   });
   try {
+    // r+, not w: the caller made the file, and one it removed since (an abort) must stay removed.
+    if (job.file !== undefined) fd = openSync(job.file, 'r+');
     const entries = job.entries ? job.entries.map(asBuffers) : collectEntries(job.planned, job.tree);
     let digests: import('./cache.js').LayerDigests | undefined;
     if (job.bare) await streamTar(entries, stats, sink, abort.signal);
@@ -91,6 +127,10 @@ async function run(job: LayerJob): Promise<void> {
       digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
         tarBytes += n;
       });
+    // Closed before 'done' (and before 'error'): the caller renames or removes the file when it
+    // hears of it.
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
     const msg: FromWorker = {
       type: 'done',
       id: job.id,
@@ -100,6 +140,7 @@ async function run(job: LayerJob): Promise<void> {
     };
     port.postMessage(msg);
   } catch (e) {
+    closeFile();
     const err = e as Error;
     port.postMessage({
       type: 'error',
@@ -110,6 +151,7 @@ async function run(job: LayerJob): Promise<void> {
       name: err.name,
     } satisfies FromWorker);
   } finally {
+    closeFile();
     running.delete(job.id);
   }
 }

@@ -1,3 +1,4 @@
+import { createWriteStream, openSync, writeFileSync } from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
@@ -70,18 +71,25 @@ export class Layer {
   }
 
   /**
-   * Streams the blob into `sink` and resolves with its digests once everything was written.
+   * Streams the blob into `sink`, or into an existing empty `{ file }`, and resolves with its
+   * digests once everything was written.
    * `hashHere`: an uncompressed layer made by a worker is hashed on this thread as its bytes arrive,
    * the worker only reading the store. For a caller that streams one layer at a time (an archive),
    * reading and hashing then overlap on two cores instead of taking turns on one.
    */
-  async writeTo(sink: Writable, signal?: AbortSignal, o: { hashHere?: boolean } = {}): Promise<LayerDigests> {
+  async writeTo(
+    sink: Writable | { readonly file: string },
+    signal?: AbortSignal,
+    o: { hashHere?: boolean } = {},
+  ): Promise<LayerDigests> {
     if (this.bytes && this.known) {
-      await pipeline(
-        Readable.from([this.bytes], { objectMode: false }),
-        sink,
-        ...(signal ? [{ signal }] : []),
-      );
+      if ('file' in sink) writeFileSync(sink.file, this.bytes, { flag: 'r+' });
+      else
+        await pipeline(
+          Readable.from([this.bytes], { objectMode: false }),
+          sink,
+          ...(signal ? [{ signal }] : []),
+        );
       return this.known;
     }
     const progress = this.options.onProgress;
@@ -111,7 +119,23 @@ export class Layer {
       this.options.stats.bytesRead += n;
     };
     let digests: LayerDigests;
-    if (useWorker && pool && o.hashHere && this.options.compression === 'none') {
+    if ('file' in sink) {
+      // A file (the OCI layout's blobs): a worker writes it itself, so the blob never crosses
+      // threads; on this thread it is streamed into the file.
+      if (useWorker && pool)
+        digests = (await pool.run({ ...job, file: sink.file }, null, { onTarBytes, onReadBytes }, signal))!;
+      else {
+        // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the store)
+        // must not leave an open pending that fails later, with nobody listening, once the
+        // caller has removed the file.
+        const out = createWriteStream('', { fd: openSync(sink.file, 'r+') });
+        try {
+          digests = await streamLayer(this.tree(), compression, this.options.stats, out, signal, onTarBytes);
+        } finally {
+          out.destroy();
+        }
+      }
+    } else if (useWorker && pool && o.hashHere && this.options.compression === 'none') {
       const diff = new DigestStream(onTarBytes);
       const piped = pipeline(diff, sink, ...(signal ? [{ signal }] : []));
       piped.catch(() => undefined); // its failure also fails the run below

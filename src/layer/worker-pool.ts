@@ -47,12 +47,13 @@ export class LayerWorkerPool {
   }
 
   /**
-   * Runs a job, writing the blob's chunks into `sink` (which is ended at the end). Resolves with
-   * the digests, or undefined for a bare job (the caller hashes).
+   * Runs a job, writing the blob's chunks into `sink` (which is ended at the end), or, with no sink,
+   * into the job's `file` from the worker itself. Resolves with the digests, or undefined for a bare
+   * job (the caller hashes).
    */
   async run(
     job: Omit<LayerJob, 'id'>,
-    sink: Writable,
+    sink: Writable | null,
     cb: JobCallbacks,
     signal?: AbortSignal,
   ): Promise<LayerDigests | undefined> {
@@ -78,7 +79,11 @@ export class LayerWorkerPool {
         };
         const onMessage = (m: FromWorker): void => {
           if (m.id !== id || failed) return;
-          if (m.type === 'chunk') {
+          if (m.type === 'progress') {
+            cb.onTarBytes?.(m.tarBytes);
+            cb.onReadBytes(m.readBytes);
+          } else if (m.type === 'chunk') {
+            if (!sink) return fail(new Error('internal: a chunk from a job that writes its own file'));
             cb.onTarBytes?.(m.tarBytes);
             cb.onReadBytes(m.readBytes);
             const buf = Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength);
@@ -94,8 +99,10 @@ export class LayerWorkerPool {
             cb.onReadBytes(m.readBytes);
             chain = chain
               .then(async () => {
-                sink.end();
-                await finished(sink);
+                if (sink) {
+                  sink.end();
+                  await finished(sink);
+                }
                 cleanup();
                 resolve(m.digests);
               })
@@ -113,12 +120,12 @@ export class LayerWorkerPool {
         const cleanup = (): void => {
           worker.off('message', onMessage);
           worker.off('error', onError);
-          sink.off('error', onSinkError);
+          sink?.off('error', onSinkError);
           signal?.removeEventListener('abort', onAbort);
         };
         worker.on('message', onMessage);
         worker.on('error', onError);
-        sink.on('error', onSinkError);
+        sink?.on('error', onSinkError);
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
         worker.postMessage({ type: 'job', job: { ...job, id } } satisfies ToWorker);
@@ -126,8 +133,8 @@ export class LayerWorkerPool {
     } catch (e) {
       // The caller learns of the failure from the rejection; the sink must not throw it again
       // as an unhandled 'error' event.
-      sink.on('error', () => undefined);
-      sink.destroy(e as Error);
+      sink?.on('error', () => undefined);
+      sink?.destroy(e as Error);
       throw e;
     } finally {
       slot.busy--;

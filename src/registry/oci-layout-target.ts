@@ -1,7 +1,7 @@
 import { imageReport, writeError } from './target-result.js';
 import { removeStaleFiles } from '../core/stale-files.js';
 import {
-  createWriteStream,
+  closeSync,
   existsSync,
   mkdirSync,
   openSync,
@@ -73,15 +73,10 @@ export class OciLayoutTarget implements ImageTarget {
             `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
           );
           tmps.add(tmp);
-          // Opened now, not lazily: a layer that fails before its first byte (a FIFO in the
-          // store) must not leave an open pending that later fails with nobody listening.
-          const sink = createWriteStream(tmp, { fd: openSync(tmp, 'wx') });
-          let digests: LayerDigests;
-          try {
-            digests = await layer.writeTo(sink, ctx.signal);
-          } finally {
-            sink.destroy();
-          }
+          // Made now (exclusively), and written by whoever makes the blob: a layer worker writes
+          // it itself, so a big blob never crosses threads.
+          closeSync(openSync(tmp, 'wx'));
+          const digests = await layer.writeTo({ file: tmp }, ctx.signal);
           this.commitBlob(tmp, digests.digest);
           tmps.delete(tmp);
           return { digests, written: true };

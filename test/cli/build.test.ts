@@ -116,15 +116,22 @@ describe('nixoci build', () => {
       `docker-archive:${archive}`,
       '--no-cache',
     ]);
+    const layout = tmp('cold-oci');
     const o = await nixociJson<Report>([
       'build',
       '--graph',
       fx.graphFile,
       '--to',
-      `oci:${tmp('cold-oci')}`,
+      `oci:${layout}`,
       '--no-cache',
     ]);
     expect(a.layers.map((l) => l.diffId)).toEqual(o.layers.map((l) => l.diffId));
+    // The layout's blobs (big ones written by the layer workers themselves) hold those bytes.
+    for (const l of o.layers) {
+      const blob = readFileSync(join(layout, 'blobs', 'sha256', l.digest.slice('sha256:'.length)));
+      expect(sha256Digest(blob)).toBe(l.digest);
+      expect(blob.length).toBe(l.size);
+    }
     expect(a.layers.some((l) => l.size > 1 << 20)).toBe(true);
     // ... and they are the digests of the bytes in the archive.
     const manifest = JSON.parse(

@@ -8,9 +8,10 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { CompressStream, Decompressor } from 'zstd-napi';
 import type { StorePath } from '../../src/closure/store-path.js';
-import { compressor } from '../../src/layer/compress.js';
+import { sha256Digest } from '../../src/core/digest.js';
+import { compressor, recycleOutput } from '../../src/layer/compress.js';
 import { streamLayer } from '../../src/layer/layer-pipeline.js';
-import { tarStream } from '../../src/layer/tar-stream.js';
+import { recycleChunk, tarStream } from '../../src/layer/tar-stream.js';
 import { collectEntries } from '../../src/layer/tree.js';
 
 /** Text-like input with repeats (compressible) and random runs, fed in uneven chunks. */
@@ -79,9 +80,11 @@ describe('zstd compressor (one reused context per thread)', () => {
     expect(l19.length).toBeLessThan(l1.length);
   });
 
-  it('reuses spent tar chunks without corrupting the layers that follow', async () => {
+  it('reuses spent tar chunks and output chunks without corrupting the layers that follow', async () => {
     // Several MiB per layer, so that chunks are given back by the compressor and taken again by the
-    // next tar chunks, within one layer and across layers.
+    // next tar chunks, within one layer and across layers; the sink gives every output chunk back
+    // once it has copied it, as a layer worker writing a file does (the random part does not
+    // compress, so each layer has several full output chunks).
     const root = mkdtempSync(join(tmpdir(), 'nixoci-recycle-'));
     try {
       const storeDir = join(root, 'nix', 'store');
@@ -100,7 +103,12 @@ describe('zstd compressor (one reused context per thread)', () => {
         layers.map(async (entries) => {
           const chunks: Buffer[] = [];
           const sink = new (await import('node:stream')).Writable({
-            write: (c: Buffer, _e, cb) => (chunks.push(Buffer.from(c)), cb()),
+            write: (c: Buffer, _e, cb) => {
+              chunks.push(Buffer.from(c));
+              recycleOutput(c);
+              recycleChunk(c);
+              cb();
+            },
           });
           const d = await streamLayer(entries, zstd, { bytesRead: 0 }, sink, undefined);
           return { blob: Buffer.concat(chunks), d };
@@ -111,6 +119,9 @@ describe('zstd compressor (one reused context per thread)', () => {
         const { blob, d } = outs[i]!;
         expect(new Decompressor().decompress(blob).equals(tar)).toBe(true);
         expect(d.tarSize).toBe(tar.length);
+        expect(blob.length).toBeGreaterThan(3 << 20);
+        expect(d.digest).toBe(sha256Digest(blob));
+        expect(d.size).toBe(blob.length);
       }
     } finally {
       rmSync(root, { recursive: true, force: true });
