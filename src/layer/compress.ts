@@ -2,6 +2,7 @@ import { zlib } from '../core/builtins.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
+import { BufferPool } from '../core/buffer-pool.js';
 import { MediaType } from '../core/media-types.js';
 import { recycleChunk } from './tar-stream.js';
 
@@ -52,26 +53,15 @@ const OUT = 1 << 20;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Spent output buffers of this thread's compressors. Only a consumer that is done with a chunk for
- * good gives one back (a layer worker writing the blob to a file, once the write returned); chunks
- * posted to another thread or held by an HTTP body are left to the garbage collector.
+ * Output buffers of this thread's compressors, given back by a consumer that is done with a chunk
+ * for good (a layer worker, once the chunk is written to the blob's file).
  */
-const spareOut: Buffer[] = [];
-const ownOut = new WeakSet<Buffer>();
-const MAX_SPARE_OUT = 4;
-
-function outBuffer(): Buffer {
-  const b = spareOut.pop() ?? Buffer.allocUnsafe(OUT);
-  ownOut.add(b);
-  return b;
-}
+const outputs = new BufferPool(OUT, 4);
+const outBuffer = (): Buffer => outputs.take();
 
 /** Gives an output chunk of a ZstdStream back for the next ones, once nothing refers to it. */
 export function recycleOutput(b: Buffer): void {
-  if (ownOut.has(b) && spareOut.length < MAX_SPARE_OUT) {
-    ownOut.delete(b);
-    spareOut.push(b);
-  }
+  outputs.give(b);
 }
 
 /**

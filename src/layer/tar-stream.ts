@@ -1,6 +1,7 @@
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { NixociError } from '../core/errors.js';
+import { BufferPool } from '../core/buffer-pool.js';
 import { noteBytes } from '../core/memory.js';
 import { encodeHeader, END_OF_ARCHIVE, entrySize, padding } from './tar-header.js';
 import { printable, storeReadError, type SourcedEntry } from './tree.js';
@@ -18,26 +19,16 @@ export function tarSize(entries: readonly SourcedEntry[]): number {
 const CHUNK = 1 << 20;
 
 /**
- * Spent tar chunks of this thread, for the next ones. Only a consumer that is done with a chunk
- * for good (the zstd compressor, which copies what it keeps) gives one back; every other chunk is
- * left to the garbage collector as before.
+ * Spent tar chunks of this thread, for the next ones: given back by a consumer that is done with a
+ * chunk for good (the zstd compressor, which copies what it keeps; a layer worker once the chunk
+ * is written to the blob's file).
  */
-const spare: Buffer[] = [];
-const pooled = new WeakSet<Buffer>();
-const MAX_SPARE = 8;
-
-function chunk(): Buffer {
-  const b = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
-  pooled.add(b);
-  return b;
-}
+const chunks = new BufferPool(CHUNK, 8);
+const chunk = (): Buffer => chunks.take();
 
 /** Gives a chunk made by tarStream back once nothing refers to it any more. */
 export function recycleChunk(b: Buffer): void {
-  if (pooled.has(b) && spare.length < MAX_SPARE) {
-    pooled.delete(b);
-    spare.push(b);
-  }
+  chunks.give(b);
 }
 
 /** A fresh tar stream of `entries`, read straight from the store. */
