@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { atomicWrite } from '../core/atomic-write.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import type { Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
@@ -77,15 +78,11 @@ export class DigestCache {
 
   put(key: string, d: LayerDigests): void {
     if (!this.dir) return;
-    const file = this.file(key);
-    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
       mkdirSync(join(this.dir, 'v1', key.slice(0, 2)), { recursive: true });
-      writeFileSync(tmp, JSON.stringify(d) + '\n');
-      renameSync(tmp, file);
+      atomicWrite(this.file(key), JSON.stringify(d) + '\n');
     } catch {
       // A cache that cannot be written only costs speed next time; never fail the build for it.
-      rmSync(tmp, { force: true });
     }
   }
 

@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { atomicWrite } from '../core/atomic-write.js';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 
 /** Repositories remembered per blob (most recent first), and blobs per registry (most recent kept). */
@@ -65,15 +66,13 @@ export class BlobHolders {
     const merged = read(file, this.registry);
     for (const [digest, repos] of this.learned)
       for (const r of [...repos].reverse()) remember(merged, digest, r);
-    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
       mkdirSync(join(this.dir, 'holders', 'v1'), { recursive: true });
       const blobs = Object.fromEntries(merged);
-      writeFileSync(tmp, JSON.stringify({ version: 1, registry: this.registry, blobs }) + '\n');
-      renameSync(tmp, file);
+      atomicWrite(file, JSON.stringify({ version: 1, registry: this.registry, blobs }) + '\n');
       this.learned.clear();
     } catch {
-      rmSync(tmp, { force: true });
+      // kept in memory: the next save tries again
     }
   }
 

@@ -1,4 +1,5 @@
 import { imageReport, writeError } from './target-result.js';
+import { atomicWrite } from '../core/atomic-write.js';
 import { removeStaleFiles } from '../core/stale-files.js';
 import {
   closeSync,
@@ -9,7 +10,6 @@ import {
   renameSync,
   rmSync,
   statSync,
-  writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
@@ -190,14 +190,4 @@ function safeJson(s: string): unknown {
  */
 function removeStaleTemps(dir: string): void {
   for (const d of [dir, join(dir, 'blobs', 'sha256')]) removeStaleFiles(d, /^\.tmp-(\d+)-|\.(\d+)\.tmp$/);
-}
-
-export function atomicWrite(file: string, data: string | Buffer): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, file);
-  } finally {
-    rmSync(tmp, { force: true });
-  }
 }
