@@ -77,6 +77,7 @@ export interface ImageInspect {
  */
 export class EngineClient {
   private api = MIN_API_VERSION;
+  private connection: RequestOptions | undefined;
 
   constructor(
     readonly endpoint: Endpoint,
@@ -206,7 +207,7 @@ export class EngineClient {
       path: fullPath,
       headers,
       signal: init.signal,
-      ...this.transport(),
+      ...(this.connection ??= this.transport()),
     };
     const ep = this.endpoint;
     const send = ep.kind === 'tcp' && ep.tls ? https().request : httpRequest;
@@ -219,6 +220,10 @@ export class EngineClient {
     });
   }
 
+  /**
+   * How to reach the engine, worked out on the first request: a TLS engine's files are read, and
+   * its secure context (a CA bundle parsed) built, once per client rather than per request.
+   */
   private transport(): RequestOptions {
     const ep = this.endpoint;
     // No TLS, so no server name: without one, Node's agent works it out with net.isIP, whose
