@@ -263,11 +263,6 @@ export class RegistryTarget implements ImageTarget {
     );
   }
 
-  /**
-   * Reads the manifests at the target tag and at each --cache-from, and gives every matching layer
-   * its digests from their annotations. Failing to read the target is fatal (pushing would fail
-   * the same way); failing to read a cache source is only a note.
-   */
   /** The client for the push, with the scopes it needs asked for up front. */
   private pushClient(ctx: WriteContext): RegistryClient {
     const { ref } = this;
@@ -290,7 +285,11 @@ export class RegistryTarget implements ImageTarget {
     return { matched, present: new Set(found.present), topDigest: found.topDigest };
   }
 
-  /** Reads the manifests at the tag and at each `--cache-from` for their annotated layers. */
+  /**
+   * Reads the manifests at the target tag and at each `--cache-from` for their annotated layers.
+   * Failing to read the target is fatal (pushing would fail the same way); failing to read a cache
+   * source is only a note.
+   */
   private async fetchReusable(
     arches: readonly string[],
     client: RegistryClient,
