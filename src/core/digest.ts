@@ -35,23 +35,30 @@ export function hashDigest(h: Hash): Digest {
  * has finished.
  */
 export class DigestStream extends Transform {
-  constructor(private readonly onChunk?: (bytes: number) => void) {
+  /** `counted`: the caller knows the digest already and wants the size only (no hash is computed). */
+  constructor(
+    private readonly onChunk?: (bytes: number) => void,
+    counted?: { readonly digest: Digest },
+  ) {
     super();
+    this.known = counted?.digest;
+    this.hash = counted ? undefined : sha256();
   }
 
-  private readonly hash = sha256();
+  private readonly known: Digest | undefined;
+  private readonly hash: Hash | undefined;
   private bytes = 0;
   private final: { digest: Digest; size: number } | undefined;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.length;
     this.onChunk?.(chunk.length);
     cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    this.final = { digest: hashDigest(this.hash), size: this.bytes };
+    this.final = { digest: this.hash ? hashDigest(this.hash) : this.known!, size: this.bytes };
     cb();
   }
 

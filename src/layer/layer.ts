@@ -75,7 +75,8 @@ export class Layer {
    * digests once everything was written.
    * `hashHere`: an uncompressed layer made by a worker is hashed on this thread as its bytes arrive,
    * the worker only reading the store. For a caller that streams one layer at a time (an archive),
-   * reading and hashing then overlap on two cores instead of taking turns on one.
+   * reading and hashing then overlap on two cores instead of taking turns on one; a layer whose
+   * digests are known is only counted.
    */
   async writeTo(
     sink: Writable | { readonly file: string },
@@ -136,7 +137,10 @@ export class Layer {
         }
       }
     } else if (useWorker && pool && o.hashHere && this.options.compression === 'none') {
-      const diff = new DigestStream(onTarBytes);
+      // A layer whose digest the cache knows is counted, not hashed again: the tar is the same bytes
+      // (the cache key is the store paths' narHashes), and a Docker engine checks every diffID of an
+      // archive it loads anyway.
+      const diff = new DigestStream(onTarBytes, this.known && { digest: this.known.diffId });
       const piped = pipeline(diff, sink, ...(signal ? [{ signal }] : []));
       piped.catch(() => undefined); // its failure also fails the run below
       await pool.run({ ...job, bare: true }, diff, { onReadBytes }, signal);

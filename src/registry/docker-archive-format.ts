@@ -60,6 +60,8 @@ export interface ArchiveOptions {
   readonly onLayerDone?: (index: number, digests: LayerDigests) => void;
   /** Called with every chunk of layer content written (index, bytes). */
   readonly onLayerBytes?: (index: number, bytes: number) => void;
+  /** Awaited after the last layer, before the config and `manifest.json` are written. */
+  readonly beforeConfig?: () => Promise<void>;
 }
 
 export interface ArchiveResult {
@@ -126,6 +128,7 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
     digests.push(d);
     o.onLayerDone?.(i, d);
   }
+  await o.beforeConfig?.();
   const rendered = renderImage(image, digests);
   const configName = configEntryName(rendered.config);
   yield fileEntry(configName, rendered.config.bytes);

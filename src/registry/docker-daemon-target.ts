@@ -1,4 +1,5 @@
 import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
+import type { Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
 import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
 import { Prepared, type ImageTarget, type TargetResult, type WriteContext } from '../image/target.js';
@@ -71,6 +72,8 @@ export class DaemonTarget implements ImageTarget {
       view = await this.look({ name, tags }, ctx, view);
 
     let prefix = 0;
+    // Several archives in a row: only Docker's classic store looks earlier layers up by chain ID.
+    let grouped = false;
     if (engine === 'podman') {
       notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
     } else {
@@ -81,7 +84,7 @@ export class DaemonTarget implements ImageTarget {
           'the engine uses the containerd image store: every layer sent (it needs the whole archive)',
         );
         found.length = 0;
-      }
+      } else grouped = true;
       prefix = found.length;
       const unchanged =
         prefix === image.layers.length ? this.unchanged(image, name, tags, found.ids) : undefined;
@@ -100,7 +103,7 @@ export class DaemonTarget implements ImageTarget {
     const repoTags = tags.map((t) => `${name}:${t}`);
     let sent: { result: ArchiveResult; bytes: number[] };
     try {
-      sent = await this.load(client, image, repoTags, prefix, ctx);
+      sent = await this.load(client, image, repoTags, prefix, grouped, ctx);
     } catch (e) {
       if (prefix === 0 || !(e instanceof NixociError) || e.code !== 'DAEMON') throw e;
       // The guess was wrong (the engine dropped those layers since we asked): send everything.
@@ -109,7 +112,7 @@ export class DaemonTarget implements ImageTarget {
       );
       ctx.log?.(`retrying the load with every layer: ${reason(e)}`);
       prefix = 0;
-      sent = await this.load(client, image, repoTags, prefix, ctx);
+      sent = await this.load(client, image, repoTags, prefix, grouped, ctx);
     }
 
     const { rendered } = sent.result;
@@ -190,42 +193,101 @@ export class DaemonTarget implements ImageTarget {
     return { name: repositoryFromStorePath(root), tags: this.tagsOr([storePathHash(root)]) };
   }
 
-  /** Streams the archive (layers from `prefix` on) into the engine. */
+  /**
+   * Streams the archive (layers from `prefix` on) into the engine. With `grouped` (Docker's classic
+   * image store), a big load goes as several archives in a row (`loadGroups`), so that the engine
+   * imports one group of layers while the next one streams: its loader writes a whole archive to
+   * disk before it imports the first layer.
+   */
   private async load(
     client: EngineClient,
     image: Image,
     repoTags: readonly string[],
     prefix: number,
+    grouped: boolean,
     ctx: WriteContext,
   ): Promise<{ result: ArchiveResult; bytes: number[] }> {
     const bytes = image.layers.map(() => 0);
     const started = new Set<number>();
-    const archive = dockerArchive({
-      image,
-      repoTags,
-      include: image.layers.map((_, i) => i >= prefix),
-      signal: ctx.signal,
-      onLayerBytes: (i, n) => {
-        if (!started.has(i)) {
-          started.add(i);
-          ctx.onProgress?.({
-            kind: 'layer-start',
-            id: String(i),
-            label: layerLabel(image.layers[i]!),
-            total: image.layers[i]!.tarSize(),
-          });
-        }
-        bytes[i]! += n;
-        ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
-      },
-      onLayerDone: (i) => ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'sent' }),
-    });
-    const { messages } = await client.loadImage(archive.stream, ctx.signal);
-    for (const m of messages) ctx.log?.(m);
-    const result = await archive.result;
-    for (let i = 0; i < prefix; i++)
-      ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
-    return { result, bytes };
+    const groups = grouped
+      ? loadGroups(
+          image.layers.map((l) => l.tarSize()),
+          prefix,
+        )
+      : [[prefix, image.layers.length] as const];
+    if (groups.length > 1)
+      ctx.log?.(
+        `loading in ${groups.length} archives: layers ${groups.map(([s, e]) => `${s}-${e - 1}`).join(', ')}`,
+      );
+    const loads: Promise<ArchiveResult>[] = [];
+    const steps: Digest[] = [];
+    try {
+      for (const [g, [start, end]] of groups.entries()) {
+        const last = g === groups.length - 1;
+        const before = loads[g - 1];
+        let streamed!: () => void;
+        const layersStreamed = new Promise<void>((resolve) => (streamed = resolve));
+        const archive = dockerArchive({
+          image: last ? image : loadStep(image, end),
+          repoTags: last ? repoTags : [],
+          include: image.layers.slice(0, end).map((_, i) => i >= start),
+          signal: ctx.signal,
+          // The engine looks the earlier groups' layers up once this archive has ended: it must
+          // not end before the previous load has registered them.
+          beforeConfig: async () => {
+            streamed();
+            await before;
+          },
+          onLayerBytes: (i, n) => {
+            if (!started.has(i)) {
+              started.add(i);
+              ctx.onProgress?.({
+                kind: 'layer-start',
+                id: String(i),
+                label: layerLabel(image.layers[i]!),
+                total: image.layers[i]!.tarSize(),
+              });
+            }
+            bytes[i]! += n;
+            ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
+          },
+          onLayerDone: (i) => ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'sent' }),
+        });
+        const loaded = client.loadImage(archive.stream, ctx.signal).then(async ({ messages }) => {
+          for (const m of messages) ctx.log?.(m);
+          const r = await archive.result;
+          if (!last) steps.push(r.rendered.config.digest);
+          return r;
+        });
+        loaded.catch(() => undefined);
+        loads.push(loaded);
+        // One group streams at a time: the next starts once this one's layers are out.
+        await Promise.race([layersStreamed, loaded]);
+      }
+      const results = await Promise.all(loads);
+      for (let i = 0; i < prefix; i++)
+        ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
+      return { result: results[results.length - 1]!, bytes };
+    } catch (e) {
+      // The first group that failed says why; a later one only failed with it.
+      const settled = await Promise.allSettled(loads);
+      const first = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      throw first ? first.reason : e;
+    } finally {
+      // The steps' images only carried layers that now belong to the image (or, after a failure,
+      // to nothing): they go, whatever happened. Not with ctx.signal, which may be what ended the
+      // load.
+      if (steps.length > 0) {
+        const signal = AbortSignal.timeout(10_000);
+        await Promise.all(
+          steps.map((id) =>
+            client.removeImage(id, signal).catch((e: unknown) => {
+              ctx.log?.(`cannot remove the intermediate image ${id}: ${reason(e)}`);
+            }),
+          ),
+        );
+      }
+    }
   }
 
   /**
@@ -315,6 +377,62 @@ interface EngineView {
   readonly version: EngineVersion;
   /** What the engine holds under the image's name (Docker only). */
   readonly held?: HeldImages;
+}
+
+/**
+ * A load sends its layers as one archive below this many bytes, and as several above
+ * (NIXOCI_LOAD_GROUP_BYTES overrides it: tests, tuning).
+ */
+const GROUPED_LOAD_BYTES = 128 << 20;
+
+/** Label of the images a grouped load makes on the way (removed at its end). */
+export const LOAD_STEP_LABEL = 'org.nixoci.load-step';
+
+/**
+ * The image of the first `end` layers, loaded as a step of a grouped load. Its label keeps its ID
+ * apart from any real image's, so that removing it afterwards can never remove one.
+ */
+function loadStep(image: Image, end: number): Image {
+  return {
+    ...image,
+    layers: image.layers.slice(0, end),
+    run: { ...image.run, labels: { ...image.run.labels, [LOAD_STEP_LABEL]: String(end) } },
+  };
+}
+
+/**
+ * The layers [start, end) of each archive of a load. Docker's loader writes a whole archive to disk
+ * before it imports the first layer, so the first group is small (a twelfth of the bytes: the
+ * engine starts importing soon) and the next ones a sixth each: while the engine imports a group
+ * the next one streams, and the import (the slower side, ~4× here) never waits. More and smaller
+ * groups measured slower: each load has a cost of its own (docs/performance.md).
+ */
+export function loadGroups(
+  sizes: readonly number[],
+  prefix: number,
+  minBytes = Number(process.env.NIXOCI_LOAD_GROUP_BYTES ?? GROUPED_LOAD_BYTES),
+): [number, number][] {
+  const total = sizes.reduce((a, b, i) => (i < prefix ? a : a + b), 0);
+  if (!(total >= minBytes)) return [[prefix, sizes.length]];
+  const groups: [number, number][] = [];
+  let start = prefix;
+  let acc = 0;
+  let share = 1 / 12;
+  const maxShare = 1 / 6;
+  let left = total;
+  for (let i = prefix; i < sizes.length - 1; i++) {
+    acc += sizes[i]!;
+    left -= sizes[i]!;
+    // (a last group of a few bytes would cost a load of its own for nothing)
+    if (acc >= share * total && left >= (share * total) / 2) {
+      groups.push([start, i + 1]);
+      start = i + 1;
+      acc = 0;
+      share = Math.min(share * 2, maxShare);
+    }
+  }
+  groups.push([start, sizes.length]);
+  return groups;
 }
 
 /** The store path name as a repository name: lower case, [a-z0-9._-], starting with a letter or digit. */

@@ -158,7 +158,10 @@ export class EngineClient {
       signal,
     });
     if (res.status !== 200) {
-      throw new NixociError('DAEMON', `${this.name()} rejected the image: ${await errorMessage(res)}`, {
+      const message = await errorMessage(res);
+      // An engine that answered before the end of the archive will not read the rest.
+      body.destroy();
+      throw new NixociError('DAEMON', `${this.name()} rejected the image: ${message}`, {
         hint: 'see the engine log for details',
       });
     }

@@ -1,0 +1,153 @@
+// A load in several archives (Docker's classic store, big loads): the engine imports one group of
+// layers while the next streams. Against the real dockerd, with the threshold lowered so that the
+// small fixture closure goes in several archives; the built CLI (layer workers, as users run it).
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOAD_STEP_LABEL, loadGroups } from '../../src/registry/docker-daemon-target.js';
+import { nixoci } from '../helpers/cli.js';
+import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { tempDir } from './daemon-helpers.js';
+
+const MiB = 1 << 20;
+
+describe('loadGroups', () => {
+  it('keeps a small load in one archive', () => {
+    expect(loadGroups([10 * MiB, 20 * MiB, 1000], 0, 128 * MiB)).toEqual([[0, 3]]);
+    expect(loadGroups([200 * MiB, 20 * MiB, 1000], 1, 128 * MiB)).toEqual([[1, 3]]);
+  });
+
+  it('splits a big one into a small first group and bigger ones, covering every layer once', () => {
+    const sizes = [2, 40, 40, 40, 40, 147, 105, 73, 52, 53, 53, 53, 53, 53, 53, 20, 20, 20, 0.03].map((m) =>
+      Math.round(m * MiB),
+    );
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const groups = loadGroups(sizes, 0, 128 * MiB);
+    expect(groups.length).toBeGreaterThanOrEqual(4);
+    expect(groups.length).toBeLessThanOrEqual(8);
+    // contiguous, in order, from the first layer to the last
+    expect(groups[0]![0]).toBe(0);
+    expect(groups.at(-1)![1]).toBe(sizes.length);
+    for (let g = 1; g < groups.length; g++) expect(groups[g]![0]).toBe(groups[g - 1]![1]);
+    const bytes = groups.map(([s, e]) => sizes.slice(s, e).reduce((a, b) => a + b, 0));
+    // the first group is the smallest share, so that the engine starts importing early
+    expect(bytes[0]!).toBeLessThan(total / 4);
+    expect(bytes[0]!).toBeLessThanOrEqual(Math.min(...bytes.slice(1, -1)));
+    // no group of a few bytes at the end: the app layer goes with the ones before it
+    expect(groups.at(-1)![1] - groups.at(-1)![0]).toBeGreaterThan(1);
+  });
+
+  it('starts after the layers the engine has', () => {
+    const groups = loadGroups([100 * MiB, 100 * MiB, 100 * MiB, 100 * MiB, 100 * MiB], 2, 128 * MiB);
+    expect(groups[0]![0]).toBe(2);
+    expect(groups.at(-1)![1]).toBe(5);
+    expect(groups.length).toBeGreaterThan(1);
+  });
+});
+
+interface JsonLayer {
+  action: string;
+  bytesSent: number;
+  diffId: string;
+}
+
+const run = randomBytes(4).toString('hex');
+const stepImages = async (): Promise<string[]> =>
+  (await docker(['images', '-a', '-q', '--filter', `label=${LOAD_STEP_LABEL}`])).stdout
+    .split('\n')
+    .filter(Boolean);
+
+describe('nixoci load in several archives (real dockerd)', () => {
+  const cacheDir = tempDir('nixoci-grouped-cache-');
+  let fx: FixtureClosure;
+  const env = (): NodeJS.ProcessEnv => ({ DOCKER_HOST: testEnv().dockerHost, NIXOCI_LOAD_GROUP_BYTES: '1' });
+  const load = (name: string, host?: string, cache = cacheDir) =>
+    nixoci(
+      [
+        'load',
+        '--graph',
+        fx.graphFile,
+        ...(host ? ['--host', host] : []),
+        name,
+        '--cache-dir',
+        cache,
+        '--entrypoint',
+        `${fx.app}/bin/app`,
+        '--json',
+        '-v',
+      ],
+      { env: env() },
+    );
+
+  beforeAll(async () => {
+    fx = await buildFixtureClosure({ tag: `grouped-${run}` });
+  });
+
+  afterAll(async () => {
+    const r = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'], { check: false });
+    await dockerRmi(...r.stdout.split('\n').filter((l) => l.includes(run)));
+  });
+
+  it('loads an image that runs, with the diffIDs it reports, and leaves no step image behind', async () => {
+    for (const [name, cache] of [
+      // an empty cache: every layer is hashed on its way to the engine
+      [`nixoci-grouped-${run}:cold`, cacheDir],
+      // the cache knows every digest now; with the first image removed, every layer is sent again,
+      // counted and not hashed, and the engine checks each diffID against the config
+      [`nixoci-grouped-${run}:warm`, cacheDir],
+    ] as const) {
+      if (name.endsWith(':warm')) await dockerRmi(`nixoci-grouped-${run}:cold`);
+      const r = await load(name, undefined, cache);
+      expect(r.code, r.stderr).toBe(0);
+      const archives = /loading in (\d+) archives/.exec(r.stderr);
+      expect(archives, r.stderr).not.toBeNull();
+      expect(Number(archives![1])).toBeGreaterThanOrEqual(2);
+      const report = JSON.parse(r.stdout) as { layers: JsonLayer[] };
+      expect(report.layers.every((l) => l.action === 'sent' && l.bytesSent > 0)).toBe(true);
+      const inspect = await docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', name]);
+      expect(JSON.parse(inspect.stdout)).toEqual(report.layers.map((l) => l.diffId));
+      expect(await dockerRunOutput(name)).toContain(`fixture app grouped-${run}`);
+      expect(await stepImages()).toEqual([]);
+    }
+  });
+
+  it('fails with the engine’s message when a later archive is refused, removing the steps it made', async () => {
+    // A proxy in front of the real engine refuses the second POST /images/load; the first goes
+    // through and leaves a step image, which nixoci must remove.
+    const upstream = testEnv().dockerHost.replace(/^unix:\/\//, '');
+    const sock = join(tempDir('nixoci-grouped-proxy-'), 'docker.sock');
+    let loads = 0;
+    const proxy = createHttpServer((req, res) => {
+      if (/\/images\/load/.test(req.url ?? '') && ++loads === 2) {
+        req.resume();
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: 'injected failure of the second archive' }));
+        return;
+      }
+      const up = httpRequest(
+        { socketPath: upstream, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => proxy.listen(sock, resolve));
+    try {
+      const name = `nixoci-grouped-${run}:refused`;
+      const r = await load(name, `unix://${sock}`, tempDir('nixoci-grouped-refused-'));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/rejected the image: injected failure of the second archive/);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      expect(loads).toBeGreaterThanOrEqual(2);
+      expect(await stepImages()).toEqual([]);
+      expect((await docker(['image', 'inspect', name], { check: false })).code).not.toBe(0);
+    } finally {
+      proxy.close();
+    }
+  });
+});
