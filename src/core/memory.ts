@@ -7,9 +7,10 @@ import { v8 } from './builtins.js';
  * collection every STEP bytes keeps the peak flat (a young-generation heap here collects in well
  * under a millisecond). Each thread counts for itself: with two layer workers and the main
  * thread, up to 3 × STEP of spent chunks wait for a collection (8 MiB: peak RSS of a zstd build
- * of the 1 GB bench closure 190 MB instead of 230 MB at 32 MiB, same speed).
+ * of the 1 GB bench closure 190 MB instead of 230 MB at 32 MiB, same speed; 4 MiB since zstd's
+ * window grew by 2 MiB a context: a cold zstd push's peak 185–192 MB instead of 182–203 MB).
  */
-const STEP = 8 << 20;
+const STEP = 4 << 20;
 
 type Gc = (o: { type: 'minor' | 'major' }) => void;
 let gc: Gc | null | undefined;

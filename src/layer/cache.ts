@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
-import type { Compression } from './compress.js';
+import { ZSTD_FRAMING, type Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
 import { TAR_FORMAT_VERSION } from './tar-header.js';
 
@@ -52,6 +52,7 @@ export class DigestCache {
       tar: TAR_FORMAT_VERSION,
       compression,
       level: compression === 'none' ? 0 : level,
+      ...(compression === 'zstd' ? { zstd: ZSTD_FRAMING } : {}),
       paths: layer.storePaths,
       narHashes: layer.narHashes,
       extra: layer.extra ?? [],

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { CompressStream, Decompressor } from 'zstd-napi';
 import type { StorePath } from '../../src/closure/store-path.js';
 import { sha256Digest } from '../../src/core/digest.js';
-import { compressor, recycleOutput } from '../../src/layer/compress.js';
+import { compressor, recycleOutput, ZSTD_FRAME, ZSTD_WINDOW_LOG } from '../../src/layer/compress.js';
 import { streamLayer } from '../../src/layer/layer-pipeline.js';
 import { recycleChunk, tarStream } from '../../src/layer/tar-stream.js';
 import { collectEntries } from '../../src/layer/tree.js';
@@ -34,23 +34,52 @@ async function through(t: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<Buf
   return out;
 }
 
+/**
+ * What a layer's blob must be: the tar cut into ZSTD_FRAME pieces, each compressed by a fresh
+ * zstd-napi CompressStream (level, a window of ZSTD_FRAME, no checksum), fed in 1 MiB writes, the
+ * frames concatenated; one empty frame for an empty tar.
+ */
+async function reference(chunks: Buffer[], level = 3): Promise<Buffer> {
+  const all = Buffer.concat(chunks);
+  const frames: Buffer[] = [];
+  for (let at = 0; at < all.length || frames.length === 0; at += ZSTD_FRAME) {
+    const piece = all.subarray(at, at + ZSTD_FRAME);
+    const writes: Buffer[] = [];
+    for (let i = 0; i < piece.length; i += 1 << 20) writes.push(piece.subarray(i, i + (1 << 20)));
+    frames.push(
+      await through(
+        new CompressStream({
+          compressionLevel: level,
+          windowLog: ZSTD_WINDOW_LOG,
+          checksumFlag: false,
+          nbWorkers: 0,
+        }),
+        writes,
+      ),
+    );
+  }
+  return Buffer.concat(frames);
+}
+
 describe('zstd compressor (one reused context per thread)', () => {
-  it('writes the same bytes as a fresh zstd-napi CompressStream, layer after layer', async () => {
-    // Several layers in a row, including an empty one: each must be a complete frame of its own,
+  it('writes the frames of fresh zstd-napi CompressStreams, whatever the chunking, layer after layer', async () => {
+    // Several layers in a row, including an empty one and ones of more than one frame (uneven
+    // input chunks, some straddling a frame's end): each must be complete frames of its own,
     // unaffected by the context having compressed the layer before.
     for (const [seed, size] of [
       [1, 3 << 20],
       [2, 0],
       [3, 700_000],
-      [4, 5 << 20],
+      [4, ZSTD_FRAME * 2 + 12345],
+      [5, ZSTD_FRAME],
     ] as const) {
       const chunks = size === 0 ? [] : input(seed, size);
       const ours = await through(compressor({ compression: 'zstd' })!, chunks);
-      const reference = await through(
-        new CompressStream({ compressionLevel: 3, checksumFlag: false, nbWorkers: 0 }),
-        chunks,
-      );
-      expect(ours.equals(reference)).toBe(true);
+      const expected = await reference(chunks);
+      expect(ours.equals(expected)).toBe(true);
+      // the same bytes fed in one piece
+      const whole = await through(compressor({ compression: 'zstd' })!, [Buffer.concat(chunks)]);
+      expect(whole.equals(expected)).toBe(true);
       expect(new Decompressor().decompress(ours).equals(Buffer.concat(chunks))).toBe(true);
     }
   });
@@ -64,19 +93,14 @@ describe('zstd compressor (one reused context per thread)', () => {
     await new Promise((r) => setImmediate(r));
     // The next layer takes the same context: its frame must not continue the abandoned one.
     const next = await through(compressor({ compression: 'zstd' })!, chunks);
-    const reference = await through(
-      new CompressStream({ compressionLevel: 3, checksumFlag: false, nbWorkers: 0 }),
-      chunks,
-    );
-    expect(next.equals(reference)).toBe(true);
+    expect(next.equals(await reference(chunks))).toBe(true);
   });
 
   it('keeps levels apart', async () => {
     const chunks = input(6, 1 << 20);
     const l19 = await through(compressor({ compression: 'zstd', level: 19 })!, chunks);
     const l1 = await through(compressor({ compression: 'zstd', level: 1 })!, chunks);
-    const ref1 = await through(new CompressStream({ compressionLevel: 1, nbWorkers: 0 }), chunks);
-    expect(l1.equals(ref1)).toBe(true);
+    expect(l1.equals(await reference(chunks, 1))).toBe(true);
     expect(l19.length).toBeLessThan(l1.length);
   });
 
