@@ -123,7 +123,7 @@ const churnB = (
 ).stdout.trim();
 // app variants: counter 1..K, each changes only bench-app (and the graph)
 const R = cfg.reps;
-const K = 5 * R;
+const K = 6 * R;
 const variantExpr = `map (c: (import ${closureNix} { sizeMB = ${cfg.sizeMB}; counter = c; }).graph) [ ${Array.from(
   { length: K },
   (_, i) => i + 1,
@@ -442,26 +442,60 @@ if (!hasLoad) {
     ...opts,
     step: (i) => dockerLoad(archives[i]),
   });
+  // #4's baseline: a one-layer-per-path docker-archive piped into `docker load`, the way
+  // dockerTools.streamLayeredImage is used; the archive is written by nixoci (warm digest cache),
+  // the fastest such producer at hand.
+  const q = (x) => `'${x.replaceAll("'", `'\\''`)}'`;
+  const dockerPipe = (graph, tag) =>
+    sh(
+      `${nixociArgv(['build', '--graph', graph, '--to', `docker-archive:-:nixoci-bench/pipe:${tag}`, '-q'])
+        .map(q)
+        .join(' ')} | ${[DOCKER, '-H', DOCKER_HOST, 'load', '-q'].map(q).join(' ')} > /dev/null`,
+      { check: true, env: NIXOCI_ENV },
+    );
+  await measure(rec('docker-pipe-cold', 'load', 'archive | docker load, cold', 'baseline'), {
+    ...opts,
+    prepare: cleanup,
+    step: () => dockerPipe(G0, 'v0'),
+  });
+  let pv;
+  await measure(
+    rec('docker-pipe-inner', 'load', 'archive | docker load, inner loop (app changed)', 'baseline'),
+    {
+      ...opts,
+      prepare: () => (pv = variant()),
+      step: (i) => dockerPipe(pv.graph, `v${i + 1}`),
+    },
+  );
   const name = 'nixoci-bench/load:latest';
   const load = async (graph) => {
     const r = await nixoci(['load', '--graph', graph, '--host', DOCKER_HOST, name]);
     await remember(name);
     return { ...r, info: layerSummary(r.json) };
   };
-  // Back to back, like the cold build and push: each cold load comes right after a cold
-  // `docker load -i` (the engine emptied and synced in between, untimed), three pairs whatever their
-  // length: a load takes ~10 s, and the machine's load drifts over that much. Ours goes second, so
-  // that the engine holds its image for the inner loop below.
+  // Back to back, like the cold build and push: each cold load comes right after a cold pipe
+  // into `docker load` and a cold `docker load -i` (the engine emptied and synced in between,
+  // untimed), three rounds whatever their length: a load takes ~10 s, and the machine's load drifts
+  // over that much. Ours goes last, so that the engine holds its image for the inner loop below.
   await measure(rec('load-cold', 'load', 'load, cold (engine has none of the layers)'), {
     ...opts,
     slowS: Infinity,
     prepare: cleanup,
     step: async () => {
+      const p = await dockerPipe(G0, 'v0');
+      await cleanup();
+      settle();
       const b = await dockerLoad(archive0);
       await cleanup();
       settle();
       const r = await withServerCpu(DOCKERD_PID, () => load(G0));
-      return { ...r, paired: { id: 'docker-load-cold', wall: b.wall } };
+      return {
+        ...r,
+        paired: [
+          { id: 'docker-pipe-cold', wall: p.wall },
+          { id: 'docker-load-cold', wall: b.wall },
+        ],
+      };
     },
   });
   let v;

@@ -120,7 +120,9 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
       if (r.rssMB !== undefined) rec.rssMB = Math.max(rec.rssMB ?? 0, r.rssMB);
       if (r.cpuS !== undefined) (rec.cpuS ??= []).push(r.cpuS);
       if (r.serverCpuS !== undefined) (rec.serverCpuS ??= []).push(r.serverCpuS);
-      if (r.paired) (rec.paired ??= { id: r.paired.id, ratios: [] }).ratios.push(r.wall / r.paired.wall);
+      // paired: the baseline(s) run right after (or before) this repetition, back to back
+      for (const p of r.paired ? [r.paired].flat() : [])
+        ((rec.pairs ??= {})[p.id] ??= { id: p.id, ratios: [] }).ratios.push(r.wall / p.wall);
       if (r.info) rec.info.push(r.info);
       if (i === 0 && r.wall > slowS) break;
     }
@@ -134,7 +136,7 @@ export async function measure(rec, { reps, slowS, prepare, step }) {
   rec.median = median(rec.times);
   if (rec.cpuS) rec.cpuS = median(rec.cpuS);
   if (rec.serverCpuS) rec.serverCpuS = median(rec.serverCpuS);
-  if (rec.paired) rec.paired.median = median(rec.paired.ratios);
+  for (const p of Object.values(rec.pairs ?? {})) p.median = median(p.ratios);
   if (rec.median !== undefined && !rec.error) {
     process.stderr.write(
       `[bench]   ${rec.label}: ${rec.median.toFixed(3)} s (${rec.times.map((t) => t.toFixed(2)).join(', ')})` +

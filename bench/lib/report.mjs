@@ -24,8 +24,7 @@ function checks({ M, churn, totalSeconds, cores }) {
   const ratio = (id, base, max, label, issue) => {
     const a = med(id);
     const b = med(base);
-    const p = M.get(id)?.paired;
-    const pairs = p?.id === base && !M.get(id)?.error ? p : undefined;
+    const pairs = M.get(id)?.error ? undefined : M.get(id)?.pairs?.[base];
     if (pairs) {
       const r = pairs.median;
       const shown = `${r.toFixed(2)}× (${pairs.ratios.map((x) => x.toFixed(2)).join(' ')})`;
@@ -167,10 +166,14 @@ function checks({ M, churn, totalSeconds, cores }) {
     (xs) => xs.map((x) => `${x.actions.uploaded ?? 0}/${x.bytesRead}`).join(' '),
     '#3',
   );
-  ratio('load-cold', 'docker-load-cold', 1.0, 'vs docker load -i', '#4');
+  // #4's baseline is a docker-archive piped into `docker load`; `docker load -i` of an archive
+  // already on disk (its making not timed) is the stricter one, shown beside it.
+  ratio('load-cold', 'docker-pipe-cold', 1.0, 'vs archive | docker load', '#4');
+  ratio('load-cold', 'docker-load-cold', null, 'vs docker load -i FILE', '');
   floor('load-cold', 'docker-load-cold');
   abs('load-inner', 1, '#4 #6');
-  speedup('load-inner', 'docker-load-inner', 10, 'faster than docker load', '#4');
+  speedup('load-inner', 'docker-pipe-inner', 10, 'faster than archive | docker load', '#4');
+  speedup('load-inner', 'docker-load-inner', null, 'faster than docker load -i FILE', 'info');
   composite('load-inner', ['build-archive', 'docker-load-inner'], 'vs write archive + docker load');
   readsApp('load-inner', '#4');
   if (churn)

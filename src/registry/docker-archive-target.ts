@@ -30,6 +30,7 @@ export class DockerArchiveTarget implements ImageTarget {
       });
     }
     const image = images[0]!;
+    if (this.file === '-') return this.writeStdout(image, ctx);
     const path = resolve(this.file);
     const tmp = `${path}.${process.pid}.partial`;
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
@@ -61,4 +62,66 @@ export class DockerArchiveTarget implements ImageTarget {
       );
     }
   }
+
+  /**
+   * `docker-archive:-`: the archive on standard output, for a pipe into `docker load` (what users of
+   * dockerTools.streamLayeredImage do). A pipe cannot be renamed into place: a failure leaves the
+   * reader a truncated archive, which `docker load` rejects.
+   */
+  private async writeStdout(image: Image, ctx: WriteContext): Promise<TargetResult> {
+    const archive = dockerArchive({
+      image,
+      repoTags: this.repoTag ? [this.repoTag] : [],
+      signal: ctx.signal,
+    });
+    const out = process.stdout;
+    let failed: Error | undefined;
+    const onError = (e: Error): void => {
+      failed = e;
+      archive.stream.destroy(e);
+    };
+    out.on('error', onError);
+    try {
+      for await (const chunk of archive.stream as AsyncIterable<Buffer>) {
+        if (failed) break;
+        if (!out.write(chunk)) await drained(out);
+      }
+      if (failed) throw failed;
+      const { rendered } = await archive.result;
+      return {
+        target: this.description,
+        manifestDigest: rendered.manifest.digest,
+        images: [
+          imageReport(image, rendered, (i) => ({ action: 'written', bytesSent: rendered.layers[i]!.size })),
+        ],
+        notes: [],
+      };
+    } catch (e) {
+      const err = failed ?? e;
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE')
+        throw new NixociError(
+          'TARGET_WRITE',
+          `${this.description}: the reader of standard output went away`,
+          {
+            hint: 'the command the archive was piped into stopped early; see its own error',
+          },
+        );
+      throw writeError(this.description, err, 'check the command the archive is piped into');
+    } finally {
+      out.off('error', onError);
+    }
+  }
+}
+
+/** Resolves once `out` has drained, or has failed (the caller learns of the failure from `error`). */
+function drained(out: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      out.off('drain', done);
+      out.off('error', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('error', done);
+  });
 }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
 import { ZSTD_FRAME } from '../../src/layer/compress.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { readTree } from '../helpers/tree.js';
@@ -104,6 +104,47 @@ describe('nixoci build', () => {
     expect(out).toContain('fixture app build-test');
     expect(out).toContain('fixture-data run: ok');
     expect(out).toContain('empty path present');
+  });
+
+  it('writes a docker-archive to standard output for a pipe into docker load, and refuses what would spoil it', async () => {
+    const tag = 'nixoci-test/build:piped';
+    await dockerRmi(tag);
+    const env = { ...process.env, DOCKER_HOST: testEnv().dockerHost };
+    const sh = (script: string) =>
+      spawnSync('bash', ['-c', script, 'bash', cliBin, fx.graphFile, `${fx.app}/bin/app`], {
+        encoding: 'utf8',
+        env,
+      });
+    // the archive alone on stdout; the summary on stderr
+    const piped = sh(
+      `set -o pipefail; "$1" build --graph "$2" --entrypoint "$3" --to docker-archive:-:${tag} | docker load`,
+    );
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(piped.stdout).toContain(`Loaded image: ${tag}`);
+    expect(piped.stderr).toMatch(/^docker-archive:-:nixoci-test\/build:piped \(amd64\): sha256:/m);
+    expect(await dockerRunOutput(tag)).toContain('fixture app build-test');
+    // --json would print into the archive; two destinations cannot share stdout
+    for (const extra of ['--json', '--to docker-archive:-']) {
+      const r = sh(`"$1" build --graph "$2" --to docker-archive:- ${extra} | cat > /dev/null; exit 0`);
+      expect(r.stderr).toMatch(
+        /^nixoci: error: nixoci build: .*(--json prints on standard output|only one destination)/m,
+      );
+    }
+    // a reader that stops early: one clear line, exit 1, no stack trace
+    const cut = sh(`"$1" build --graph "$2" --to docker-archive:- | head -c 1000 > /dev/null; exit 0`);
+    expect(cut.stderr).toMatch(/^nixoci: error: docker-archive:-: the reader of standard output went away$/m);
+    expect(cut.stderr).not.toMatch(/\n\s+at /);
+    // a terminal gets no tar (script(1) gives the command a pseudo-terminal)
+    const tty = spawnSync(
+      'script',
+      ['-qec', `"${cliBin}" build --graph "${fx.graphFile}" --to docker-archive:-`, '/dev/null'],
+      {
+        encoding: 'utf8',
+        env,
+      },
+    );
+    expect(tty.status).toBe(2);
+    expect(tty.stdout).toMatch(/would write a tar archive to the terminal/);
   });
 
   it('hashes a docker-archive as it streams to the same diffIDs as an OCI layout (cold, layers > 1 MiB)', async () => {

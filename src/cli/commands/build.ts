@@ -15,6 +15,18 @@ export const buildCommand: ImageCommandSpec = {
     const to = (values.to as string[] | undefined) ?? [];
     if (positionals.length > 0) throw usage('build', `unexpected argument ${JSON.stringify(positionals[0])}`);
     if (to.length === 0) throw usage('build', 'no destination: give --to DEST (e.g. --to oci:./image)');
+    const toStdout = to.filter((d) => /^docker-archive:-(:|$)/.test(d));
+    if (toStdout.length > 0) {
+      // The archive is the whole of standard output: nothing else may be written there.
+      if (toStdout.length > 1) throw usage('build', 'only one destination can write to standard output (-)');
+      if (values.json)
+        throw usage('build', '--json prints on standard output, where docker-archive:- writes the archive');
+      if (process.stdout.isTTY)
+        throw usage(
+          'build',
+          'docker-archive:- would write a tar archive to the terminal; pipe it (| docker load)',
+        );
+    }
     return to.map((d) => parseTarget('build', d, values));
   },
   help: `Usage: nixoci build [SOURCE] --to DEST [--to DEST ...] [flags]
@@ -25,7 +37,8 @@ every destination.
 ${HELP_SOURCE_FLAGS}
 Destinations (--to, repeatable):
   oci:DIR[:TAG]                 OCI image layout (default tag: latest); existing blobs are kept
-  docker-archive:FILE[:NAME:TAG]  tar for \`docker load < FILE\` (uncompressed layers)
+  docker-archive:FILE[:NAME:TAG]  tar for \`docker load < FILE\` (uncompressed layers); FILE - is
+                                standard output, for \`nixoci build … --to docker-archive:- | docker load\`
   docker://HOST[:PORT]/REPO[:TAG] a registry (see \`nixoci push --help\` for its flags)
   docker-daemon:NAME:TAG        the local Docker engine (see \`nixoci load --help\`)
   podman:NAME:TAG               the local Podman
