@@ -208,7 +208,7 @@ export class DaemonTarget implements ImageTarget {
     ctx: WriteContext,
   ): Promise<{ result: ArchiveResult; bytes: number[] }> {
     const bytes = image.layers.map(() => 0);
-    const started = new Set<number>();
+    const progress = sentProgress(image, bytes, ctx);
     const groups = grouped
       ? loadGroups(
           image.layers.map((l) => l.tarSize()),
@@ -238,20 +238,7 @@ export class DaemonTarget implements ImageTarget {
             streamed();
             await before;
           },
-          onLayerBytes: (i, n) => {
-            if (!started.has(i)) {
-              started.add(i);
-              ctx.onProgress?.({
-                kind: 'layer-start',
-                id: String(i),
-                label: layerLabel(image.layers[i]!),
-                total: image.layers[i]!.tarSize(),
-              });
-            }
-            bytes[i]! += n;
-            ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
-          },
-          onLayerDone: (i) => ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'sent' }),
+          ...progress,
         });
         const loaded = client.loadImage(archive.stream, ctx.signal).then(async ({ messages }) => {
           for (const m of messages) ctx.log?.(m);
@@ -377,6 +364,31 @@ interface EngineView {
   readonly version: EngineVersion;
   /** What the engine holds under the image's name (Docker only). */
   readonly held?: HeldImages;
+}
+
+/** Counts each layer's bytes into `bytes` and reports them as progress events. */
+function sentProgress(
+  image: Image,
+  bytes: number[],
+  ctx: WriteContext,
+): { onLayerBytes: (i: number, n: number) => void; onLayerDone: (i: number) => void } {
+  const started = new Set<number>();
+  return {
+    onLayerBytes: (i, n) => {
+      if (!started.has(i)) {
+        started.add(i);
+        ctx.onProgress?.({
+          kind: 'layer-start',
+          id: String(i),
+          label: layerLabel(image.layers[i]!),
+          total: image.layers[i]!.tarSize(),
+        });
+      }
+      bytes[i]! += n;
+      ctx.onProgress?.({ kind: 'layer-bytes', id: String(i), bytes: n });
+    },
+    onLayerDone: (i) => ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'sent' }),
+  };
 }
 
 /**
