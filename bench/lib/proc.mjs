@@ -102,15 +102,19 @@ export function settle() {
 
 /**
  * Measure a step a few times; median of the wall times, max of the peak RSS.
- * step(i) resolves {wall, rssMB?, info?}; prepare(i) runs untimed before each repetition.
+ * step(i) resolves {wall, rssMB?, info?}; prepare(i) and warm() run untimed before each repetition.
  * A step slower than slowS on its first repetition is measured once (keeps bench/run short).
  */
-export async function measure(rec, { reps, slowS, prepare, step }) {
+export async function measure(rec, { reps, slowS, prepare, step, warm }) {
   rec.times = [];
   rec.info = [];
   try {
     for (let i = 0; i < reps; i++) {
       if (prepare) await prepare(i);
+      // The store files back in the page cache (untimed): other rows' gigabytes written (archives,
+      // loads, blobs) evict some of them, and a run that reads them from disk pays for its
+      // predecessors; its back-to-back baseline, run after it, would then find them cached.
+      if (warm) await warm();
       // Dirty pages left by the previous run (blobs written, a 1 GB archive loaded into the engine)
       // are written back first: otherwise the next run's fsyncs wait for them (an inner-loop load
       // right after a `docker load` of the 1 GB archive took 3 s instead of 0.15 s).
