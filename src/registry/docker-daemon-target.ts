@@ -240,7 +240,10 @@ export class DaemonTarget implements ImageTarget {
           },
           ...progress,
         });
-        const loaded = client.loadImage(archive.stream, ctx.signal).then(async ({ messages }) => {
+        // A step whose archive is all out is imported by the engine whatever we do: an interruption
+        // then waits for its answer, so that the step image it makes can be removed below.
+        const signal = last ? ctx.signal : untilSent(ctx.signal, archive.result);
+        const loaded = client.loadImage(archive.stream, signal).then(async ({ messages }) => {
           for (const m of messages) ctx.log?.(m);
           const r = await archive.result;
           if (!last) steps.push(r.rendered.config.digest);
@@ -364,6 +367,26 @@ interface EngineView {
   readonly version: EngineVersion;
   /** What the engine holds under the image's name (Docker only). */
   readonly held?: HeldImages;
+}
+
+/** Aborted when `outer` is, but only until `sent` settles. */
+function untilSent(outer: AbortSignal | undefined, sent: Promise<unknown>): AbortSignal | undefined {
+  if (!outer) return undefined;
+  const inner = new AbortController();
+  let done = false;
+  const onAbort = (): void => {
+    if (!done) inner.abort(outer.reason);
+  };
+  sent.then(
+    () => {
+      done = true;
+      outer.removeEventListener('abort', onAbort);
+    },
+    () => undefined,
+  );
+  if (outer.aborted) onAbort();
+  else outer.addEventListener('abort', onAbort, { once: true });
+  return inner.signal;
 }
 
 /** Counts each layer's bytes into `bytes` and reports them as progress events. */

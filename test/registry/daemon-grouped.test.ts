@@ -1,12 +1,13 @@
 // A load in several archives (Docker's classic store, big loads): the engine imports one group of
 // layers while the next streams. Against the real dockerd, with the threshold lowered so that the
 // small fixture closure goes in several archives; the built CLI (layer workers, as users run it).
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOAD_STEP_LABEL, loadGroups } from '../../src/registry/docker-daemon-target.js';
-import { nixoci } from '../helpers/cli.js';
+import { cliBin, nixoci } from '../helpers/cli.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
@@ -59,6 +60,9 @@ const stepImages = async (): Promise<string[]> =>
   (await docker(['images', '-a', '-q', '--filter', `label=${LOAD_STEP_LABEL}`])).stdout
     .split('\n')
     .filter(Boolean);
+/** Step images that are there now and were not at `before` (an earlier run may have left some). */
+const newStepImages = async (before: readonly string[]): Promise<string[]> =>
+  (await stepImages()).filter((id) => !before.includes(id));
 
 describe('nixoci load in several archives (real dockerd)', () => {
   const cacheDir = tempDir('nixoci-grouped-cache-');
@@ -92,6 +96,7 @@ describe('nixoci load in several archives (real dockerd)', () => {
   });
 
   it('loads an image that runs, with the diffIDs it reports, and leaves no step image behind', async () => {
+    const before = await stepImages();
     for (const [name, cache] of [
       // an empty cache: every layer is hashed on its way to the engine
       [`nixoci-grouped-${run}:cold`, cacheDir],
@@ -110,11 +115,12 @@ describe('nixoci load in several archives (real dockerd)', () => {
       const inspect = await docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', name]);
       expect(JSON.parse(inspect.stdout)).toEqual(report.layers.map((l) => l.diffId));
       expect(await dockerRunOutput(name)).toContain(`fixture app grouped-${run}`);
-      expect(await stepImages()).toEqual([]);
+      expect(await newStepImages(before)).toEqual([]);
     }
   });
 
   it('fails with the engine’s message when a later archive is refused, removing the steps it made', async () => {
+    const before = await stepImages();
     // A proxy in front of the real engine refuses the second POST /images/load; the first goes
     // through and leaves a step image, which nixoci must remove.
     const upstream = testEnv().dockerHost.replace(/^unix:\/\//, '');
@@ -144,7 +150,79 @@ describe('nixoci load in several archives (real dockerd)', () => {
       expect(r.stderr).toMatch(/rejected the image: injected failure of the second archive/);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
       expect(loads).toBeGreaterThanOrEqual(2);
-      expect(await stepImages()).toEqual([]);
+      expect(await newStepImages(before)).toEqual([]);
+      expect((await docker(['image', 'inspect', name], { check: false })).code).not.toBe(0);
+    } finally {
+      proxy.close();
+    }
+  });
+  it('waits, when interrupted, for the step the engine is importing, and removes it', async () => {
+    const before = await stepImages();
+    // The engine imports an archive it has received whether or not the client is still there. A
+    // proxy holds the engine's answer to the first (step) load for a moment; nixoci is interrupted
+    // as soon as that archive is all out, and must wait for the answer and remove the step image.
+    const upstream = testEnv().dockerHost.replace(/^unix:\/\//, '');
+    const sock = join(tempDir('nixoci-grouped-int-'), 'docker.sock');
+    let loads = 0;
+    let firstSent!: () => void;
+    const sent = new Promise<void>((resolve) => (firstSent = resolve));
+    let engineDone!: () => void;
+    const engineAnswered = new Promise<void>((resolve) => (engineDone = resolve));
+    const proxy = createHttpServer((req, res) => {
+      const n = /\/images\/load/.test(req.url ?? '') ? ++loads : 0;
+      const up = httpRequest(
+        { socketPath: upstream, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          if (n !== 1) {
+            res.writeHead(r.statusCode ?? 502, r.headers);
+            r.pipe(res);
+            return;
+          }
+          // The engine's whole answer (it has made the step image by then), passed on 1.5 s later.
+          const body: Buffer[] = [];
+          r.on('data', (c: Buffer) => body.push(c));
+          r.on('end', () => {
+            engineDone();
+            setTimeout(() => {
+              res.writeHead(r.statusCode ?? 502, r.headers);
+              res.end(Buffer.concat(body));
+            }, 1500);
+          });
+        },
+      );
+      if (n === 1) req.on('end', () => firstSent());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => proxy.listen(sock, resolve));
+    try {
+      const name = `nixoci-grouped-${run}:interrupted`;
+      const child = spawn(
+        cliBin,
+        [
+          'load',
+          '--graph',
+          fx.graphFile,
+          '--host',
+          `unix://${sock}`,
+          name,
+          '--cache-dir',
+          tempDir('nixoci-grouped-int-cache-'),
+          '--entrypoint',
+          `${fx.app}/bin/app`,
+        ],
+        { env: { ...process.env, NIXOCI_LOAD_GROUP_BYTES: '1' } },
+      );
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await Promise.race([sent, exited]);
+      child.kill('SIGINT');
+      expect(await exited, stderr).toBe(130);
+      expect(stderr).toMatch(/^nixoci: interrupted/m);
+      expect(loads).toBeGreaterThanOrEqual(1);
+      // the engine has finished that load (so a step image made by it exists, unless removed)
+      await engineAnswered;
+      expect(await newStepImages(before)).toEqual([]);
       expect((await docker(['image', 'inspect', name], { check: false })).code).not.toBe(0);
     } finally {
       proxy.close();
