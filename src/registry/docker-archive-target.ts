@@ -4,7 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
 import { removeStaleFiles } from '../core/stale-files.js';
-import type { Image } from '../image/image.js';
+import type { Image, Rendered } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive } from './docker-archive-format.js';
 
@@ -45,14 +45,7 @@ export class DockerArchiveTarget implements ImageTarget {
       await pipeline(archive.stream, createWriteStream(tmp), ...(ctx.signal ? [{ signal: ctx.signal }] : []));
       const { rendered } = await archive.result;
       renameSync(tmp, path);
-      return {
-        target: this.description,
-        manifestDigest: rendered.manifest.digest,
-        images: [
-          imageReport(image, rendered, (i) => ({ action: 'written', bytesSent: rendered.layers[i]!.size })),
-        ],
-        notes: [],
-      };
+      return this.result(image, rendered);
     } catch (e) {
       rmSync(tmp, { force: true });
       throw writeError(
@@ -61,6 +54,17 @@ export class DockerArchiveTarget implements ImageTarget {
         'check that the directory exists, is writable and has free space',
       );
     }
+  }
+
+  private result(image: Image, rendered: Rendered): TargetResult {
+    return {
+      target: this.description,
+      manifestDigest: rendered.manifest.digest,
+      images: [
+        imageReport(image, rendered, (i) => ({ action: 'written', bytesSent: rendered.layers[i]!.size })),
+      ],
+      notes: [],
+    };
   }
 
   /**
@@ -88,14 +92,7 @@ export class DockerArchiveTarget implements ImageTarget {
       }
       if (failed) throw failed;
       const { rendered } = await archive.result;
-      return {
-        target: this.description,
-        manifestDigest: rendered.manifest.digest,
-        images: [
-          imageReport(image, rendered, (i) => ({ action: 'written', bytesSent: rendered.layers[i]!.size })),
-        ],
-        notes: [],
-      };
+      return this.result(image, rendered);
     } catch (e) {
       const err = failed ?? e;
       if ((err as NodeJS.ErrnoException).code === 'EPIPE')
