@@ -78,24 +78,16 @@ export class DockerArchiveTarget implements ImageTarget {
       repoTags: this.repoTag ? [this.repoTag] : [],
       signal: ctx.signal,
     });
-    const out = process.stdout;
-    let failed: Error | undefined;
-    const onError = (e: Error): void => {
-      failed = e;
-      archive.stream.destroy(e);
-    };
-    out.on('error', onError);
     try {
-      for await (const chunk of archive.stream as AsyncIterable<Buffer>) {
-        if (failed) break;
-        if (!out.write(chunk)) await drained(out);
-      }
-      if (failed) throw failed;
+      // Not ended at the end: standard output stays the process's own.
+      await pipeline(archive.stream, process.stdout, {
+        end: false,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
       const { rendered } = await archive.result;
       return this.result(image, rendered);
     } catch (e) {
-      const err = failed ?? e;
-      if ((err as NodeJS.ErrnoException).code === 'EPIPE')
+      if ((e as NodeJS.ErrnoException).code === 'EPIPE')
         throw new NixociError(
           'TARGET_WRITE',
           `${this.description}: the reader of standard output went away`,
@@ -103,22 +95,7 @@ export class DockerArchiveTarget implements ImageTarget {
             hint: 'the command the archive was piped into stopped early; see its own error',
           },
         );
-      throw writeError(this.description, err, 'check the command the archive is piped into');
-    } finally {
-      out.off('error', onError);
+      throw writeError(this.description, e, 'check the command the archive is piped into');
     }
   }
-}
-
-/** Resolves once `out` has drained, or has failed (the caller learns of the failure from `error`). */
-function drained(out: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      out.off('drain', done);
-      out.off('error', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('error', done);
-  });
 }
