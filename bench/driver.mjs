@@ -166,7 +166,9 @@ const TAR = `tar -cf - -C / ${paths.map((p) => p.slice(1)).join(' ')}`;
 
 // --- 2. warm the page cache (every store file once, and Node's own modules) --------------------
 log('warming the page cache');
-await sh(`${TAR} | cat > /dev/null`, { check: true });
+/** Reads every store file of the closure (untimed), so that each timed run finds them cached. */
+const warm = () => sh(`${TAR} | cat > /dev/null`, { check: true });
+await warm();
 await run([process.execPath, join(ROOT, 'bench/lib/hash-walk.mjs'), ...paths], { check: true });
 await run(nixociArgv(['--help']));
 
@@ -185,8 +187,6 @@ const paired = async (baselineId, r) => {
   const b = await sh(BASELINE[baselineId], { check: true });
   return { ...r, paired: { id: baselineId, wall: b.wall } };
 };
-/** Reads every store file of the closure (untimed), so that each timed run finds them cached. */
-const warm = () => sh(`${TAR} | cat > /dev/null`, { check: true });
 const opts = { reps: R, slowS: cfg.slowS, warm };
 if (!cfg.skip.has('baselines')) {
   log('baselines');
@@ -484,14 +484,16 @@ if (!hasLoad) {
     slowS: Infinity,
     prepare: cleanup,
     step: async () => {
+      // what measure() does before each repetition, between the three runs of this one
+      const afresh = async () => {
+        await cleanup();
+        await warm();
+        settle();
+      };
       const p = await dockerPipe(G0, 'v0');
-      await cleanup();
-      await warm();
-      settle();
+      await afresh();
       const b = await dockerLoad(archive0);
-      await cleanup();
-      await warm();
-      settle();
+      await afresh();
       const r = await withServerCpu(DOCKERD_PID, () => load(G0));
       return {
         ...r,
