@@ -81,7 +81,7 @@ export class Layer {
   async writeTo(
     sink: Writable | { readonly file: string },
     signal?: AbortSignal,
-    o: { hashHere?: boolean } = {},
+    o: { hashHere?: boolean; onProduced?: () => void } = {},
   ): Promise<LayerDigests> {
     if (this.bytes && this.known) {
       if ('file' in sink) writeFileSync(sink.file, this.bytes, { flag: 'r+' });
@@ -150,7 +150,8 @@ export class Layer {
       if (d.size !== expected) throw new Error(`internal: tar size ${d.size} != planned ${expected}`);
       digests = { diffId: d.digest, digest: d.digest, size: d.size, tarSize: d.size };
     } else if (useWorker && pool) {
-      digests = (await pool.run(job, sink, { onTarBytes, onReadBytes }, signal))!;
+      const cb = { onTarBytes, onReadBytes, ...(o.onProduced ? { onProduced: o.onProduced } : {}) };
+      digests = (await pool.run(job, sink, cb, signal))!;
     } else {
       digests = await streamLayer(this.tree(), compression, this.options.stats, sink, signal, onTarBytes);
     }
@@ -162,16 +163,22 @@ export class Layer {
 
   /**
    * The blob as a readable stream (for an HTTP body); `digests` settles when it has been read to the
-   * end, or rejects with the error that broke it.
+   * end, or rejects with the error that broke it. `produced` settles as soon as the blob is made
+   * (a layer worker is then free for the next one), which may be before its last chunks are read.
    */
   open(
     signal?: AbortSignal,
     o: { hashHere?: boolean } = {},
-  ): { stream: Readable; digests: Promise<LayerDigests> } {
+  ): { stream: Readable; digests: Promise<LayerDigests>; produced: Promise<void> } {
     const out = new PassThrough({ highWaterMark: 1 << 20 });
-    const digests = this.writeTo(out, signal, o);
-    digests.catch((e: unknown) => out.destroy(e as Error));
-    return { stream: out, digests };
+    let onProduced!: () => void;
+    const produced = new Promise<void>((resolve) => (onProduced = resolve));
+    const digests = this.writeTo(out, signal, { ...o, onProduced });
+    digests.then(onProduced, (e: unknown) => {
+      onProduced();
+      out.destroy(e as Error);
+    });
+    return { stream: out, digests, produced };
   }
 
   /**

@@ -15,6 +15,11 @@ export interface JobCallbacks {
   readonly onTarBytes?: (n: number) => void;
   /** File content bytes read from the store since the last call. */
   readonly onReadBytes: (n: number) => void;
+  /**
+   * The worker has made the whole blob and is free for the next job; its last chunks may still be
+   * on their way into the sink.
+   */
+  readonly onProduced?: () => void;
 }
 
 interface Slot {
@@ -60,6 +65,13 @@ export class LayerWorkerPool {
     const slot = this.pick();
     const id = this.nextId++;
     slot.busy++;
+    // Counted out as soon as the worker is done, not once the sink has taken the last chunks: a job
+    // started meanwhile goes to this worker, not to one still busy with another layer.
+    let counted = true;
+    const uncount = (): void => {
+      if (counted) slot.busy--;
+      counted = false;
+    };
     const { worker } = slot;
     try {
       return await new Promise<LayerDigests | undefined>((resolve, reject) => {
@@ -97,6 +109,8 @@ export class LayerWorkerPool {
           } else if (m.type === 'done') {
             cb.onTarBytes?.(m.tarBytes);
             cb.onReadBytes(m.readBytes);
+            uncount();
+            cb.onProduced?.();
             chain = chain
               .then(async () => {
                 if (sink) {
@@ -137,7 +151,7 @@ export class LayerWorkerPool {
       sink?.destroy(e as Error);
       throw e;
     } finally {
-      slot.busy--;
+      uncount();
       if (slot.busy === 0) worker.unref();
     }
   }

@@ -4,6 +4,7 @@ import type { Blob } from '../image/image.js';
 import type { ProgressEvent } from '../image/target.js';
 import type { Layer, LayerDigests } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
+import type { TakeTurn } from '../core/turns.js';
 import type { BlobHolders } from './holders.js';
 import { completeUploadConfirmed, uploadBlob } from './upload.js';
 
@@ -26,8 +27,11 @@ export interface PushContext {
   readonly present?: ReadonlySet<Digest>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
-  /** Runs the part that reads the store (hashing for a mount, uploading) in a bounded pool. */
-  readonly produce?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * A turn to read the store (hash for a mount, make a blob for an upload), given back as soon as
+   * the blob is made: the upload's last bytes and the registry's answers do not hold a core.
+   */
+  readonly takeTurn?: TakeTurn;
 }
 
 /**
@@ -42,7 +46,7 @@ export async function pushLayer(
   reusedFrom: string | undefined,
 ): Promise<PushedLayer> {
   const { client, repository, signal } = ctx;
-  const produce = ctx.produce ?? (<T>(fn: () => Promise<T>): Promise<T> => fn());
+  const takeTurn: TakeTurn = ctx.takeTurn ?? (() => Promise.resolve(() => undefined));
   const candidates = (d: Digest): string[] =>
     [...new Set([...(reusedFrom ? [reusedFrom] : []), ...ctx.holders.get(d), ...ctx.mountFrom])].filter(
       (r) => r !== repository,
@@ -55,7 +59,12 @@ export async function pushLayer(
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
   } else if (ctx.mountFrom.length > 0) {
     // A mount needs the digest: hash the layer without sending it, then look again.
-    d = await produce(() => layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal));
+    const giveBack = await takeTurn(signal);
+    try {
+      d = await layer.writeTo(new Writable({ write: (_c, _e, cb) => cb() }), signal);
+    } finally {
+      giveBack();
+    }
     if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
       return done(ctx, id, d, 'skipped', 0);
   }
@@ -71,20 +80,24 @@ export async function pushLayer(
   }
 
   const opened = session;
-  const r = await produce(() =>
-    uploadBlob(
-      client,
-      repository,
-      {
-        known: () => (layer.known ? { digest: layer.known.digest, size: layer.known.size } : undefined),
-        open: (s) => layer.open(s),
+  const r = await uploadBlob(
+    client,
+    repository,
+    {
+      known: () => (layer.known ? { digest: layer.known.digest, size: layer.known.size } : undefined),
+      open: async (s) => {
+        const giveBack = await takeTurn(s);
+        const o = layer.open(s);
+        void o.produced.then(giveBack);
+        o.stream.once('close', giveBack);
+        return o;
       },
-      {
-        ...(signal ? { signal } : {}),
-        ...(opened ? { session: opened } : {}),
-        onBytes: (n) => ctx.onProgress?.({ kind: 'layer-bytes', id, bytes: n }),
-      },
-    ),
+    },
+    {
+      ...(signal ? { signal } : {}),
+      ...(opened ? { session: opened } : {}),
+      onBytes: (n) => ctx.onProgress?.({ kind: 'layer-bytes', id, bytes: n }),
+    },
   );
   return done(ctx, id, layer.known!, 'uploaded', r.bytesSent);
 }

@@ -1,6 +1,7 @@
 import pLimit from 'p-limit';
 import type { Digest } from '../core/digest.js';
 import { NixociError, isNixociError } from '../core/errors.js';
+import { turns } from '../core/turns.js';
 import {
   layerLabel,
   renderImage,
@@ -140,7 +141,7 @@ export class RegistryTarget implements ImageTarget {
         mountFrom,
         holders,
         present,
-        produce: pLimit(Math.min(concurrency, PRODUCERS)),
+        takeTurn: turns(Math.min(concurrency, PRODUCERS)),
         ...(signal ? { signal } : {}),
         ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
       };

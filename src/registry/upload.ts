@@ -11,11 +11,14 @@ import { backoffDelay, isRetryableStatus, retryAfterMs, sleep } from './retry.js
 export interface BlobSource {
   /** Digest and size when known before reading (cache or registry annotations). */
   known(): { readonly digest: Digest; readonly size: number } | undefined;
-  /** A fresh stream of the blob; `digests` settles once it has been read to the end. */
-  open(signal?: AbortSignal): {
+  /**
+   * A fresh stream of the blob; `digests` settles once it has been read to the end. May wait for
+   * its turn to read the store (a push makes as many blobs at a time as it has cores).
+   */
+  open(signal?: AbortSignal): Promise<{
     stream: Readable;
     digests: Promise<{ readonly digest: Digest; readonly size: number }>;
-  };
+  }>;
 }
 
 export interface UploadOptions {
@@ -117,7 +120,7 @@ async function putWhole(
   signal?: AbortSignal,
 ): Promise<Outcome> {
   const known = source.known()!;
-  const { stream, digests } = source.open(signal);
+  const { stream, digests } = await source.open(signal);
   const res = await sendOrLayerError(
     client.putUpload(location, known.digest, counted(stream, count), known.size, signal),
     stream,
@@ -150,7 +153,7 @@ async function patchStream(
   count: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<Outcome> {
-  const { stream, digests } = source.open(signal);
+  const { stream, digests } = await source.open(signal);
   const res = await sendOrLayerError(
     client.patchUpload(location, counted(stream, count), signal),
     stream,
@@ -227,7 +230,7 @@ async function* counted(stream: Readable, count: (n: number) => void): AsyncGene
 
 /** Computes digest and size without sending (only when a registry refused the streamed form). */
 async function hashOnly(source: BlobSource, signal?: AbortSignal): Promise<void> {
-  const { stream, digests } = source.open(signal);
+  const { stream, digests } = await source.open(signal);
   stream.pipe(new Writable({ write: (_c, _e, cb) => cb() }));
   await digests;
 }

@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { Decompressor } from 'zstd-napi';
 import { expect } from 'vitest';
 import type { Closure } from '../../src/closure/closure.js';
 import { loadGraphFile } from '../../src/closure/load.js';
@@ -118,7 +119,11 @@ export async function verifyPushed(
   expect(config.rootfs.diff_ids).toHaveLength(manifest.layers.length);
   for (const [i, l] of manifest.layers.entries()) {
     const bytes = await blob(l.digest, l.size);
-    const tar = l.mediaType.endsWith('+gzip') ? gunzipSync(bytes) : bytes;
+    const tar = l.mediaType.endsWith('+gzip')
+      ? gunzipSync(bytes)
+      : l.mediaType.endsWith('+zstd')
+        ? new Decompressor().decompress(bytes)
+        : bytes;
     expect(sha256Digest(tar)).toBe(config.rootfs.diff_ids[i]);
     expect(l.annotations['dev.nixoci.diff-id']).toBe(config.rootfs.diff_ids[i]);
   }
