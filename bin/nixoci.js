@@ -88,7 +88,7 @@ function loadBundle(file) {
     saveCodeCache = () => {
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       try {
-        mkdirSync(dirname(cacheFile), { recursive: true });
+        makeDirs(dirname(cacheFile));
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
         pruneCodeCaches(dirname(cacheFile));
@@ -105,6 +105,26 @@ function loadBundle(file) {
   const module = { exports: {} };
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
   return module.exports;
+}
+
+/**
+ * `mkdir -p` that ends: Node's recursive mkdirSync spins forever when a parent exists but cannot
+ * hold the child (a path under /proc or /sys). See src/core/make-dirs.ts.
+ */
+function makeDirs(dir) {
+  try {
+    mkdirSync(dir);
+    return;
+  } catch (e) {
+    if (e.code === 'EEXIST' && statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
+    if (e.code !== 'ENOENT' || dirname(dir) === dir) throw e;
+    makeDirs(dirname(dir));
+  }
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    if (!(e.code === 'EEXIST' && statSync(dir, { throwIfNoEntry: false })?.isDirectory())) throw e;
+  }
 }
 
 /**

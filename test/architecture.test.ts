@@ -34,4 +34,11 @@ describe('architecture', () => {
     const users = files(src).filter((f) => readFileSync(f, 'utf8').includes('createHash('));
     expect(users.map((f) => relative(src, f))).toEqual(['core/digest.ts']);
   });
+
+  it("makes directories with makeDirs, never with Node's recursive mkdir (it spins on /proc paths)", () => {
+    const users = [...files(join(repoRoot, 'src')), join(repoRoot, 'bin', 'nixoci.js')].filter((f) =>
+      /mkdir(Sync)?\([^)]*recursive/.test(readFileSync(f, 'utf8')),
+    );
+    expect(users.map((f) => relative(repoRoot, f))).toEqual([]);
+  });
 });

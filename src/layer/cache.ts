@@ -1,8 +1,9 @@
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
+import { makeDirs } from '../core/make-dirs.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import { ZSTD_FRAMING, type Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
@@ -80,7 +81,7 @@ export class DigestCache {
   put(key: string, d: LayerDigests): void {
     if (!this.dir) return;
     try {
-      mkdirSync(join(this.dir, 'v1', key.slice(0, 2)), { recursive: true });
+      makeDirs(join(this.dir, 'v1', key.slice(0, 2)));
       atomicWrite(this.file(key), JSON.stringify(d) + '\n');
     } catch {
       // A cache that cannot be written only costs speed next time; never fail the build for it.

@@ -1,7 +1,8 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
+import { makeDirs } from '../core/make-dirs.js';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 
 /** Repositories remembered per blob (most recent first), and blobs per registry (most recent kept). */
@@ -67,7 +68,7 @@ export class BlobHolders {
     for (const [digest, repos] of this.learned)
       for (const r of [...repos].reverse()) remember(merged, digest, r);
     try {
-      mkdirSync(join(this.dir, 'holders', 'v1'), { recursive: true });
+      makeDirs(join(this.dir, 'holders', 'v1'));
       const blobs = Object.fromEntries(merged);
       atomicWrite(file, JSON.stringify({ version: 1, registry: this.registry, blobs }) + '\n');
       this.learned.clear();

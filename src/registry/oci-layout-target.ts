@@ -1,10 +1,10 @@
 import { imageReport, writeError } from './target-result.js';
 import { atomicWrite } from '../core/atomic-write.js';
+import { makeDirs } from '../core/make-dirs.js';
 import { removeStaleFiles } from '../core/stale-files.js';
 import {
   closeSync,
   existsSync,
-  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -124,7 +124,7 @@ export class OciLayoutTarget implements ImageTarget {
   }
 
   private init(): void {
-    mkdirSync(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+    makeDirs(join(this.dir, 'blobs', 'sha256'));
     removeStaleTemps(this.dir);
     const marker = join(this.dir, 'oci-layout');
     if (!existsSync(marker)) atomicWrite(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));

@@ -348,6 +348,23 @@ const cases: Case[] = [
     says: /needs a directory/,
   },
   {
+    // Node's recursive mkdir spins forever on such a path (the child ENOENT, the parent EEXIST).
+    name: 'ref: oci: under /proc, whose parent exists but cannot hold it',
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--to', 'oci:/proc/nixoci-test/out:t'],
+    code: 1,
+    says: /cannot write oci:\/proc\/nixoci-test\/out.*ENOENT/,
+  },
+  {
+    name: 'ref: oci: and the code cache under /proc (XDG_CACHE_HOME), the layout under a dangling link',
+    env: () => ({ XDG_CACHE_HOME: '/proc/nixoci-test/cache' }),
+    args: (c) => {
+      execFileSync('ln', ['-s', path.join(c.dir, 'gone'), path.join(c.dir, 'dangling')]);
+      return ['build', '--graph', c.fx.graphFile, '--to', `oci:${path.join(c.dir, 'dangling', 'out')}:t`];
+    },
+    code: 1,
+    says: /cannot write oci:.*dangling/,
+  },
+  {
     name: 'ref: unknown transport',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--to', 'ftp://x/y'],
     code: 2,
