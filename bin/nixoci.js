@@ -54,6 +54,15 @@ if (!existsSync(bundle) && !existsSync(unbundled)) {
   process.exit(1);
 }
 
+// Standard output that fails (a reader that stopped early: `nixoci inspect … | head`; a full disk)
+// must not end in Node's unhandled-error stack trace. A reader gone is no error of ours (as with
+// SIGPIPE for other tools, the rest of the output is dropped quietly); any other failure is one line
+// and exit code 1. Commands that stream to stdout (`--to docker-archive:-`) report it themselves.
+let stdoutError;
+process.stdout.on('error', (e) => {
+  stdoutError ??= e;
+});
+
 void (async () => {
   const { main } = existsSync(bundle) ? loadBundle(bundle) : await import(pathToFileURL(unbundled).href);
   const code = await main(process.argv.slice(2));
@@ -66,6 +75,11 @@ void (async () => {
     const flushed = (stream) =>
       new Promise((resolve) => (stream.writableLength === 0 ? resolve() : stream.write('', resolve)));
     await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    await new Promise((resolve) => setImmediate(resolve)); // a failed write's 'error' event
+    if (stdoutError && stdoutError.code !== 'EPIPE') {
+      process.stderr.write(`nixoci: error: cannot write to standard output: ${stdoutError.message}\n`);
+      process.exit(1);
+    }
     process.exit(0);
   }
 })();

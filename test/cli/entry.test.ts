@@ -100,6 +100,26 @@ describe('the entry point', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('stops quietly when the reader of its output is gone, and says in one line when output fails', async () => {
+    const graph = (await buildExampleClosure()).graphFile;
+    const sh = (script: string) =>
+      spawnSync('bash', ['-c', script, 'bash', join(repoRoot, 'bin', 'nixoci.js'), graph], {
+        encoding: 'utf8',
+        env: { ...process.env, XDG_CACHE_HOME: home },
+      });
+    // `true` has exited long before Node has started: every write meets a closed pipe (EPIPE).
+    for (const cmd of ['inspect --graph "$2"', 'inspect --graph "$2" --json', 'diff --help']) {
+      const gone = sh(`"$1" ${cmd} | true; echo "\${PIPESTATUS[0]}"`);
+      expect(gone.stdout, cmd).toBe('0\n');
+      expect(gone.stderr, cmd).toBe('');
+    }
+    const full = sh(`"$1" inspect --graph "$2" > /dev/full`);
+    expect(full.status).toBe(1);
+    expect(full.stderr).toBe(
+      'nixoci: error: cannot write to standard output: ENOSPC: no space left on device, write\n',
+    );
+  });
+
   it('starts Node without NODE_EXTRA_CA_CERTS and gives the variable back to child processes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nixoci-entry-ca-'));
     try {
