@@ -1,7 +1,7 @@
 import { NixociError } from '../core/errors.js';
 import { dockerArchiveSource } from '../registry/read/docker-archive-source.js';
 import { engineSource } from '../registry/read/engine-source.js';
-import type { ImageSource } from '../registry/read/image-source.js';
+import { requirePlatform, type ImageSource } from '../registry/read/image-source.js';
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
 import { parseReference } from '../registry/reference.js';
@@ -25,12 +25,16 @@ export const HELP_IMAGE_REFS = `Images (IMAGE):
 `;
 
 export const HELP_IMAGE_READ_FLAGS = `Reading images:
-  --arch ARCH                   the platform of a multi-arch image (default: amd64, else the first)
+  --arch ARCH                   the platform of a multi-arch image: ARCH, ARCH/VARIANT or
+                                OS/ARCH[/VARIANT] (default: linux/amd64, else the first Linux one)
   -H, --host ADDR               engine address for docker-daemon:/podman: (default: DOCKER_HOST, the
                                 docker context, /var/run/docker.sock; for Podman CONTAINER_HOST)
 ${HELP_REGISTRY_ACCESS_FLAGS}`;
 
 const PREFIXES = ['docker://', 'oci:', 'docker-archive:', 'docker-daemon:', 'podman:'];
+
+/** The transports, for messages. */
+export const IMAGE_TRANSPORTS = PREFIXES.join(', ');
 
 /** Whether an argument names an existing image rather than a closure source. */
 export const isImageRef = (s: string): boolean => PREFIXES.some((p) => s.startsWith(p));
@@ -38,6 +42,10 @@ export const isImageRef = (s: string): boolean => PREFIXES.some((p) => s.startsW
 /** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
 export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {
   const arch = typeof flags.arch === 'string' ? flags.arch : undefined;
+  return requirePlatform(openSource(command, ref, flags, arch), arch);
+}
+
+function openSource(command: string, ref: string, flags: TargetFlags, arch: string | undefined): ImageSource {
   const o = arch ? { arch } : {};
   if (ref.startsWith('docker://')) {
     let parsed;

@@ -2,15 +2,7 @@ import { imageReport, writeError } from './target-result.js';
 import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { removeStaleFiles } from '../core/stale-files.js';
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiffReportJson, ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
+import type { Digest } from '../../src/core/digest.js';
+import { pickPlatform } from '../../src/registry/read/image-source.js';
 import { dockerRmi } from '../helpers/docker.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
@@ -170,15 +172,61 @@ describe('nixoci inspect IMAGE', () => {
     expect(r.image.layers.map((l) => l.digest)).toEqual(arm.layers.map((l) => l.digest));
     const amd = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`]);
     expect(amd.image.architecture).toBe('amd64');
+    for (const arch of ['linux/arm64', 'arm64/v8', 'linux/arm64/v8']) {
+      const named = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`, '--arch', arch]);
+      expect(named.image.manifestDigest, arch).toBe(arm.manifestDigest);
+    }
     const none = await nixoci(['inspect', `oci:${dir}`, '--arch', 's390x']);
     expect(none.code).toBe(1);
-    expect(none.stderr).toContain('no s390x image in the index (it has: amd64, arm64)');
+    expect(none.stderr).toContain('no s390x image in the index (it has: linux/amd64, linux/arm64/v8)');
+    const variant = await nixoci(['inspect', `oci:${dir}`, '--arch', 'arm64/v9']);
+    expect(variant.stderr).toContain('no arm64/v9 image in the index');
+    // one image of another platform is not shown as the one asked for
+    const single = await nixoci(['inspect', `oci:${ociA}`, '--arch', 'arm64']);
+    expect(single.code).toBe(1);
+    expect(single.stderr).toContain(`oci:${ociA}: the image is linux/amd64, not arm64`);
+  });
+
+  it('picks a Linux image when the index also lists another OS for the same architecture', () => {
+    const d = (n: string, os: string, architecture: string, variant?: string) => ({
+      digest: `sha256:${n.repeat(64)}` as Digest,
+      size: 1,
+      platform: { os, architecture, ...(variant ? { variant } : {}) },
+    });
+    const list = [
+      d('a', 'windows', 'amd64'),
+      d('b', 'linux', 'amd64'),
+      d('c', 'linux', 'arm', 'v6'),
+      d('e', 'linux', 'arm', 'v7'),
+    ];
+    expect(pickPlatform(list, undefined, 'x').digest).toBe(list[1]!.digest);
+    expect(pickPlatform(list, 'amd64', 'x').digest).toBe(list[1]!.digest);
+    expect(pickPlatform(list, 'windows/amd64', 'x').digest).toBe(list[0]!.digest);
+    expect(pickPlatform(list, 'arm/v7', 'x').digest).toBe(list[3]!.digest);
+    expect(pickPlatform(list, 'arm', 'x').digest).toBe(list[2]!.digest);
+    expect(() => pickPlatform(list, 'arm/v8', 'x')).toThrow(
+      'no arm/v8 image in the index (it has: windows/amd64, linux/amd64, linux/arm/v6, linux/arm/v7)',
+    );
   });
 
   it('reports usage errors and unreadable images with exit codes 2 and 1', async () => {
     const mixed = await nixoci(['inspect', `oci:${ociA}`, '--graph', v1.graphFile]);
     expect(mixed.code).toBe(2);
     expect(mixed.stderr).toContain('--graph is a closure source');
+    for (const flag of [
+      ['--graph-out', 'x.dot'],
+      ['--compression', 'zstd'],
+      ['--entrypoint', '/bin/sh'],
+    ]) {
+      const r = await nixoci(['inspect', `oci:${ociA}`, ...flag]);
+      expect(r.code, flag[0]).toBe(2);
+      expect(r.stderr).toContain(`${flag[0]} is for a closure; an existing image is read as it is`);
+    }
+    // an image without its transport is not silently dropped for the closure's plan
+    const bare = await nixoci(['inspect', '--graph', v1.graphFile, 'ubuntu:latest']);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('unexpected argument "ubuntu:latest"');
+    expect(bare.stderr).toContain('docker://, oci:');
     const none = await nixoci(['inspect', `oci:${join(work, 'nothing')}`]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/read oci:.*nothing: ENOENT/);

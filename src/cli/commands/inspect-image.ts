@@ -1,4 +1,4 @@
-import { sourceOptions, usage } from '../flags.js';
+import { imageOptions, sourceOptions, usage } from '../flags.js';
 import { openImageSource } from '../image-ref.js';
 import { printImage, readImage } from '../image-report.js';
 import { JSON_SCHEMA_VERSION, type Io } from '../output.js';
@@ -15,6 +15,12 @@ export async function inspectImage(
     throw usage('inspect', `one image at a time, got ${positionals.length} arguments`);
   const mixed = Object.keys(sourceOptions).find((k) => values[k] !== undefined);
   if (mixed) throw usage('inspect', `--${mixed} is a closure source; it does not go with an image`);
+  // Flags that shape an image being assembled say nothing about one that exists.
+  const assembling = [...Object.keys(imageOptions), 'graph-out'].find(
+    (k) => k !== 'arch' && values[k] !== undefined,
+  );
+  if (assembling)
+    throw usage('inspect', `--${assembling} is for a closure; an existing image is read as it is`);
   const source = openImageSource('inspect', positionals[0]!, values);
   if (values.verbose) io.err(`reading ${source.description}\n`);
   const image = await readImage(source, signal);

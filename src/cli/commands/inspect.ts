@@ -1,4 +1,5 @@
 import type { Closure } from '../../closure/closure.js';
+import { NixociError } from '../../core/errors.js';
 import type { StorePath } from '../../closure/store-path.js';
 import type { Arch } from '../../image/image.js';
 import { DigestCache } from '../../layer/cache.js';
@@ -9,7 +10,13 @@ import { applyCustomisation, type CustomiseFlagValues } from '../customise.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from '../flags.js';
 import { writeGraph } from '../graph-out.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
-import { HELP_IMAGE_READ_FLAGS, HELP_IMAGE_REFS, imageReadOptions, isImageRef } from '../image-ref.js';
+import {
+  HELP_IMAGE_READ_FLAGS,
+  HELP_IMAGE_REFS,
+  IMAGE_TRANSPORTS,
+  imageReadOptions,
+  isImageRef,
+} from '../image-ref.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
 import { resolveSource, type ResolvedSource, type SourceFlags } from '../source.js';
 
@@ -62,6 +69,11 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
     const { inspectImage } = await import('./inspect-image.js');
     return inspectImage(values, positionals, io, signal);
   }
+  const stray = positionals.find((p) => !p.startsWith('/'));
+  if (stray !== undefined)
+    throw new NixociError('USAGE', `nixoci inspect: unexpected argument ${JSON.stringify(stray)}`, {
+      hint: `an image is named with its transport (${IMAGE_TRANSPORTS}), a store path by its /nix/store path`,
+    });
   const log = (l: string): void => {
     if (values.verbose) io.err(l + '\n');
   };

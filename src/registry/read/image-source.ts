@@ -152,22 +152,93 @@ export function parseConfig(bytes: Buffer, what: string): ImageConfig {
   return c.data;
 }
 
-/** The platform manifest of an index: `arch` if given, else amd64 if present, else the first. */
+/** A platform as `--arch` names it: `ARCH`, `ARCH/VARIANT`, `OS/ARCH` or `OS/ARCH/VARIANT`. */
+export interface PlatformWanted {
+  readonly os?: string;
+  readonly architecture: string;
+  readonly variant?: string;
+}
+
+const OSES = new Set(['linux', 'windows', 'darwin', 'freebsd', 'netbsd', 'openbsd', 'solaris', 'illumos']);
+
+export function parsePlatform(s: string): PlatformWanted {
+  const parts = s.split('/');
+  const [a, b, c] = parts;
+  if (parts.length === 3) return { os: a!, architecture: b!, variant: c! };
+  if (parts.length === 2)
+    return OSES.has(a!) ? { os: a!, architecture: b! } : { architecture: a!, variant: b! };
+  return { architecture: a! };
+}
+
+export function platformName(p: { os?: string; architecture?: string; variant?: string }): string {
+  return [p.os, p.architecture ?? '?', p.variant].filter(Boolean).join('/');
+}
+
+/** Whether an image's platform is the one wanted (an OS or variant not asked for matches any). */
+export function platformMatches(
+  have: { os?: string; architecture?: string; variant?: string },
+  want: PlatformWanted,
+): boolean {
+  return (
+    have.architecture === want.architecture &&
+    (want.os === undefined || have.os === want.os) &&
+    (want.variant === undefined || have.variant === want.variant)
+  );
+}
+
+/**
+ * The platform manifest of an index: the one `arch` names (a Linux one first, when the OS is not
+ * named), else linux/amd64 if present, else the first Linux one, else the first.
+ */
 export function pickPlatform(
   manifests: readonly IndexDescriptor[],
   arch: string | undefined,
   what: string,
 ): IndexDescriptor {
   const images = manifests.filter((m) => m.platform?.architecture !== 'unknown'); // attestations
-  const want = arch ?? 'amd64';
-  const hit = images.find((m) => m.platform?.architecture === want) ?? (arch ? undefined : images[0]);
+  const linuxFirst = [
+    ...images.filter((m) => (m.platform?.os ?? 'linux') === 'linux'),
+    ...images.filter((m) => (m.platform?.os ?? 'linux') !== 'linux'),
+  ];
+  const platform = (m: IndexDescriptor): PlatformWanted & { os?: string } =>
+    (m.platform ?? { architecture: '?' }) as PlatformWanted;
+  const want = parsePlatform(arch ?? 'amd64');
+  const hit =
+    linuxFirst.find((m) => platformMatches(platform(m), want)) ?? (arch ? undefined : linuxFirst[0]);
   if (!hit) {
-    const have = images.map((m) => m.platform?.architecture ?? '?').join(', ');
-    throw new NixociError('IMAGE_NOT_FOUND', `${what}: no ${want} image in the index (it has: ${have})`, {
-      hint: 'pick one of its architectures with --arch',
-    });
+    const have = images.map((m) => platformName(platform(m))).join(', ');
+    throw new NixociError(
+      'IMAGE_NOT_FOUND',
+      `${what}: no ${platformName(want)} image in the index (it has: ${have})`,
+      { hint: 'pick one of its platforms with --arch (ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT])' },
+    );
   }
   return hit;
+}
+
+/**
+ * A source whose image must be of the platform `arch` names: an index was narrowed to it already,
+ * but a single image of another platform would otherwise be shown as if it were the one asked for.
+ */
+export function requirePlatform(source: ImageSource, arch: string | undefined): ImageSource {
+  if (arch === undefined) return source;
+  const want = parsePlatform(arch);
+  let checked: Promise<void> | undefined;
+  const check = (signal?: AbortSignal): Promise<void> =>
+    (checked ??= source.config(signal).then((c) => {
+      if (c.architecture !== undefined && !platformMatches(c, want))
+        throw new NixociError(
+          'IMAGE_NOT_FOUND',
+          `${source.description}: the image is ${platformName(c)}, not ${platformName(want)}`,
+          { hint: 'it holds one platform only; leave out --arch to read it' },
+        );
+    }));
+  return {
+    description: source.description,
+    manifest: async (signal) => (await check(signal), source.manifest(signal)),
+    config: async (signal) => (await check(signal), source.config(signal)),
+    layers: async (signal) => (await check(signal), source.layers(signal)),
+  };
 }
 
 const STORE_PATH_RE = (): RegExp =>
