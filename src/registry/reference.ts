@@ -47,6 +47,15 @@ export function parseReference(input: string): ImageReference {
   else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
     invalid(input, `unsupported transport ${s.split('://')[0]}://`);
   if (s === '') invalid(input, 'empty');
+  // USER:PASSWORD@HOST/… (an @ with a / after it; a digest's @ has none): never echoed back.
+  const userinfo = s.indexOf('@');
+  if (userinfo >= 0 && s.indexOf('/', userinfo) > userinfo) {
+    invalid(
+      `${input.startsWith('docker://') ? 'docker://' : ''}***@${s.slice(userinfo + 1)}`,
+      'credentials do not go in an image reference',
+      'give them with --creds USER:PASSWORD, NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD, or `docker login`',
+    );
+  }
   if (/\s/.test(s)) invalid(input, 'contains whitespace');
 
   let digest: Digest | undefined;

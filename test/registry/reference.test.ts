@@ -80,6 +80,11 @@ describe('parseReference', () => {
     ['host:99999/app', /port "99999" is invalid/],
     ['-bad.io/app', /host "-bad.io" is invalid/],
     ['ghcr.io/a b', /whitespace/],
+    [
+      'docker://me:s3cret@ghcr.io/org/app:v1',
+      /"docker:\/\/\*\*\*@ghcr.io\/org\/app:v1" is invalid: credentials/,
+    ],
+    ['me@ghcr.io/org/app', /"\*\*\*@ghcr.io\/org\/app" is invalid: credentials/],
     [`ghcr.io/${'a'.repeat(260)}`, /longer than 255/],
   ];
   it.each(bad)('rejects %j', (input, why) => {

@@ -127,6 +127,17 @@ describe('secrets never appear in output', () => {
       secrets,
       1,
     );
+    // Credentials written into a reference (as in a URL) are refused without being echoed.
+    const inRef = `docker://${user}:${pass}@${env.registryBasic}/${uniqueRepo('secret')}:t`;
+    for (const args of [
+      ['push', ...base(), inRef],
+      ['build', ...base(), '--to', inRef],
+      ['push', ...base(), '--cache-from', inRef, ref()],
+      ['inspect', inRef],
+    ]) {
+      const err = await run(args, {}, secrets, 2);
+      expect(err).toMatch(/"docker:\/\/\*\*\*@.*" is invalid: credentials do not go in an image reference/);
+    }
   }, 180_000);
 
   it('a token realm gets the credentials, the registry only Bearer tokens', async () => {
