@@ -206,6 +206,7 @@ export class RegistryTarget implements ImageTarget {
           pushed.map((p) => p.digests),
         );
         const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
+        if (!multi) this.checkPinned(rendered.manifest.digest);
         // The tag already points at exactly this manifest: nothing to send (an unchanged re-push).
         if (multi || rendered.manifest.digest !== topDigest) {
           if (!present.has(rendered.config.digest))
@@ -224,14 +225,12 @@ export class RegistryTarget implements ImageTarget {
 
       // (4) Several platforms: an index over the manifests pushed by digest.
       const top: Blob = multi ? renderIndex(manifests) : manifests[0]!.manifest;
+      if (multi) this.checkPinned(top.digest);
       if (multi && tags.length > 0) {
         if (top.digest !== topDigest) await client.putManifest(repo, tags[0]!, top, signal);
       } else if (multi) await client.putManifest(repo, top.digest, top, signal);
       // (5) Extra tags: the same bytes under each.
       for (const t of tags.slice(1)) await client.putManifest(repo, t, top, signal);
-      if (ref.digest && ref.digest !== top.digest) {
-        notes.push(`the pushed manifest is ${top.digest}, not the ${ref.digest} named in the reference`);
-      }
       return { target: this.description, manifestDigest: top.digest, images: reports, notes };
     } catch (e) {
       if (signal?.aborted)
@@ -243,6 +242,20 @@ export class RegistryTarget implements ImageTarget {
       // What this push found or sent is kept for the mounts of the next, even if it failed later.
       holders.save();
     }
+  }
+
+  /**
+   * A reference that pins a digest (`REPO[:TAG]@sha256:…`) is a promise about what lands there:
+   * another manifest (or index) is not pushed under its tag, as skopeo and crane refuse it too.
+   */
+  private checkPinned(digest: Digest): void {
+    const pinned = this.ref.digest;
+    if (pinned === undefined || pinned === digest) return;
+    throw new NixociError(
+      'TARGET_INVALID',
+      `${this.description}: the image's manifest is ${digest}, not the ${pinned} the reference pins`,
+      { hint: 'leave @sha256:… out of the reference to push this image' },
+    );
   }
 
   private client(ref: ImageReference, what: string, ctx: WriteContext): RegistryClient {

@@ -151,6 +151,49 @@ describe('nixoci push', () => {
     expect(r.stderr).not.toContain('not-it');
   });
 
+  it("pushes under a reference that pins the image's digest, and refuses one that pins another", async () => {
+    const repo = uniqueRepo('pinned');
+    const first = await nixociJson<Report>(['push', '--graph', v1.graphFile, `${env.registry}/${repo}:a`]);
+    const pinned = await nixociJson<Report>([
+      'push',
+      '--graph',
+      v1.graphFile,
+      `${env.registry}/${repo}:b@${first.manifestDigest}`,
+    ]);
+    expect(pinned.manifestDigest).toBe(first.manifestDigest);
+    await verifyPushed(env.registry, repo, 'b');
+    // v2's manifest is not the one v1's digest names: no tag c, and tag a stays where it was
+    const other = await nixoci([
+      'push',
+      '--graph',
+      v2.graphFile,
+      `${env.registry}/${repo}:a@${first.manifestDigest}`,
+    ]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(
+      new RegExp(
+        `^nixoci: error: .*: the image's manifest is sha256:[0-9a-f]{64}, not the ${first.manifestDigest} the reference pins$`,
+        'm',
+      ),
+    );
+    const noTag = await nixoci([
+      'push',
+      '--graph',
+      v2.graphFile,
+      `${env.registry}/${repo}:c@${first.manifestDigest}`,
+    ]);
+    expect(noTag.code).toBe(1);
+    const tags = (await (await fetch(`http://${env.registry}/v2/${repo}/tags/list`)).json()) as {
+      tags: string[];
+    };
+    expect(tags.tags.sort()).toEqual(['a', 'b']);
+    const head = await fetch(`http://${env.registry}/v2/${repo}/manifests/a`, {
+      method: 'HEAD',
+      headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    expect(head.headers.get('docker-content-digest')).toBe(first.manifestDigest);
+  });
+
   it('rejects a bad reference as a usage error', async () => {
     const r = await nixoci(['push', '--graph', v1.graphFile, 'docker://Bad/Name']);
     expect(r.code).toBe(2);
