@@ -70,7 +70,7 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
     compression === 'gzip' ? 9 : 19,
   );
   const created = v.created ?? DEFAULT_CREATED;
-  if (Number.isNaN(Date.parse(created)) || !/^\d{4}-\d\d-\d\dT/.test(created)) {
+  if (!isRfc3339(created)) {
     throw usage(command, `--created ${created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);
   }
   const env = (v.env ?? []).map((e) => {
@@ -208,4 +208,25 @@ export class Assembly {
     }
     return results;
   }
+}
+
+/**
+ * An RFC 3339 date-time as image configs hold it (Go's time.RFC3339Nano): a real calendar date, a
+ * time, and a `Z` or ±hh:mm offset. `Date.parse` alone takes 2024-02-30 (as March 1st) and a time
+ * without an offset, which the Docker engine then refuses to load.
+ */
+export function isRfc3339(s: string): boolean {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d{1,9})?([Zz]|[+-](\d\d):(\d\d))$/.exec(s);
+  if (!m) return false;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const days = new Date(Date.UTC(y, mo, 0)).getUTCDate(); // days in month `mo` of year `y`
+  const offset = m[9] === undefined || (Number(m[9]) <= 23 && Number(m[10]) <= 59);
+  return mo >= 1 && mo <= 12 && d >= 1 && d <= days && h <= 23 && mi <= 59 && sec <= 59 && offset;
 }

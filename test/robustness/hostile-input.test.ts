@@ -414,6 +414,14 @@ const cases: Case[] = [
     code: 2,
     says: /created/,
   },
+  ...['2024-02-30T00:00:00Z', '2023-02-29T12:00:00Z', '2024-01-01T00:00:00', '2024-01-01 00:00:00Z'].map(
+    (t): Case => ({
+      name: `flag: --created ${t} (no such day, or no offset: the engine would refuse the image)`,
+      args: (c) => ['build', '--graph', c.fx.graphFile, '--created', t, '--to', `oci:${c.out}:t`],
+      code: 2,
+      says: /--created .*RFC 3339/,
+    }),
+  ),
   {
     name: 'flag: --expose 70000',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--expose', '70000', '--to', `oci:${c.out}:t`],
