@@ -103,10 +103,11 @@ export function engineTarget(
     }
   }
   const extra = flags.tag;
-  tags.push(...(Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : []));
-  for (const t of tags) if (!TAG_RE.test(t)) throw usage(command, `${JSON.stringify(t)} is not a valid tag`);
+  const extraTags = Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : [];
+  for (const t of [...tags, ...extraTags])
+    if (!TAG_RE.test(t)) throw usage(command, `${JSON.stringify(t)} is not a valid tag`);
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
-  const target = new DaemonTarget({ engine, host, name, tags: [...new Set(tags)], cacheFrom });
+  const target = new DaemonTarget({ engine, host, name, tags, extraTags, cacheFrom });
   return { target, defaultCompression: 'none' };
 }

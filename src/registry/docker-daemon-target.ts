@@ -21,6 +21,8 @@ export interface DaemonTargetOptions {
   readonly name?: string;
   /** Tags to give the image (default `latest`, or the store path hash when the name is derived). */
   readonly tags?: readonly string[];
+  /** More tags, besides `tags` or the default one (`--tag`). */
+  readonly extraTags?: readonly string[];
   /** Other images whose layers the engine holds and this image may share (`--cache-from`). */
   readonly cacheFrom?: readonly string[];
   /** Environment for engine discovery (tests); default process.env. */
@@ -137,7 +139,8 @@ export class DaemonTarget implements ImageTarget {
   }
 
   private tagsOr(fallback: readonly string[]): readonly string[] {
-    return this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : fallback;
+    const first = this.opts.tags && this.opts.tags.length > 0 ? this.opts.tags : fallback;
+    return [...new Set([...first, ...(this.opts.extraTags ?? [])])];
   }
 
   /**

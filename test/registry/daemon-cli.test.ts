@@ -171,6 +171,22 @@ describe('nixoci load', () => {
     );
   });
 
+  it('adds --tag to the default tag instead of replacing it', async () => {
+    const name = `nixoci-cli-${run}-tags`;
+    const extra = `extra-${run}`;
+    const load = (args: string[]) =>
+      cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '-q', ...args, '--tag', extra]);
+    expect((await load([name])).code).toBe(0);
+    const derived = `fixture-app:${storePathHash(v1.app as StorePath)}`;
+    await dockerRmi(derived);
+    expect((await load([])).code).toBe(0);
+    const ls = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}']);
+    const have = ls.stdout.split('\n');
+    for (const t of [`${name}:latest`, `${name}:${extra}`, derived, `fixture-app:${extra}`])
+      expect(have, t).toContain(t);
+    await dockerRmi(`${name}:latest`, `${name}:${extra}`, `fixture-app:${extra}`);
+  });
+
   it('accepts --to docker-daemon: in build, and rejects bad names', async () => {
     const name = `nixoci-cli-build-${run}`;
     const r = await cli([
