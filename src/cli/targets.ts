@@ -32,10 +32,20 @@ const transports: Record<string, TransportParser> = {
     const ref = i < 0 ? undefined : rest.slice(i + 1);
     if (!file)
       throw usage(command, 'docker-archive: needs a file name, e.g. docker-archive:image.tar:app:latest');
-    if (ref !== undefined && !/^[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127})?$/.test(ref)) {
-      throw usage(command, `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG]`);
+    let repoTag: string | undefined;
+    if (ref !== undefined) {
+      // NAME[:TAG] as `docker load` takes it: a repository (a registry host with a port allowed)
+      const colon = ref.lastIndexOf(':');
+      const tagged = colon > ref.lastIndexOf('/');
+      const name = tagged ? ref.slice(0, colon) : ref;
+      const tag = tagged ? ref.slice(colon + 1) : 'latest';
+      if (!REPOSITORY_RE.test(name) || !TAG_RE.test(tag))
+        throw usage(
+          command,
+          `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG] (lower case, e.g. app:v1 or example.com:5000/team/app)`,
+        );
+      repoTag = `${name}:${tag}`;
     }
-    const repoTag = ref === undefined ? undefined : ref.includes(':') ? ref : `${ref}:latest`;
     return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
   },
   docker: (command, rest, flags) => registryTarget(command, rest, flags),

@@ -86,7 +86,8 @@ describe('nixoci build', () => {
 
   it('writes a docker-archive that the Docker engine loads and runs', async () => {
     const archive = tmp('a.tar');
-    const tag = 'nixoci-test/build:archive';
+    // a name with a registry host and port, as `docker load` takes it
+    const tag = 'localhost:5000/nixoci-test/build:archive';
     await dockerRmi(tag);
     const r = await nixoci([
       'build',

@@ -364,6 +364,26 @@ const cases: Case[] = [
     code: 1,
     says: /cannot write oci:.*dangling/,
   },
+  ...['bad//name:1', 'bad-:1', 'Bad:1', 'app:'].map((n): Case => ({
+    name: `ref: docker-archive: with a name docker load refuses (${n})`,
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--to', `docker-archive:${c.out}:${n}`],
+    code: 2,
+    says: /is not a NAME\[:TAG\]/,
+  })),
+  {
+    name: 'ref: two docker-archive: destinations with the same file',
+    args: (c) => [
+      'build',
+      '--graph',
+      c.fx.graphFile,
+      '--to',
+      `docker-archive:${c.out}:a:1`,
+      '--to',
+      `docker-archive:${c.out}/../out:b:2`,
+    ],
+    code: 2,
+    says: /two destinations write the same file/,
+  },
   {
     name: 'ref: unknown transport',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--to', 'ftp://x/y'],

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { usage } from '../flags.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
@@ -27,6 +28,12 @@ export const buildCommand: ImageCommandSpec = {
           'docker-archive:- would write a tar archive to the terminal; pipe it (| docker load)',
         );
     }
+    // Two archives written to one file: the second would silently replace the first.
+    const files = to
+      .filter((d) => d.startsWith('docker-archive:') && !toStdout.includes(d))
+      .map((d) => resolve(d.slice('docker-archive:'.length).split(':')[0]!));
+    const twice = files.find((f, i) => files.indexOf(f) !== i);
+    if (twice !== undefined) throw usage('build', `two destinations write the same file ${twice}`);
     return to.map((d) => parseTarget('build', d, values));
   },
   help: `Usage: nixoci build [SOURCE] --to DEST [--to DEST ...] [flags]
