@@ -1,7 +1,7 @@
 import { NixociError } from '../core/errors.js';
 import { parseCredsFlag } from '../registry/auth/credentials.js';
 import { cacheDirOf } from '../layer/cache.js';
-import { parseReference } from '../registry/reference.js';
+import { parseReference, type ImageReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
@@ -34,7 +34,8 @@ export const HELP_REGISTRY_FLAGS = `Registry:
   --tag TAG                     one more tag for the same manifest (repeatable; push only)
   --cache-from REF              an image whose annotated layers may be reused without reading the
                                 store, besides the target tag itself (repeatable; push only)
-  --mount-from REPO             a repository on the same registry to mount layers from (repeatable)
+  --mount-from REPO             a repository on the same registry to mount layers from, REPO or
+                                HOST/REPO (repeatable)
 ${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs in flight at once (default 4; of those, at most 2 are being
                                 made from the store at a time, the rest wait for the registry)
 `;
@@ -69,7 +70,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
   const timeoutMs = timeoutFlag(command, flags);
   const target = new RegistryTarget(reference, {
     tags,
-    mountFrom: strings(flags['mount-from']),
+    mountFrom: strings(flags['mount-from']).map((m) => mountSource(command, m, reference)),
     cacheFrom,
     insecureRegistries: strings(flags['insecure-registry']),
     cacheDir: cacheDirOf(flags),
@@ -80,6 +81,36 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
   });
   // gzip level 1: accepted by every registry and engine, and cheap (DESIGN.md).
   return { target, defaultCompression: 'gzip' };
+}
+
+/**
+ * A `--mount-from` value as a repository of the push's registry: `team/app`, or with the registry
+ * written out as in `--cache-from` (`127.0.0.1:5000/team/app`). A repository of another registry,
+ * a tag or an invalid name is a usage error (a mount can only come from the same registry).
+ */
+function mountSource(command: string, value: string, target: ImageReference): string {
+  const first = value.split('/')[0]!;
+  const hasHost =
+    value.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  const last = value.slice(value.lastIndexOf('/') + 1);
+  if (last.includes(':') || last.includes('@'))
+    throw usage(
+      command,
+      `--mount-from ${value}: names an image; give its repository (leave out the tag or digest)`,
+    );
+  let parsed: ImageReference;
+  try {
+    parsed = parseReference(hasHost ? value : `${target.registry}/${value}`);
+  } catch (e) {
+    if (e instanceof NixociError) throw usage(command, `--mount-from: ${e.message}`);
+    throw e;
+  }
+  if (parsed.registry !== target.registry)
+    throw usage(
+      command,
+      `--mount-from ${value}: a mount only comes from the same registry (the push goes to ${target.registry})`,
+    );
+  return parsed.repository;
 }
 
 /** `--timeout SECONDS` in milliseconds, or undefined when not given. */

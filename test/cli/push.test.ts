@@ -128,6 +128,29 @@ describe('nixoci push', () => {
       cacheDir,
     ]);
     expect(r.layers.every((l) => l.action === 'mounted' && l.bytesSent === 0)).toBe(true);
+    // the source written with its registry, as --cache-from takes it; a fresh cache knows no holders
+    const r3 = await nixociJson<Report>([
+      'push',
+      '--graph',
+      v1.graphFile,
+      `${env.registry}/${uniqueRepo('cli-dst')}:a`,
+      '--mount-from',
+      `${env.registry}/${repo}`,
+      '--no-cache',
+    ]);
+    expect(r3.layers.every((l) => l.action === 'mounted' && l.bytesSent === 0)).toBe(true);
+    for (const bad of ['127.0.0.1:9/other/repo', `${repo}:a`, 'Bad Name']) {
+      const e = await nixoci([
+        'push',
+        '--graph',
+        v1.graphFile,
+        `${env.registry}/${repo2}:b`,
+        '--mount-from',
+        bad,
+      ]);
+      expect(e.code, bad).toBe(2);
+      expect(e.stderr).toMatch(/^nixoci: error: nixoci push: --mount-from/);
+    }
   });
 
   it('fails with exit 1, the registry named and a hint, on a wrong password', async () => {
