@@ -1,16 +1,16 @@
 // `nixoci inspect IMAGE` and `nixoci diff A B` on images nixoci wrote (OCI layout, docker-archive,
 // registry, Docker engine) and on one `skopeo copy` rewrote (no nixoci annotations: store paths come
 // from the config history). Every figure is checked against what the writer reported or wrote.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DiffReportJson, ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
 import type { Digest } from '../../src/core/digest.js';
 import { pickPlatform } from '../../src/registry/read/image-source.js';
-import { dockerRmi } from '../helpers/docker.js';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { docker, dockerRmi } from '../helpers/docker.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { uniqueRepo } from '../registry/push-helpers.js';
@@ -77,6 +77,61 @@ describe('nixoci inspect IMAGE', () => {
     expect(r.image.layers.map((l) => [l.digest, l.diffId, l.size, l.storePaths, l.storePathsFrom])).toEqual(
       built.layers.map((l) => [l.diffId, l.diffId, l.size, l.storePaths, 'history']),
     );
+  });
+
+  it('reads a docker-archive from a pipe, a FIFO and standard input; says what is wrong with a cut one', async () => {
+    const sh = (script: string) =>
+      spawnSync('bash', ['-c', script, 'bash', cliBin, archive], { encoding: 'utf8' });
+    const want = (await nixociJson<InspectImageJson>(['inspect', `docker-archive:${archive}`])).image;
+    for (const script of [
+      `"$1" inspect --json docker-archive:<(cat "$2")`,
+      `cat "$2" | "$1" inspect --json docker-archive:-`,
+      `mkfifo "$2.fifo"; cat "$2" > "$2.fifo" & "$1" inspect --json "docker-archive:$2.fifo"; rm "$2.fifo"`,
+    ]) {
+      const r = sh(script);
+      expect(r.status, `${script}: ${r.stderr}`).toBe(0);
+      const got = (JSON.parse(r.stdout) as InspectImageJson).image;
+      expect([got.configDigest, got.layers]).toEqual([want.configDigest, want.layers]);
+    }
+    const dir = await nixoci(['inspect', `docker-archive:${work}`]);
+    expect(dir.code).toBe(1);
+    expect(dir.stderr).toContain('it is a directory');
+    // cut early, and halfway (inside a layer, which is skipped, never read)
+    for (const keep of [3000, Math.floor(statSync(archive).size / 2)]) {
+      const cut = join(work, `cut-${keep}.tar`);
+      writeFileSync(cut, readFileSync(archive).subarray(0, keep));
+      const r = await nixoci(['inspect', `docker-archive:${cut}`]);
+      expect(r.code, String(keep)).toBe(1);
+      expect(r.stderr).toContain('the archive ends in the middle of an entry');
+    }
+  });
+
+  it('reads an image that has one layer twice, which docker save writes as a symlink', async () => {
+    const ctx = join(work, 'repeat');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'f1'), 'one\n');
+    writeFileSync(join(ctx, 'f2'), 'two\n');
+    writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY f1 /f1\nCOPY f2 /f2\nCOPY f1 /f1\n');
+    const tag = `nixoci-inspect-repeat:${process.pid}`;
+    await docker(['build', '-q', '--network', 'none', '-t', tag, ctx], { env: { DOCKER_BUILDKIT: '0' } });
+    try {
+      const saved = join(work, 'repeat.tar');
+      await docker(['save', tag, '-o', saved]);
+      for (const ref of [`docker-archive:${saved}`, `docker-daemon:${tag}`]) {
+        const r = await nixociJson<InspectImageJson>([
+          'inspect',
+          ref,
+          ...(ref.startsWith('docker-daemon') ? ['-H', env.dockerHost] : []),
+        ]);
+        const layers = r.image.layers;
+        expect(layers.length, ref).toBe(3);
+        expect(layers[2]!.diffId).toBe(layers[0]!.diffId);
+        expect(layers[2]!.size).toBe(layers[0]!.size);
+        expect(layers[1]!.diffId).not.toBe(layers[0]!.diffId);
+      }
+    } finally {
+      await dockerRmi(tag);
+    }
   });
 
   it('reads an image skopeo copied from a docker-archive (no annotations: history)', async () => {

@@ -1,3 +1,5 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { z } from 'zod';
 import { isDigest, sha256Digest, type Digest } from '../../core/digest.js';
 import { NixociError, reason } from '../../core/errors.js';
@@ -11,7 +13,7 @@ import {
   type LayerDescriptor,
   type LoadedImage,
 } from './image-source.js';
-import { fileReader, scanTar, type ByteReader, type ScannedEntry } from './tar-scan.js';
+import { fileReader, scanTar, streamReader, type ByteReader, type ScannedEntry } from './tar-scan.js';
 
 const archiveManifestSchema = z.array(
   z.object({
@@ -33,12 +35,27 @@ export function dockerArchiveSource(file: string, repoTag: string | undefined): 
   const description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
   return lazySource(description, async () => {
     let reader: ByteReader;
+    const hint = 'docker-archive: must name a tar file, e.g. one written by `docker save`';
     try {
-      reader = await fileReader(file);
+      if (file === '-') {
+        // standard input: `docker save app | nixoci inspect docker-archive:-`
+        if (process.stdin.isTTY)
+          throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
+            hint: 'pipe the archive in: docker save IMAGE | nixoci inspect docker-archive:-',
+          });
+        reader = streamReader(process.stdin, () => process.stdin.destroy());
+      } else {
+        const st = await stat(file);
+        if (st.isDirectory())
+          throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint });
+        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) as a stream
+        reader = st.isFile()
+          ? await fileReader(file)
+          : streamReader(createReadStream(file, { highWaterMark: 1 << 20 }));
+      }
     } catch (e) {
-      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, {
-        hint: 'docker-archive: must name a tar file, e.g. one written by `docker save`',
-      });
+      if (e instanceof NixociError) throw e;
+      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, { hint });
     }
     try {
       return await readArchive(reader, repoTag, description);
@@ -60,6 +77,15 @@ export async function readArchive(
     description,
   );
   const byName = new Map<string, ScannedEntry>(entries.map((e) => [e.name, e]));
+  // Links stand for the entry they point at (a few hops at most; a loop resolves to nothing).
+  for (const e of entries) {
+    let t: ScannedEntry | undefined = e;
+    for (let hops = 0; t?.linkTo !== undefined && hops < 8; hops++) t = byName.get(t.linkTo);
+    if (e.linkTo !== undefined) {
+      if (t && t.linkTo === undefined) byName.set(e.name, { ...t, name: e.name });
+      else byName.delete(e.name);
+    }
+  }
   const mf = byName.get('manifest.json')?.body;
   if (!mf) throw invalidImage(description, 'no manifest.json: not a docker-archive');
   const parsed = archiveManifestSchema.safeParse(parseJson(mf, `${description} manifest.json`));

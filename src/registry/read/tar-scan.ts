@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { posix } from 'node:path';
 import { NixociError } from '../../core/errors.js';
 import { BLOCK, padding } from '../../layer/tar-header.js';
 
@@ -9,12 +10,21 @@ import { BLOCK, padding } from '../../layer/tar-header.js';
 export interface ByteReader {
   /** Up to `n` bytes; fewer only at the end of the input. */
   read(n: number): Promise<Buffer>;
-  skip(n: number): Promise<void>;
+  /** False when the input ended before `n` bytes. */
+  skip(n: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
+/** A regular file, read by offset (layers are skipped without reading them). */
 export async function fileReader(path: string): Promise<ByteReader> {
   const fh = await open(path, 'r');
+  let size: number;
+  try {
+    size = (await fh.stat()).size;
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
   let pos = 0;
   return {
     read: async (n) => {
@@ -28,7 +38,10 @@ export async function fileReader(path: string): Promise<ByteReader> {
       }
       return buf.subarray(0, got);
     },
-    skip: async (n) => void (pos += n),
+    skip: async (n) => {
+      pos += n;
+      return pos <= size;
+    },
     close: () => fh.close(),
   };
 }
@@ -57,11 +70,12 @@ export function streamReader(input: AsyncIterable<Buffer>, onClose?: () => void)
     skip: async (n) => {
       let left = n;
       while (left > 0) {
-        if (pending.length === 0 && !(await fill())) return;
+        if (pending.length === 0 && !(await fill())) return false;
         const k = Math.min(left, pending.length);
         pending = pending.subarray(k);
         left -= k;
       }
+      return true;
     },
     close: async () => {
       onClose?.();
@@ -77,6 +91,11 @@ export interface ScannedEntry {
   readonly head: Buffer;
   /** The whole content, for the entries `keep` asked for. */
   readonly body?: Buffer;
+  /**
+   * For a hard or symbolic link: the archive path of the entry it stands for (`docker save` writes a
+   * layer that an image has twice as a symlink `ID2/layer.tar -> ../ID1/layer.tar`).
+   */
+  readonly linkTo?: string;
 }
 
 /**
@@ -91,7 +110,11 @@ export async function scanTar(
 ): Promise<ScannedEntry[]> {
   const out: ScannedEntry[] = [];
   let longName: string | undefined;
+  let longLink: string | undefined;
   let paxSize: number | undefined;
+  const skip = async (n: number): Promise<void> => {
+    if (!(await r.skip(n))) throw truncated(what);
+  };
   for (;;) {
     const h = await r.read(BLOCK);
     if (h.length === 0 || h.every((b) => b === 0)) break;
@@ -102,35 +125,46 @@ export async function scanTar(
       });
     const type = String.fromCharCode(h[156]!);
     const headerSize = parseSize(h.subarray(124, 136));
-    if (type === 'x' || type === 'L') {
+    if (type === 'x' || type === 'L' || type === 'K') {
       const body = await r.read(headerSize);
       if (body.length < headerSize) throw truncated(what);
-      await r.skip(padding(headerSize));
+      await skip(padding(headerSize));
       if (type === 'L') longName = cString(body);
+      else if (type === 'K') longLink = cString(body);
       else {
         const pax = paxFields(body);
         longName = pax.get('path') ?? longName;
+        longLink = pax.get('linkpath') ?? longLink;
         if (pax.has('size')) paxSize = Number(pax.get('size'));
       }
       continue;
     }
-    const name = longName ?? headerName(h);
+    const name = (longName ?? headerName(h)).replace(/^\.\//, '');
     const size = paxSize ?? headerSize;
+    const link = longLink ?? cString(h.subarray(157, 257));
     longName = undefined;
+    longLink = undefined;
     paxSize = undefined;
+    if (type === '1' || type === '2') {
+      // a hard link names an archive path; a symlink is relative to its own directory
+      const target = type === '1' ? link.replace(/^\.\//, '') : posix.join(posix.dirname(name), link);
+      out.push({ name, size: 0, head: Buffer.alloc(0), linkTo: posix.normalize(target) });
+      continue;
+    }
     if (type !== '0' && type !== '\0') {
-      await r.skip(size + padding(size));
+      await skip(size + padding(size));
       continue;
     }
     const head = await r.read(Math.min(8, size));
+    if (head.length < Math.min(8, size)) throw truncated(what);
     let body: Buffer | undefined;
     if (keep(name, size, head)) {
       const rest = await r.read(size - head.length);
       body = Buffer.concat([head, rest]);
       if (body.length < size) throw truncated(what);
-    } else await r.skip(size - head.length);
-    await r.skip(padding(size));
-    out.push({ name: name.replace(/^\.\//, ''), size, head, ...(body ? { body } : {}) });
+    } else await skip(size - head.length);
+    await skip(padding(size));
+    out.push({ name, size, head, ...(body ? { body } : {}) });
   }
   return out;
 }
