@@ -39,19 +39,32 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
 
 export const shortDigest = (d: string | null): string => (d ? d.slice(0, 19) : '-');
 
+/**
+ * Text from an image (its history, annotations, platform) for one table cell: line breaks and tabs
+ * become spaces and other control characters are escaped, so that an image cannot break the table
+ * or send escape sequences to the terminal.
+ */
+export function cell(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) =>
+    c === '\n' || c === '\r' || c === '\t' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
 /** A layer's store paths, or (without any) what its history says it is. */
 export function pathsLabel(l: ImageLayerInfo): string {
-  if (l.storePaths.length > 0) return l.storePaths.join(' ');
-  return l.createdBy ? `(${l.createdBy.slice(0, 60)})` : '(no store paths)';
+  if (l.storePaths.length > 0) return cell(l.storePaths.join(' '));
+  return l.createdBy ? `(${cell(l.createdBy).slice(0, 60)})` : '(no store paths)';
 }
 
 export function printImage(io: Io, img: ImageJson): void {
-  io.out(`${img.reference}\n`);
+  io.out(`${cell(img.reference)}\n`);
   if (img.indexDigest) io.out(`  index     ${img.indexDigest}\n`);
   if (img.manifestDigest) io.out(`  manifest  ${img.manifestDigest}\n`);
   io.out(`  config    ${img.configDigest}\n`);
   io.out(
-    `  platform  ${img.os ?? '?'}/${img.architecture ?? '?'}${img.created ? `, created ${img.created}` : ''}\n`,
+    cell(
+      `  platform  ${img.os ?? '?'}/${img.architecture ?? '?'}${img.created ? `, created ${img.created}` : ''}`,
+    ) + '\n',
   );
   io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'DIGEST'.padEnd(19)}  STORE PATHS\n`);
   for (const l of img.layers) {
