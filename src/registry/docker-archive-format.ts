@@ -24,12 +24,12 @@ export interface ArchiveManifestEntry {
 }
 
 /**
- * The entry name of a layer. It must be known before the layer streams, so a layer whose digests
- * are not known yet gets a name derived from its position and store paths; a known layer is named
- * by its diffID the way Docker ≥ 25 names blobs (uncompressed: digest = diffID).
+ * The entry name of a layer. It must be known before the layer streams, when its digests may not
+ * be known yet, so it is derived from its position and store paths, whether the digest cache knows
+ * the layer or not: the same closure gives the same archive, byte for byte, with a warm cache, a
+ * cold one or none.
  */
 export function layerEntryName(layer: Layer, index: number): string {
-  if (layer.known && layer.compression === 'none') return `blobs/sha256/${digestHex(layer.known.diffId)}`;
   const what = layer.planned.storePaths.length > 0 ? layer.planned.storePaths.join('\n') : 'customisation';
   return `layers/${index}-${digestHex(sha256Digest(what))}.tar`;
 }

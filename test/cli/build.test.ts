@@ -234,6 +234,17 @@ describe('nixoci build', () => {
     expect(b.layers.map((l) => l.digest)).toEqual(a.layers.map((l) => l.digest));
   });
 
+  it('writes the same docker-archive, byte for byte, with no cache, a cold one and a warm one', async () => {
+    const archive = async (name: string, cache: string[]): Promise<string> => {
+      const f = tmp(name);
+      await nixociJson(['build', '--graph', fx.graphFile, '--to', `docker-archive:${f}:app:v1`, ...cache]);
+      return sha256File(f);
+    };
+    const none = await archive('rep-none.tar', ['--no-cache']);
+    expect(await archive('rep-cold.tar', ['--cache-dir', tmp('cache-rep')])).toBe(none);
+    expect(await archive('rep-warm.tar', ['--cache-dir', tmp('cache-rep')])).toBe(none);
+  });
+
   it('reads no store bytes on a warm rebuild to the same layout, with the same digests', async () => {
     const dir = tmp('warm');
     const cache = tmp('cache-warm');
