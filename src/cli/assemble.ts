@@ -119,6 +119,13 @@ function parseCommand(command: string, name: string, v: string): string[] {
     }
     throw usage(command, `--${name} ${v}: not a JSON array of strings`);
   }
+  // Split on spaces only: quotes would end up inside the words (`'echo`, `there'`), an image that
+  // fails at run time. A word with spaces in it needs the JSON form.
+  if (/["'\\]/.test(v))
+    throw usage(
+      command,
+      `--${name} ${v}: quotes and backslashes are not parsed in the space-separated form; give a JSON array, e.g. --${name} '["sh","-c","echo hi"]'`,
+    );
   return v.split(' ').filter((s) => s.length > 0);
 }
 

@@ -20,8 +20,8 @@ export const HELP_IMAGE_FLAGS = `Image:
   --max-layers N                layer budget, 1–125 (default: 100); beyond it, paths are grouped
   --compression none|gzip|zstd  layer compression (default: none for local targets, gzip for registries)
   --compression-level N         gzip 1–9 (default 1), zstd 1–19 (default 3)
-  --entrypoint CMD              Entrypoint: a JSON array or a space-separated string
-  --cmd CMD                     Cmd: a JSON array or a space-separated string
+  --entrypoint CMD              Entrypoint: a JSON array or a space-separated string (no quotes)
+  --cmd CMD                     Cmd: a JSON array or a space-separated string (no quotes)
   --env KEY=VALUE               environment variable (repeatable); PATH defaults to the bin
                                 directories of the closure's top-level store paths
   --workdir DIR                 WorkingDir
@@ -73,7 +73,7 @@ Reproducible OCI images from Nix closures, streamed straight from /nix/store.
 Commands:
 ${COMMANDS.map(([n, s]) => `  ${n.padEnd(12)}${s}`).join('\n')}
 
-Run \`nixoci COMMAND --help\` for the flags of a command.
+Run \`nixoci COMMAND --help\` for the flags of a command; \`nixoci --version\` prints the version.
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
 
 Environment (besides the registry and engine variables named by each command's flags):

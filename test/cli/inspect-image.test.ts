@@ -277,6 +277,14 @@ describe('nixoci inspect IMAGE', () => {
       expect(r.code, flag[0]).toBe(2);
       expect(r.stderr).toContain(`${flag[0]} is for a closure; an existing image is read as it is`);
     }
+    // -q: nothing but errors, the exit code says whether the image is readable
+    for (const args of [
+      ['inspect', `oci:${ociA}`, '-q'],
+      ['inspect', '--graph', v1.graphFile, '-q'],
+    ]) {
+      const q = await nixoci(args);
+      expect([q.code, q.stdout, q.stderr]).toEqual([0, '', '']);
+    }
     // an image without its transport is not silently dropped for the closure's plan
     const bare = await nixoci(['inspect', '--graph', v1.graphFile, 'ubuntu:latest']);
     expect(bare.code).toBe(2);

@@ -429,6 +429,20 @@ const cases: Case[] = [
     says: /entrypoint/,
   },
   {
+    name: 'flag: --entrypoint with shell quotes (split on spaces, they would end up in the words)',
+    args: (c) => [
+      'build',
+      '--graph',
+      c.fx.graphFile,
+      '--entrypoint',
+      "sh -c 'echo hi'",
+      '--to',
+      `oci:${c.out}:t`,
+    ],
+    code: 2,
+    says: /quotes and backslashes are not parsed.*JSON array/,
+  },
+  {
     name: 'flag: --created yesterday',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--created', 'yesterday', '--to', `oci:${c.out}:t`],
     code: 2,

@@ -28,6 +28,6 @@ export async function inspectImage(
     io.out(JSON.stringify({ schemaVersion: JSON_SCHEMA_VERSION, command: 'inspect', image }) + '\n');
     return 0;
   }
-  printImage(io, image);
+  if (!values.quiet) printImage(io, image);
   return 0;
 }

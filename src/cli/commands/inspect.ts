@@ -108,6 +108,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
     );
     return 0;
   }
+  if (values.quiet) return 0;
   for (const r of report) {
     if (r.packages) printPackages(io, r.architecture, r.packages, r.excluded ?? []);
     io.out(`${r.architecture}: ${r.layers.length} layers\n`);

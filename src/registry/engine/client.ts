@@ -309,7 +309,7 @@ export class EngineClient {
       hint:
         this.endpoint.kind === 'ssh'
           ? `check that \`ssh ${this.endpoint.destination} ${this.engine} system dial-stdio\` works (key, known host, remote engine)`
-          : 'is the engine running? Start it, or name it with --host / DOCKER_HOST',
+          : `is the engine running? Start it, or name it with --host / ${this.engine === 'podman' ? 'CONTAINER_HOST' : 'DOCKER_HOST'}`,
       cause: e,
     });
   }
