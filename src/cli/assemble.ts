@@ -69,6 +69,11 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
     1,
     compression === 'gzip' ? 9 : 19,
   );
+  if (v.workdir !== undefined && !v.workdir.startsWith('/'))
+    throw usage(
+      command,
+      `--workdir ${v.workdir}: must be an absolute path (the runtime refuses a relative one)`,
+    );
   const created = v.created ?? DEFAULT_CREATED;
   if (!isRfc3339(created)) {
     throw usage(command, `--created ${created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);

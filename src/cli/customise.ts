@@ -42,7 +42,12 @@ function parseUser(command: string, v: string | undefined): UserFlag {
   if (v === undefined) return { kind: 'none' };
   if (/^\d+(:\d+)?$/.test(v)) return { kind: 'raw', value: v };
   const m = /^([a-z_][a-z0-9_-]{0,31})(?::(\d+))?$/.exec(v);
-  if (!m) return { kind: 'raw', value: v };
+  // A name the image has no /etc/passwd entry for would only fail at `docker run`.
+  if (!m)
+    throw usage(
+      command,
+      `--user ${JSON.stringify(v)}: expected UID[:GID] or NAME[:UID] (NAME: a-z, 0-9, _ and -, starting with a letter or _)`,
+    );
   const name = m[1]!;
   if (name === 'root') {
     if (m[2] !== undefined && m[2] !== '0') throw usage(command, `--user ${v}: root has uid 0`);
@@ -109,7 +114,7 @@ export function applyCustomisation(
   const configUser =
     user.kind === 'raw'
       ? user.value
-      : imageUser.uid === 0
+      : imageUser.name === 'root'
         ? settings.run.user
         : `${imageUser.uid}:${imageUser.gid}`;
   return {

@@ -11,9 +11,10 @@ working directory, if it has a devbox.json):
                                 \`nix path-info --json --recursive\` output, or a list of store paths
   --path STOREPATH              a store path; its closure comes from \`nix path-info\` (repeatable;
                                 store paths may also be given as arguments)
-                                Prefix a value with amd64= or arm64= to give one architecture its
-                                own closure (e.g. --graph arm64=graph-aarch64.json); an unprefixed
-                                one goes into every --arch's image as it is (built for one system)
+                                Prefix a --graph or --path value with amd64= or arm64= to give one
+                                architecture its own closure (e.g. --graph arm64=graph-aarch64.json);
+                                an unprefixed one goes into every --arch's image as it is (built for
+                                one system). --devbox, --installable and --file are built per --arch.
 `;
 
 export const HELP_IMAGE_FLAGS = `Image:

@@ -82,6 +82,17 @@ export async function resolveSource(
       'no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json)',
     );
   }
+  // --installable and --file are built for each --arch's system: a prefix would reach Nix as part
+  // of the path.
+  for (const [flag, v] of [
+    ['--installable', flags.installable],
+    ['--file', flags.file],
+  ] as const)
+    if (v !== undefined && /^(amd64|arm64)=/.test(v))
+      throw usage(
+        command,
+        `${flag} ${v}: takes no architecture prefix; it is built for each --arch's system`,
+      );
   for (const arch of arches) {
     if (flags.installable !== undefined) {
       out.set(arch, await closureFromInstallable(flags.installable, { log, system: nixSystem(arch) }));
@@ -94,6 +105,9 @@ export async function resolveSource(
       out.set(arch, await loadGraphFile(file[0]!, { log }));
     } else {
       const ps = pick(command, paths, arch, '--path').map((p) => parseStorePath(p, '--path'));
+      // none for this architecture (all prefixed for another): `nix path-info` with no path would
+      // read whatever the working directory holds
+      if (ps.length === 0) throw usage(command, `no --path for ${arch} (give ${arch}=STOREPATH, or --arch)`);
       out.set(arch, await closureFromPaths(ps, { log }));
     }
   }

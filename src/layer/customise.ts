@@ -41,6 +41,18 @@ export interface Customisation {
 }
 
 const MAX_COPY_BYTES = 64 << 20;
+/** Directories this layer makes for the system: root keeps them whatever --workdir says. */
+const SYSTEM_DIRS = new Set([
+  'bin',
+  'usr',
+  'usr/bin',
+  'etc',
+  'etc/ssl',
+  'etc/ssl/certs',
+  'tmp',
+  'root',
+  'home',
+]);
 const CA_BUNDLES = ['etc/ssl/certs/ca-bundle.crt', 'etc/ssl/certs/ca-certificates.crt'];
 const CERT_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
@@ -97,13 +109,16 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
   file('etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n');
   dir('tmp', 0o1777);
   dir('root', 0o700);
-  if (user.uid !== 0) {
+  if (user.name !== 'root') {
     for (const parent of ancestors(user.home)) dir(parent);
     dir(rel(user.home), 0o755, user);
   }
-  if (options.workdir) {
-    for (const parent of ancestors(options.workdir)) dir(parent);
-    dir(rel(options.workdir), 0o755, user);
+  const work = options.workdir === undefined ? '' : rel(options.workdir);
+  if (work !== '') {
+    for (const parent of ancestors(options.workdir!)) dir(parent);
+    // The user owns a workdir of its own, never / or a directory of the system or the store.
+    const system = /^nix(\/|$)/.test(work) || SYSTEM_DIRS.has(work);
+    dir(work, 0o755, system ? undefined : user);
   }
 
   const env = ['PATH=' + ['/bin', '/usr/bin', ...rootBins(closure.roots)].join(':'), `HOME=${user.home}`];
@@ -187,15 +202,20 @@ function findInClosure(closure: Closure, ...rels: string[]): string | undefined 
 
 function passwd(user: ImageUser, shell: string): string {
   const lines = [`root:x:0:0:root:/root:${shell}`];
-  if (user.uid !== 0) lines.push(`${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${shell}`);
-  lines.push('nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin');
+  if (user.name !== 'root' && user.name !== 'nobody')
+    lines.push(`${user.name}:x:${user.uid}:${user.gid}:${user.name}:${user.home}:${shell}`);
+  lines.push(
+    user.name === 'nobody'
+      ? `nobody:x:${user.uid}:${user.gid}:nobody:${user.home}:${shell}`
+      : 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin',
+  );
   return lines.join('\n') + '\n';
 }
 
 function group(user: ImageUser): string {
   const lines = ['root:x:0:'];
-  if (user.gid !== 0) lines.push(`${user.name}:x:${user.gid}:`);
-  lines.push('nogroup:x:65534:');
+  if (user.name !== 'root' && user.name !== 'nogroup') lines.push(`${user.name}:x:${user.gid}:`);
+  if (user.gid !== 65534 || user.name === 'nogroup') lines.push('nogroup:x:65534:');
   return lines.join('\n') + '\n';
 }
 
@@ -249,6 +269,11 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
       );
     } else if (st.isSymbolicLink()) {
       out.push({ kind: 'symlink', path: to, target: readlinkSync(src) });
+    } else {
+      const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';
+      throw new NixociError('CUSTOMISE', `--copy ${c.src}: ${src} is ${kind}`, {
+        hint: 'only files, directories and symlinks can be copied into an image',
+      });
     }
   };
   walk(c.src, rel(dest));
@@ -264,7 +289,21 @@ function dedupe(entries: readonly ExtraEntry[]): ExtraEntry[] {
   for (const e of entries) {
     const prev = byPath.get(e.path);
     if (prev && prev.kind === 'dir' && e.kind === 'dir') continue;
+    // A directory and a file at one path, or a file with something below it, make a tar that no
+    // engine unpacks ("not a directory"): only a --copy can cause it.
+    if (prev && (prev.kind === 'dir') !== (e.kind === 'dir'))
+      throw clash(`/${e.path}`, 'a directory and a file');
     byPath.set(e.path, e);
   }
+  for (const path of byPath.keys())
+    for (const a of ancestors(path))
+      if (byPath.has(a) && byPath.get(a)!.kind !== 'dir')
+        throw clash(`/${a}`, `a ${byPath.get(a)!.kind} with /${path} below it`);
   return [...byPath.values()];
+}
+
+function clash(path: string, what: string): NixociError {
+  return new NixociError('CUSTOMISE', `--copy: ${path} would be ${what} in the customisation layer`, {
+    hint: 'copy into a directory with a trailing slash (--copy file.txt:/etc/), or to a path of its own',
+  });
 }

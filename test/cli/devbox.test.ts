@@ -94,6 +94,30 @@ describe('devbox projects', () => {
     expect(out).toBe('svc\n4242\n{\n');
   });
 
+  it('--user with uid 0 or an existing system name, and --workdir on a store directory', async () => {
+    const zero = await buildAndLoad('uid0', ['--user', 'ops:0', '--bin-farm']);
+    expect(
+      await dockerRunOutput(zero, [
+        'sh',
+        '-c',
+        'grep -c ^ops:x:0:0: /etc/passwd; id -u; echo "$HOME"; test -d "$HOME" && echo home',
+      ]),
+    ).toBe('1\n0\n/home/ops\nhome\n');
+    const nobody = await buildAndLoad('nobody', ['--user', 'nobody:65534', '--bin-farm']);
+    expect(await dockerRunOutput(nobody, ['sh', '-c', 'id -un; grep -c ^nobody: /etc/passwd'])).toBe(
+      'nobody\n1\n',
+    );
+    // the app user owns a workdir of its own, never a store directory
+    const store = await buildAndLoad('storewd', ['--preset', 'runtime', '--workdir', '/nix/store']);
+    expect(
+      await dockerRunOutput(store, [
+        'sh',
+        '-c',
+        'stat -c %u /nix/store; touch /nix/store/x 2>/dev/null || echo denied',
+      ]),
+    ).toBe('0\ndenied\n');
+  });
+
   it('--arch amd64,arm64 takes the paths of each architecture straight from the lock, realising nothing present', async () => {
     // A lock whose aarch64-linux entries name paths that exist here (the lock is only data), so
     // the arm64 image can be written: its config says arm64 and holds exactly those paths.

@@ -443,6 +443,70 @@ const cases: Case[] = [
     says: /quotes and backslashes are not parsed.*JSON array/,
   },
   {
+    name: 'flag: --copy of a file onto a directory the customisation layer makes (/etc)',
+    args: (c) => [
+      'build',
+      '--graph',
+      c.fx.graphFile,
+      '--copy',
+      `${c.file('f.txt', 'x')}:/etc`,
+      '--to',
+      `oci:${c.out}:t`,
+    ],
+    code: 1,
+    says: /--copy: \/etc would be a directory and a file/,
+  },
+  {
+    name: 'flag: --copy of a FIFO',
+    args: (c) => {
+      execFileSync('mkfifo', [path.join(c.dir, 'fifo')]);
+      return [
+        'build',
+        '--graph',
+        c.fx.graphFile,
+        '--copy',
+        `${path.join(c.dir, 'fifo')}:/f`,
+        '--to',
+        `oci:${c.out}:t`,
+      ];
+    },
+    code: 1,
+    says: /is a FIFO/,
+  },
+  {
+    name: 'flag: --user with a name no /etc/passwd can have',
+    args: (c) => [
+      'build',
+      '--graph',
+      c.fx.graphFile,
+      '--user',
+      'Bob:1000',
+      '--bin-farm',
+      '--to',
+      `oci:${c.out}:t`,
+    ],
+    code: 2,
+    says: /--user "Bob:1000": expected UID\[:GID\] or NAME\[:UID\]/,
+  },
+  {
+    name: 'flag: --workdir relative',
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--workdir', 'app', '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /--workdir app: must be an absolute path/,
+  },
+  {
+    name: 'source: --path only for arm64 while building amd64',
+    args: (c) => ['build', '--path', `arm64=${c.fx.app}`, '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /no --path for amd64/,
+  },
+  {
+    name: 'source: --installable with an architecture prefix',
+    args: (c) => ['build', '--installable', 'amd64=./flake#app', '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /takes no architecture prefix/,
+  },
+  {
     name: 'flag: --created yesterday',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--created', 'yesterday', '--to', `oci:${c.out}:t`],
     code: 2,
