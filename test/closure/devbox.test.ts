@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NixociError } from '../../src/core/errors.js';
-import { devboxClosure, loadDevboxProject } from '../../src/closure/sources/devbox.js';
+import { devboxClosure, inProject, loadDevboxProject } from '../../src/closure/sources/devbox.js';
 import { readDevboxProject } from '../../src/closure/sources/devbox-project.js';
 import { parseJsonc } from '../../src/closure/sources/jsonc.js';
 import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
@@ -101,6 +101,19 @@ describe('devbox project', () => {
       `running: nix build --extra-experimental-features 'nix-command flakes' --no-link --json --system x86_64-linux 'path:${flake}#default'`,
       `running: nix build --extra-experimental-features 'nix-command flakes' --no-link --json --system x86_64-linux 'path:${flake}#busybox'`,
     ]);
+  });
+
+  it('reads relative flake references from the project directory, wherever nixoci runs', async () => {
+    const flake = writeTestFlake();
+    const dir = writeDevboxProject({ json: { packages: [] }, lock: null });
+    const rel = relative(dir, flake);
+    const project = readDevboxProject(dir);
+    expect(inProject(project, `path:${rel}#busybox`)).toBe(`path:${flake}#busybox`);
+    expect(inProject(project, `./x#app`)).toBe(`${dir}/x#app`);
+    expect(inProject(project, `github:o/r#app`)).toBe('github:o/r#app');
+    writeFileSync(join(dir, 'devbox.json'), JSON.stringify({ packages: [`path:${rel}#busybox`] }));
+    const d = await devboxClosure(readDevboxProject(dir), 'x86_64-linux', {});
+    expect(d.packages[0]!.storePaths[0]).toMatch(/busybox/);
   });
 
   it('asks nix-store to realise aarch64-linux paths that are not on disk, and says which package failed', async () => {

@@ -1,5 +1,5 @@
 import { accessSync, constants, lstatSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { NixociError, isNixociError } from '../../core/errors.js';
 import type { Closure } from '../closure.js';
 import { closureFromPaths } from '../load.js';
@@ -106,6 +106,15 @@ export async function devboxClosure(
   return { system, closure, packages, excluded };
 }
 
+/**
+ * A relative flake reference (`./flake#pkg`, `path:../flake#pkg`) as devbox reads it: relative to
+ * the project's directory, not to wherever nixoci runs.
+ */
+export function inProject(project: Pick<DevboxProject, 'dir'>, ref: string): string {
+  const m = /^(path:)?(\.\.?(?:\/[^#?]*)?)([#?].*)?$/.exec(ref);
+  return m ? `${m[1] ?? ''}${resolve(project.dir, m[2]!)}${m[3] ?? ''}` : ref;
+}
+
 async function resolvePackage(
   project: DevboxProject,
   p: PackageRequest,
@@ -115,7 +124,7 @@ async function resolvePackage(
   const locked = lockEntry(project, p);
   if (!locked) {
     if (p.flake) {
-      const storePaths = await buildInstallable(p.spec, { ...options, system });
+      const storePaths = await buildInstallable(inProject(project, p.spec), { ...options, system });
       return { spec: p.spec, lockKey: undefined, version: undefined, storePaths, from: 'build' };
     }
     const where = project.lock ? project.lockFile : `${project.lockFile} (missing)`;
@@ -128,7 +137,7 @@ async function resolvePackage(
   const own = systems[system];
   if (!own) {
     if (Object.keys(systems).length === 0 && entry.resolved) {
-      const storePaths = await buildInstallable(entry.resolved, { ...options, system });
+      const storePaths = await buildInstallable(inProject(project, entry.resolved), { ...options, system });
       return { spec: p.spec, lockKey: key, version: entry.version, storePaths, from: 'build' };
     }
     const has = Object.keys(systems).join(', ') || 'none';
