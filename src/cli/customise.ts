@@ -105,7 +105,16 @@ export function applyCustomisation(
       copies,
       ...(preset?.preferShell ? { preferShell: preset.preferShell } : {}),
     });
-    const devboxEnv = Object.entries(source.devbox?.project.env ?? {}).map(([k, val]) => `${k}=${val}`);
+    // As devbox does: $PATH and $PWD in a value are expanded (here: the image's PATH so far, and its
+    // working directory), nothing else.
+    const path = layer.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
+    const expand = (val: string): string =>
+      val.replace(/\$(?:\{(PATH|PWD)\}|(PATH|PWD)(?![A-Za-z0-9_]))/g, (_m, a?: string, b?: string) =>
+        (a ?? b) === 'PATH' ? path : (workdir ?? '/'),
+      );
+    const devboxEnv = Object.entries(source.devbox?.project.env ?? {}).map(
+      ([k, val]) => `${k}=${expand(val)}`,
+    );
     perArch.set(arch, {
       extra: layer.entries,
       env: mergeEnv([...layer.env, ...devboxEnv, ...settings.run.env]),

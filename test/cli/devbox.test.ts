@@ -94,6 +94,20 @@ describe('devbox projects', () => {
     expect(out).toBe('svc\n4242\n{\n');
   });
 
+  it('expands $PATH and $PWD in devbox.json env, as devbox does, and nothing else', async () => {
+    const p = fixtureProject(fx, {
+      env: { PATH: '/custom:$PATH', WHERE: '${PWD}/x', LIT: '$PATHS $HOME' },
+    });
+    const ref = await buildAndLoad('envexp', ['--devbox', p.dir, '--workdir', '/srv'], work);
+    const config = JSON.parse(
+      (await docker(['image', 'inspect', ref, '--format', '{{json .Config}}'])).stdout,
+    );
+    expect(config.Env).toContain(`PATH=/custom:/bin:/usr/bin:${fx.app}/bin:${p.busybox}/bin`);
+    expect(config.Env).toContain('WHERE=/srv/x');
+    expect(config.Env).toContain('LIT=$PATHS $HOME');
+    expect(await dockerRunOutput(ref, ['sh', '-c', 'command -v app'])).toBe('/bin/app\n');
+  });
+
   it('--user with uid 0 or an existing system name, and --workdir on a store directory', async () => {
     const zero = await buildAndLoad('uid0', ['--user', 'ops:0', '--bin-farm']);
     expect(
