@@ -272,7 +272,11 @@ export function layersOf(
     const h = byLayer[index];
     const createdBy = h ? [h.created_by, h.comment].filter(Boolean).join(' ') : '';
     const annotated = l.annotations[ANNOTATION_STORE_PATHS];
-    const fromHistory = storePathsIn(createdBy);
+    // Only entries that describe a layer's store paths (nixoci's `nixoci: …`, dockerTools' comment
+    // `store paths: [...]`): a `RUN /nix/store/…/bin/sh -c …` only mentions a path it runs.
+    const describes =
+      h !== undefined && (/^nixoci: /.test(h.created_by ?? '') || /store paths: \[/.test(createdBy));
+    const fromHistory = describes ? storePathsIn(createdBy) : [];
     const [storePaths, storePathsFrom] =
       annotated !== undefined
         ? [annotated.split(' ').filter((p) => p !== ''), 'annotation' as const]
