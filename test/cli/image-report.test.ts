@@ -25,7 +25,7 @@ describe('image text in tables', () => {
   it('takes store paths from history entries that describe a layer, not from commands that mention one', () => {
     const sp = (c: string, name: string) => `/nix/store/${c.repeat(32)}-${name}`;
     const d = (c: string) => `sha256:${c.repeat(64)}` as ImageLayerInfo['diffId'];
-    const layers = ['1', '2', '3'].map((c) => ({ mediaType: 'x', digest: null, size: 1, annotations: {} }));
+    const layers = ['1', '2', '3'].map(() => ({ mediaType: 'x', digest: null, size: 1, annotations: {} }));
     const config = {
       rootfs: { type: 'layers', diff_ids: [d('1'), d('2'), d('3')] },
       history: [

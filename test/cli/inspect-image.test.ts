@@ -129,8 +129,27 @@ describe('nixoci inspect IMAGE', () => {
         expect(layers[2]!.size).toBe(layers[0]!.size);
         expect(layers[1]!.diffId).not.toBe(layers[0]!.diffId);
       }
+      // an archive of two images: one must be named, as docker.io/library/NAME:TAG too
+      const multi = join(work, 'multi.tar');
+      writeFileSync(join(ctx, 'Dockerfile.2'), 'FROM scratch\nCOPY f2 /f2\n');
+      await docker(
+        ['build', '-q', '--network', 'none', '-t', `${tag}-2`, '-f', join(ctx, 'Dockerfile.2'), ctx],
+        {
+          env: { DOCKER_BUILDKIT: '0' },
+        },
+      );
+      await docker(['save', tag, `${tag}-2`, '-o', multi]);
+      const which = await nixoci(['inspect', `docker-archive:${multi}`]);
+      expect(which.code).toBe(1);
+      expect(which.stderr).toContain('the archive holds 2 images');
+      expect(which.stderr).toContain(`docker-archive:FILE:NAME:TAG (its tags: `);
+      const named = await nixociJson<InspectImageJson>([
+        'inspect',
+        `docker-archive:${multi}:docker.io/library/${tag}`,
+      ]);
+      expect(named.image.layers.length).toBe(3);
     } finally {
-      await dockerRmi(tag);
+      await dockerRmi(tag, `${tag}-2`);
     }
   });
 

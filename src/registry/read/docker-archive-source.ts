@@ -92,10 +92,18 @@ export async function readArchive(
   if (!parsed.success || parsed.data.length === 0)
     throw invalidImage(description, 'manifest.json does not describe an image');
   const images = parsed.data;
-  const want = repoTag && !repoTag.includes(':') ? `${repoTag}:latest` : repoTag;
-  const image = want ? images.find((i) => (i.RepoTags ?? []).includes(want)) : images[0];
+  const want = repoTag === undefined ? undefined : familiar(repoTag);
+  const tags = images.flatMap((i) => i.RepoTags ?? []);
+  if (want === undefined && images.length > 1)
+    throw new NixociError(
+      'IMAGE_NOT_FOUND',
+      `read ${description}: the archive holds ${images.length} images`,
+      {
+        hint: `name one: docker-archive:FILE:NAME:TAG${tags.length > 0 ? ` (its tags: ${tags.join(', ')})` : ''}`,
+      },
+    );
+  const image = want ? images.find((i) => (i.RepoTags ?? []).map(familiar).includes(want)) : images[0];
   if (!image) {
-    const tags = images.flatMap((i) => i.RepoTags ?? []);
     throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${want}`, {
       hint: tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'the archive has no tagged image',
     });
@@ -127,6 +135,13 @@ export async function readArchive(
     },
     config,
   };
+}
+
+/** NAME[:TAG] as `docker save` writes it: Docker Hub names without docker.io/ and library/, a tag. */
+function familiar(ref: string): string {
+  const tagged = ref.lastIndexOf(':') > ref.lastIndexOf('/');
+  const name = (tagged ? ref : `${ref}:latest`).replace(/^(?:docker\.io|index\.docker\.io)\//, '');
+  return name.startsWith('library/') && name.indexOf('/', 8) < 0 ? name.slice('library/'.length) : name;
 }
 
 function layerMediaType(head: Buffer): string {
