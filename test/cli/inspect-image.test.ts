@@ -153,6 +153,21 @@ describe('nixoci inspect IMAGE', () => {
     }
   });
 
+  it("gives the engine's own reason when it cannot export an image (no layers)", async () => {
+    const ctx = join(work, 'empty');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nLABEL a=b\n');
+    const tag = `nixoci-inspect-empty:${process.pid}`;
+    await docker(['build', '-q', '--network', 'none', '-t', tag, ctx], { env: { DOCKER_BUILDKIT: '0' } });
+    try {
+      const r = await nixoci(['inspect', `docker-daemon:${tag}`, '-H', env.dockerHost]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/answered HTTP 500 to images\/get: empty export - not implemented/);
+    } finally {
+      await dockerRmi(tag);
+    }
+  });
+
   it('reads an image skopeo copied from a docker-archive (no annotations: history)', async () => {
     execFileSync('skopeo', ['copy', '-q', `docker-archive:${archive}`, `oci:${skopeoDir}:s1`], {
       stdio: 'pipe',

@@ -368,7 +368,8 @@ async function readText(body: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function errorMessage(res: EngineResponse): Promise<string> {
+/** The engine's `{"message": …}` of a failed request, or its text. */
+export async function errorMessage(res: EngineResponse): Promise<string> {
   const text = await readText(res.body).catch(() => '');
   try {
     const j = JSON.parse(text) as { message?: unknown };

@@ -1,4 +1,5 @@
 import { NixociError } from '../../core/errors.js';
+import { errorMessage } from '../engine/client.js';
 import { connectEngine } from '../engine/connect.js';
 import type { EngineKind } from '../engine/discover.js';
 import { readArchive } from './docker-archive-source.js';
@@ -34,17 +35,16 @@ export function engineSource(name: string, o: EngineSourceOptions): ImageSource 
       });
     }
     const res = await client.request('GET', `/images/${encodeURIComponent(name)}/get`, { signal });
-    const reader = streamReader(res.body, () => res.body.destroy());
     if (res.status !== 200) {
-      await reader.close();
+      // the engine's own words, e.g. "empty export - not implemented" for an image without layers
+      const why = await errorMessage(res);
       throw new NixociError(
         'DAEMON',
-        `read ${description}: the engine answered HTTP ${res.status} to images/get`,
-        {
-          hint: 'see the engine log for details',
-        },
+        `read ${description}: the engine answered HTTP ${res.status} to images/get: ${why}`,
+        { hint: 'see the engine log for details' },
       );
     }
+    const reader = streamReader(res.body, () => res.body.destroy());
     try {
       return await readArchive(reader, undefined, description);
     } finally {
