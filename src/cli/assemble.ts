@@ -89,9 +89,11 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
     labels[l.slice(0, i)] = l.slice(i + 1);
   }
   const exposedPorts = (v.expose ?? []).map((p) => {
-    const m = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/.exec(p);
-    if (!m || Number(m[1]) > 65535) throw usage(command, `--expose ${p}: expected PORT or PORT/tcp|udp|sctp`);
-    return `${m[1]}/${m[2] ?? 'tcp'}`;
+    // 1–65535 as written (no leading zero); the protocol in any case, stored lower case as Docker does
+    const m = /^([1-9]\d{0,4})(?:\/(tcp|udp|sctp))?$/i.exec(p);
+    if (!m || Number(m[1]) > 65535)
+      throw usage(command, `--expose ${p}: expected PORT (1–65535) or PORT/tcp|udp|sctp`);
+    return `${m[1]}/${(m[2] ?? 'tcp').toLowerCase()}`;
   });
   return {
     arches: arches as Arch[],

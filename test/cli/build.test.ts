@@ -415,6 +415,8 @@ describe('nixoci build', () => {
       '1000:1000',
       '--expose',
       '8080',
+      '--expose',
+      '53/UDP',
       '--label',
       'b=2',
       '--label',
@@ -431,7 +433,7 @@ describe('nixoci build', () => {
     expect(config.created).toBe('2024-01-02T03:04:05Z');
     expect(config.config).toEqual({
       User: '1000:1000',
-      ExposedPorts: { '8080/tcp': {} },
+      ExposedPorts: { '8080/tcp': {}, '53/udp': {} },
       Env: [`PATH=${fx.app}/bin`, 'A=1'],
       Cmd: ['--x', 'y z'],
       WorkingDir: '/w',

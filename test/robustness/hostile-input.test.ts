@@ -520,6 +520,12 @@ const cases: Case[] = [
       says: /--created .*RFC 3339/,
     }),
   ),
+  ...['0', '080', '65536'].map((port): Case => ({
+    name: `flag: --expose ${port}`,
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--expose', port, '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /--expose .*expected PORT \(1–65535\)/,
+  })),
   {
     name: 'flag: --expose 70000',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--expose', '70000', '--to', `oci:${c.out}:t`],
