@@ -61,6 +61,7 @@ describe('nix/ library', () => {
         app = import ${offline} { };
         image = nixoci.image {
           name = "nixoci-nixlib-test";
+          tag = "v1";
           packages = [ app ];
           config = { entrypoint = [ "\${app}/bin/hello" ]; env = { GREETING = "it's me"; }; binFarm = true; };
         };
@@ -68,7 +69,7 @@ describe('nix/ library', () => {
     );
     const [copyTo, daemon, graph, plan] = (await nix('nix-build', ['--no-out-link', f])).trim().split('\n');
     const planJson = JSON.parse(readFileSync(plan!, 'utf8'));
-    expect(planJson).toMatchObject({ version: 1, name: 'nixoci-nixlib-test', tag: 'latest', arch: 'amd64' });
+    expect(planJson).toMatchObject({ version: 1, name: 'nixoci-nixlib-test', tag: 'v1', arch: 'amd64' });
     expect(planJson.args.slice(0, 4)).toEqual([
       '--graph',
       expect.stringMatching(/-nixoci-nixlib-test-graph$/),
@@ -77,7 +78,7 @@ describe('nix/ library', () => {
     ]);
     expect(JSON.parse(readFileSync(graph!, 'utf8')).roots).toHaveLength(1);
     expect(readFileSync(join(daemon!, 'bin', 'copy-to-docker-daemon'), 'utf8')).toContain(
-      '--to \'docker-daemon:nixoci-nixlib-test:latest\' "$@"',
+      '--to \'docker-daemon:nixoci-nixlib-test:v1\' "$@"',
     );
 
     // `nixoci` on PATH is this checkout's CLI
@@ -93,6 +94,13 @@ describe('nix/ library', () => {
         env: { ...env, PATH: `${bin}:${process.env.PATH}` },
       },
     );
+    // without a name, the destination gets the image's name and tag
+    const layout = join(work, 'lib-oci');
+    await run(join(copyTo!, 'bin', 'copy-to'), [`oci:${layout}`, '--no-cache', '--quiet'], {
+      env: { ...env, PATH: `${bin}:${process.env.PATH}` },
+    });
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    expect(index.manifests[0].annotations['org.opencontainers.image.ref.name']).toBe('v1');
     await docker(['load', '-i', archive]);
     const out = await dockerRunOutput(ref);
     expect(out).toContain('Hello from nixoci');
