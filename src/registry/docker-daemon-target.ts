@@ -1,5 +1,5 @@
-import { storePathHash, storePathName, type StorePath } from '../closure/store-path.js';
-import type { Digest } from '../core/digest.js';
+import { storePathName, type StorePath } from '../closure/store-path.js';
+import { sha256Digest, type Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
 import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
 import { Prepared, type ImageTarget, type TargetResult, type WriteContext } from '../image/target.js';
@@ -9,6 +9,7 @@ import { connectEngine } from './engine/connect.js';
 import type { EngineKind } from './engine/discover.js';
 import { imageReport } from './target-result.js';
 import type { LayerDigests } from '../layer/layer.js';
+import { TAR_FORMAT_VERSION } from '../layer/tar-header.js';
 
 export interface DaemonTargetOptions {
   readonly engine: EngineKind;
@@ -27,6 +28,18 @@ export interface DaemonTargetOptions {
   readonly cacheFrom?: readonly string[];
   /** Environment for engine discovery (tests); default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The default tag: a hash of everything the image is made of (each layer's store paths, their
+ * narHashes and added files, the tar format, the run config, the platform), so that two different
+ * images of one top-level path get two tags, as with nix2container and dockerTools, and the same
+ * image the same tag on every run. Known before any layer is read.
+ */
+export function imageTag(image: Image): string {
+  const layers = image.layers.map((l) => [l.planned.storePaths, l.planned.narHashes, l.planned.extra ?? []]);
+  const what = JSON.stringify([TAR_FORMAT_VERSION, image.platform, layers, image.run, image.created]);
+  return sha256Digest(what).slice('sha256:'.length, 'sha256:'.length + 32);
 }
 
 /** How many other tags of the same repository are asked for their layers. */
@@ -193,7 +206,7 @@ export class DaemonTarget implements ImageTarget {
         'TARGET_INVALID',
         `${this.scheme}: no image name given and the closure has no top-level path`,
       );
-    return { name: repositoryFromStorePath(root), tags: this.tagsOr([storePathHash(root)]) };
+    return { name: repositoryFromStorePath(root), tags: this.tagsOr([imageTag(image)]) };
   }
 
   /**

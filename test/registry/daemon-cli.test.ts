@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { storePathHash, type StorePath } from '../../src/closure/store-path.js';
 import { main } from '../../src/cli/main.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
 import { testEnv } from '../helpers/env.js';
@@ -37,6 +36,8 @@ describe('nixoci load', () => {
   let v1: FixtureClosure;
   let v2: FixtureClosure;
 
+  /** Images named after the store path, removed at the end. */
+  const derived: string[] = [];
   beforeAll(async () => {
     v1 = await buildFixtureClosure({ tag: 'daemon-cli-v1' });
     v2 = await buildFixtureClosure({ tag: 'daemon-cli-v2' });
@@ -44,10 +45,7 @@ describe('nixoci load', () => {
 
   afterAll(async () => {
     const r = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}'], { check: false });
-    await dockerRmi(
-      ...r.stdout.split('\n').filter((l) => l.includes(run)),
-      `fixture-app:${storePathHash(v1.app as StorePath)}`,
-    );
+    await dockerRmi(...r.stdout.split('\n').filter((l) => l.includes(run) || derived.includes(l)));
   });
 
   it('loads with --json reports, then sends only the changed layer', async () => {
@@ -154,21 +152,23 @@ describe('nixoci load', () => {
     }
   });
 
-  it('names the image after the top-level store path by default', async () => {
-    const r = await cli([
-      'load',
-      '--graph',
-      v1.graphFile,
-      '--cache-dir',
-      cacheDir,
-      '--entrypoint',
-      `${v1.app}/bin/app`,
-      '-q',
-    ]);
-    expect(r.code).toBe(0);
-    expect(await dockerRunOutput(`fixture-app:${storePathHash(v1.app as StorePath)}`)).toContain(
-      'fixture app daemon-cli-v1',
-    );
+  it('names the image after the top-level store path, tagged with a hash of the whole image', async () => {
+    const load = async (extra: string[]): Promise<string> => {
+      const r = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--json', ...extra]);
+      expect(r.code, r.err).toBe(0);
+      const target = (JSON.parse(r.out) as { targets: { target: string }[] }).targets[0]!.target;
+      const ref = target.slice('docker-daemon:'.length);
+      derived.push(ref);
+      return ref;
+    };
+    const a = await load(['--entrypoint', `${v1.app}/bin/app`]);
+    expect(a).toMatch(/^fixture-app:[0-9a-f]{32}$/);
+    expect(await dockerRunOutput(a)).toContain('fixture app daemon-cli-v1');
+    // another image of the same top-level path gets its own tag; the same image the same tag
+    const b = await load(['--entrypoint', `${v1.app}/bin/app`, '--env', 'X=1']);
+    expect(b).not.toBe(a);
+    expect(await load(['--entrypoint', `${v1.app}/bin/app`])).toBe(a);
+    expect(await dockerRunOutput(a)).toContain('fixture app daemon-cli-v1');
   });
 
   it('adds --tag to the default tag instead of replacing it', async () => {
@@ -177,12 +177,15 @@ describe('nixoci load', () => {
     const load = (args: string[]) =>
       cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '-q', ...args, '--tag', extra]);
     expect((await load([name])).code).toBe(0);
-    const derived = `fixture-app:${storePathHash(v1.app as StorePath)}`;
-    await dockerRmi(derived);
-    expect((await load([])).code).toBe(0);
+    const unnamed = await load(['--json']);
+    expect(unnamed.code).toBe(0);
+    const own = (JSON.parse(unnamed.out) as { targets: { target: string }[] }).targets[0]!.target.slice(
+      'docker-daemon:'.length,
+    );
+    derived.push(own);
     const ls = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}']);
     const have = ls.stdout.split('\n');
-    for (const t of [`${name}:latest`, `${name}:${extra}`, derived, `fixture-app:${extra}`])
+    for (const t of [`${name}:latest`, `${name}:${extra}`, own, `fixture-app:${extra}`])
       expect(have, t).toContain(t);
     await dockerRmi(`${name}:latest`, `${name}:${extra}`, `fixture-app:${extra}`);
   });

@@ -35,8 +35,9 @@ Assemble an image from a Nix closure and load it into the local Docker engine (o
 copyToDockerDaemon does, but streamed (no tarball in the store, no temp file) and sending only the
 layers the engine does not have yet (docs/daemon.md).
 
-Default NAME is the name part of the closure's top-level store path, default TAG its hash
-(TAG is latest when NAME is given without one). Same as \`nixoci build --to docker-daemon:NAME:TAG\`.
+Default NAME is the name part of the closure's top-level store path, default TAG a hash of the
+whole image (its layers' store paths, narHashes and files, and its config), so that two different
+images get two tags (TAG is latest when NAME is given without one). Same as \`nixoci build --to docker-daemon:NAME:TAG\`.
 Give podman:NAME[:TAG] (or --engine podman) to load into Podman instead.
 
 ${HELP_SOURCE_FLAGS}
