@@ -305,5 +305,14 @@ describe('engine address parsing', () => {
     });
     expect(() => parseHost('ftp://h', '--host', {})).toThrow(/unsupported scheme/);
     expect(() => parseHost('unix://relative', '--host', {})).toThrow(/absolute/);
+    // typed as --host: a usage error (exit 2); from DOCKER_HOST: configuration (exit 1)
+    const code = (source: string): unknown => {
+      try {
+        parseHost('bogus://x', source, {});
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    };
+    expect([code('--host'), code('DOCKER_HOST')]).toEqual(['USAGE', 'TARGET_INVALID']);
   });
 });

@@ -81,7 +81,8 @@ export function parseHost(
 ): Endpoint {
   const bad = (why: string): never => {
     throw new NixociError(
-      'TARGET_INVALID',
+      // a flag the user typed is a usage error; DOCKER_HOST or a docker context is configuration
+      source === '--host' ? 'USAGE' : 'TARGET_INVALID',
       `${source}: cannot use engine address ${JSON.stringify(host)}: ${why}`,
       {
         hint: 'use unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]',
