@@ -43,6 +43,8 @@ export const isImageRef = (s: string): boolean => PREFIXES.some((p) => s.startsW
 /** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
 export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {
   const arch = typeof flags.arch === 'string' ? flags.arch : undefined;
+  if (arch?.includes(','))
+    throw usage(command, `--arch ${arch}: an existing image is read for one platform at a time`);
   return requirePlatform(openSource(command, ref, flags, arch), arch);
 }
 

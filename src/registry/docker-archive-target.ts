@@ -25,7 +25,7 @@ export class DockerArchiveTarget implements ImageTarget {
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
     if (images.length !== 1) {
-      throw new NixociError('TARGET_INVALID', `${this.description}: a docker-archive holds one platform`, {
+      throw new NixociError('USAGE', `${this.description}: a docker-archive holds one platform`, {
         hint: 'pass a single --arch, or use an oci: layout or a registry for multi-arch images',
       });
     }

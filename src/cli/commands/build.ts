@@ -34,6 +34,14 @@ export const buildCommand: ImageCommandSpec = {
       .map((d) => resolve(d.slice('docker-archive:'.length).split(':')[0]!));
     const twice = files.find((f, i) => files.indexOf(f) !== i);
     if (twice !== undefined) throw usage('build', `two destinations write the same file ${twice}`);
+    // Known from the arguments: fail before any destination is written.
+    const arch = typeof values.arch === 'string' ? values.arch : '';
+    const archive = to.find((d) => d.startsWith('docker-archive:'));
+    if (archive && arch.includes(','))
+      throw usage(
+        'build',
+        `--to ${archive}: a docker-archive holds one platform, --arch ${arch} asks for several (use an oci: layout or a registry for them)`,
+      );
     return to.map((d) => parseTarget('build', d, values));
   },
   help: `Usage: nixoci build [SOURCE] --to DEST [--to DEST ...] [flags]

@@ -35,6 +35,8 @@ export async function diffCommand(argv: readonly string[], io: Io, signal?: Abor
       'diff',
       `needs two images, got ${positionals.length} (e.g. diff oci:./old docker://host/app:v2)`,
     );
+  if (positionals.every((p) => /^docker-archive:-(:|$)/.test(p)))
+    throw usage('diff', 'only one image can come from standard input (docker-archive:-)');
   const sources = positionals.map((p) => openImageSource('diff', p, values));
   if (values.verbose) for (const s of sources) io.err(`reading ${s.description}\n`);
   const [a, b] = (await Promise.all(sources.map((s) => readImage(s, signal)))) as [ImageJson, ImageJson];
