@@ -138,7 +138,8 @@ ${commands.map((c) => `    ${zq(`${c.name}:${c.summary.replace(/:/g, ' -')}`)}`)
     return
   fi
   local cmd=$words[2]
-  words=($words[1] $words[3,-1])
+  # quoted: an empty word being completed (after a space) must stay in words
+  words=("$words[1]" "\${(@)words[3,-1]}")
   (( CURRENT-- ))
   case $cmd in
 ${cases.join('\n')}

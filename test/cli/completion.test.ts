@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildCommand } from '../../src/cli/commands/build.js';
 import { imageCommandOptions } from '../../src/cli/image-command.js';
@@ -66,7 +66,27 @@ describe('nixoci completion', () => {
       expect(fishText).toContain(`-n '__fish_seen_subcommand_from build'`);
       expect(fishText).toMatch(new RegExp(`__fish_seen_subcommand_from build'( -s \\w)? -l ${f}( |$)`, 'm'));
     }
-    if (has('zsh')) execFileSync('zsh', ['-n', zsh]);
+    if (has('zsh')) {
+      execFileSync('zsh', ['-n', zsh]);
+      // TAB in an interactive zsh (a pseudo-terminal from zsh/zpty), after a space: the values, not '-'
+      const drive = join(dirname(zsh), 'drive.zsh');
+      writeFileSync(
+        drive,
+        [
+          'zmodload zsh/zpty',
+          'zpty z zsh -f -i',
+          `zpty -w z "PS1='> '; autoload -Uz compinit; compinit -u -D; source ${zsh}; LISTMAX=1000"`,
+          "zpty -w z \"nixoci $1\"$'\\t'$'\\t'",
+          "local all='' chunk; integer i",
+          'for (( i = 0; i < 60; i++ )); do if zpty -r -t z chunk; then all+=$chunk; else sleep 0.05; fi; done',
+          'print -r -- "$all" | tr -d \'\\r\'',
+          'zpty -d z',
+        ].join('\n'),
+      );
+      const tab = (line: string): string => execFileSync('zsh', ['-f', drive, line], { encoding: 'utf8' });
+      expect(tab('build --compression ')).toMatch(/gzip +none +zstd/);
+      expect(tab('completion ')).toMatch(/bash +fish +zsh/);
+    }
     if (has('fish')) {
       execFileSync('fish', ['--no-execute', fish]);
       const out = execFileSync('fish', ['-c', `source ${fish}; complete -C "nixoci build --compression "`], {
