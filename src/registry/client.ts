@@ -247,13 +247,12 @@ export class RegistryClient {
   /** A registry answer that is not what the spec promises, as a NixociError. */
   async fail(op: string, res: Response): Promise<NixociError> {
     const info = await readRegistryError(res);
-    return registryError(
-      this.o.what,
-      op,
-      info,
-      this.registry,
-      (await this.auth.credentialSource()) !== undefined,
-    );
+    const auth = (await this.auth.tokenForCredentials())
+      ? 'token'
+      : (await this.auth.credentialSource()) !== undefined
+        ? 'credentials'
+        : 'none';
+    return registryError(this.o.what, op, info, this.registry, auth);
   }
 
   /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */

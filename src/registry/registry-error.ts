@@ -47,9 +47,17 @@ export function redact(text: string): string {
 }
 
 /** The hint for a registry error, by status and code. */
-function hintFor(info: RegistryErrorInfo, registry: string, hadCredentials: boolean): string {
+/**
+ * How the request was authorised: a token the token service gave for the credentials, the
+ * credentials themselves (basic), or nothing.
+ */
+export type AuthUsed = 'token' | 'credentials' | 'none';
+
+function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed): string {
   if (info.status === 401) {
-    return hadCredentials
+    if (auth === 'token')
+      return `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
+    return auth === 'credentials'
       ? `check the credentials for ${registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry})`
       : `log in with docker login ${registry}, or pass --creds USER:PASSWORD`;
   }
@@ -74,11 +82,11 @@ export function registryError(
   op: string,
   info: RegistryErrorInfo,
   registry: string,
-  hadCredentials: boolean,
+  auth: AuthUsed,
 ): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
   const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, {
-    hint: hintFor(info, registry, hadCredentials),
+    hint: hintFor(info, registry, auth),
   });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });
 }

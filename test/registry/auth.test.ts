@@ -95,7 +95,7 @@ describe('basic auth (htpasswd registry)', () => {
 
 describe('token auth (registry with a token server)', () => {
   let ts: TokenServer;
-  const users = { alice: 'alice-secret' };
+  const users = { alice: 'alice-secret', reader: 'reader-secret' };
 
   beforeAll(async () => {
     ts = await startTokenServer({
@@ -105,6 +105,8 @@ describe('token auth (registry with a token server)', () => {
       users,
       issuer: env.tokenIssuer,
       service: env.tokenService,
+      // reader may pull only (a CI token without write access); anonymous users get nothing
+      policy: (user, a) => (user === undefined ? [] : user === 'reader' ? ['pull'] : a.actions),
     });
   });
   afterAll(async () => ts.close());
@@ -178,6 +180,18 @@ describe('token auth (registry with a token server)', () => {
       code: 'REGISTRY_AUTH',
       message: expect.stringContaining(`authentication to ${env.registryToken} failed`),
       hint: expect.stringContaining('check the credentials'),
+    });
+  });
+
+  it('credentials the token service accepts but that may not push get a hint about rights, not the password', async () => {
+    const { closure, app } = await fixture('v1');
+    const p = new RegistryTarget(parseReference(`${env.registryToken}/${uniqueRepo('token-reader')}:v1`), {
+      creds: { username: 'reader', password: 'reader-secret' },
+      env: emptyHome(),
+    }).write([imageOf(closure, app).image], {});
+    await expect(p).rejects.toMatchObject({
+      code: 'REGISTRY_AUTH',
+      hint: expect.stringContaining('accepted the credentials, but they do not grant this operation'),
     });
   });
 

@@ -87,6 +87,14 @@ export class Authenticator {
     return false;
   }
 
+  /**
+   * Whether a token service took the credentials and handed out a token (for error hints: a 401
+   * with such a token means the account lacks the rights, not that the password is wrong).
+   */
+  async tokenForCredentials(): Promise<boolean> {
+    return this.tokens.size > 0 && (await this.creds())?.credentials !== undefined;
+  }
+
   /** Whether credentials were found (for error hints); never the credentials themselves. */
   async credentialSource(): Promise<string | undefined> {
     return (await this.creds())?.source;
