@@ -46,6 +46,12 @@ export function cacheDirOf(flags: { 'cache-dir'?: unknown; 'no-cache'?: unknown 
  * entry that does not parse is deleted and treated as a miss, never trusted.
  */
 export class DigestCache {
+  /**
+   * This run's entries, also without a directory (--no-cache): a layer made once in a run is not
+   * made again for another architecture or destination. Disk misses are remembered too (null).
+   */
+  private readonly mem = new Map<string, LayerDigests | null>();
+
   constructor(private readonly dir: string | null) {}
 
   static key(layer: PlannedLayer, compression: Compression, level: number): string {
@@ -62,6 +68,14 @@ export class DigestCache {
   }
 
   get(key: string): LayerDigests | undefined {
+    const seen = this.mem.get(key);
+    if (seen !== undefined) return seen ?? undefined;
+    const d = this.read(key);
+    this.mem.set(key, d ?? null);
+    return d;
+  }
+
+  private read(key: string): LayerDigests | undefined {
     if (!this.dir) return undefined;
     const file = this.file(key);
     let text: string;
@@ -79,6 +93,7 @@ export class DigestCache {
   }
 
   put(key: string, d: LayerDigests): void {
+    this.mem.set(key, d);
     if (!this.dir) return;
     try {
       makeDirs(join(this.dir, 'v1', key.slice(0, 2)));

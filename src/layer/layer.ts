@@ -47,10 +47,11 @@ export class Layer {
   /** The whole blob, once `inMemory()` made it: later writes send these bytes again. */
   private bytes: Buffer | undefined;
 
+  private digests: LayerDigests | undefined;
+
   constructor(
     readonly planned: PlannedLayer,
     private readonly options: LayerOptions,
-    public known: LayerDigests | undefined = undefined,
   ) {
     this.mediaType = layerMediaType(options.compression);
     this.cacheKey = DigestCache.key(
@@ -58,7 +59,19 @@ export class Layer {
       options.compression,
       options.level ?? defaultLevel(options.compression),
     );
-    this.known ??= options.cache.get(this.cacheKey);
+  }
+
+  /**
+   * The digests when known: from the cache (looked up again until found, so that a layer made
+   * earlier in this run, for another architecture or destination, is not made twice), from a
+   * registry's annotations, or from this layer's own first write.
+   */
+  get known(): LayerDigests | undefined {
+    return (this.digests ??= this.options.cache.get(this.cacheKey));
+  }
+
+  set known(d: LayerDigests | undefined) {
+    this.digests = d;
   }
 
   get compression(): Compression {

@@ -256,6 +256,18 @@ describe('nixoci build', () => {
     expect(warm.bytesRead).toBe(0);
     expect(warm.manifestDigest).toBe(cold.manifestDigest);
     expect(warm.layers.every((l) => l.action === 'skipped')).toBe(true);
+    // two architectures of one closure, no cache at all: each layer is still made once in the run
+    const both = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--arch',
+      'amd64,arm64',
+      '--to',
+      `oci:${tmp('warm-multi')}`,
+      '--no-cache',
+    ]);
+    expect(both.bytesRead).toBe(cold.bytesRead);
   });
 
   it('compresses with gzip and zstd, with diffIDs equal to the uncompressed digests', async () => {
