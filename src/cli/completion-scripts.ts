@@ -78,8 +78,14 @@ _nixoci() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" prev="\${COMP_WORDS[COMP_CWORD-1]}"
   COMPREPLY=()
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=( $(compgen -W "${commands.map((c) => c.name).join(' ')}" -- "$cur") )
+    COMPREPLY=( $(compgen -W "${commands.map((c) => c.name).join(' ')} --help --version" -- "$cur") )
     return 0
+  fi
+  # --flag=value: bash splits the word at '=' (COMP_WORDBREAKS)
+  if [ "$cur" = "=" ]; then
+    cur=""
+  elif [ "$prev" = "=" ]; then
+    prev="\${COMP_WORDS[COMP_CWORD-2]}"
   fi
   local flags="" takes="" pos=""
   case "\${COMP_WORDS[1]}" in
@@ -163,7 +169,9 @@ export function fishScript(commands: readonly CommandInfo[]): string {
   ];
   for (const c of commands) {
     const when = `-n '__fish_seen_subcommand_from ${c.name}'`;
+    // arguments: the command's words, else files (store paths, image references), as bash and zsh do
     if (c.positionals) lines.push(`complete -c nixoci ${when} -a ${fq(c.positionals.join(' '))}`);
+    else lines.push(`complete -c nixoci ${when} -F`);
     for (const f of flagsOf(c)) {
       const value =
         f.values === 'file'

@@ -50,6 +50,10 @@ describe('nixoci completion', () => {
     expect(bashComplete(file, ['nixoci', 'push', '--compression', ''])).toEqual(['none', 'gzip', 'zstd']);
     expect(bashComplete(file, ['nixoci', 'inspect', '--insec'])).toEqual(['--insecure-registry']);
     expect(bashComplete(file, ['nixoci', 'completion', 'z'])).toEqual(['zsh']);
+    expect(bashComplete(file, ['nixoci', '--v'])).toEqual(['--version']);
+    // --compression=<TAB> and --compression=z<TAB>, as bash splits them at '='
+    expect(bashComplete(file, ['nixoci', 'build', '--compression', '='])).toEqual(['none', 'gzip', 'zstd']);
+    expect(bashComplete(file, ['nixoci', 'build', '--compression', '=', 'z'])).toEqual(['zstd']);
     // a flag whose value cannot be guessed offers no flags as its value
     expect(bashComplete(file, ['nixoci', 'build', '--entrypoint', '--'])).toEqual([]);
   });
@@ -95,6 +99,16 @@ describe('nixoci completion', () => {
       expect(out.split('\n').map((l) => l.split('\t')[0])).toEqual(
         expect.arrayContaining(['none', 'gzip', 'zstd']),
       );
+      // arguments complete as files, as in bash and zsh
+      writeFileSync(join(work, 'layout-marker'), '');
+      const files = execFileSync(
+        'fish',
+        ['-c', `source ${fish}; complete -C "nixoci inspect ${work}/layout-m"`],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(files.split('\n')[0]).toBe(`${work}/layout-marker`);
     }
   });
 
