@@ -15,7 +15,7 @@ export async function writeGraph(
   closures: ReadonlyMap<Arch, Closure>,
   log: (line: string) => void,
 ): Promise<void> {
-  const ext = extname(file);
+  const ext = extname(file).toLowerCase();
   if (ext !== '.dot' && ext !== '.gv' && ext !== '.svg') {
     throw new NixociError('USAGE', `--graph-out ${file}: expected a .dot or .svg file name`, {
       hint: 'e.g. --graph-out closure.svg',
@@ -58,7 +58,7 @@ function renderSvg(dot: string, out: string, log: (line: string) => void): Promi
       const tail = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-2).join(' | ');
       reject(
         new NixociError('TARGET_WRITE', `${bin} -Tsvg failed: ${tail || `exit ${code}`}`, {
-          hint: 'check the output path',
+          hint: `check that the output directory is writable, and ${bin} (Graphviz) with \`${bin} -V\``,
         }),
       );
     });

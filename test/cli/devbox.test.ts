@@ -235,9 +235,9 @@ describe('devbox projects', () => {
     const dot = readFileSync(join(work, 'g.dot'), 'utf8');
     expect(dot).toMatch(/^digraph closure \{/);
     expect(dot).toContain(`${JSON.stringify(fx.app)} -> ${JSON.stringify(project.busybox)};`);
-    const svg = await nixoci(['inspect', '--graph-out', join(work, 'g.svg')], { cwd: project.dir, env });
+    const svg = await nixoci(['inspect', '--graph-out', join(work, 'g.SVG')], { cwd: project.dir, env });
     expect(svg.code).toBe(0);
-    expect(readFileSync(join(work, 'g.svg'), 'utf8')).toContain('<svg');
+    expect(readFileSync(join(work, 'g.SVG'), 'utf8')).toContain('<svg');
 
     const report = await nixociJson<InspectReport>(['inspect'], { cwd: project.dir, env });
     const plan = report.plans[0]!;

@@ -96,6 +96,9 @@ describe('nixoci inspect IMAGE', () => {
     const dir = await nixoci(['inspect', `docker-archive:${work}`]);
     expect(dir.code).toBe(1);
     expect(dir.stderr).toContain('it is a directory');
+    writeFileSync(join(work, 'short.txt'), 'hello\n');
+    const short = await nixoci(['inspect', `docker-archive:${join(work, 'short.txt')}`]);
+    expect(short.stderr).toContain('short.txt: not a tar archive (6 bytes)');
     // cut early, and halfway (inside a layer, which is skipped, never read)
     for (const keep of [3000, Math.floor(statSync(archive).size / 2)]) {
       const cut = join(work, `cut-${keep}.tar`);

@@ -118,7 +118,12 @@ export async function scanTar(
   for (;;) {
     const h = await r.read(BLOCK);
     if (h.length === 0 || h.every((b) => b === 0)) break;
-    if (h.length < BLOCK) throw truncated(what);
+    if (h.length < BLOCK)
+      throw out.length === 0 && longName === undefined
+        ? new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${h.length} bytes)`, {
+            hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
+          })
+        : truncated(what);
     if (!checksumOk(h))
       throw new NixociError('IMAGE_INVALID', `${what}: not a tar archive (bad header checksum)`, {
         hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
