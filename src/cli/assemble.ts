@@ -211,14 +211,21 @@ export class Assembly {
     });
   }
 
+  /**
+   * Writes the targets one after the other (a layer made for one is known to the next, which only
+   * tars it again); `onWritten` hears of each as it is done, before a later one may fail.
+   */
   async writeAll(
     targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
     ctx: WriteContext,
+    onWritten?: (r: TargetResult) => void,
   ): Promise<TargetResult[]> {
     const results: TargetResult[] = [];
     for (const t of targets) {
       if (ctx.signal?.aborted) throw new NixociError('ABORTED', 'interrupted');
-      results.push(await t.target.write(this.imagesFor(t.target, t.defaultCompression), ctx));
+      const r = await t.target.write(this.imagesFor(t.target, t.defaultCompression), ctx);
+      results.push(r);
+      onWritten?.(r);
     }
     return results;
   }

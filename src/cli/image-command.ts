@@ -5,6 +5,7 @@ import { jsonReport, summary, type Io } from './output.js';
 import { applyCustomisation, type CustomiseFlagValues } from './customise.js';
 import { resolveSource, type SourceFlags } from './source.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
+import type { TargetResult } from '../image/target.js';
 
 export interface ImageCommandSpec {
   readonly name: string;
@@ -60,13 +61,22 @@ export async function runImageCommand(
   if (showProgress)
     progress = new (await import('./progress.js')).Progress(process.stderr, assembly.layerCount);
   let results;
+  const tell = (rs: readonly TargetResult[]): void => {
+    if (v.json || v.quiet) return;
+    for (const r of rs) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
+  };
+  const written: TargetResult[] = [];
   try {
-    results = await assembly.writeAll(targets, { signal, log });
+    results = await assembly.writeAll(targets, { signal, log }, (r) => written.push(r));
+  } catch (e) {
+    // When a later destination fails, the user still learns which ones were written.
+    progress?.stop();
+    tell(written);
+    throw e;
   } finally {
     progress?.stop();
   }
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
-  else if (!v.quiet)
-    for (const r of results) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
+  else tell(results);
   return 0;
 }

@@ -65,7 +65,12 @@ export class Progress {
     });
   }
 
+  private stopped = false;
+
+  /** Clears the bars (once; later calls do nothing). */
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     this.multi.stop();
   }
 }

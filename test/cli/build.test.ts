@@ -331,6 +331,23 @@ describe('nixoci build', () => {
     expect(again.layers.map((l) => l.digest)).toEqual(first.layers.map((l) => l.digest));
   });
 
+  it('names the destinations it wrote before a later one failed', async () => {
+    const dir = tmp('partial-oci');
+    const r = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}`,
+      '--to',
+      `docker-archive:${tmp('no-such-dir')}/x.tar`,
+    ]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
+    expect(lines[1]).toMatch(/^nixoci: error: .*x\.tar/);
+  });
+
   it('leaves nothing behind when the input is bad, and exits non-zero with one clear line', async () => {
     const dir = tmp('bad-out');
     const archive = tmp('bad.tar');
