@@ -43,7 +43,7 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       const tail = lines.slice(-3).join(' | ') || `exit ${code ?? sig}`;
       reject(
         new NixociError('NIX_FAILED', `${bin} ${args[0] ?? ''} failed: ${tail}`, {
-          hint: 'run the command above with --verbose to see it, and fix the Nix error it reports',
+          hint: 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),
       );
     });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
+import { writeTestFlake } from '../helpers/flake.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
@@ -232,6 +233,12 @@ describe('devbox projects', () => {
       new RegExp(`^busybox@1.36.1 +1.36.1 +\\d+ +[\\d.]+ \\w*B +${project.busybox}$`, 'm'),
     );
     expect(r.stdout).toContain('(customisation layer)');
+    // a long flake reference widens its column instead of running into the version
+    const flake = writeTestFlake();
+    const long = writeDevboxProject({ json: { packages: [`path:${flake}#busybox`] }, lock: null });
+    const wide = await nixoci(['inspect', '--devbox', long], { env });
+    expect(wide.code, wide.stderr).toBe(0);
+    expect(wide.stdout).toMatch(new RegExp(`^path:${flake}#busybox {2,}- {2,}\\d+ `, 'm'));
     const dot = readFileSync(join(work, 'g.dot'), 'utf8');
     expect(dot).toMatch(/^digraph closure \{/);
     expect(dot).toContain(`${JSON.stringify(fx.app)} -> ${JSON.stringify(project.busybox)};`);

@@ -147,8 +147,11 @@ const narSizeOf = (c: Closure, p: StorePath): number => c.paths.get(p)?.narSize 
 
 function printPackages(io: Io, arch: Arch, rows: readonly PackageRow[], excluded: readonly string[]): void {
   io.out(`${arch}: ${rows.length} devbox packages\n`);
+  // columns as wide as their longest entry (flake references can be long), plus two spaces
+  const pw = Math.max(22, ...rows.map((r) => r.package.length), ...excluded.map((e) => e.length)) + 2;
+  const vw = Math.max(10, ...rows.map((r) => (r.version ?? '-').length)) + 2;
   io.out(
-    `${'PACKAGE'.padEnd(24)}${'VERSION'.padEnd(12)}${'LAYER'.padEnd(7)}${'SIZE'.padStart(11)}  STORE PATH\n`,
+    `${'PACKAGE'.padEnd(pw)}${'VERSION'.padEnd(vw)}${'LAYER'.padEnd(7)}${'SIZE'.padStart(11)}  STORE PATH\n`,
   );
   for (const r of rows) {
     r.storePaths.forEach((s, i) => {
@@ -156,10 +159,10 @@ function printPackages(io: Io, arch: Arch, rows: readonly PackageRow[], excluded
       const version = i === 0 ? (r.version ?? '-') : '';
       const layer = s.layer === null ? '-' : String(s.layer);
       io.out(
-        `${name.padEnd(24)}${version.padEnd(12)}${layer.padEnd(7)}${humanSize(s.narSize).padStart(11)}  ${s.path}\n`,
+        `${name.padEnd(pw)}${version.padEnd(vw)}${layer.padEnd(7)}${humanSize(s.narSize).padStart(11)}  ${s.path}\n`,
       );
     });
   }
-  for (const e of excluded) io.out(`${e.padEnd(24)}(excluded on this platform)\n`);
+  for (const e of excluded) io.out(`${e.padEnd(pw)}(excluded on this platform)\n`);
   io.out('\n');
 }
