@@ -20,7 +20,7 @@ export interface DaemonTargetOptions {
    * closure's top-level store path, tagged with its hash (when no tags are given).
    */
   readonly name?: string;
-  /** Tags to give the image (default `latest`, or the store path hash when the name is derived). */
+  /** Tags to give the image (default `latest`, or `imageTag` when the name is derived). */
   readonly tags?: readonly string[];
   /** More tags, besides `tags` or the default one (`--tag`). */
   readonly extraTags?: readonly string[];

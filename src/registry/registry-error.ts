@@ -46,13 +46,13 @@ export function redact(text: string): string {
     .replace(/\b(access_token|refresh_token|token|password)("?\s*[:=]\s*"?)[^\s",;&]+/gi, '$1$2[redacted]');
 }
 
-/** The hint for a registry error, by status and code. */
 /**
  * How the request was authorised: a token the token service gave for the credentials, the
  * credentials themselves (basic), or nothing.
  */
 export type AuthUsed = 'token' | 'credentials' | 'none';
 
+/** The hint for a registry error, by status and code. */
 function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed): string {
   if (info.status === 401) {
     if (auth === 'token')
