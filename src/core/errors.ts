@@ -47,6 +47,13 @@ export class NixociError extends Error {
   }
 }
 
+/** The error an aborted operation rejects with (name `AbortError`, as Node's own). */
+export function abortError(): Error {
+  const e = new Error('The operation was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
 export const isNixociError = (e: unknown): e is NixociError => e instanceof NixociError;
 
 /** The one-line reason of an unknown error, for "what failed: why" messages. */

@@ -1,4 +1,5 @@
 import pLimit from 'p-limit';
+import { abortError } from './errors.js';
 
 /** Gives a turn back; calling it again does nothing. */
 export type GiveBack = () => void;
@@ -24,9 +25,7 @@ export function turns(n: number): TakeTurn {
             };
             if (!signal?.aborted) return grant(give);
             give();
-            const e = new Error('The operation was aborted');
-            e.name = 'AbortError';
-            reject(e);
+            reject(abortError());
           }),
       );
     });

@@ -5,7 +5,7 @@ import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { workerThreads } from '../core/builtins.js';
-import { NixociError, type ErrorCode } from '../core/errors.js';
+import { abortError, NixociError, type ErrorCode } from '../core/errors.js';
 import { noteBytes } from '../core/memory.js';
 import type { LayerDigests } from './cache.js';
 import type { FromWorker, LayerJob, ToWorker } from './layer-worker.js';
@@ -84,11 +84,7 @@ export class LayerWorkerPool {
           worker.postMessage({ type: 'abort', id } satisfies ToWorker);
           reject(e);
         };
-        const onAbort = (): void => {
-          const e = new Error('The operation was aborted');
-          e.name = 'AbortError';
-          fail(e);
-        };
+        const onAbort = (): void => fail(abortError());
         const onMessage = (m: FromWorker): void => {
           if (m.id !== id || failed) return;
           if (m.type === 'progress') {
