@@ -119,15 +119,8 @@ export async function scanTar(
     const h = await r.read(BLOCK);
     if (h.length === 0 || h.every((b) => b === 0)) break;
     if (h.length < BLOCK)
-      throw out.length === 0 && longName === undefined
-        ? new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${h.length} bytes)`, {
-            hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
-          })
-        : truncated(what);
-    if (!checksumOk(h))
-      throw new NixociError('IMAGE_INVALID', `${what}: not a tar archive (bad header checksum)`, {
-        hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
-      });
+      throw out.length === 0 && longName === undefined ? notTar(what, `${h.length} bytes`) : truncated(what);
+    if (!checksumOk(h)) throw notTar(what, 'bad header checksum');
     const type = String.fromCharCode(h[156]!);
     const headerSize = parseSize(h.subarray(124, 136));
     if (type === 'x' || type === 'L' || type === 'K') {
@@ -173,6 +166,11 @@ export async function scanTar(
   }
   return out;
 }
+
+const notTar = (what: string, why: string): NixociError =>
+  new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${why})`, {
+    hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
+  });
 
 const truncated = (what: string): NixociError =>
   new NixociError('IMAGE_INVALID', `${what}: the archive ends in the middle of an entry`, {
