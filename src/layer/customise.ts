@@ -4,6 +4,7 @@ import type { Closure } from '../closure/closure.js';
 import { compareBytes, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
 import type { ExtraEntry } from './plan.js';
+import { specialKind } from './tree.js';
 
 /** The user the image runs as; root unless asked otherwise. */
 export interface ImageUser {
@@ -270,8 +271,7 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
     } else if (st.isSymbolicLink()) {
       out.push({ kind: 'symlink', path: to, target: readlinkSync(src) });
     } else {
-      const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';
-      throw new NixociError('CUSTOMISE', `--copy ${c.src}: ${src} is ${kind}`, {
+      throw new NixociError('CUSTOMISE', `--copy ${c.src}: ${src} is ${specialKind(st)}`, {
         hint: 'only files, directories and symlinks can be copied into an image',
       });
     }

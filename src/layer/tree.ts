@@ -90,11 +90,15 @@ function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedE
       );
     }
   } else {
-    const kind = st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';
-    throw new NixociError('STORE_READ', `cannot put ${printable(abs)} in a layer: it is ${kind}`, {
+    throw new NixociError('STORE_READ', `cannot put ${printable(abs)} in a layer: it is ${specialKind(st)}`, {
       hint: 'store paths hold only files, directories and symlinks; rebuild the path without it',
     });
   }
+}
+
+/** What a file that is neither a file, a directory nor a symlink is, for messages. */
+export function specialKind(st: Stats): string {
+  return st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device node';
 }
 
 function permissions(mode: number, options: TreeOptions): number {
