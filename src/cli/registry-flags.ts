@@ -1,7 +1,7 @@
 import { NixociError } from '../core/errors.js';
 import { parseCredsFlag } from '../registry/auth/credentials.js';
 import { cacheDirOf } from '../layer/cache.js';
-import { parseReference, type ImageReference } from '../registry/reference.js';
+import { isRegistryHost, parseReference, type ImageReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
@@ -89,9 +89,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
  * a tag or an invalid name is a usage error (a mount can only come from the same registry).
  */
 function mountSource(command: string, value: string, target: ImageReference): string {
-  const first = value.split('/')[0]!;
-  const hasHost =
-    value.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  const hasHost = value.includes('/') && isRegistryHost(value.split('/')[0]!);
   const last = value.slice(value.lastIndexOf('/') + 1);
   if (last.includes(':') || last.includes('@'))
     throw usage(

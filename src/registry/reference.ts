@@ -37,6 +37,14 @@ function invalid(input: string, why: string, hint = HINT): never {
 }
 
 /**
+ * Whether the first component of a reference (before its first `/`) names a registry, as docker
+ * reads it: it has a `.` or a `:` (a port), is `localhost`, or is an IPv6 address in brackets.
+ */
+export function isRegistryHost(first: string): boolean {
+  return first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[');
+}
+
+/**
  * Parses `docker://HOST[:PORT]/REPO[:TAG][@DIGEST]` or a bare reference the way docker and skopeo
  * do: the first component is a registry when it has a `.` or `:` or is `localhost`, Docker Hub
  * otherwise (with `library/` for single names); no tag and no digest means `latest`.
@@ -78,7 +86,7 @@ export function parseReference(input: string): ImageReference {
   const slash = s.indexOf('/');
   if (slash >= 0) {
     const first = s.slice(0, slash);
-    if (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[')) {
+    if (isRegistryHost(first)) {
       registry = parseDomain(input, first);
       path = s.slice(slash + 1);
     }
