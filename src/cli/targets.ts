@@ -35,10 +35,7 @@ const transports: Record<string, TransportParser> = {
     let repoTag: string | undefined;
     if (ref !== undefined) {
       // NAME[:TAG] as `docker load` takes it: a repository (a registry host with a port allowed)
-      const colon = ref.lastIndexOf(':');
-      const tagged = colon > ref.lastIndexOf('/');
-      const name = tagged ? ref.slice(0, colon) : ref;
-      const tag = tagged ? ref.slice(colon + 1) : 'latest';
+      const { name, tag = 'latest' } = splitTag(ref);
       if (!REPOSITORY_RE.test(name) || !TAG_RE.test(tag))
         throw usage(
           command,
@@ -87,6 +84,14 @@ const REPOSITORY_RE =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
+/** `NAME[:TAG]`: the tag is after the last `:` only when that comes after the last `/` (a port). */
+function splitTag(ref: string): { name: string; tag?: string } {
+  const colon = ref.lastIndexOf(':');
+  return colon > ref.lastIndexOf('/')
+    ? { name: ref.slice(0, colon), tag: ref.slice(colon + 1) }
+    : { name: ref };
+}
+
 /**
  * A Docker engine or Podman target from `NAME[:TAG]` (or no reference: name and tag then come from
  * the closure's top-level store path), with `--tag`, `--host` and `--cache-from`.
@@ -101,10 +106,9 @@ export function engineTarget(
   let name: string | undefined;
   const tags: string[] = [];
   if (ref !== undefined && ref !== '') {
-    const slash = ref.lastIndexOf('/');
-    const colon = ref.lastIndexOf(':');
-    name = colon > slash ? ref.slice(0, colon) : ref;
-    if (colon > slash) tags.push(ref.slice(colon + 1));
+    const split = splitTag(ref);
+    name = split.name;
+    if (split.tag !== undefined) tags.push(split.tag);
     if (!REPOSITORY_RE.test(name)) {
       throw usage(
         command,
