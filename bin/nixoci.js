@@ -20,7 +20,6 @@
 const { createHash } = require('node:crypto');
 const {
   existsSync,
-  mkdirSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -102,7 +101,9 @@ function loadBundle(file) {
     saveCodeCache = () => {
       const tmp = `${cacheFile}.${process.pid}.tmp`;
       try {
-        makeDirs(dirname(cacheFile));
+        // the bundle's own mkdir -p (src/core/make-dirs.ts): Node's recursive mkdirSync spins
+        // forever on a parent that cannot hold the child (XDG_CACHE_HOME under /proc)
+        module.exports.makeDirs(dirname(cacheFile));
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
         pruneCodeCaches(dirname(cacheFile));
@@ -119,26 +120,6 @@ function loadBundle(file) {
   const module = { exports: {} };
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
   return module.exports;
-}
-
-/**
- * `mkdir -p` that ends: Node's recursive mkdirSync spins forever when a parent exists but cannot
- * hold the child (a path under /proc or /sys). See src/core/make-dirs.ts.
- */
-function makeDirs(dir) {
-  try {
-    mkdirSync(dir);
-    return;
-  } catch (e) {
-    if (e.code === 'EEXIST' && statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
-    if (e.code !== 'ENOENT' || dirname(dir) === dir) throw e;
-    makeDirs(dirname(dir));
-  }
-  try {
-    mkdirSync(dir);
-  } catch (e) {
-    if (!(e.code === 'EEXIST' && statSync(dir, { throwIfNoEntry: false })?.isDirectory())) throw e;
-  }
 }
 
 /**

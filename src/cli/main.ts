@@ -4,6 +4,9 @@ import { HELP_MAIN } from './help.js';
 import { runImageCommand, type ImageCommandSpec } from './image-command.js';
 import { processIo, type Io } from './output.js';
 
+/** For bin/nixoci.js, which writes the V8 code cache with it after the command. */
+export { makeDirs } from '../core/make-dirs.js';
+
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
