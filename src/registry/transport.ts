@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { Agent, buildConnector as BuildConnector, Dispatcher, RequestInit, Response } from 'undici';
+import type { Agent, buildConnector as BuildConnector, Dispatcher, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
 import { hostname, isLoopbackHost } from './reference.js';
@@ -157,10 +157,7 @@ export class Transport {
 
   /**
    * A single attempt whose body is a stream (not retried here: the caller reopens the stream).
-   * It goes through undici's `request`, not `fetch`: fetch turns a Node stream into a web stream
-   * and copies every chunk, which on a cold push cost a core's worth of memcpy and ~70 MB of
-   * buffers per concurrent upload; `request` writes the chunks to the socket as they are, with
-   * the socket's backpressure.
+   * Its chunks go to the socket as they are, with the socket's backpressure (see `exchange`).
    */
   async send(
     method: string,
@@ -170,24 +167,12 @@ export class Transport {
     signal?: AbortSignal,
   ): Promise<Response> {
     try {
-      const { request, Response, Headers } = await undici();
-      const res = await request(url, {
-        method: method as Dispatcher.HttpMethod,
+      return await exchange(url, {
+        method,
         headers: { 'user-agent': 'nixoci', ...headers },
         body: body instanceof Readable ? body : Readable.from(body, { objectMode: false }),
         dispatcher: await this.dispatcher(),
         ...(signal ? { signal } : {}),
-      });
-      const h = new Headers();
-      for (const [k, v] of Object.entries(res.headers)) {
-        if (Array.isArray(v)) for (const x of v) h.append(k, x);
-        else if (v !== undefined) h.set(k, v);
-      }
-      const nullBody = [101, 204, 205, 304].includes(res.statusCode);
-      if (nullBody) res.body.resume();
-      return new Response(nullBody ? null : (Readable.toWeb(res.body) as ReadableStream<Uint8Array>), {
-        status: res.statusCode,
-        headers: h,
       });
     } catch (e) {
       throw this.unreachable(e, signal);
@@ -201,11 +186,16 @@ export class Transport {
     body: Body,
     signal: AbortSignal | undefined,
   ): Promise<Response> {
-    const { fetch } = await undici();
     const dispatcher = await this.dispatcher();
     let url = start;
     for (let hop = 0; ; hop++) {
-      const res = await fetch(url, this.init(method, await headers(url), body, dispatcher, signal));
+      const res = await exchange(url, {
+        method,
+        headers: { 'user-agent': 'nixoci', ...(await headers(url)) },
+        body: body ?? null,
+        dispatcher,
+        ...(signal ? { signal } : {}),
+      });
       const location = res.headers.get('location');
       const redirect =
         [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
@@ -216,24 +206,7 @@ export class Transport {
     }
   }
 
-  private init(
-    method: string,
-    headers: Record<string, string>,
-    body: Body | AsyncIterable<Uint8Array>,
-    dispatcher: Dispatcher,
-    signal?: AbortSignal,
-  ): RequestInit {
-    return {
-      method,
-      headers: { 'user-agent': 'nixoci', ...headers },
-      redirect: 'manual',
-      dispatcher,
-      ...(body !== undefined ? { body, duplex: 'half' as const } : {}),
-      ...(signal ? { signal } : {}),
-    };
-  }
-
-  /** Turns a fetch failure into REGISTRY_UNREACHABLE (or ABORTED); never includes headers. */
+  /** Turns a failed exchange into REGISTRY_UNREACHABLE (or ABORTED); never includes headers. */
   unreachable(e: unknown, signal: AbortSignal | undefined): Error {
     if (signal?.aborted) return new NixociError('ABORTED', 'aborted', { cause: e });
     if (e instanceof NixociError) return e;
@@ -262,6 +235,38 @@ export class Transport {
   }
 }
 
+/**
+ * One HTTP exchange through undici's `request`, answered as a web `Response` (what the registry
+ * code reads). Not `fetch`: fetch turns a Node stream body into a web stream and copies every
+ * chunk (on a cold push a core's worth of memcpy and ~70 MB of buffers per upload), and it refuses
+ * the ports browsers block (6000, 10080, ...), where a registry may well listen. Redirects are
+ * not followed here, and no Accept-Encoding is sent: bodies come as the registry stored them.
+ */
+export async function exchange(
+  url: URL,
+  opts: {
+    readonly method: string;
+    readonly headers: Record<string, string>;
+    readonly body: Readable | Buffer | string | null;
+    readonly dispatcher?: Dispatcher;
+    readonly signal?: AbortSignal;
+  },
+): Promise<Response> {
+  const { request, Response, Headers } = await undici();
+  const res = await request(url, { ...opts, method: opts.method as Dispatcher.HttpMethod });
+  const h = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) {
+    if (Array.isArray(v)) for (const x of v) h.append(k, x);
+    else if (v !== undefined) h.set(k, v);
+  }
+  const nullBody = opts.method === 'HEAD' || [101, 204, 205, 304].includes(res.statusCode);
+  if (nullBody) res.body.resume();
+  return new Response(nullBody ? null : (Readable.toWeb(res.body) as ReadableStream<Uint8Array>), {
+    status: res.statusCode,
+    headers: h,
+  });
+}
+
 function isConnectionError(e: unknown): boolean {
   if (e instanceof NixociError) return false;
   if ((e as Error)?.name === 'AbortError') return false;
@@ -270,7 +275,8 @@ function isConnectionError(e: unknown): boolean {
     (e as { cause?: { code?: unknown } })?.cause?.code ?? (e as { code?: unknown })?.code ?? '',
   );
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return false;
-  // undici reports connection failures as TypeError('fetch failed') with the socket error as cause.
+  // A socket error, or one of undici's (UND_ERR_*), carries a code; fetch's TypeError had the socket
+  // error as its cause.
   return e instanceof TypeError || (e as { code?: unknown })?.code !== undefined;
 }
 

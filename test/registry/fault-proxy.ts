@@ -24,7 +24,7 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+export async function startFaultProxy(upstream: string, port = 0): Promise<FaultProxy> {
   const [uHost, uPort] = upstream.split(':');
   const seen: SeenRequest[] = [];
   const proxy: { fault: Fault | undefined } = { fault: undefined };
@@ -49,10 +49,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
   return {
-    host: `127.0.0.1:${port}`,
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
     get fault() {
       return proxy.fault;

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { undici } from '../undici.js';
+import { exchange } from '../transport.js';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
@@ -67,12 +67,11 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
   let text: string;
   let status: number;
   try {
-    const { fetch } = await undici();
-    const res = await fetch(url, {
+    // Redirects are not followed: credentials go only where the registry's challenge pointed.
+    const res = await exchange(url, {
       method: oauth ? 'POST' : 'GET',
       headers,
-      redirect: 'error',
-      ...(body !== undefined ? { body } : {}),
+      body: body ?? null,
       ...(req.dispatcher ? { dispatcher: req.dispatcher } : {}),
       ...(req.signal ? { signal: req.signal } : {}),
     });
@@ -101,11 +100,14 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
     );
   }
   if (status < 200 || status > 299) {
+    const redirect = status >= 300 && status < 400;
     throw new NixociError(
       'REGISTRY_AUTH',
-      `authentication to ${req.registry} failed: the token server ${url.origin} answered ${status}`,
+      `authentication to ${req.registry} failed: the token server ${url.origin} answered ${status}${redirect ? ' (a redirect, which is not followed with credentials)' : ''}`,
       {
-        hint: 'the token server is failing; try again later',
+        hint: redirect
+          ? 'the registry must name the token server itself in its WWW-Authenticate realm'
+          : 'the token server is failing; try again later',
       },
     );
   }
