@@ -1,16 +1,17 @@
 /**
  * The one tar writer of nixoci: encodes headers byte for byte, setting every field itself so that
  * the same entry gives the same bytes on any machine. Format: POSIX ustar, with a PAX extended
- * header in front of an entry whose name, link target or size does not fit ustar's fields.
+ * header in front of an entry whose name, link target, size, uid or gid does not fit ustar's fields.
  *
  * Changing anything here changes every layer digest: bump TAR_FORMAT_VERSION (it keys the digest
  * cache) and say so in CHANGELOG.md.
  */
-export const TAR_FORMAT_VERSION = 1;
+export const TAR_FORMAT_VERSION = 2;
 
 export const BLOCK = 512;
 export const MTIME = 1;
 const MAX_OCTAL_11 = 0o77777777777; // 8 GiB - 1, the largest size ustar's 12-byte field holds
+const MAX_OCTAL_7 = 0o7777777; // the largest uid/gid ustar's 8-byte fields hold
 const PAX_NAME = Buffer.from('././@PaxHeader');
 
 export type EntryType = 'file' | 'dir' | 'symlink';
@@ -79,6 +80,9 @@ function paxRecords(e: TarEntry): Buffer | null {
   if (!splitName(tarName)) records.push(paxRecord('path', tarName));
   if (e.linkTarget && e.linkTarget.length > 100) records.push(paxRecord('linkpath', e.linkTarget));
   if (e.size > MAX_OCTAL_11) records.push(paxRecord('size', Buffer.from(String(e.size))));
+  // ustar holds 7 octal digits of uid/gid; a larger one (--user app:20000000) needs a record.
+  if ((e.uid ?? 0) > MAX_OCTAL_7) records.push(paxRecord('uid', Buffer.from(String(e.uid))));
+  if ((e.gid ?? 0) > MAX_OCTAL_7) records.push(paxRecord('gid', Buffer.from(String(e.gid))));
   return records.length > 0 ? Buffer.concat(records) : null;
 }
 
@@ -123,8 +127,9 @@ function ustarBlock(f: UstarFields): Buffer {
   const b = Buffer.alloc(BLOCK); // zero-filled: every unused byte is NUL
   f.name.copy(b, 0, 0, 100);
   octal(b, 100, 8, f.mode);
-  octal(b, 108, 8, f.uid);
-  octal(b, 116, 8, f.gid);
+  // An owner too large for the field is 0 here and in a PAX record, as a size over 8 GiB is.
+  octal(b, 108, 8, f.uid > MAX_OCTAL_7 ? 0 : f.uid);
+  octal(b, 116, 8, f.gid > MAX_OCTAL_7 ? 0 : f.gid);
   octal(b, 124, 12, f.size);
   octal(b, 136, 12, MTIME);
   b.write('        ', 148, 8, 'latin1'); // checksum placeholder: eight spaces

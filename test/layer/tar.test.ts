@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
 import type { StorePath } from '../../src/closure/store-path.js';
-import { encodeHeader, entrySize } from '../../src/layer/tar-header.js';
+import { encodeHeader, END_OF_ARCHIVE, entrySize } from '../../src/layer/tar-header.js';
 import { tarSize, tarStream } from '../../src/layer/tar-stream.js';
 import { collectEntries } from '../../src/layer/tree.js';
 import type { PlannedLayer } from '../../src/layer/plan.js';
@@ -93,6 +94,27 @@ describe('tar writer', () => {
       linkTarget: Buffer.from('/' + 't'.repeat(200)),
     });
     expect(link.subarray(512, 1024).toString('latin1')).toContain('linkpath=/ttt');
+  });
+
+  it("keeps an owner over ustar's 7 octal digits in PAX uid/gid records, as GNU tar reads them", () => {
+    const home = { name: Buffer.from('home/app'), type: 'dir', mode: 0o755, size: 0 } as const;
+    const big = encodeHeader({ ...home, uid: 20000000, gid: 3000000 });
+    const pax = big.subarray(512, 1024).toString('latin1');
+    expect(pax).toContain(' uid=20000000\n');
+    expect(pax).toContain(' gid=3000000\n');
+    // The largest owner ustar holds stays in the ustar header, with no PAX header.
+    expect(encodeHeader({ ...home, uid: 0o7777777, gid: 0o7777777 }).length).toBe(512);
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-owner-'));
+    const file = join(dir, 'owner.tar');
+    writeFileSync(
+      file,
+      Buffer.concat([big, encodeHeader({ ...home, uid: 1000, gid: 1000 }), END_OF_ARCHIVE]),
+    );
+    const listed = execFileSync('tar', ['-tvf', file, '--numeric-owner'], { encoding: 'utf8' });
+    const [first, second] = listed.split('\n');
+    expect(first).toMatch(/^drwxr-xr-x 20000000\/3000000 .* home\/app\/$/);
+    expect(second).toMatch(/^drwxr-xr-x 1000\/1000 .* home\/app\/$/);
+    rmSync(dir, { recursive: true });
   });
 
   it('splits names of 101–256 bytes into ustar prefix and name', () => {
