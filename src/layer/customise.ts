@@ -115,11 +115,12 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
     dir(rel(user.home), 0o755, user);
   }
   const work = options.workdir === undefined ? '' : rel(options.workdir);
-  if (work !== '') {
+  // A workdir in the store is left to the store layers (and the runtime, which makes a missing one):
+  // entries for it here would turn the read-only store directories above it into 0755 ones.
+  if (work !== '' && !/^nix(\/|$)/.test(work)) {
     for (const parent of ancestors(options.workdir!)) dir(parent);
-    // The user owns a workdir of its own, never / or a directory of the system or the store.
-    const system = /^nix(\/|$)/.test(work) || SYSTEM_DIRS.has(work);
-    dir(work, 0o755, system ? undefined : user);
+    // The user owns a workdir of its own, never / or a directory of the system.
+    dir(work, 0o755, SYSTEM_DIRS.has(work) ? undefined : user);
   }
 
   const env = ['PATH=' + ['/bin', '/usr/bin', ...rootBins(closure.roots)].join(':'), `HOME=${user.home}`];

@@ -96,6 +96,19 @@ describe('customisation layer', () => {
     );
   });
 
+  it('adds nothing under /nix for a workdir in the store: its directories keep their store modes', () => {
+    const closure = fakeClosure();
+    const user = { name: 'app', uid: 1000, gid: 1000, home: '/home/app' };
+    for (const workdir of ['/nix/store/0123456789abcdfghijklmnpqrsvwxyz-tool/bin', '/nix/store', '/nix']) {
+      const { entries } = customisationLayer(closure, { user, workdir });
+      expect(entries.filter((e) => /^nix(\/|$)/.test(e.path))).toEqual([]);
+    }
+    // a workdir outside the store is still made and owned by the user
+    const { entries } = customisationLayer(closure, { user, workdir: '/srv/app' });
+    expect(byPath(entries, 'srv')).toEqual({ kind: 'dir', path: 'srv', mode: 0o755 });
+    expect(byPath(entries, 'srv/app')).toMatchObject({ uid: 1000, gid: 1000 });
+  });
+
   it('encodes a non-root owner in the tar header, with no user name', () => {
     const h = encodeHeader({
       name: Buffer.from('app'),
