@@ -4,7 +4,7 @@ import type { Closure } from '../closure/closure.js';
 import { compareBytes, storePathName, type StorePath } from '../closure/store-path.js';
 import { NixociError, reason } from '../core/errors.js';
 import type { ExtraEntry } from './plan.js';
-import { specialKind } from './tree.js';
+import { printable, specialKind } from './tree.js';
 
 /** The user the image runs as; root unless asked otherwise. */
 export interface ImageUser {
@@ -253,7 +253,8 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
     }
     if (st.isDirectory()) {
       out.push({ kind: 'dir', path: to, mode: 0o755 });
-      for (const name of readdirSync(src).sort(compareBytes)) walk(join(src, name), `${to}/${name}`);
+      const names = readdirSync(src, { encoding: 'buffer' }).map((raw) => utf8Name(c, src, raw, 'file name'));
+      for (const name of names.sort(compareBytes)) walk(join(src, name), `${to}/${name}`);
     } else if (st.isFile()) {
       total += st.size;
       if (total > MAX_COPY_BYTES) {
@@ -270,7 +271,8 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
           : { kind: 'file', path: to, mode, content: bytes.toString('base64'), encoding: 'base64' },
       );
     } else if (st.isSymbolicLink()) {
-      out.push({ kind: 'symlink', path: to, target: readlinkSync(src) });
+      const target = readlinkSync(src, { encoding: 'buffer' });
+      out.push({ kind: 'symlink', path: to, target: utf8Name(c, src, target, 'symlink target') });
     } else {
       throw new NixociError('CUSTOMISE', `--copy ${c.src}: ${src} is ${specialKind(st)}`, {
         hint: 'only files, directories and symlinks can be copied into an image',
@@ -279,6 +281,24 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
   };
   walk(c.src, rel(dest));
   return out;
+}
+
+/**
+ * A name read from the project as text. The layer's entries are text, so a name that is not UTF-8
+ * would be copied with U+FFFD in place of its bytes (a file --copy then cannot find, a symlink to
+ * nowhere): an error says which one instead.
+ */
+function utf8Name(c: CopySpec, src: string, raw: Buffer, what: string): string {
+  const name = raw.toString('utf8');
+  if (Buffer.from(name, 'utf8').equals(raw)) return name;
+  const shown = what === 'file name' ? join(src, name) : `${src} -> ${name}`;
+  throw new NixociError(
+    'CUSTOMISE',
+    `--copy ${c.src}: ${printable(Buffer.from(shown))}: the ${what} is not valid UTF-8`,
+    {
+      hint: 'rename it, or put the files in a Nix package (store paths keep names as bytes)',
+    },
+  );
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -107,6 +107,21 @@ describe('customisation layer', () => {
     const { entries } = customisationLayer(closure, { user, workdir: '/srv/app' });
     expect(byPath(entries, 'srv')).toEqual({ kind: 'dir', path: 'srv', mode: 0o755 });
     expect(byPath(entries, 'srv/app')).toMatchObject({ uid: 1000, gid: 1000 });
+  });
+
+  it('refuses a --copy file name or symlink target that is not UTF-8, naming it', () => {
+    const closure = fakeClosure();
+    const copy = (make: (dir: string) => void): (() => unknown) => {
+      const dir = mkdtempSync(join(tmpdir(), 'nixoci-copy-'));
+      make(dir);
+      return () => customisationLayer(closure, { copies: [{ src: dir, dest: '/data/' }] });
+    };
+    const badName = Buffer.from('bad\xffname', 'latin1');
+    const file = copy((dir) => writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), badName]), 'x'));
+    expect(file).toThrow(/\/bad\ufffdname: the file name is not valid UTF-8/);
+    // a symlink target read as text would have pointed at `bad\ufffdname`, which is not the file
+    const link = copy((dir) => symlinkSync(badName, join(dir, 'link')));
+    expect(link).toThrow(/\/link -> bad\ufffdname: the symlink target is not valid UTF-8/);
   });
 
   it('encodes a non-root owner in the tar header, with no user name', () => {
