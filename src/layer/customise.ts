@@ -144,7 +144,13 @@ function binFarm(roots: readonly StorePath[], ignoreCollisions: boolean): Map<st
     let names: string[];
     try {
       if (!statSync(bin).isDirectory()) continue;
-      names = readdirSync(bin).sort(compareBytes);
+      // A name that is not UTF-8 gets no link: the layer's entries are text, and a link made from
+      // the decoded name (U+FFFD for its bytes) would point at nothing. PATH still finds it in bin/.
+      names = readdirSync(bin, { encoding: 'buffer' })
+        .map((raw) => ({ raw, name: raw.toString('utf8') }))
+        .filter(({ raw, name }) => Buffer.from(name, 'utf8').equals(raw))
+        .map(({ name }) => name)
+        .sort(compareBytes);
     } catch {
       continue; // no bin directory: nothing to link
     }

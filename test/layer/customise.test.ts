@@ -124,6 +124,15 @@ describe('customisation layer', () => {
     expect(link).toThrow(/\/link -> bad\ufffdname: the symlink target is not valid UTF-8/);
   });
 
+  it('links no bin/ name that is not UTF-8 (a link made from the decoded name would dangle)', () => {
+    const closure = fakeClosure();
+    const [tool] = closure.roots;
+    writeFileSync(Buffer.from(`${tool}/bin/to\xffol`, 'latin1'), '#!/bin/sh\n', { mode: 0o755 });
+    const { entries } = customisationLayer(closure);
+    const links = entries.filter((e) => e.kind === 'symlink' && e.path.startsWith('bin/'));
+    expect(links.map((e) => e.path)).toEqual(['bin/env', 'bin/tool']);
+  });
+
   it('encodes a non-root owner in the tar header, with no user name', () => {
     const h = encodeHeader({
       name: Buffer.from('app'),
