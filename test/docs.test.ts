@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { COMMANDS } from '../src/cli/help.js';
+import { COMMANDS, HELP_IMAGE_FLAGS } from '../src/cli/help.js';
 import { repoRoot } from './helpers/env.js';
 
 describe('docs/cli.md', () => {
@@ -22,6 +22,10 @@ describe('docs/cli.md', () => {
         'docs/cli.md is stale: run `npm run build && node scripts/gen-cli-docs.mjs` and commit the result',
       );
     }
+  });
+
+  it('names the --user forms the flag takes (USER:GROUP with names is refused)', () => {
+    expect(HELP_IMAGE_FLAGS).toMatch(/^ {2}--user UID\[:GID\]\|NAME +User /m);
   });
 
   it('has a section for every command', () => {

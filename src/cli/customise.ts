@@ -35,7 +35,7 @@ type UserFlag =
   | { readonly kind: 'none' }
   /** NAME or NAME:UID: a user created in /etc/passwd (only NAME:UID asks for the layer by itself). */
   | { readonly kind: 'create'; readonly user: ImageUser; readonly explicitUid: boolean }
-  /** A numeric uid, or USER:GROUP with names: written to the config as given. */
+  /** UID or UID:GID: written to the config as given. */
   | { readonly kind: 'raw'; readonly value: string };
 
 function parseUser(command: string, v: string | undefined): UserFlag {

@@ -27,7 +27,7 @@ export const HELP_IMAGE_FLAGS = `Image:
   --env KEY=VALUE               environment variable (repeatable); PATH defaults to the bin
                                 directories of the closure's top-level store paths
   --workdir DIR                 WorkingDir
-  --user USER[:GROUP]           User (see also the customisation layer below)
+  --user UID[:GID]|NAME         User (group names are refused; NAME[:UID]: see the customisation layer)
   --expose PORT[/PROTO]         ExposedPorts (repeatable)
   --label KEY=VALUE             label (repeatable)
   --created TIME                creation time, RFC 3339 (default: 1970-01-01T00:00:01Z, reproducible)

@@ -517,6 +517,12 @@ const cases: Case[] = [
     says: /--user "Bob:1000": expected UID\[:GID\] or NAME\[:UID\]/,
   },
   {
+    name: 'flag: --user with a group name (the help says UID[:GID]|NAME)',
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--user', 'nobody:nogroup', '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /--user "nobody:nogroup": expected UID\[:GID\] or NAME\[:UID\]/,
+  },
+  {
     name: 'flag: --workdir relative',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--workdir', 'app', '--to', `oci:${c.out}:t`],
     code: 2,
