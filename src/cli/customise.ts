@@ -93,6 +93,13 @@ export function applyCustomisation(
     copies.length > 0 ||
     Boolean(v['bin-farm']);
   if (!wanted) return settings;
+  // The customisation layer takes one layer of the budget, and the store paths need at least one.
+  if (settings.maxLayers < 2) {
+    throw usage(
+      command,
+      `--max-layers ${settings.maxLayers}: the customisation layer needs a layer of its own besides the store paths; use 2 or more`,
+    );
+  }
 
   const imageUser = user.kind === 'create' ? user.user : (preset?.user ?? ROOT_USER);
   const workdir = v.workdir ?? preset?.workdir;

@@ -523,6 +523,21 @@ const cases: Case[] = [
     says: /--user "nobody:nogroup": expected UID\[:GID\] or NAME\[:UID\]/,
   },
   {
+    name: 'flag: --max-layers 1 with the customisation layer (would make 2 layers)',
+    args: (c) => [
+      'build',
+      '--graph',
+      c.fx.graphFile,
+      '--bin-farm',
+      '--max-layers',
+      '1',
+      '--to',
+      `oci:${c.out}:t`,
+    ],
+    code: 2,
+    says: /--max-layers 1: the customisation layer needs a layer of its own/,
+  },
+  {
     name: 'flag: --workdir relative',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--workdir', 'app', '--to', `oci:${c.out}:t`],
     code: 2,
