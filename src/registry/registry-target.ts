@@ -272,6 +272,7 @@ export class RegistryTarget implements ImageTarget {
         ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.retry ? { retry: o.retry } : {}),
         ...(ctx.log ? { log: ctx.log } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
       },
       ref.repository,
     );

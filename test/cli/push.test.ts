@@ -1,10 +1,11 @@
 // `nixoci push` and `nixoci build --to docker://` as users run them (bin/nixoci.js on dist/, built
 // by `npm run build`), against the real registries of scripts/services.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
@@ -172,6 +173,33 @@ describe('nixoci push', () => {
     expect(r.stderr).toContain(`push to ${env.registryBasic}/${repo} failed`);
     expect(r.stderr).toMatch(/hint: check the credentials for 127\.0\.0\.1:5001/);
     expect(r.stderr).not.toContain('not-it');
+  });
+
+  it('Ctrl-C while a credential helper hangs ends the push at once with exit 130', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-hang-'));
+    mkdirSync(path.join(dir, 'bin'));
+    const started = path.join(dir, 'started');
+    // The helper waits on a child of its own, which keeps the pipes open once the shell is killed.
+    writeFileSync(path.join(dir, 'bin', 'docker-credential-hang'), `#!/bin/sh\ntouch ${started}\nsleep 60\n`);
+    chmodSync(path.join(dir, 'bin', 'docker-credential-hang'), 0o755);
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'hang' }));
+    const child = spawn(
+      cliBin,
+      ['push', '--graph', v1.graphFile, `${env.registryBasic}/${uniqueRepo('hang')}:v1`],
+      {
+        env: { ...process.env, HOME: dir, DOCKER_CONFIG: dir, PATH: `${dir}/bin:${process.env.PATH}` },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while (!existsSync(started)) await new Promise((r) => setTimeout(r, 50));
+    const t = Date.now();
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(Date.now() - t).toBeLessThan(10_000);
+    expect(stderr).toBe('nixoci: interrupted\n');
   });
 
   it("pushes under a reference that pins the image's digest, and refuses one that pins another", async () => {

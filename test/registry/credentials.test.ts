@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCredentialHelper } from '../../src/registry/auth/cred-helper.js';
 import { parseCredsFlag, resolveCredentials } from '../../src/registry/auth/credentials.js';
 
 function temp(): string {
@@ -130,6 +131,33 @@ describe('resolveCredentials', () => {
       code: 'CREDENTIALS',
       message: expect.stringMatching(/docker-credential-nonexistent-xyz/),
     });
+  });
+
+  it('ends a helper that hangs (its own child holding the pipes) at the timeout or at once on abort', async () => {
+    const dir = temp();
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    // A shell helper waiting on a child (as one asking for a password would): killing the shell
+    // leaves the child holding stdout, so the helper's 'close' comes only when the child ends.
+    writeFileSync(path.join(bin, 'docker-credential-hang'), '#!/bin/sh\nsleep 20\n');
+    chmodSync(path.join(bin, 'docker-credential-hang'), 0o755);
+    const env = { HOME: temp(), PATH: `${bin}:${process.env.PATH}` };
+    let t = Date.now();
+    await expect(runCredentialHelper('hang', 'a.io', 'a.io', { env, timeoutMs: 1000 })).rejects.toMatchObject(
+      {
+        code: 'CREDENTIALS',
+        message: 'credential helper docker-credential-hang for a.io did not answer within 1 s',
+      },
+    );
+    expect(Date.now() - t).toBeLessThan(5_000);
+
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'hang' }));
+    const abort = new AbortController();
+    t = Date.now();
+    const p = resolveCredentials('a.io', 'x', { env: { ...env, DOCKER_CONFIG: dir }, signal: abort.signal });
+    setTimeout(() => abort.abort(), 300);
+    await expect(p).rejects.toMatchObject({ code: 'ABORTED' });
+    expect(Date.now() - t).toBeLessThan(5_000);
   });
 
   it('reads $REGISTRY_AUTH_FILE and podman auth.json, longest namespace first', async () => {

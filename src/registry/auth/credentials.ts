@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { NixociError } from '../../core/errors.js';
 import { DOCKER_HUB } from '../reference.js';
-import { runCredentialHelper } from './cred-helper.js';
+import { runCredentialHelper, type HelperOptions } from './cred-helper.js';
 
 /** What a registry may be given. Never printed: use `describeSource` for messages. */
 export interface Credentials {
@@ -26,6 +26,8 @@ export interface CredentialOptions {
   /** `--creds USER:PASS`, already split. */
   readonly creds?: { readonly username: string; readonly password: string };
   readonly env?: NodeJS.ProcessEnv;
+  /** Ends a credential helper's run at once (Ctrl-C). */
+  readonly signal?: AbortSignal;
 }
 
 const authEntry = z.object({
@@ -67,12 +69,13 @@ export async function resolveCredentials(
     };
   }
 
+  const helper: HelperOptions = { env, ...(options.signal ? { signal: options.signal } : {}) };
   if (env.REGISTRY_AUTH_FILE) {
-    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true, env);
+    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true, helper);
     if (found) return found;
   }
   const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
-  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, env);
+  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, helper);
   if (fromDocker) return fromDocker;
   if (env.XDG_RUNTIME_DIR) {
     const found = await fromConfig(
@@ -80,7 +83,7 @@ export async function resolveCredentials(
       registry,
       repository,
       true,
-      env,
+      helper,
     );
     if (found) return found;
   }
@@ -103,14 +106,14 @@ async function fromConfig(
   registry: string,
   repository: string,
   podman: boolean,
-  env: NodeJS.ProcessEnv,
+  helperOptions: HelperOptions,
 ): Promise<ResolvedCredentials | undefined> {
   const config = readConfig(file);
   if (!config) return undefined;
   const serverUrl = registry === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
   const helper = findByHost(config.credHelpers ?? {}, registry) ?? config.credsStore;
   if (helper) {
-    const c = await runCredentialHelper(helper, serverUrl, registry, env);
+    const c = await runCredentialHelper(helper, serverUrl, registry, helperOptions);
     if (c) return { credentials: c, source: `docker-credential-${helper}` };
   }
   const auths = config.auths ?? {};

@@ -22,7 +22,7 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
     const client = new RegistryClient(
       ref.registry,
       ref.host,
-      { ...o, what: `read ${description}` },
+      { ...o, what: `read ${description}`, ...(signal ? { signal } : {}) },
       ref.repository,
     );
     client.auth.addScope(ref.repository, 'pull');
