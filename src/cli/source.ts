@@ -114,16 +114,28 @@ export async function resolveSource(
   return { closures: out };
 }
 
-function pick(command: string, values: readonly string[], arch: Arch, flag: string): string[] {
+/**
+ * The values for `arch`: its own (`arch=…`) and the unprefixed ones. Store paths add up, so an
+ * unprefixed --path goes into every architecture's image; a --graph is a whole closure, so an
+ * unprefixed one is for the architectures without their own.
+ */
+function pick(command: string, values: readonly string[], arch: Arch, flag: '--graph' | '--path'): string[] {
   const own: string[] = [];
   const shared: string[] = [];
+  const all: string[] = [];
   for (const v of values) {
     const m = /^(amd64|arm64)=(.*)$/.exec(v);
     if (m) {
-      if (m[1] === arch) own.push(m[2]!);
+      if (m[1] !== arch) continue;
+      own.push(m[2]!);
+      all.push(m[2]!);
     } else if (/^[a-z0-9]+=/.test(v) && !v.startsWith('/')) {
       throw usage(command, `${flag} ${v}: unknown architecture prefix (use amd64= or arm64=)`);
-    } else shared.push(v);
+    } else {
+      shared.push(v);
+      all.push(v);
+    }
   }
+  if (flag === '--path') return all;
   return own.length > 0 ? own : shared;
 }

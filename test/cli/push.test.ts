@@ -1,6 +1,6 @@
 // `nixoci push` and `nixoci build --to docker://` as users run them (bin/nixoci.js on dist/, built
 // by `npm run build`), against the real registries of scripts/services.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
-import { uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
+import { registryGet, uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
 
 interface Report {
   manifestDigest: string;
@@ -200,6 +200,29 @@ describe('nixoci push', () => {
     expect(await exited).toBe(130);
     expect(Date.now() - t).toBeLessThan(10_000);
     expect(stderr).toBe('nixoci: interrupted\n');
+  });
+
+  it("multi-arch: an unprefixed --path goes into every architecture's image, next to each one's own", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-shared-'));
+    writeFileSync(path.join(dir, 'settings.json'), '{"shared": true}\n');
+    const shared = execFileSync('nix-store', ['--add', dir], { encoding: 'utf8' }).trim();
+    const repo = uniqueRepo('multi-shared');
+    const args = ['--arch', 'amd64,arm64', '--path', `amd64=${v1.app}`, '--path', shared];
+    await nixociJson(['push', ...args, '--path', `arm64=${v2.app}`, `${env.registry}/${repo}:v1`]);
+    const index = (await (
+      await registryGet(env.registry, `/v2/${repo}/manifests/v1`, 'application/vnd.oci.image.index.v1+json')
+    ).json()) as { manifests: { digest: string; platform: { architecture: string } }[] };
+    const pathsOf = async (arch: string): Promise<string[]> => {
+      const m = index.manifests.find((x) => x.platform.architecture === arch)!;
+      const { manifest } = await verifyPushed(env.registry, repo, m.digest);
+      return manifest.layers.flatMap((l) => l.annotations['dev.nixoci.store-paths']!.split(' '));
+    };
+    const amd64 = await pathsOf('amd64');
+    const arm64 = await pathsOf('arm64');
+    expect(amd64).toEqual(expect.arrayContaining([v1.app, shared]));
+    expect(amd64).not.toContain(v2.app);
+    expect(arm64).toEqual(expect.arrayContaining([v2.app, shared]));
+    expect(arm64).not.toContain(v1.app);
   });
 
   it("pushes under a reference that pins the image's digest, and refuses one that pins another", async () => {
