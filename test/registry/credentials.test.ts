@@ -46,6 +46,35 @@ describe('resolveCredentials', () => {
     expect(r?.credentials).toEqual({ username: 'ci', password: 'p:w' });
   });
 
+  it('refuses NIXOCI_REGISTRY_USER without NIXOCI_REGISTRY_PASSWORD and the reverse, naming the missing one', async () => {
+    const dir = temp();
+    // credentials in the docker config must not be used silently instead
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ auths: { 'a.io': { auth: b64('u:p') } } }));
+    const base = { DOCKER_CONFIG: dir, HOME: temp() };
+    await expect(
+      resolveCredentials('a.io', 'x', { env: { ...base, NIXOCI_REGISTRY_USER: 'ci' } }),
+    ).rejects.toMatchObject({
+      code: 'CREDENTIALS',
+      message:
+        'cannot use credentials for a.io: NIXOCI_REGISTRY_USER is set but NIXOCI_REGISTRY_PASSWORD is not',
+    });
+    await expect(
+      resolveCredentials('a.io', 'x', { env: { ...base, NIXOCI_REGISTRY_PASSWORD: 'secret-1' } }),
+    ).rejects.toMatchObject({
+      message:
+        'cannot use credentials for a.io: NIXOCI_REGISTRY_PASSWORD is set but NIXOCI_REGISTRY_USER is not',
+    });
+    // --creds still comes first
+    expect(
+      (
+        await resolveCredentials('a.io', 'x', {
+          creds: { username: 'u', password: 'p' },
+          env: { ...base, NIXOCI_REGISTRY_USER: 'ci' },
+        })
+      )?.source,
+    ).toBe('--creds');
+  });
+
   it('reads auths from $DOCKER_CONFIG/config.json with any key spelling', async () => {
     const dir = temp();
     writeFileSync(

@@ -68,6 +68,19 @@ export async function resolveCredentials(
       source: 'NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD',
     };
   }
+  // One of the two alone is a mistake (a secret missing in CI), not a wish to push anonymously.
+  if (user || pass) {
+    const [set, unset] = user
+      ? ['NIXOCI_REGISTRY_USER', 'NIXOCI_REGISTRY_PASSWORD']
+      : ['NIXOCI_REGISTRY_PASSWORD', 'NIXOCI_REGISTRY_USER'];
+    throw new NixociError(
+      'CREDENTIALS',
+      `cannot use credentials for ${registry}: ${set} is set but ${unset} is not`,
+      {
+        hint: `set ${unset} too, or unset ${set}`,
+      },
+    );
+  }
 
   const helper: HelperOptions = { env, ...(options.signal ? { signal: options.signal } : {}) };
   if (env.REGISTRY_AUTH_FILE) {
