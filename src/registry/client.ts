@@ -6,6 +6,7 @@ import type { Blob } from '../image/image.js';
 import { Authenticator } from './auth/authenticator.js';
 import { resolveCredentials, type CredentialOptions } from './auth/credentials.js';
 import { readRegistryError, registryError } from './registry-error.js';
+import type { RetryEvent } from './retry.js';
 import { discard, Transport, type Body, type TransportOptions } from './transport.js';
 
 export interface ClientOptions extends TransportOptions, CredentialOptions {
@@ -45,7 +46,22 @@ export class RegistryClient {
     private readonly o: ClientOptions,
     repositoryForCredentials = '',
   ) {
-    this.transport = new Transport(host, o);
+    const log = o.log;
+    // --verbose names every retry and its wait: a push slowed down by a registry's 429s or 503s
+    // would otherwise look hung.
+    const retry = log
+      ? {
+          ...o.retry,
+          onRetry: (e: RetryEvent): void => {
+            o.retry?.onRetry?.(e);
+            const why = e.reason === 'connection' ? 'connection failed' : `answered ${e.reason}`;
+            log(
+              `${e.request}: ${why}, retrying in ${(e.delayMs / 1000).toFixed(1)} s (attempt ${e.attempt + 1} of ${this.transport.retry.attempts})`,
+            );
+          },
+        }
+      : o.retry;
+    this.transport = new Transport(host, retry ? { ...o, retry } : o);
     this.auth = new Authenticator({
       registry,
       plainHttp: this.transport.plainHttp,

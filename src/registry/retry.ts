@@ -17,6 +17,8 @@ export interface RetryEvent {
   /** `503`, `429`, `connection`, …: what made it worth another try. */
   readonly reason: string;
   readonly delayMs: number;
+  /** The exchange that failed, `METHOD /path` (no query: it may hold an upload's state). */
+  readonly request: string;
 }
 
 /** 408 Request Timeout, 429 Too Many Requests and server errors are worth another try. */

@@ -142,14 +142,24 @@ export class Transport {
         if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e))
           throw this.unreachable(e, signal);
         const delayMs = backoffDelay(attempt, this.retry);
-        this.retry.onRetry?.({ attempt, reason: 'connection', delayMs });
+        this.retry.onRetry?.({
+          attempt,
+          reason: 'connection',
+          delayMs,
+          request: `${method} ${url.pathname}`,
+        });
         await sleep(delayMs, signal);
         continue;
       }
       if (!isRetryableStatus(res.status) || attempt >= this.retry.attempts) return res;
       const wait =
         retryAfterMs(res.headers.get('retry-after'), this.retry) ?? backoffDelay(attempt, this.retry);
-      this.retry.onRetry?.({ attempt, reason: String(res.status), delayMs: wait });
+      this.retry.onRetry?.({
+        attempt,
+        reason: String(res.status),
+        delayMs: wait,
+        request: `${method} ${url.pathname}`,
+      });
       await discard(res);
       await sleep(wait, signal);
     }

@@ -55,6 +55,7 @@ export async function uploadBlob(
   let session = o.session;
   let monolithic = source.known() !== undefined;
   let switched = false;
+  const sent = (location: URL): string => `${monolithic ? 'PUT' : 'PATCH'} ${location.pathname}`;
   const count = (n: number): void => {
     bytesSent += n;
     o.onBytes?.(n);
@@ -72,7 +73,7 @@ export async function uploadBlob(
       if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
       if (!isNixociError(e) || e.code !== 'REGISTRY_UNREACHABLE' || attempt >= policy.attempts) throw e;
       const delayMs = backoffDelay(attempt, policy);
-      policy.onRetry?.({ attempt, reason: 'connection', delayMs });
+      policy.onRetry?.({ attempt, reason: 'connection', delayMs, request: sent(location) });
       await sleep(delayMs, o.signal);
       continue;
     }
@@ -97,7 +98,7 @@ export async function uploadBlob(
     }
     if (isRetryableStatus(res.status) && attempt < policy.attempts) {
       const wait = retryAfterMs(res.headers.get('retry-after'), policy) ?? backoffDelay(attempt, policy);
-      policy.onRetry?.({ attempt, reason: String(res.status), delayMs: wait });
+      policy.onRetry?.({ attempt, reason: String(res.status), delayMs: wait, request: sent(location) });
       await discard(res);
       await client.cancelUpload(location);
       await sleep(wait, o.signal);

@@ -67,6 +67,44 @@ describe('resilience', () => {
     expect(proxy.seen.filter((s) => s.method === 'DELETE').length).toBeGreaterThanOrEqual(3);
   });
 
+  it('names every retry, its cause and its wait in the log (--verbose)', async () => {
+    let n503 = 0;
+    let dropped = 0;
+    proxy.fault = (req, res) => {
+      if (req.method === 'GET' && req.url?.includes('/manifests/') && n503 < 1) {
+        n503++;
+        reply(req, res, 503, { 'retry-after': '1' });
+        return true;
+      }
+      if (req.method === 'PATCH' && dropped < 1) {
+        dropped++;
+        req.once('data', () => req.socket.destroy());
+        return true;
+      }
+      return false;
+    };
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('retry-log');
+    const lines: string[] = [];
+    await new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), {
+      retry: fast,
+      concurrency: 2,
+    }).write([imageOf(closure, app).image], { log: (l) => lines.push(l) });
+    proxy.fault = undefined;
+    expect(dropped).toBe(1);
+    expect(lines).toContain(`GET /v2/${repo}/manifests/t: answered 503, retrying in 1.0 s (attempt 2 of 4)`);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(
+          new RegExp(
+            `^PATCH /v2/${repo}/blobs/uploads/[^?\\s]+: connection failed, retrying in \\d+\\.\\d s \\(attempt 2 of 4\\)$`,
+          ),
+        ),
+      ]),
+    );
+    await verifyPushed(env.registry, repo, 't');
+  });
+
   it('retries a request the registry never answers, once the timeout has passed', async () => {
     proxy.seen.length = 0;
     let stalled = 0;
