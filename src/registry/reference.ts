@@ -52,8 +52,24 @@ export function isRegistryHost(first: string): boolean {
 export function parseReference(input: string): ImageReference {
   let s = input;
   if (s.startsWith('docker://')) s = s.slice('docker://'.length);
-  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s))
-    invalid(input, `unsupported transport ${s.split('://')[0]}://`);
+  // A URL or another transport where a registry reference belongs (`push … oci:./dir`,
+  // `--cache-from https://host/app`) would otherwise be read as HOST:PORT with a bad port.
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)?.[1];
+  if (scheme && /^https?$/i.test(scheme))
+    invalid(
+      input,
+      `a registry reference has no ${scheme}://`,
+      'write HOST[:PORT]/REPO[:TAG]; nixoci speaks plain HTTP to loopback hosts and to those given with --insecure-registry HOST, HTTPS to the others',
+    );
+  if (scheme) invalid(input, `unsupported transport ${scheme}://`);
+  const transport =
+    /^(oci|oci-archive|docker-archive|docker-daemon|podman|containers-storage|dir):(.*)$/.exec(s);
+  if (transport && /[/:]/.test(transport[2]!) && !/^[0-9]{1,5}\//.test(transport[2]!))
+    invalid(
+      input,
+      `${transport[1]}: is not a registry`,
+      'this takes a registry image, [docker://]HOST[:PORT]/REPO[:TAG]; write other destinations with nixoci build --to',
+    );
   if (s === '') invalid(input, 'empty');
   // USER:PASSWORD@HOST/… (an @ with a / after it; a digest's @ has none): never echoed back.
   const userinfo = s.indexOf('@');

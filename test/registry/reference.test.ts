@@ -56,6 +56,11 @@ describe('parseReference', () => {
       { registry: 'ghcr.io', host: 'ghcr.io', repository: 'org/app', tag: 'v1', digest: D },
     ],
     ['a.b/x__y/z-1.2', { registry: 'a.b', host: 'a.b', repository: 'x__y/z-1.2', tag: 'latest' }],
+    ['dir:5000/app', { registry: 'dir:5000', host: 'dir:5000', repository: 'app', tag: 'latest' }],
+    [
+      'podman:v1',
+      { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/podman', tag: 'v1' },
+    ],
     [
       'localhost:5000',
       { registry: 'docker.io', host: 'registry-1.docker.io', repository: 'library/localhost', tag: '5000' },
@@ -68,8 +73,13 @@ describe('parseReference', () => {
   const bad: [string, RegExp][] = [
     ['', /empty/],
     ['docker://', /empty/],
-    ['oci:/tmp/x', /.*/],
-    ['http://ghcr.io/app', /unsupported transport/],
+    ['oci:/tmp/x', /"oci:\/tmp\/x" is invalid: oci: is not a registry/],
+    ['docker://oci:./dir:v1', /oci: is not a registry/],
+    ['docker-archive:/tmp/a.tar', /docker-archive: is not a registry/],
+    ['docker-daemon:app:v1', /docker-daemon: is not a registry/],
+    ['http://ghcr.io/app', /"http:\/\/ghcr.io\/app" is invalid: a registry reference has no http:\/\//],
+    ['docker://https://127.0.0.1:5000/app', /a registry reference has no https:\/\//],
+    ['ftp://ghcr.io/app', /unsupported transport ftp:\/\//],
     ['ghcr.io/Org/App', /lowercase/],
     ['ghcr.io/app:', /tag "" is invalid/],
     ['ghcr.io/app:-x', /tag "-x" is invalid/],
