@@ -221,6 +221,38 @@ describe('resolveCredentials', () => {
     });
   });
 
+  it("reads podman's persistent auth.json ($XDG_CONFIG_HOME or ~/.config) after its runtime one", async () => {
+    const home = temp();
+    mkdirSync(path.join(home, '.config', 'containers'), { recursive: true });
+    writeFileSync(
+      path.join(home, '.config', 'containers', 'auth.json'),
+      JSON.stringify({ auths: { 'p.io': { auth: b64('persistent:1') }, 'q.io': { auth: b64('q:1') } } }),
+    );
+    const run = temp();
+    mkdirSync(path.join(run, 'containers'));
+    writeFileSync(
+      path.join(run, 'containers', 'auth.json'),
+      JSON.stringify({ auths: { 'p.io': { auth: b64('runtime:2') } } }),
+    );
+    const r = await resolveCredentials('q.io', 'x', { env: { HOME: home, XDG_RUNTIME_DIR: run } });
+    expect(r).toEqual({
+      credentials: { username: 'q', password: '1' },
+      source: path.join(home, '.config', 'containers', 'auth.json'),
+    });
+    expect(
+      (await resolveCredentials('p.io', 'x', { env: { HOME: home, XDG_RUNTIME_DIR: run } }))?.credentials,
+    ).toEqual({ username: 'runtime', password: '2' });
+    const xdg = temp();
+    mkdirSync(path.join(xdg, 'containers'));
+    writeFileSync(
+      path.join(xdg, 'containers', 'auth.json'),
+      JSON.stringify({ auths: { 'p.io': { auth: b64('xdg:3') } } }),
+    );
+    expect(
+      (await resolveCredentials('p.io', 'x', { env: { HOME: home, XDG_CONFIG_HOME: xdg } }))?.credentials,
+    ).toEqual({ username: 'xdg', password: '3' });
+  });
+
   it('rejects an unreadable config without printing it', async () => {
     const dir = temp();
     writeFileSync(path.join(dir, 'config.json'), '{"auths": {"a.io": {"auth": "c2VjcmV0"}}}');

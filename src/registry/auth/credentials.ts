@@ -51,7 +51,9 @@ const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
  * Finds credentials for `registry` (as in `ImageReference.registry`), first match wins:
  * `--creds`; NIXOCI_REGISTRY_USER + NIXOCI_REGISTRY_PASSWORD; `$REGISTRY_AUTH_FILE`; the docker
  * config (`$DOCKER_CONFIG/config.json` or ~/.docker/config.json: credHelpers, then credsStore,
- * then auths); podman's `$XDG_RUNTIME_DIR/containers/auth.json`. Undefined means anonymous.
+ * then auths); podman's `$XDG_RUNTIME_DIR/containers/auth.json` (`/run/containers/UID/auth.json`
+ * without XDG_RUNTIME_DIR), then `$XDG_CONFIG_HOME/containers/auth.json` (~/.config). Undefined
+ * means anonymous.
  */
 export async function resolveCredentials(
   registry: string,
@@ -90,14 +92,14 @@ export async function resolveCredentials(
   const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
   const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, helper);
   if (fromDocker) return fromDocker;
-  if (env.XDG_RUNTIME_DIR) {
-    const found = await fromConfig(
-      join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json'),
-      registry,
-      repository,
-      true,
-      helper,
-    );
+  // Where podman, skopeo and buildah log in (containers-auth.json(5)): the runtime directory's
+  // file (/run/containers/UID without XDG_RUNTIME_DIR, as for root), then the persistent one.
+  const primary = env.XDG_RUNTIME_DIR
+    ? join(env.XDG_RUNTIME_DIR, 'containers', 'auth.json')
+    : `/run/containers/${process.getuid?.() ?? 0}/auth.json`;
+  const configDir = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config');
+  for (const file of [primary, join(configDir, 'containers', 'auth.json')]) {
+    const found = await fromConfig(file, registry, repository, true, helper);
     if (found) return found;
   }
   return undefined;
