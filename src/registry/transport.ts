@@ -38,13 +38,22 @@ const agents = new Map<string, Promise<Agent>>();
 /** The extra CAs of --ca-file, read when the client is made so that a bad file fails at once. */
 function caFor(caFile: string | undefined): string[] {
   if (!caFile) return [];
+  let pem: string;
   try {
-    return [readFileSync(caFile, 'utf8')];
+    pem = readFileSync(caFile, 'utf8');
   } catch (e) {
     throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
       hint: 'give a PEM file of CA certificates',
     });
   }
+  // Other text (a DER file, a key) would be dropped without a word when the trust is built, and
+  // the registry's certificate then refused with a hint to pass the --ca-file that was passed.
+  if (!/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.test(pem)) {
+    throw new NixociError('USAGE', `--ca-file ${caFile} holds no PEM certificate`, {
+      hint: 'give a PEM file of CA certificates (-----BEGIN CERTIFICATE-----); convert a DER file with `openssl x509 -inform der -in FILE`',
+    });
+  }
+  return [pem];
 }
 
 /** One keep-alive connection pool per CA and timeout setting, shared by every client in the process. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -50,6 +51,13 @@ describe('HTTPS registry', () => {
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/ca\.pem/);
     expect(missing.stderr).not.toMatch(/\n\s+at /);
+
+    // A file that is no PEM CA (here a DER certificate) is refused as such, not dropped in silence.
+    const der = join(mkdtempSync(join(tmpdir(), 'nixoci-der-')), 'ca.der');
+    execFileSync('openssl', ['x509', '-in', env.tlsCaFile, '-outform', 'der', '-out', der]);
+    const notPem = await nixoci(['push', '--graph', graphFile, '--ca-file', der, ref]);
+    expect(notPem.code).toBe(2);
+    expect(notPem.stderr).toContain(`nixoci: error: --ca-file ${der} holds no PEM certificate\n`);
   });
 
   it('speaks plain HTTP to a non-loopback name only with --insecure-registry', async () => {
