@@ -72,7 +72,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     tags,
     mountFrom: strings(flags['mount-from']).map((m) => mountSource(command, m, reference)),
     cacheFrom,
-    insecureRegistries: strings(flags['insecure-registry']),
+    insecureRegistries: insecureHosts(command, flags),
     cacheDir: cacheDirOf(flags),
     ...(creds ? { creds } : {}),
     ...(caFile ? { caFile } : {}),
@@ -123,6 +123,25 @@ function timeoutFlag(command: string, flags: TargetFlags): number | undefined {
   return s === undefined ? undefined : s * 1000;
 }
 
+/**
+ * --insecure-registry values as hosts compare: `http://Host:5000/` is taken as `host:5000` (it
+ * matched no registry, so the flag did nothing); a value with a path is refused.
+ */
+function insecureHosts(command: string, flags: TargetFlags): string[] {
+  return strings(flags['insecure-registry']).map((v) => {
+    const h = v
+      .replace(/^https?:\/\//i, '')
+      .replace(/\/+$/, '')
+      .toLowerCase();
+    if (h === '' || h.includes('/'))
+      throw usage(
+        command,
+        `--insecure-registry ${v}: give a registry HOST or HOST:PORT, e.g. registry.local:5000`,
+      );
+    return h;
+  });
+}
+
 /** The registry access flags as client options (for reading an image). */
 export function registryAccess(
   flags: TargetFlags,
@@ -138,7 +157,7 @@ export function registryAccess(
   return {
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(typeof flags.creds === 'string' ? { creds: parseCredsFlag(flags.creds) } : {}),
-    insecureRegistries: strings(flags['insecure-registry']),
+    insecureRegistries: insecureHosts(command, flags),
     ...(caFile ? { caFile } : {}),
   };
 }

@@ -74,7 +74,8 @@ describe('HTTPS registry', () => {
       `nixoci: error: cannot reach https://${host}: the server does not speak TLS (plain HTTP?)\n` +
         `hint: pass --insecure-registry ${host} if it serves plain HTTP\n`,
     );
-    for (const insecure of [host, 'registry.nixoci.test']) {
+    // as a URL or in another case, as users copy it from a registry's address
+    for (const insecure of [host, 'registry.nixoci.test', `http://Registry.Nixoci.Test:${port}/`]) {
       const pushed = await nixociJson<Report>([
         'push',
         '--graph',
@@ -87,6 +88,9 @@ describe('HTTPS registry', () => {
     }
     const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', ref], { encoding: 'utf8' });
     expect(JSON.parse(raw).layers).toHaveLength(3);
+    const withPath = await nixoci(['push', '--graph', graphFile, '--insecure-registry', `${host}/v2/`, ref]);
+    expect(withPath.code).toBe(2);
+    expect(withPath.stderr).toMatch(/--insecure-registry .*\/v2\/: give a registry HOST or HOST:PORT/);
   });
 
   it('reads NODE_EXTRA_CA_CERTS for HTTPS connections only', async () => {
