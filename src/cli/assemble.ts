@@ -115,6 +115,27 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
   };
 }
 
+/**
+ * gzip has levels 1–9 only: a higher --compression-level (accepted for zstd) is a usage error as
+ * soon as a destination would be gzipped, which a registry is by default when --compression is not
+ * given. Checked before anything is written, not left to zlib in the middle of a push.
+ */
+export function checkCompressionLevel(
+  command: string,
+  settings: ImageSettings,
+  targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
+): void {
+  const level = settings.level;
+  if (level === undefined || level <= 9) return;
+  for (const { target, defaultCompression } of targets) {
+    if ((target.requiredCompression ?? settings.compression ?? defaultCompression) !== 'gzip') continue;
+    throw usage(
+      command,
+      `--compression-level ${level}: gzip takes 1–9, and ${target.description} gets gzip layers (give --compression zstd for levels up to 19)`,
+    );
+  }
+}
+
 /** `--entrypoint` / `--cmd`: a JSON array (`'["/bin/app","--flag"]'`) or a plain string split on spaces. */
 function parseCommand(command: string, name: string, v: string): string[] {
   if (v.trim().startsWith('[')) {

@@ -1,4 +1,4 @@
-import { imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
+import { checkCompressionLevel, imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
 import type { Progress } from './progress.js';
 import { jsonReport, summary, type Io } from './output.js';
@@ -46,6 +46,7 @@ export async function runImageCommand(
     v,
     positionals.filter((p) => !p.startsWith('/')),
   );
+  checkCompressionLevel(spec.name, baseSettings, targets);
   for (const t of targets) t.target.prepare?.({ signal, log, architectures: baseSettings.arches });
   const source = await resolveSource(spec.name, v as SourceFlags, positionals, baseSettings.arches, log);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);

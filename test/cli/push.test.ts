@@ -274,6 +274,36 @@ describe('nixoci push', () => {
     expect(r.stderr).toMatch(/lowercase/);
   });
 
+  it('refuses a gzip --compression-level above 9 as a usage error before writing anything', async () => {
+    // A registry gets gzip unless told otherwise; zlib stops at 9 (zstd goes to 19).
+    const repo = uniqueRepo('level');
+    const layout = path.join(mkdtempSync(path.join(tmpdir(), 'nixoci-level-')), 'oci');
+    for (const args of [
+      ['push', '--graph', v1.graphFile, '--compression-level', '12', `${env.registry}/${repo}:a`],
+      ['build', '--graph', v1.graphFile, '--compression-level', '12', '--to', `oci:${layout}`],
+      ['build', '--graph', v1.graphFile, '--compression-level', '12', '--compression', 'gzip'],
+    ].map((a) => (a[0] === 'build' ? [...a, '--to', `docker://${env.registry}/${repo}:b`] : a))) {
+      const r = await nixoci(args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/^nixoci: error: nixoci (push|build): --compression-level .*\b1(–| to )9\b/);
+      expect(r.stderr).not.toContain('internal error');
+    }
+    expect(existsSync(layout)).toBe(false); // refused before the layout (the first target) was written
+    const res = await fetch(`http://${env.registry}/v2/${repo}/tags/list`);
+    expect(res.status).toBe(404);
+    const zstd = await nixoci([
+      'push',
+      '--graph',
+      v1.graphFile,
+      '--compression',
+      'zstd',
+      '--compression-level',
+      '12',
+      `${env.registry}/${repo}:z`,
+    ]);
+    expect(zstd.code, zstd.stderr).toBe(0);
+  });
+
   it('reads the tag again when reading the closure took long enough for another push to move it', async () => {
     // What is at the tag is read while the closure is read; with a slow source (here a `nix` that
     // takes 2 s, as a Nix build would) another push may move the tag meanwhile. The push must then
