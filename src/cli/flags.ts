@@ -50,6 +50,22 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
     return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0] ?? String(e);
+    // `--cmd --version`, `--cmd "--port 8080"`: parseArgs refuses a value that starts with '-' unless
+    // it is joined with '='; its first line alone ("argument is ambiguous") does not say so.
+    const flag = /^Option '(-[\w-]+)' argument is ambiguous/.exec(msg)?.[1];
+    if (flag !== undefined) {
+      const long = /use '(--[\w-]+)=-XYZ'/.exec((e as Error).message)?.[1] ?? flag;
+      const i = argv.findIndex((a, j) => a === flag && argv[j + 1]?.startsWith('-'));
+      const value = argv[i + 1] ?? '-…';
+      const joined = `${long}=${value}`;
+      throw new NixociError(
+        'USAGE',
+        `nixoci ${command}: ${flag} has no value: ${JSON.stringify(value)} after it is taken for a flag`,
+        {
+          hint: `a value that starts with '-' is joined to its flag with '=': ${/^[\w@%+=:,./-]+$/.test(joined) ? joined : `'${joined.replace(/'/g, `'\\''`)}'`}`,
+        },
+      );
+    }
     throw new NixociError('USAGE', `nixoci ${command}: ${msg.replace(/^Unknown option/, 'unknown option')}`, {
       hint: `run \`nixoci ${command} --help\` for the list of flags`,
     });

@@ -426,6 +426,40 @@ describe('nixoci build', () => {
     }
   });
 
+  it('says how to give a flag a value that starts with a dash, and takes it in that form', async () => {
+    const dir = tmp('dash-value');
+    const refused = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}`,
+      '--cmd',
+      '--port 8080',
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toBe(
+      'nixoci: error: nixoci build: --cmd has no value: "--port 8080" after it is taken for a flag\n' +
+        "hint: a value that starts with '-' is joined to its flag with '=': '--cmd=--port 8080'\n",
+    );
+    const short = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '-H', '-x']);
+    expect(short.stderr).toContain("with '=': --host=-x\n");
+    const r = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}`,
+      '--cmd=--port 8080',
+    ]);
+    const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+    const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8'));
+    expect(JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')).config.Cmd).toEqual([
+      '--port',
+      '8080',
+    ]);
+  });
+
   it('builds from --path via nix path-info, and writes run config from flags', async () => {
     const dir = tmp('flags');
     const r = await nixociJson<Report>([
