@@ -51,7 +51,8 @@ export async function runImageCommand(
   const source = await resolveSource(spec.name, v as SourceFlags, positionals, baseSettings.arches, log);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
   const closures = source.closures;
-  const showProgress = io.isTTY && !v.quiet && !verbose;
+  // TERM=dumb (Emacs' shell, some CI terminals): a terminal that cannot move the cursor back up
+  const showProgress = io.isTTY && !v.quiet && !verbose && process.env.TERM !== 'dumb';
   let progress: Progress | undefined;
   const assembly = new Assembly(
     closures,

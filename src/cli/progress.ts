@@ -4,7 +4,8 @@ import { humanSize } from './output.js';
 
 /**
  * Progress on a terminal: one line per layer being read, with bytes and rate, under an overall
- * line. Quiet when stderr is not a TTY (CI logs stay clean) and with --quiet / --json.
+ * line. Quiet when stderr is not a TTY (CI logs stay clean), on TERM=dumb, and with --quiet /
+ * --verbose.
  */
 export class Progress {
   private readonly multi: cliProgress.MultiBar;

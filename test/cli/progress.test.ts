@@ -16,13 +16,13 @@ beforeAll(async () => {
 });
 
 /** Runs nixoci in a pty; the arguments are store paths and temp paths (no shell metacharacters). */
-function inPty(args: string[]): Promise<{ code: number; output: string }> {
+function inPty(args: string[], term = 'xterm'): Promise<{ code: number; output: string }> {
   const command = [cliBin, ...args].join(' ');
   return new Promise((resolve) => {
     const child = execFile(
       'script',
       ['-qec', command, '/dev/null'],
-      { encoding: 'utf8', env: { ...process.env, TERM: 'xterm', COLUMNS: '120' } },
+      { encoding: 'utf8', env: { ...process.env, TERM: term, COLUMNS: '120' } },
       (error, stdout) => resolve({ code: error ? Number(error.code ?? 1) : 0, output: stdout }),
     );
     child.stdin?.end();
@@ -65,5 +65,14 @@ describe('progress', () => {
     expect(piped.code).toBe(0);
     expect(piped.stderr).not.toContain('layers read');
     expect(piped.stderr).not.toContain('\x1b[');
+  });
+
+  it('draws no bars on a TERM=dumb terminal, which cannot move the cursor, and still sums up', async () => {
+    const dest = `oci:${join(work, 'dumb')}`;
+    const r = await inPty(['build', '--graph', fx.graphFile, '--to', dest, '--no-cache'], 'dumb');
+    expect(r.code).toBe(0);
+    expect(r.output).not.toContain('\x1b[');
+    expect(r.output).not.toContain('layers read');
+    expect(r.output).toContain(`${dest}:latest (amd64): sha256:`);
   });
 });
