@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Layer, LayerProgress } from '../layer/layer.js';
+import type { PlannedLayer } from '../layer/plan.js';
 import { humanSize } from './output.js';
 
 /**
@@ -11,7 +12,8 @@ export class Progress {
   private readonly multi: cliProgress.MultiBar;
   private readonly overall: cliProgress.SingleBar;
   private readonly bars = new Map<Layer, { bar: cliProgress.SingleBar; start: number; done: number }>();
-  private layersDone = 0;
+  /** Planned layers read at least once: a second destination reads them again, and counts once. */
+  private readonly layersDone = new Set<PlannedLayer>();
   private bytes = 0;
   private readonly started = Date.now();
 
@@ -54,15 +56,15 @@ export class Progress {
     } else {
       this.multi.remove(b.bar);
       this.bars.delete(e.layer);
-      this.layersDone++;
+      this.layersDone.add(e.layer.planned);
       this.updateOverall();
     }
   };
 
   private updateOverall(): void {
     const secs = Math.max(0.001, (Date.now() - this.started) / 1000);
-    this.overall.update(this.layersDone, {
-      detail: `${this.layersDone} done, ${humanSize(this.bytes)} read, ${humanSize(this.bytes / secs)}/s`,
+    this.overall.update(this.layersDone.size, {
+      detail: `${this.layersDone.size} done, ${humanSize(this.bytes)} read, ${humanSize(this.bytes / secs)}/s`,
     });
   }
 

@@ -67,6 +67,23 @@ describe('progress', () => {
     expect(piped.stderr).not.toContain('\x1b[');
   });
 
+  it('counts a layer once when a second destination reads it again', async () => {
+    const r = await inPty([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${join(work, 'twice')}`,
+      '--to',
+      `docker-archive:${join(work, 'twice.tar')}`,
+      '--no-cache',
+    ]);
+    expect(r.code).toBe(0);
+    const counts = [...r.output.matchAll(/layers read +\[[#.]+\] (\d+) done/g)].map((m) => Number(m[1]));
+    expect(counts.length).toBeGreaterThan(0);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(fx.paths.length);
+  });
+
   it('draws no bars on a TERM=dumb terminal, which cannot move the cursor, and still sums up', async () => {
     const dest = `oci:${join(work, 'dumb')}`;
     const r = await inPty(['build', '--graph', fx.graphFile, '--to', dest, '--no-cache'], 'dumb');
