@@ -59,7 +59,7 @@ function openSource(command: string, ref: string, flags: TargetFlags, arch: stri
         throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
       throw e;
     }
-    return registrySource(parsed, { ...o, ...registryAccess(flags) });
+    return registrySource(parsed, { ...o, ...registryAccess(flags, command) });
   }
   const colon = ref.indexOf(':');
   const transport = ref.slice(0, colon);

@@ -145,7 +145,7 @@ function insecureHosts(command: string, flags: TargetFlags): string[] {
 /** The registry access flags as client options (for reading an image). */
 export function registryAccess(
   flags: TargetFlags,
-  command = 'inspect',
+  command: string,
 ): {
   creds?: { username: string; password: string };
   insecureRegistries: string[];

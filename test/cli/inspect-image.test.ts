@@ -374,4 +374,17 @@ describe('nixoci diff', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('needs two images');
   });
+
+  it('names diff, not inspect, in a usage error about a registry flag', async () => {
+    const r = await nixoci([
+      'diff',
+      `oci:${ociA}:v1`,
+      `docker://${env.registry}/nixoci-test/none:x`,
+      '--timeout',
+      '0',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^nixoci: error: nixoci diff: --timeout must be an integer from 1 to 86400/);
+    expect(r.stderr).toContain('hint: run `nixoci diff --help` for usage');
+  });
 });
