@@ -66,9 +66,16 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
         },
       );
     }
-    throw new NixociError('USAGE', `nixoci ${command}: ${msg.replace(/^Unknown option/, 'unknown option')}`, {
-      hint: `run \`nixoci ${command} --help\` for the list of flags`,
-    });
+    // Node goes on to suggest `-- "--flag"` for a positional that starts with '-'; no nixoci command
+    // takes one, so that advice only led to a second error ("unexpected argument").
+    const unknown = /^Unknown option '([^']+)'/.exec(msg)?.[1];
+    throw new NixociError(
+      'USAGE',
+      `nixoci ${command}: ${unknown !== undefined ? `unknown option ${unknown}` : msg}`,
+      {
+        hint: `run \`nixoci ${command} --help\` for the list of flags`,
+      },
+    );
   }
 }
 

@@ -401,6 +401,12 @@ describe('nixoci build', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
     }
+    // no advice to pass it after '--' as a positional: nixoci takes none that starts with '-'
+    const unknown = await nixoci(['build', '--graph', fx.graphFile, '--to', 'oci:x', '--tag', 'v2']);
+    expect(unknown.stderr).toBe(
+      'nixoci: error: nixoci build: unknown option --tag\n' +
+        'hint: run `nixoci build --help` for the list of flags\n',
+    );
     const help = await nixoci(['build', '--help']);
     expect(help.code).toBe(0);
     for (const flag of [
