@@ -63,13 +63,22 @@ export async function runImageCommand(
   if (showProgress)
     progress = new (await import('./progress.js')).Progress(process.stderr, assembly.layerCount);
   let results;
+  // The targets are written one after the other: what one read from the store is what the run's
+  // count grew by while it was written (a second target may read nothing, or read it all again).
+  const readBy = new Map<TargetResult, number>();
+  let readBefore = 0;
   const tell = (rs: readonly TargetResult[]): void => {
     if (v.json || v.quiet) return;
-    for (const r of rs) for (const line of summary(r, assembly.stats.bytesRead)) io.err(line + '\n');
+    for (const r of rs) for (const line of summary(r, readBy.get(r) ?? 0)) io.err(line + '\n');
   };
   const written: TargetResult[] = [];
+  const onWritten = (r: TargetResult): void => {
+    written.push(r);
+    readBy.set(r, assembly.stats.bytesRead - readBefore);
+    readBefore = assembly.stats.bytesRead;
+  };
   try {
-    results = await assembly.writeAll(targets, { signal, log }, (r) => written.push(r));
+    results = await assembly.writeAll(targets, { signal, log }, onWritten);
   } catch (e) {
     // When a later destination fails, the user still learns which ones were written.
     progress?.stop();

@@ -39,13 +39,20 @@ export function humanSize(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
-/** A short human summary of a target's result, one line per image. */
+/**
+ * A short human summary of a target's result, one line per image, with the bytes writing this
+ * target read from the store: on its one line, or on a line of its own after several images (the
+ * images of an index share layers, and the reads are not told apart by image).
+ */
 export function summary(r: TargetResult, bytesRead: number): string[] {
-  return r.images.map((img) => {
+  const read = `${humanSize(bytesRead)} read from the store`;
+  const lines = r.images.map((img) => {
     const counts = new Map<string, number>();
     for (const l of img.layers) counts.set(l.action, (counts.get(l.action) ?? 0) + 1);
     const sent = img.layers.reduce((n, l) => n + l.bytesSent, 0);
     const acts = [...counts].map(([a, n]) => `${n} ${a}`).join(', ');
-    return `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layers (${acts}), ${humanSize(sent)} written, ${humanSize(bytesRead)} read from the store`;
+    const line = `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layers (${acts}), ${humanSize(sent)} written`;
+    return r.images.length === 1 ? `${line}, ${read}` : line;
   });
+  return r.images.length === 1 ? lines : [...lines, `${r.target}: ${read}`];
 }

@@ -348,6 +348,60 @@ describe('nixoci build', () => {
     expect(lines[1]).toMatch(/^nixoci: error: .*x\.tar/);
   });
 
+  it('says what each destination read from the store, not the whole run on every line', async () => {
+    const dir = tmp('read-per-target');
+    const cache = ['--cache-dir', tmp('read-per-target-cache')];
+    const first = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      ...cache,
+      '--to',
+      `oci:${dir}`,
+    ]);
+    expect(first.bytesRead).toBeGreaterThan(1 << 20);
+    // the layout has every blob (nothing read for it); the new archive reads every layer
+    const r = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      ...cache,
+      '--to',
+      `oci:${dir}`,
+      '--to',
+      `docker-archive:${tmp('read-per-target.tar')}`,
+      '--arch',
+      'amd64',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/\(\d+ skipped\), 0 B written, 0 B read from the store$/);
+    expect(lines[1]).toMatch(/\(\d+ written\), [\d.]+ MiB written, [\d.]+ MiB read from the store$/);
+    // several architectures in one target: one line per image, then what the target read
+    const multi = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      ...cache,
+      '--arch',
+      'amd64,arm64',
+      '--to',
+      `oci:${dir}`,
+    ]);
+    expect(multi.stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — \\d+ layers \\(\\d+ skipped\\), 0 B written$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(`^oci:${dir}:latest \\(arm64\\): sha256:[0-9a-f]{64} — .*, 0 B written$`),
+      ),
+      expect.stringMatching(new RegExp(`^oci:${dir}:latest: [\\d.]+ (B|KiB|MiB) read from the store$`)),
+    ]);
+  });
+
   it('leaves nothing behind when the input is bad, and exits non-zero with one clear line', async () => {
     const dir = tmp('bad-out');
     const archive = tmp('bad.tar');
