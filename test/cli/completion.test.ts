@@ -50,6 +50,9 @@ describe('nixoci completion', () => {
     expect(bashComplete(file, ['nixoci', 'push', '--compression', ''])).toEqual(['none', 'gzip', 'zstd']);
     expect(bashComplete(file, ['nixoci', 'inspect', '--insec'])).toEqual(['--insecure-registry']);
     expect(bashComplete(file, ['nixoci', 'completion', 'z'])).toEqual(['zsh']);
+    // completion and help take one word: not offered again after it
+    expect(bashComplete(file, ['nixoci', 'completion', 'bash', ''])).toEqual([]);
+    expect(bashComplete(file, ['nixoci', 'help', 'build', ''])).toEqual([]);
     expect(bashComplete(file, ['nixoci', '--v'])).toEqual(['--version']);
     // --compression=<TAB> and --compression=z<TAB>, as bash splits them at '='
     expect(bashComplete(file, ['nixoci', 'build', '--compression', '='])).toEqual(['none', 'gzip', 'zstd']);
@@ -67,8 +70,8 @@ describe('nixoci completion', () => {
     expect(buildFlags.length).toBeGreaterThan(30);
     for (const f of buildFlags) {
       expect(zshBuild).toMatch(new RegExp(`'\\*?--${f}[=\\[':]`));
-      expect(fishText).toContain(`-n '__fish_seen_subcommand_from build'`);
-      expect(fishText).toMatch(new RegExp(`__fish_seen_subcommand_from build'( -s \\w)? -l ${f}( |$)`, 'm'));
+      expect(fishText).toContain(`-n '__nixoci_command_is build'`);
+      expect(fishText).toMatch(new RegExp(`__nixoci_command_is build'( -s \\w)? -l ${f}( |$)`, 'm'));
     }
     if (has('zsh')) {
       execFileSync('zsh', ['-n', zsh]);
@@ -109,6 +112,13 @@ describe('nixoci completion', () => {
         },
       );
       expect(files.split('\n')[0]).toBe(`${work}/layout-marker`);
+      // `nixoci help build` is not `nixoci build`: no build flags there; one shell, not two
+      const fishComplete = (line: string): string =>
+        execFileSync('fish', ['-c', `source ${fish}; complete -C "${line}"`], { encoding: 'utf8' });
+      expect(fishComplete('nixoci help build -')).toBe('');
+      expect(fishComplete('nixoci completion bash ')).toBe('');
+      expect(fishComplete('nixoci build -')).toContain('--graph');
+      expect(fishComplete('nixoci help ')).toContain('build');
     }
   });
 
