@@ -9,8 +9,9 @@ working directory, if it has a devbox.json):
   --graph FILE                  closure graph JSON: nix/closure-graph.nix output,
                                 exportReferencesGraph (__structuredAttrs) JSON,
                                 \`nix path-info --json --recursive\` output, or a list of store paths
-  --path STOREPATH              a store path; its closure comes from \`nix path-info\` (repeatable;
-                                store paths may also be given as arguments)
+  --path STOREPATH              a store path, or a result symlink to one; its closure comes from
+                                \`nix path-info\` (repeatable; store paths may also be given as
+                                arguments)
                                 Prefix a --graph or --path value with amd64= or arm64= to give one
                                 architecture its own closure (e.g. --graph arm64=graph-aarch64.json);
                                 an unprefixed one goes into every --arch's image as it is (built for

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Closure } from '../closure/closure.js';
 import { closureFromPaths, loadGraphFile } from '../closure/load.js';
@@ -6,7 +6,7 @@ import { devboxClosure, loadDevboxProject, type DevboxClosure } from '../closure
 import type { DevboxProject } from '../closure/sources/devbox-project.js';
 import { closureFromInstallable, closureFromNixFile } from '../closure/sources/installable.js';
 import { nixSystem } from '../closure/sources/system.js';
-import { parseStorePath } from '../closure/store-path.js';
+import { parseStorePath, storeDirFromEnv } from '../closure/store-path.js';
 import type { Arch } from '../image/image.js';
 import { usage } from './flags.js';
 
@@ -104,7 +104,9 @@ export async function resolveSource(
         throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
       out.set(arch, await loadGraphFile(file[0]!, { log }));
     } else {
-      const ps = pick(command, paths, arch, '--path').map((p) => parseStorePath(p, '--path'));
+      const ps = pick(command, paths, arch, '--path').map((p) =>
+        parseStorePath(throughResultLink(p, log), '--path'),
+      );
       // none for this architecture (all prefixed for another): `nix path-info` with no path would
       // read whatever the working directory holds
       if (ps.length === 0) throw usage(command, `no --path for ${arch} (give ${arch}=STOREPATH, or --arch)`);
@@ -138,4 +140,23 @@ function pick(command: string, values: readonly string[], arch: Arch, flag: '--g
   }
   if (flag === '--path') return all;
   return own.length > 0 ? own : shared;
+}
+
+/**
+ * A `result` symlink (what nix-build and nix build leave) as the store path it points at, as
+ * `nix path-info ./result` takes it; anything else unchanged, for parseStorePath to judge.
+ */
+function throughResultLink(p: string, log: (line: string) => void): string {
+  const storeDir = storeDirFromEnv();
+  if (p.startsWith(storeDir + '/')) return p;
+  let real: string;
+  try {
+    if (!lstatSync(p).isSymbolicLink()) return p;
+    real = realpathSync(p);
+  } catch {
+    return p;
+  }
+  if (!real.startsWith(storeDir + '/')) return p;
+  log(`--path ${p}: ${real}`);
+  return real;
 }

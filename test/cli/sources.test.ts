@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +88,20 @@ describe('sources', () => {
     expect(r.stderr).toContain('nixoci: error: bin/sh is provided by two packages: flake-hello');
     const ok = await nixoci([...args, '--ignore-collisions'], { env });
     expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('--path takes a result symlink, as nix path-info does, and refuses one into a store path', async () => {
+    const dir = mkdtempSync(join(work, 'result-'));
+    symlinkSync(fx.app, join(dir, 'result'));
+    const r = await nixoci(['inspect', '--path', './result', '--json', '--verbose'], { env, cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`--path ./result: ${fx.app}\n`);
+    expect(storePathsOf(JSON.parse(r.stdout) as Report)).toEqual(fx.paths);
+    const inside = join(fx.app, readdirSync(fx.app)[0]!);
+    symlinkSync(inside, join(dir, 'inside'));
+    const bad = await nixoci(['inspect', '--path', join(dir, 'inside')], { env });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`"${inside}" is not a store path: a path inside a store path`);
   });
 
   it('plain --graph images get no customisation layer', async () => {
