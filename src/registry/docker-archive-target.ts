@@ -1,5 +1,5 @@
 import { imageReport, writeError } from './target-result.js';
-import { createWriteStream, renameSync, rmSync } from 'node:fs';
+import { createWriteStream, lstatSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
@@ -10,7 +10,8 @@ import { dockerArchive } from './docker-archive-format.js';
 
 /**
  * A docker-archive file (`docker-archive:FILE[:NAME:TAG]`) for `docker load < FILE`. Written to a
- * temp name beside FILE and renamed when complete, so FILE is never a truncated archive.
+ * temp name beside FILE and renamed when complete, so FILE is never a truncated archive; a FIFO or
+ * a device is written into instead, as standard output is.
  */
 export class DockerArchiveTarget implements ImageTarget {
   readonly description: string;
@@ -31,7 +32,12 @@ export class DockerArchiveTarget implements ImageTarget {
     }
     const image = images[0]!;
     if (this.file === '-') return this.writeStdout(image, ctx);
-    const path = resolve(this.file);
+    const given = resolve(this.file);
+    // A FIFO, a device (/dev/null) or /dev/stdout is written into, as with `-`: renaming a file
+    // over it would replace the node itself (/dev/null a regular file, a reader left waiting).
+    if (isSpecialFile(given)) return this.writeInto(given, image, ctx);
+    // Through a symlink: the file it names is replaced, the link stays.
+    const path = symlinkTarget(given);
     const tmp = `${path}.${process.pid}.partial`;
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
     const escaped = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -67,6 +73,26 @@ export class DockerArchiveTarget implements ImageTarget {
     };
   }
 
+  /** Into a FIFO or a device, as it is: like standard output, there is nothing to rename. */
+  private async writeInto(file: string, image: Image, ctx: WriteContext): Promise<TargetResult> {
+    const archive = dockerArchive({
+      image,
+      repoTags: this.repoTag ? [this.repoTag] : [],
+      signal: ctx.signal,
+    });
+    try {
+      await pipeline(
+        archive.stream,
+        createWriteStream(file),
+        ...(ctx.signal ? [{ signal: ctx.signal }] : []),
+      );
+      const { rendered } = await archive.result;
+      return this.result(image, rendered);
+    } catch (e) {
+      throw writeError(this.description, e, `check what reads ${file}`);
+    }
+  }
+
   /**
    * `docker-archive:-`: the archive on standard output, for a pipe into `docker load` (what users of
    * dockerTools.streamLayeredImage do). A pipe cannot be renamed into place: a failure leaves the
@@ -97,5 +123,24 @@ export class DockerArchiveTarget implements ImageTarget {
         );
       throw writeError(this.description, e, 'check the command the archive is piped into');
     }
+  }
+}
+
+/** Whether FILE exists (links followed) and is not a regular file or a directory. */
+function isSpecialFile(file: string): boolean {
+  try {
+    const st = statSync(file);
+    return !st.isFile() && !st.isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The file a symlink leads to (the temp file goes beside it), else FILE itself. */
+function symlinkTarget(file: string): string {
+  try {
+    return lstatSync(file).isSymbolicLink() ? realpathSync(file) : file;
+  } catch {
+    return file; // a dangling link: replaced, as before
   }
 }

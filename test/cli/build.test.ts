@@ -1,6 +1,17 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -346,6 +357,52 @@ describe('nixoci build', () => {
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
     expect(lines[1]).toMatch(/^nixoci: error: .*x\.tar/);
+  });
+
+  it('writes into a FIFO or a device as it is, and through a symlink, replacing neither', async () => {
+    const dir = mkdtempSync(tmp('special-'));
+    const reference = join(dir, 'plain.tar');
+    expect(
+      (await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${reference}`])).code,
+    ).toBe(0);
+    const expected = readFileSync(reference);
+    // a FIFO, read by another process (as `docker-archive:>(docker load)` or /dev/stdout would be);
+    // `timeout`: a FIFO replaced by a file leaves its reader waiting
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const read = new Promise<Buffer>((resolve, reject) =>
+      execFile('timeout', ['20', 'cat', fifo], { encoding: 'buffer', maxBuffer: 64 << 20 }, (e, out) =>
+        e ? reject(e) : resolve(out),
+      ),
+    );
+    const viaFifo = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${fifo}`]);
+    expect(viaFifo.code, viaFifo.stderr).toBe(0);
+    expect((await read).equals(expected)).toBe(true);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    // a character device (what /dev/null is): nixoci runs as root here, so mknod works
+    const nul = join(dir, 'null');
+    if (spawnSync('mknod', [nul, 'c', '1', '3']).status === 0) {
+      const viaNull = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${nul}`]);
+      expect(viaNull.code, viaNull.stderr).toBe(0);
+      expect(lstatSync(nul).isCharacterDevice()).toBe(true);
+    }
+    // a symlink: the file it names gets the archive, the link stays
+    const target = join(dir, 'target.tar');
+    writeFileSync(target, '');
+    symlinkSync('target.tar', join(dir, 'link.tar'));
+    const viaLink = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `docker-archive:${join(dir, 'link.tar')}`,
+    ]);
+    expect(viaLink.code, viaLink.stderr).toBe(0);
+    expect(readlinkSync(join(dir, 'link.tar'))).toBe('target.tar');
+    expect(statSync(target).size).toBe(expected.length);
+    expect(readdirSync(dir).sort()).toEqual(
+      ['fifo', 'link.tar', 'null', 'plain.tar', 'target.tar'].filter((f) => f !== 'null' || existsSync(nul)),
+    );
   });
 
   it('says what each destination read from the store, not the whole run on every line', async () => {
