@@ -26,10 +26,19 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {
+        // NIXOCI_NIX names the nix to run, and where nix-build and nix-store are: say so, not "install Nix"
+        const env = process.env.NIXOCI_NIX;
         reject(
-          new NixociError('NIX_NOT_FOUND', `cannot run ${bin}: not found on PATH`, {
-            hint: 'install Nix (Debian: apt-get install nix-bin) or pass --graph FILE with a ready closure graph',
-          }),
+          new NixociError(
+            'NIX_NOT_FOUND',
+            `cannot run ${bin}: ${bin.includes('/') ? 'no such file' : 'not found on PATH'}`,
+            {
+              hint:
+                env !== undefined
+                  ? `check NIXOCI_NIX=${env}: the nix command, with nix-build and nix-store beside it`
+                  : 'install Nix (Debian: apt-get install nix-bin) or pass --graph FILE with a ready closure graph',
+            },
+          ),
         );
       } else reject(new NixociError('NIX_FAILED', `cannot run ${bin}: ${e.message}`, { cause: e }));
     });

@@ -104,6 +104,21 @@ describe('sources', () => {
     expect(bad.stderr).toContain(`"${inside}" is not a store path: a path inside a store path`);
   });
 
+  it('a NIXOCI_NIX that names no file is named in the error, for nix and for the nix-build beside it', async () => {
+    const missing = join(work, 'no-nix', 'bin', 'nix');
+    for (const [args, bin] of [
+      [['inspect', '--path', fx.app], missing],
+      [['inspect', '--file', fixtureClosureNix, '--attr', 'app'], `${missing}-build`],
+    ] as const) {
+      const r = await nixoci([...args], { env: { ...env, NIXOCI_NIX: missing } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nixoci: error: cannot run ${bin}: no such file\n` +
+          `hint: check NIXOCI_NIX=${missing}: the nix command, with nix-build and nix-store beside it\n`,
+      );
+    }
+  });
+
   it('plain --graph images get no customisation layer', async () => {
     const r = await nixociJson<Report>(['inspect', '--graph', fx.graphFile], { env });
     expect(r.plans[0]!.layers).toHaveLength(fx.paths.length);
