@@ -5,7 +5,9 @@
 // The CLI bundle is CommonJS so that bin/nixoci.js can compile it with a V8 code cache (vm.Script
 // takes cached data; ES modules cannot without an experimental flag): see docs/design-choices.md.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+
+const { version } = JSON.parse(readFileSync('package.json', 'utf8'));
 
 const common = {
   bundle: true,
@@ -26,7 +28,7 @@ await build({
   entryPoints: ['src/cli/main.ts'],
   outfile: 'dist/nixoci.cjs',
   // The sources locate their neighbours (the layer worker, zstd-napi) from import.meta.url.
-  define: { 'import.meta.url': '__nixociModuleUrl' },
+  define: { 'import.meta.url': '__nixociModuleUrl', __NIXOCI_VERSION__: JSON.stringify(version) },
   banner: { js: "const __nixociModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
 await build({

@@ -10,6 +10,7 @@ import { makeLayers, type Layer, type LayerProgress } from '../layer/layer.js';
 import { DEFAULT_MAX_LAYERS, planLayers, type ExtraEntry, type LayerPlan } from '../layer/plan.js';
 import type { ReadStats } from '../layer/tar-stream.js';
 import { intFlag, usage } from './flags.js';
+import { mergeEnv } from './customise.js';
 
 /** Image flags after validation. */
 export interface ImageSettings {
@@ -159,9 +160,9 @@ function parseCommand(command: string, name: string, v: string): string[] {
 
 /** PATH defaults to the `bin` directories of the closure's top-level paths. */
 function envFor(closure: Closure, env: readonly string[]): string[] {
-  if (env.some((e) => e.startsWith('PATH='))) return [...env];
+  if (env.some((e) => e.startsWith('PATH='))) return mergeEnv(env);
   const bins = closure.roots.map((r) => `${r}/bin`).filter((b) => existsSync(b));
-  return bins.length > 0 ? [`PATH=${bins.join(':')}`, ...env] : [...env];
+  return mergeEnv(bins.length > 0 ? [`PATH=${bins.join(':')}`, ...env] : env);
 }
 
 /**

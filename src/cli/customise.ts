@@ -92,7 +92,17 @@ export function applyCustomisation(
     (user.kind === 'create' && user.explicitUid) ||
     copies.length > 0 ||
     Boolean(v['bin-farm']);
-  if (!wanted) return settings;
+  if (!wanted) {
+    // Without the layer the image has no /etc/passwd, and the engine cannot resolve a name at run.
+    if (user.kind === 'create') {
+      if (user.user.uid === 0) return { ...settings, run: { ...settings.run, user: '0:0' } };
+      throw usage(
+        command,
+        `--user ${v.user}: the image has no /etc/passwd to find ${user.user.name} in; give --user ${user.user.name}:UID to create the user (customisation layer), or a numeric --user UID[:GID]`,
+      );
+    }
+    return settings;
+  }
   // The customisation layer takes one layer of the budget, and the store paths need at least one.
   if (settings.maxLayers < 2) {
     throw usage(
@@ -145,7 +155,7 @@ export function applyCustomisation(
 }
 
 /** KEY=VALUE entries with later keys replacing earlier ones, in first-seen order. */
-function mergeEnv(env: readonly string[]): string[] {
+export function mergeEnv(env: readonly string[]): string[] {
   const byKey = new Map<string, string>();
   for (const e of env) {
     const k = e.slice(0, e.indexOf('='));

@@ -4,6 +4,9 @@ import { HELP_MAIN } from './help.js';
 import { runImageCommand, type ImageCommandSpec } from './image-command.js';
 import { processIo, type Io } from './output.js';
 
+/** package.json's version, put in by scripts/bundle.mjs (unset when run from the sources). */
+declare const __NIXOCI_VERSION__: string | undefined;
+
 /** For bin/nixoci.js, which writes the V8 code cache with it after the command. */
 export { makeDirs } from '../core/make-dirs.js';
 
@@ -55,7 +58,7 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
     return command === undefined ? EXIT_USAGE : EXIT_OK;
   }
   if (command === '--version' || command === 'version') {
-    io.out('nixoci 0.1.0\n');
+    io.out(`nixoci ${typeof __NIXOCI_VERSION__ === 'string' ? __NIXOCI_VERSION__ : 'dev'}\n`);
     return EXIT_OK;
   }
   if (command === 'help') return dispatch(rest.length > 0 ? [rest[0]!, '--help'] : ['--help'], io, signal);

@@ -51,7 +51,7 @@ export function summary(r: TargetResult, bytesRead: number): string[] {
     for (const l of img.layers) counts.set(l.action, (counts.get(l.action) ?? 0) + 1);
     const sent = img.layers.reduce((n, l) => n + l.bytesSent, 0);
     const acts = [...counts].map(([a, n]) => `${n} ${a}`).join(', ');
-    const line = `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layers (${acts}), ${humanSize(sent)} written`;
+    const line = `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layer${img.layers.length === 1 ? '' : 's'} (${acts}), ${humanSize(sent)} written`;
     return r.images.length === 1 ? `${line}, ${read}` : line;
   });
   return r.images.length === 1 ? lines : [...lines, `${r.target}: ${read}`];

@@ -24,7 +24,8 @@ export const registryOptions = {
 export const HELP_REGISTRY_ACCESS_FLAGS = `  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
                                 $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
                                 podman's auth.json)
-  --insecure-registry HOST      talk plain HTTP to HOST (loopback hosts always are) (repeatable)
+  --insecure-registry HOST      talk plain HTTP to HOST, as to loopback hosts, unless it answers
+                                that it speaks only HTTPS (repeatable)
   --ca-file FILE                trust the CA certificates in this PEM file too
   --timeout SECONDS             how long the registry may stay silent before a request is retried
                                 (default 300)

@@ -111,7 +111,10 @@ export function renderImage(image: Image, digests: readonly LayerDigests[]): Ren
     history: image.layers.map((l) => ({
       created: image.created,
       created_by: `nixoci: ${layerLabel(l)}`,
-      comment: 'store paths copied by nixoci',
+      comment:
+        l.planned.storePaths.length > 0
+          ? 'store paths copied by nixoci'
+          : 'files made by nixoci: links, users, copied project files',
     })),
   };
   const configBlob = jsonBlob(config, MediaType.ociConfig);

@@ -42,9 +42,7 @@ export class LayerWorkerPool {
     private readonly size: number,
   ) {}
 
-  static create(
-    size = Number(process.env.NIXOCI_WORKERS ?? Math.min(2, availableParallelism())),
-  ): LayerWorkerPool | null {
+  static create(size = workersFromEnv()): LayerWorkerPool | null {
     if (!(size >= 1)) return null;
     const script = new URL('./layer-worker.js', import.meta.url);
     if (script.protocol !== 'file:' || !existsSync(fileURLToPath(script))) return null;
@@ -189,4 +187,15 @@ function waitDrain(sink: Writable): Promise<void> {
     sink.once('drain', done);
     sink.once('close', closed);
   });
+}
+
+/** NIXOCI_WORKERS (a count; 0: none), or 2 (1 on one CPU). A value that is no count is refused. */
+function workersFromEnv(): number {
+  const v = process.env.NIXOCI_WORKERS;
+  if (v === undefined || v === '') return Math.min(2, availableParallelism());
+  if (!/^\d{1,3}$/.test(v.trim()))
+    throw new NixociError('USAGE', `NIXOCI_WORKERS=${v}: not a number of layer worker threads`, {
+      hint: 'give a count such as 2, or 0 for none; unset it for the default',
+    });
+  return Number(v.trim());
 }

@@ -322,7 +322,7 @@ export class RegistryClient {
 
   private location(res: Response, fallback: string): URL | undefined {
     const l = res.headers.get('location');
-    return l ? new URL(l, this.transport.url(fallback)) : undefined;
+    return l ? this.transport.resolve(l, fallback) : undefined;
   }
 }
 

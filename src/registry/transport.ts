@@ -91,8 +91,10 @@ function agentFor(caFile: string | undefined, ca: readonly string[], timeoutMs: 
  * answers only for the registry's own host, so a redirect to a blob store never carries it.
  */
 export class Transport {
-  readonly baseUrl: string;
-  readonly origin: string;
+  private base: string;
+  private originOf: string;
+  /** Whether plain HTTP was answered with "speak HTTPS" (see `follow`). */
+  private switched = false;
   private readonly ca: readonly string[];
   private readonly caFile: string | undefined;
   private readonly timeoutMs: number;
@@ -105,8 +107,8 @@ export class Transport {
     const insecure =
       isLoopbackHost(host) ||
       (options.insecureRegistries ?? []).some((h) => h === host || h === hostname(host));
-    this.baseUrl = `${insecure ? 'http' : 'https'}://${host}`;
-    this.origin = new URL(this.baseUrl).origin;
+    this.base = `${insecure ? 'http' : 'https'}://${host}`;
+    this.originOf = new URL(this.base).origin;
     this.caFile = options.caFile;
     this.ca = caFor(options.caFile);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -116,6 +118,15 @@ export class Transport {
   /** The connection pool for this registry's requests (and its token realm's). */
   dispatcher(): Promise<Dispatcher> {
     return agentFor(this.caFile, this.ca, this.timeoutMs);
+  }
+
+  /** `http://HOST` or `https://HOST`: plain HTTP until a registry shows it speaks only HTTPS. */
+  get baseUrl(): string {
+    return this.base;
+  }
+
+  get origin(): string {
+    return this.originOf;
   }
 
   get plainHttp(): boolean {
@@ -129,6 +140,22 @@ export class Transport {
 
   url(pathOrUrl: string): URL {
     return new URL(pathOrUrl, this.baseUrl);
+  }
+
+  /**
+   * A URL the registry named (an upload's Location) resolved against `base`. Once this registry
+   * has shown it speaks only HTTPS, a plain-HTTP URL of its own host (what a registry behind a TLS
+   * front without X-Forwarded-Proto writes) goes over HTTPS.
+   */
+  resolve(ref: string, base: string): URL {
+    return this.upgrade(new URL(ref, this.url(base)));
+  }
+
+  private upgrade(u: URL): URL {
+    if (!this.switched || u.protocol !== 'http:' || u.host !== new URL(this.base).host) return u;
+    const up = new URL(u.href);
+    up.protocol = 'https:';
+    return up;
   }
 
   /**
@@ -186,7 +213,7 @@ export class Transport {
     signal?: AbortSignal,
   ): Promise<Response> {
     try {
-      return await exchange(url, {
+      return await exchange(this.upgrade(url), {
         method,
         headers: { 'user-agent': 'nixoci', ...headers },
         body: body instanceof Readable ? body : Readable.from(body, { objectMode: false }),
@@ -206,21 +233,37 @@ export class Transport {
     signal: AbortSignal | undefined,
   ): Promise<Response> {
     const dispatcher = await this.dispatcher();
-    let url = start;
+    let url = this.upgrade(start);
     for (let hop = 0; ; hop++) {
-      const res = await exchange(url, {
+      let res = await exchange(url, {
         method,
         headers: { 'user-agent': 'nixoci', ...(await headers(url)) },
         body: body ?? null,
         dispatcher,
         ...(signal ? { signal } : {}),
       });
+      if (res.status === 400 && this.plainHttp && url.origin === this.origin) {
+        // Plain HTTP is the default for loopback hosts (and --insecure-registry ones); a registry
+        // there may still serve TLS only (a local registry:2 with a certificate). Its answer says
+        // so: from then on this registry is spoken to over HTTPS, as docker and crane do.
+        const text = await res.text();
+        if (HTTPS_ONLY.test(text)) {
+          this.base = `https://${this.host}`;
+          this.originOf = new URL(this.base).origin;
+          this.switched = true;
+          url = this.upgrade(url);
+          hop--;
+          continue;
+        }
+        const { Response } = await undici();
+        res = new Response(text, { status: res.status, headers: res.headers });
+      }
       const location = res.headers.get('location');
       const redirect =
         [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
       if (!redirect || hop >= 5) return res;
       await discard(res);
-      url = new URL(location, url);
+      url = this.upgrade(new URL(location, url));
       if (url.protocol !== 'https:' && url.protocol !== 'http:') return res;
     }
   }
@@ -253,6 +296,9 @@ export class Transport {
     });
   }
 }
+
+/** What TLS servers answer a plain HTTP request with (Go's net/http; nginx). */
+const HTTPS_ONLY = /HTTP request to an HTTPS server|plain HTTP request was sent to HTTPS port/i;
 
 /**
  * One HTTP exchange through undici's `request`, answered as a web `Response` (what the registry

@@ -118,6 +118,42 @@ describe('nixoci build', () => {
     expect(out).toContain('empty path present');
   });
 
+  it('refuses a --user NAME the image has no /etc/passwd for; root is written as 0:0 and runs', async () => {
+    const archive = tmp('root.tar');
+    const tag = 'localhost:5000/nixoci-test/build:root';
+    await dockerRmi(tag);
+    const refused = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--user',
+      'app',
+      '--to',
+      `docker-archive:${archive}:${tag}`,
+    ]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      /--user app: the image has no \/etc\/passwd to find app in; give --user app:UID/,
+    );
+    expect(existsSync(archive)).toBe(false);
+    const r = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--user',
+      'root',
+      '--to',
+      `docker-archive:${archive}:${tag}`,
+      '--entrypoint',
+      `${fx.app}/bin/app`,
+    ]);
+    expect(r.manifestDigest).toMatch(/^sha256:/);
+    await docker(['load', '-i', archive]);
+    const user = await docker(['image', 'inspect', '--format', '{{.Config.User}}', tag]);
+    expect(user.stdout.trim()).toBe('0:0');
+    expect(await dockerRunOutput(tag)).toContain('fixture app build-test');
+  });
+
   it('writes a docker-archive to standard output for a pipe into docker load, and refuses what would spoil it', async () => {
     const tag = 'nixoci-test/build:piped';
     await dockerRmi(tag);
@@ -587,6 +623,8 @@ describe('nixoci build', () => {
       `oci:${dir}`,
       '--cmd',
       '["--x", "y z"]',
+      '--env',
+      'A=0',
       '--env',
       'A=1',
       '--workdir',

@@ -22,6 +22,25 @@ describe('the entry point', () => {
   const v8Dir = join(home, 'nixoci', 'v8');
   afterAll(() => rmSync(home, { recursive: true, force: true }));
 
+  it("prints package.json's version, and refuses an NIXOCI_WORKERS that is no count", async () => {
+    const { version } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const v = await nixoci(['--version']);
+    expect(v.stdout).toBe(`nixoci ${version}\n`);
+    const { graphFile } = await buildExampleClosure();
+    const out = join(home, 'workers-oci');
+    const bad = await nixoci(['build', '--graph', graphFile, '--to', `oci:${out}`], {
+      env: { NIXOCI_WORKERS: 'abc' },
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^nixoci: error: NIXOCI_WORKERS=abc: not a number of layer worker threads\n/);
+    const none = await nixoci(['build', '--quiet', '--graph', graphFile, '--to', `oci:${out}`], {
+      env: { NIXOCI_WORKERS: '0' },
+    });
+    expect(none.code, none.stderr).toBe(0);
+  });
+
   it('writes a code cache per command, uses it, and replaces one that V8 rejects', async () => {
     const env = { XDG_CACHE_HOME: home };
     const first = await nixoci(['--help'], { env });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,5 +122,24 @@ describe('sources', () => {
   it('plain --graph images get no customisation layer', async () => {
     const r = await nixociJson<Report>(['inspect', '--graph', fx.graphFile], { env });
     expect(r.plans[0]!.layers).toHaveLength(fx.paths.length);
+  });
+
+  it("the customisation layer's history entry does not claim to copy store paths", async () => {
+    const dir = join(work, 'history-oci');
+    const r = await nixociJson<{ manifestDigest: string }>(
+      ['build', '--graph', fx.graphFile, '--bin-farm', '--to', `oci:${dir}`],
+      { env },
+    );
+    const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+    const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8')) as {
+      config: { digest: string };
+    };
+    const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as {
+      history: { created_by: string; comment: string }[];
+    };
+    const last = config.history.at(-1)!;
+    expect(last.created_by).toBe('nixoci: nixoci customisation layer');
+    expect(last.comment).toBe('files made by nixoci: links, users, copied project files');
+    expect(config.history[0]!.comment).toBe('store paths copied by nixoci');
   });
 });

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { RegistryClient } from '../../src/registry/client.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
@@ -91,6 +92,122 @@ describe('HTTPS registry', () => {
     const withPath = await nixoci(['push', '--graph', graphFile, '--insecure-registry', `${host}/v2/`, ref]);
     expect(withPath.code).toBe(2);
     expect(withPath.stderr).toMatch(/--insecure-registry .*\/v2\/: give a registry HOST or HOST:PORT/);
+  });
+
+  it('speaks HTTPS to a loopback registry that serves only TLS, as docker and crane do', async () => {
+    // A TLS front for the plain registry on 127.0.0.1, with a certificate from the test CA for that
+    // address. Loopback means plain HTTP by default; its "HTTP request to an HTTPS server" answer
+    // switches the run to HTTPS.
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const auth = dirname(env.tlsCaFile);
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-tls-'));
+    const key = join(dir, 'ip.key');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        join(dir, 'ip.csr'),
+      ],
+      { stdio: 'ignore' },
+    );
+    writeFileSync(join(dir, 'ip.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    execFileSync(
+      'openssl',
+      [
+        'x509',
+        '-req',
+        '-in',
+        join(dir, 'ip.csr'),
+        '-CA',
+        env.tlsCaFile,
+        '-CAkey',
+        join(auth, 'ca.key'),
+        '-CAcreateserial',
+        '-CAserial',
+        join(dir, 'ca.srl'),
+        '-days',
+        '2',
+        '-extfile',
+        join(dir, 'ip.ext'),
+        '-out',
+        join(dir, 'ip.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
+    const [upHost, upPort] = env.registry.split(':');
+    let overTls = 0;
+    const tls = createServer(
+      { cert: readFileSync(join(dir, 'ip.crt')), key: readFileSync(key) },
+      (req, res) => {
+        overTls++;
+        const up = httpRequest(
+          { host: upHost, port: Number(upPort), method: req.method, path: req.url, headers: req.headers },
+          (ur) => {
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            ur.pipe(res);
+          },
+        );
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      },
+    );
+    await new Promise<void>((resolve) => tls.listen(0, '127.0.0.1', resolve));
+    const tlsPort = (tls.address() as AddressInfo).port;
+    // In front of it, what Go's net/http (the registry's server) does with a connection that does
+    // not start with a TLS handshake record (0x16): a 400 saying so (Node's TLS server would just
+    // close it). A handshake is forwarded to the TLS server as it is.
+    const server = createNetServer((socket) => {
+      socket.once('data', (first: Buffer) => {
+        if (first[0] !== 0x16) {
+          socket.end('HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n');
+          return;
+        }
+        const inner = connect(tlsPort, '127.0.0.1', () => {
+          inner.write(first);
+          socket.pipe(inner);
+          inner.pipe(socket);
+        });
+        inner.on('error', () => socket.destroy());
+        socket.on('error', () => inner.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const ref = `docker://127.0.0.1:${(server.address() as AddressInfo).port}/tls/loopback:${Date.now()}`;
+    try {
+      const pushed = await nixociJson<Report>([
+        'push',
+        '--graph',
+        graphFile,
+        '--ca-file',
+        env.tlsCaFile,
+        ref,
+      ]);
+      expect(pushed.layers.length).toBe(3);
+      expect(overTls).toBeGreaterThan(3);
+      const inspected = await nixoci(['inspect', '--json', '--ca-file', env.tlsCaFile, ref]);
+      expect(inspected.code, inspected.stderr).toBe(0);
+      expect(JSON.parse(inspected.stdout).image.manifestDigest).toBe(pushed.manifestDigest);
+      // Without the CA: the certificate is named, not a 400 from the registry.
+      const untrusted = await nixoci(['push', '--quiet', '--graph', graphFile, ref]);
+      expect(untrusted.code).toBe(1);
+      expect(untrusted.stderr).toMatch(
+        /^nixoci: error: cannot reach https:\/\/127\.0\.0\.1:\d+: .*certificate/,
+      );
+      expect(untrusted.stderr).toMatch(/hint: pass --ca-file/);
+    } finally {
+      server.close();
+      tls.close();
+      tls.closeAllConnections();
+    }
   });
 
   it('reads NODE_EXTRA_CA_CERTS for HTTPS connections only', async () => {
