@@ -29,6 +29,7 @@ export const targetResultSchema = z.object({
     }),
   ),
   notes: z.array(z.string()),
+  tags: z.array(z.string()).optional(),
 });
 
 export const imageReportSchema = z.object({

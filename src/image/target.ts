@@ -35,6 +35,8 @@ export interface TargetResult {
   readonly manifestDigest: Digest;
   readonly images: readonly ImageReport[];
   readonly notes: readonly string[];
+  /** Every tag the destination now has for the image (`REGISTRY/REPO:TAG`), where it has tags. */
+  readonly tags?: readonly string[];
 }
 
 export type ProgressEvent =

@@ -231,7 +231,13 @@ export class RegistryTarget implements ImageTarget {
       } else if (multi) await client.putManifest(repo, top.digest, top, signal);
       // (5) Extra tags: the same bytes under each.
       for (const t of tags.slice(1)) await client.putManifest(repo, t, top, signal);
-      return { target: this.description, manifestDigest: top.digest, images: reports, notes };
+      return {
+        target: this.description,
+        manifestDigest: top.digest,
+        images: reports,
+        notes,
+        tags: tags.map((t) => `${ref.registry}/${ref.repository}:${t}`),
+      };
     } catch (e) {
       if (signal?.aborted)
         throw isNixociError(e) && e.code === 'ABORTED'

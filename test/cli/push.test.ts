@@ -14,6 +14,7 @@ interface Report {
   manifestDigest: string;
   bytesRead: number;
   layers: { storePaths: string[]; action: string; bytesSent: number }[];
+  targets: { tags?: string[] }[];
 }
 
 const env = testEnv();
@@ -39,6 +40,7 @@ describe('nixoci push', () => {
       'latest',
     ]);
     expect(first.layers.every((l) => l.action === 'uploaded' && l.bytesSent > 0)).toBe(true);
+    expect(first.targets[0]!.tags).toEqual([`${env.registry}/${repo}:v1`, `${env.registry}/${repo}:latest`]);
     await verifyPushed(env.registry, repo, 'v1');
     await verifyPushed(env.registry, repo, 'latest');
 
