@@ -127,6 +127,11 @@ export function checkCompressionLevel(
   targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
 ): void {
   const level = settings.level;
+  if (level !== undefined && settings.compression === 'none')
+    throw usage(
+      command,
+      `--compression-level ${level}: --compression none compresses nothing (give gzip or zstd)`,
+    );
   if (level === undefined || level <= 9) return;
   for (const { target, defaultCompression } of targets) {
     if ((target.requiredCompression ?? settings.compression ?? defaultCompression) !== 'gzip') continue;

@@ -304,6 +304,21 @@ describe('nixoci push', () => {
       `${env.registry}/${repo}:z`,
     ]);
     expect(zstd.code, zstd.stderr).toBe(0);
+    // A level with --compression none would be silently ignored: refused.
+    const none = await nixoci([
+      'build',
+      '--graph',
+      v1.graphFile,
+      '--compression',
+      'none',
+      '--compression-level',
+      '5',
+      '--to',
+      `oci:${layout}`,
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--compression-level 5: --compression none compresses nothing/);
+    expect(existsSync(layout)).toBe(false);
   });
 
   it('reads the tag again when reading the closure took long enough for another push to move it', async () => {
