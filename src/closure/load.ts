@@ -86,13 +86,30 @@ function extractEntries(
   if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
     const wrapped = wrappedGraphSchema.safeParse(json);
     if (wrapped.success) {
-      // A structured-attrs file: the entries are the one array-of-entries value in the object.
+      // A structured-attrs file: the entries are the one non-empty array-of-entries value in the
+      // object. A derivation's whole .attrs.json also holds other lists, empty ones (stdenv's
+      // buildInputs, sorted before `closure`) among them.
+      const graphs: [string, GraphEntry[]][] = [];
+      let empty = false;
+      let firstBad: [string, z.ZodError] | undefined;
       for (const [k, v] of Object.entries(json)) {
         if (k === 'roots' || !Array.isArray(v)) continue;
         const inner = graphEntriesSchema.safeParse(v);
-        if (inner.success) return { entries: inner.data, roots: wrapped.data.roots };
-        if (v.length > 0 && typeof v[0] === 'object') throw shapeError(where, inner.error, k);
+        if (inner.success) {
+          if (inner.data.length > 0) graphs.push([k, inner.data]);
+          else empty = true;
+        } else if (v.length > 0 && typeof v[0] === 'object') firstBad ??= [k, inner.error];
       }
+      if (graphs.length > 1) {
+        throw new NixociError(
+          'GRAPH_SHAPE',
+          `${where}: holds several closure graphs (${graphs.map(([k]) => k).join(', ')})`,
+          { hint: 'export one graph (exportReferencesGraph.closure = [ roots… ]) for the image' },
+        );
+      }
+      if (graphs.length === 1) return { entries: graphs[0]![1], roots: wrapped.data.roots };
+      if (firstBad) throw shapeError(where, firstBad[1], firstBad[0]);
+      if (empty) return { entries: [], roots: wrapped.data.roots };
     }
     const obj = pathInfoObjectSchema.safeParse(json);
     if (obj.success && Object.keys(obj.data).length > 0) {

@@ -5,7 +5,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadGraphFile, parseGraph } from '../../src/closure/load.js';
 import { normaliseNarHash } from '../../src/closure/nar-hash.js';
 import { NixociError } from '../../src/core/errors.js';
-import { buildFixtureClosure, pathInfoJson, type FixtureClosure } from '../helpers/nix.js';
+import { repoRoot } from '../helpers/env.js';
+import { buildFixtureClosure, nixBuild, pathInfoJson, type FixtureClosure } from '../helpers/nix.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'nixoci-graph-'));
 let n = 0;
@@ -42,6 +43,26 @@ describe('closure graph input', () => {
       expect(info.narHash).toMatch(/^sha256-[A-Za-z0-9+/]{43}=$/);
       expect(info.references).not.toContain(info.path);
     }
+  });
+
+  it("reads a derivation's whole .attrs.json, whose empty list attributes sort before the graph", async () => {
+    const [attrsJson] = await nixBuild([
+      join(repoRoot, 'test/fixtures/structured-attrs.nix'),
+      '--argstr',
+      'tag',
+      'graph-test',
+    ]);
+    expect(readFileSync(attrsJson!, 'utf8')).toMatch(/^\{"buildInputs":\[\],/);
+    const c = await loadGraphFile(attrsJson!);
+    expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+    expect(c.roots).toEqual([fx.app]);
+  });
+
+  it('refuses a structured-attrs file with several graphs rather than picking one', async () => {
+    const other = entries.filter((e) => e.path.endsWith('-busybox'));
+    const e = await failure(loadGraphFile(file({ app: entries, tools: other })));
+    expect(e.code).toBe('GRAPH_SHAPE');
+    expect(e.message).toMatch(/several closure graphs \(app, tools\)/);
   });
 
   it('reads `nix path-info --json --recursive` in the array form and the object form', async () => {
