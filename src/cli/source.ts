@@ -1,5 +1,5 @@
-import { existsSync, lstatSync, realpathSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Closure } from '../closure/closure.js';
 import { closureFromPaths, loadGraphFile } from '../closure/load.js';
 import { devboxClosure, loadDevboxProject, type DevboxClosure } from '../closure/sources/devbox.js';
@@ -144,19 +144,24 @@ function pick(command: string, values: readonly string[], arch: Arch, flag: '--g
 
 /**
  * A `result` symlink (what nix-build and nix build leave) as the store path it points at, as
- * `nix path-info ./result` takes it; anything else unchanged, for parseStorePath to judge.
+ * `nix path-info ./result` takes it; anything else unchanged, for parseStorePath to judge. Links
+ * are followed one at a time until one lands in the store, as Nix does: the store path may itself
+ * be a symlink (to anywhere). A trailing slash, which shell completion adds, names the same path.
  */
-function throughResultLink(p: string, log: (line: string) => void): string {
+function throughResultLink(given: string, log: (line: string) => void): string {
   const storeDir = storeDirFromEnv();
+  const p = given.length > 1 ? given.replace(/\/+$/, '') || '/' : given;
   if (p.startsWith(storeDir + '/')) return p;
-  let real: string;
-  try {
-    if (!lstatSync(p).isSymbolicLink()) return p;
-    real = realpathSync(p);
-  } catch {
-    return p;
+  let at = resolve(p);
+  for (let hops = 0; !at.startsWith(storeDir + '/'); hops++) {
+    try {
+      if (hops === 40 || !lstatSync(at).isSymbolicLink()) return p;
+      // relative to the directory the link really is in
+      at = resolve(realpathSync(dirname(at)), readlinkSync(at));
+    } catch {
+      return p;
+    }
   }
-  if (!real.startsWith(storeDir + '/')) return p;
-  log(`--path ${p}: ${real}`);
-  return real;
+  log(`--path ${given}: ${at}`);
+  return at;
 }

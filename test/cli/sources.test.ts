@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +103,26 @@ describe('sources', () => {
     const bad = await nixoci(['inspect', '--path', join(dir, 'inside')], { env });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`"${inside}" is not a store path: a path inside a store path`);
+  });
+
+  it('--path takes a result symlink to a store path that is itself a symlink, and a trailing slash', async () => {
+    const dir = mkdtempSync(join(work, 'result-'));
+    // a store path that is a symlink (pointing out of the store), as `nix-store --add` of a link makes
+    symlinkSync('/etc/hostname', join(dir, 'hostname-link'));
+    const linkPath = execFileSync('nix-store', ['--add', join(dir, 'hostname-link')], {
+      encoding: 'utf8',
+    }).trim();
+    symlinkSync(linkPath, join(dir, 'result'));
+    const r = await nixoci(['inspect', '--path', './result', '--json'], { env, cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(storePathsOf(JSON.parse(r.stdout) as Report)).toEqual([linkPath]);
+    // what shell completion leaves after a directory or a link to one; nix path-info takes both
+    symlinkSync(fx.app, join(dir, 'app'));
+    for (const p of [`${fx.app}/`, './app/', `${join(dir, 'app')}//`]) {
+      const s = await nixoci(['inspect', '--path', p, '--json'], { env, cwd: dir });
+      expect(s.code, `${p}: ${s.stderr}`).toBe(0);
+      expect(storePathsOf(JSON.parse(s.stdout) as Report)).toEqual(fx.paths);
+    }
   });
 
   it('a NIXOCI_NIX that names no file is named in the error, for nix and for the nix-build beside it', async () => {
