@@ -131,7 +131,8 @@ function pick(command: string, values: readonly string[], arch: Arch, flag: '--g
       if (m[1] !== arch) continue;
       own.push(m[2]!);
       all.push(m[2]!);
-    } else if (/^[a-z0-9]+=/.test(v) && !v.startsWith('/')) {
+    } else if (/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)?=/.test(v)) {
+      // x86_64-linux=, linux/arm64=: an architecture named the Nix or OCI way, not a file name
       throw usage(command, `${flag} ${v}: unknown architecture prefix (use amd64= or arm64=)`);
     } else {
       shared.push(v);

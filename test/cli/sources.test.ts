@@ -125,6 +125,20 @@ describe('sources', () => {
     }
   });
 
+  it('an architecture prefix named the Nix or OCI way is a usage error, not a file or path to look for', async () => {
+    for (const [flag, prefix] of [
+      ['--path', 'x86_64-linux'],
+      ['--path', 'AMD64'],
+      ['--graph', 'aarch64-linux'],
+      ['--graph', 'linux/arm64'],
+    ] as const) {
+      const v = `${prefix}=${flag === '--path' ? fx.app : fx.graphFile}`;
+      const r = await nixoci(['inspect', flag, v], { env });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${flag} ${v}: unknown architecture prefix (use amd64= or arm64=)`);
+    }
+  });
+
   it('a NIXOCI_NIX that names no file is named in the error, for nix and for the nix-build beside it', async () => {
     const missing = join(work, 'no-nix', 'bin', 'nix');
     for (const [args, bin] of [
