@@ -35,6 +35,14 @@ let
     }:
     import ./closure-graph.nix { inherit roots name pkgs shell system; };
 
+  archOf =
+    name: s:
+    {
+      x86_64-linux = "amd64";
+      aarch64-linux = "arm64";
+    }
+    .${s} or (throw "nixoci image ${name}: ${s} is not a Linux system: give arch = \"amd64\" or \"arm64\"");
+
   busyboxFor = shell: if shell != null then shell else import ./busybox.nix { inherit system; };
 
   # POSIX single quotes: safe for any string in a generated shell script.
@@ -71,8 +79,9 @@ let
       packages ? [ ],
       devbox ? null,
       config ? { },
-      arch ? "amd64",
       pkgs ? outer.pkgs,
+      # the architecture the packages are built for (nix2container: pkgs.go.GOARCH)
+      arch ? archOf name (if pkgs != null then pkgs.stdenv.hostPlatform.system or system else system),
       nixoci ? outer.nixoci,
       shell ? outer.shell,
     }:

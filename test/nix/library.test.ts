@@ -112,6 +112,39 @@ describe('nix/ library', () => {
     expect(echoed).toBe("it's me\n/bin/hello\n");
   });
 
+  it("an image's arch defaults to the system its packages are built for, as nix2container's does", async () => {
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-nixlib-devbox-'));
+    writeFileSync(join(project, 'devbox.json'), '{"packages": []}');
+    const f = expr(
+      'arch',
+      `let
+        stub = system: {
+          stdenv.hostPlatform.system = system;
+          writeText = name: text: { inherit name text; };
+          writeShellScriptBin = name: text: { inherit name text; };
+        };
+        archOf = lib: (lib.image { name = "app"; devbox = ${project}; }).args;
+      in {
+        aarch64 = archOf (import ${lib} { system = "aarch64-linux"; });
+        x86_64 = archOf (import ${lib} { system = "x86_64-linux"; });
+        pkgsAarch64 = archOf (import ${lib} { pkgs = stub "aarch64-linux"; });
+      }`,
+    );
+    const v = JSON.parse(
+      await nix('nix-instantiate', ['--eval', '--strict', '--json', '--read-write-mode', f]),
+    );
+    expect(v.aarch64.slice(2)).toEqual(['--arch', 'arm64']);
+    expect(v.x86_64.slice(2)).toEqual(['--arch', 'amd64']);
+    expect(v.pkgsAarch64.slice(2)).toEqual(['--arch', 'arm64']);
+    const darwin = expr(
+      'arch-darwin',
+      `((import ${lib} { system = "aarch64-darwin"; }).image { name = "app"; devbox = ${project}; }).args`,
+    );
+    await expect(nix('nix-instantiate', ['--eval', '--strict', '--json', darwin])).rejects.toThrow(
+      /nixoci image app: aarch64-darwin is not a Linux system: give arch = "amd64" or "arm64"/,
+    );
+  });
+
   it('uses pkgs.writeText / writeShellScriptBin when pkgs is given, and a devbox project as source', async () => {
     const project = mkdtempSync(join(tmpdir(), 'nixoci-nixlib-devbox-'));
     writeFileSync(join(project, 'devbox.json'), '{"packages": []}');
