@@ -125,6 +125,16 @@ describe('sources', () => {
     }
   });
 
+  it('--installable takes a store path or a result link, which nix build --json prints as {path}', async () => {
+    const dir = mkdtempSync(join(work, 'installable-'));
+    symlinkSync(fx.app, join(dir, 'result'));
+    for (const installable of [fx.app, './result']) {
+      const r = await nixoci(['inspect', '--installable', installable, '--json'], { env, cwd: dir });
+      expect(r.code, `${installable}: ${r.stderr}`).toBe(0);
+      expect(storePathsOf(JSON.parse(r.stdout) as Report)).toEqual(fx.paths);
+    }
+  });
+
   it('an architecture prefix named the Nix or OCI way is a usage error, not a file or path to look for', async () => {
     for (const [flag, prefix] of [
       ['--path', 'x86_64-linux'],

@@ -12,8 +12,12 @@ export interface BuildOptions extends LoadOptions, NixRunOptions {
 }
 
 // `nix build --json`: the same shape from Nix 2.4 on (`--print-out-paths` only exists from 2.9).
+// A derivation's outputs, or `{path}` for an installable that is a store path (or a link to one).
 const buildResultSchema = z.array(
-  z.object({ drvPath: z.string().optional(), outputs: z.record(z.string(), z.string()) }).passthrough(),
+  z.union([
+    z.object({ drvPath: z.string().optional(), outputs: z.record(z.string(), z.string()) }),
+    z.object({ path: z.string() }),
+  ]),
 );
 
 /**
@@ -28,12 +32,17 @@ export async function buildInstallable(ref: string, options: BuildOptions = {}):
   try {
     parsed = buildResultSchema.parse(JSON.parse(out));
   } catch (e) {
-    throw new NixociError('NIX_FAILED', `nix build ${ref} printed unexpected output: ${reason(e)}`, {
+    // a ZodError's message is its issues as multi-line JSON: name the first one instead
+    const why =
+      e instanceof z.ZodError
+        ? `${e.issues[0]?.path.join('.') || '(top)'}: ${e.issues[0]?.message ?? 'unexpected shape'}`
+        : reason(e);
+    throw new NixociError('NIX_FAILED', `nix build ${ref} printed unexpected output: ${why}`, {
       hint: 'check your Nix installation (nix --version; 2.4 or newer is needed)',
     });
   }
   const storeDir = options.storeDir ?? storeDirFromEnv();
-  const paths = parsed.flatMap((r) => Object.values(r.outputs));
+  const paths = parsed.flatMap((r) => ('outputs' in r ? Object.values(r.outputs) : [r.path]));
   if (paths.length === 0) {
     throw new NixociError('NIX_FAILED', `nix build ${ref} built nothing`, { hint: 'check the installable' });
   }
