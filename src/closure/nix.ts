@@ -46,18 +46,29 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
       const lines = Buffer.concat(err)
         .toString('utf8')
+        .replace(ANSI_ESCAPE, '')
+        .replace(CONTROL, '')
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l.length > 0);
-      const tail = lines.slice(-3).join(' | ') || `exit ${code ?? sig}`;
+      // Nix's error is the last `error:` line and the few after it (position, source line, build
+      // log tail); the last lines alone may be only the source excerpt or the builder's output.
+      const at = lines.findLastIndex((l) => l.startsWith('error:'));
+      const shown = at >= 0 ? lines.slice(at, at + 4) : lines.slice(-3);
+      const tail = shown.join(' | ') || `exit ${code ?? sig}`;
+      const what = args[0] !== undefined && !args[0].startsWith('-') ? `${bin} ${args[0]}` : bin;
       reject(
-        new NixociError('NIX_FAILED', `${bin} ${args[0] ?? ''} failed: ${tail}`, {
+        new NixociError('NIX_FAILED', `${what} failed: ${tail}`, {
           hint: 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),
       );
     });
   });
 }
+
+// Nix passes builder output on as it is: colour escapes, NULs, other control characters.
+const ANSI_ESCAPE = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
 
 function quote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;

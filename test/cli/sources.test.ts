@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,7 +63,7 @@ describe('sources', () => {
     });
     expect(r.code).toBe(0);
     expect(r.stderr).toContain(
-      `running: nix-build --no-out-link ${fixtureClosureNix} -A app --option system x86_64-linux`,
+      `running: nix-build --no-out-link --no-build-output ${fixtureClosureNix} -A app --option system x86_64-linux`,
     );
     // the default tag is v1: another app path than fx.app, the same dependencies
     const paths = storePathsOf(JSON.parse(r.stdout) as Report);
@@ -133,6 +133,34 @@ describe('sources', () => {
       expect(r.code, `${installable}: ${r.stderr}`).toBe(0);
       expect(storePathsOf(JSON.parse(r.stdout) as Report)).toEqual(fx.paths);
     }
+  });
+
+  it("a Nix error is reported by its error line, not its last lines, and without Nix's control characters", async () => {
+    const dir = mkdtempSync(join(work, 'nix-errors-'));
+    writeFileSync(join(dir, 'eval.nix'), 'let x = 1;\nin x.y\n');
+    const e = await nixoci(['inspect', '--file', 'eval.nix'], { env, cwd: dir });
+    expect(e.code).toBe(1);
+    expect(e.stderr).toMatch(
+      /^nixoci: error: nix-build failed: error: value is an integer while a set was expected \| at \S*eval\.nix:2:4:/,
+    );
+    // a builder that writes NULs and a colour escape to stderr, then fails
+    writeFileSync(
+      join(dir, 'build.nix'),
+      `let fx = import ${fixtureClosureNix} { }; in derivation {
+        name = "fails"; system = builtins.currentSystem; builder = "\${fx.busybox}/bin/sh";
+        args = [ "-c" "printf 'bad\\\\000\\\\033[31mred\\\\n' >&2; exit 3" ];
+      }`,
+    );
+    const b = await nixoci(['inspect', '--file', 'build.nix'], { env, cwd: dir });
+    expect(b.code).toBe(1);
+    const [line, hint, ...rest] = b.stderr.split('\n');
+    expect(line).toMatch(
+      /^nixoci: error: nix-build failed: error: builder for '\S+-fails\.drv' failed with exit code 3/,
+    );
+    expect(line).toContain('> badred');
+    expect(line).not.toMatch(/[\x00-\x1f\x7f]/);
+    expect(hint).toMatch(/^hint: /);
+    expect(rest).toEqual(['']);
   });
 
   it('an architecture prefix named the Nix or OCI way is a usage error, not a file or path to look for', async () => {

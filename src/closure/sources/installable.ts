@@ -60,7 +60,8 @@ export async function closureFromNixFile(
   attr: string | undefined,
   options: BuildOptions = {},
 ): Promise<Closure> {
-  const args = ['--no-out-link', file];
+  // --no-build-output: a failed build's error then ends with the log's last lines, as with nix build
+  const args = ['--no-out-link', '--no-build-output', file];
   if (attr !== undefined) args.push('-A', attr);
   if (options.system) args.push('--option', 'system', options.system);
   const out = await runNix(args, { ...options, bin: nixBuildBin(options.bin) });
