@@ -13,7 +13,10 @@ export interface NixRunOptions {
  * failure becomes one NIX_FAILED error carrying Nix's last lines of stderr.
  */
 export function runNix(args: readonly string[], options: NixRunOptions = {}): Promise<string> {
-  const bin = options.bin ?? process.env.NIXOCI_NIX ?? 'nix';
+  const env = nixFromEnv();
+  const bin = options.bin ?? env ?? 'nix';
+  // NIXOCI_NIX names the nix to run, and where nix-build and nix-store are: say so, not "install Nix"
+  const checkEnv = `check NIXOCI_NIX=${env}: the nix command, with nix-build and nix-store beside it`;
   options.log?.(`running: ${[bin, ...args].map(quote).join(' ')}`);
   return new Promise((resolve, reject) => {
     const child = childProcess().spawn(bin, args, {
@@ -26,8 +29,6 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {
-        // NIXOCI_NIX names the nix to run, and where nix-build and nix-store are: say so, not "install Nix"
-        const env = process.env.NIXOCI_NIX;
         reject(
           new NixociError(
             'NIX_NOT_FOUND',
@@ -35,12 +36,19 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
             {
               hint:
                 env !== undefined
-                  ? `check NIXOCI_NIX=${env}: the nix command, with nix-build and nix-store beside it`
+                  ? checkEnv
                   : 'install Nix (Debian: apt-get install nix-bin) or pass --graph FILE with a ready closure graph',
             },
           ),
         );
-      } else reject(new NixociError('NIX_FAILED', `cannot run ${bin}: ${e.message}`, { cause: e }));
+      } else {
+        reject(
+          new NixociError('NIX_FAILED', `cannot run ${bin}: ${e.message}`, {
+            cause: e,
+            ...(env !== undefined && { hint: checkEnv }),
+          }),
+        );
+      }
     });
     child.on('close', (code, sig) => {
       if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
@@ -64,6 +72,11 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       );
     });
   });
+}
+
+/** NIXOCI_NIX, the nix command to run; empty is unset, as for other path variables. */
+export function nixFromEnv(): string | undefined {
+  return process.env.NIXOCI_NIX || undefined;
 }
 
 // Nix passes builder output on as it is: colour escapes, NULs, other control characters.

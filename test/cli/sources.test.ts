@@ -192,6 +192,17 @@ describe('sources', () => {
     }
   });
 
+  it('an empty NIXOCI_NIX is unset; one that names no program is named in the error', async () => {
+    const r = await nixoci(['inspect', '--path', fx.app], { env: { ...env, NIXOCI_NIX: '' } });
+    expect(r.code, r.stderr).toBe(0);
+    const d = await nixoci(['inspect', '--path', fx.app], { env: { ...env, NIXOCI_NIX: work } });
+    expect(d.code).toBe(1);
+    expect(d.stderr).toBe(
+      `nixoci: error: cannot run ${work}: spawn ${work} EACCES\n` +
+        `hint: check NIXOCI_NIX=${work}: the nix command, with nix-build and nix-store beside it\n`,
+    );
+  });
+
   it('plain --graph images get no customisation layer', async () => {
     const r = await nixociJson<Report>(['inspect', '--graph', fx.graphFile], { env });
     expect(r.plans[0]!.layers).toHaveLength(fx.paths.length);

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
 import type { Closure } from '../closure.js';
 import { closureFromPaths, type LoadOptions } from '../load.js';
-import { NIX_FEATURES, runNix, type NixRunOptions } from '../nix.js';
+import { NIX_FEATURES, nixFromEnv, runNix, type NixRunOptions } from '../nix.js';
 import { parseStorePath, storeDirFromEnv, type StorePath } from '../store-path.js';
 import type { NixSystem } from './system.js';
 
@@ -79,6 +79,6 @@ export async function closureFromNixFile(
 
 /** `nix-build` / `nix-store` next to the configured `nix` (NIXOCI_NIX may point at a Nix elsewhere). */
 export function nixBuildBin(nixBin: string | undefined, tool = 'nix-build'): string {
-  const nix = nixBin ?? process.env.NIXOCI_NIX ?? 'nix';
+  const nix = nixBin ?? nixFromEnv() ?? 'nix';
   return nix.endsWith('/nix') ? `${nix.slice(0, -3)}${tool}` : tool;
 }
