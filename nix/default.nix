@@ -66,7 +66,18 @@ let
     ++ each "expose" "--expose" toString
     ++ each "labels" "--label" toString
     ++ opt "preset" "--preset"
-    ++ each "copy" "--copy" toString
+    # copy: [ "SRC:/DEST" ] or { "/DEST" = SRC; } (a destination is a string; a source is often a path)
+    ++ (
+      if config ? copy then
+        builtins.concatMap (x: [ "--copy" x ]) (
+          if builtins.isAttrs config.copy then
+            map (dest: "${toString config.copy.${dest}}:${dest}") (builtins.attrNames config.copy)
+          else
+            map toString (list config.copy)
+        )
+      else
+        [ ]
+    )
     ++ opt "maxLayers" "--max-layers"
     ++ opt "created" "--created"
     ++ (if config.binFarm or false then [ "--bin-farm" ] else [ ])

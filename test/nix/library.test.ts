@@ -43,12 +43,14 @@ describe('nix/ library', () => {
         entrypoint = [ "/bin/app" "--port" "80" ]; cmd = "serve";
         env = { B = "2"; A = "it's"; }; expose = [ 80 "53/udp" ]; labels = { x = "y"; };
         workdir = "/app"; user = "app:1000"; preset = "runtime"; binFarm = true; maxLayers = 50;
+        copy = { "/app/static" = /srv/static; "/etc/app.conf" = "./app.conf"; };
       }`,
     );
     expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', f]))).toEqual([
       ...['--entrypoint', '["/bin/app","--port","80"]', '--cmd', '["serve"]'],
       ...['--env', "A=it's", '--env', 'B=2', '--workdir', '/app', '--user', 'app:1000'],
       ...['--expose', '80', '--expose', '53/udp', '--label', 'x=y', '--preset', 'runtime'],
+      ...['--copy', '/srv/static:/app/static', '--copy', './app.conf:/etc/app.conf'],
       ...['--max-layers', '50', '--bin-farm'],
     ]);
   });

@@ -111,7 +111,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
   if (values.quiet) return 0;
   for (const r of report) {
     if (r.packages) printPackages(io, r.architecture, r.packages, r.excluded ?? []);
-    io.out(`${r.architecture}: ${r.layers.length} layers\n`);
+    io.out(`${r.architecture}: ${r.layers.length} layer${r.layers.length === 1 ? '' : 's'}\n`);
     io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'CACHED DIGEST'.padEnd(19)}  STORE PATHS\n`);
     for (const l of r.layers) {
       const digest = l.cached ? l.cached.digest.slice(0, 19) : '-';
@@ -146,7 +146,7 @@ const excludedOf = (source: ResolvedSource, arch: Arch): readonly string[] =>
 const narSizeOf = (c: Closure, p: StorePath): number => c.paths.get(p)?.narSize ?? 0;
 
 function printPackages(io: Io, arch: Arch, rows: readonly PackageRow[], excluded: readonly string[]): void {
-  io.out(`${arch}: ${rows.length} devbox packages\n`);
+  io.out(`${arch}: ${rows.length} devbox package${rows.length === 1 ? '' : 's'}\n`);
   // columns as wide as their longest entry (flake references can be long), plus two spaces
   const pw = Math.max(22, ...rows.map((r) => r.package.length), ...excluded.map((e) => e.length)) + 2;
   const vw = Math.max(10, ...rows.map((r) => (r.version ?? '-').length)) + 2;
