@@ -1,9 +1,10 @@
 export const HELP_SOURCE_FLAGS = `Source (where the closure comes from; default: the devbox project in the
 working directory, if it has a devbox.json):
-  --devbox DIR                  a devbox project: packages from devbox.json, store paths from
-                                devbox.lock for the --arch's system (x86_64-linux, aarch64-linux),
-                                substituted with \`nix-store --realise\` when not on disk; packages
-                                locked without paths are built with \`nix build --system SYSTEM\`
+  --devbox DIR                  a devbox project (its directory, or its devbox.json): packages
+                                from devbox.json, store paths from devbox.lock for the --arch's
+                                system (x86_64-linux, aarch64-linux), substituted with
+                                \`nix-store --realise\` when not on disk; packages locked without
+                                paths are built with \`nix build --system SYSTEM\`
   --installable REF             a flake installable, built with \`nix build --no-link\` (e.g. .#app)
   --file X.nix [--attr A]       a Nix file (attribute A), built with \`nix-build --no-out-link\`
   --graph FILE                  closure graph JSON: nix/closure-graph.nix output,

@@ -50,6 +50,10 @@ describe('devbox project', () => {
     ]);
     expect(d.closure.roots).toEqual([fx.app, busybox]);
     expect([...d.closure.paths.keys()].sort()).toEqual(fx.paths);
+    // The devbox.json file itself names the project too, as devbox's --config takes it.
+    const byFile = readDevboxProject(join(dir, 'devbox.json'));
+    expect(byFile.dir).toBe(dir);
+    expect(byFile.packages).toEqual(project.packages);
   });
 
   it('takes the default outputs, or those devbox.json asks for; object form and platforms', async () => {

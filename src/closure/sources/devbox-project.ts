@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
 import {
@@ -41,7 +41,12 @@ const devboxError = (message: string, hint: string): NixociError =>
   new NixociError('DEVBOX', message, { hint });
 
 /** Reads and validates devbox.json and (if present) devbox.lock of a project directory. */
-export function readDevboxProject(dir: string): DevboxProject {
+export function readDevboxProject(given: string): DevboxProject {
+  // devbox's --config takes the devbox.json file as well as its directory.
+  const dir =
+    basename(given) === 'devbox.json' && statSync(given, { throwIfNoEntry: false })?.isFile()
+      ? dirname(given)
+      : given;
   const jsonFile = join(dir, 'devbox.json');
   const lockFile = join(dir, 'devbox.lock');
   if (!existsSync(jsonFile)) {
