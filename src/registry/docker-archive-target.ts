@@ -1,5 +1,16 @@
 import { imageReport, writeError } from './target-result.js';
-import { createWriteStream, lstatSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  lstatSync,
+  openSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { isatty } from 'node:tty';
 import { basename, dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
@@ -75,6 +86,11 @@ export class DockerArchiveTarget implements ImageTarget {
 
   /** Into a FIFO or a device, as it is: like standard output, there is nothing to rename. */
   private async writeInto(file: string, image: Image, ctx: WriteContext): Promise<TargetResult> {
+    // As for `-`: a tar archive is not for a terminal (/dev/stdout, /dev/tty on one).
+    if (isTerminal(file))
+      throw new NixociError('USAGE', `${this.description}: would write a tar archive to a terminal`, {
+        hint: 'pipe it (--to docker-archive:- | docker load), or give a file',
+      });
     const archive = dockerArchive({
       image,
       repoTags: this.repoTag ? [this.repoTag] : [],
@@ -142,5 +158,19 @@ function symlinkTarget(file: string): string {
     return lstatSync(file).isSymbolicLink() ? realpathSync(file) : file;
   } catch {
     return file; // a dangling link: replaced, as before
+  }
+}
+
+/** A character device that is a terminal. A FIFO is never opened here: its reader would see EOF. */
+function isTerminal(file: string): boolean {
+  if (!statSync(file, { throwIfNoEntry: false })?.isCharacterDevice()) return false;
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    return isatty(fd);
+  } catch {
+    return false; // a device we cannot open: the write says why
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -193,6 +193,17 @@ describe('nixoci build', () => {
     );
     expect(tty.status).toBe(2);
     expect(tty.stdout).toMatch(/would write a tar archive to the terminal/);
+    // nor through /dev/stdout or /dev/tty
+    for (const dev of ['/dev/stdout', '/dev/tty']) {
+      const named = spawnSync(
+        'script',
+        ['-qec', `"${cliBin}" build --graph "${fx.graphFile}" --to docker-archive:${dev}`, '/dev/null'],
+        { encoding: 'utf8', env },
+      );
+      expect(named.status, named.stdout).toBe(2);
+      expect(named.stdout).toMatch(/would write a tar archive to a terminal/);
+      expect(named.stdout.length).toBeLessThan(1000);
+    }
   });
 
   it('hashes a docker-archive as it streams to the same diffIDs as an OCI layout (cold, layers > 1 MiB)', async () => {
