@@ -87,7 +87,11 @@ export class DigestCache {
     try {
       return entrySchema.parse(JSON.parse(text));
     } catch {
-      rmSync(file, { force: true });
+      try {
+        rmSync(file, { force: true });
+      } catch {
+        // A read-only cache (a shared CI volume) keeps its bad entry: a miss all the same.
+      }
       return undefined;
     }
   }

@@ -1,0 +1,62 @@
+// The digest cache (src/layer/cache.ts) in the places users put it: a read-only volume (a CI cache
+// mounted read-only, here a read-only bind mount made with mount(8), as root).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+let fx: FixtureClosure;
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'cache' });
+}, 600_000);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** The entry files of a cache directory. */
+function entries(cache: string): string[] {
+  return readdirSync(path.join(cache, 'v1'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => path.join(cache, 'v1', f));
+}
+
+describe('the digest cache', () => {
+  it('on a read-only filesystem, a bad entry is a miss: build and inspect still succeed', async () => {
+    const src = path.join(work, 'cache-src');
+    const ro = path.join(work, 'cache-ro');
+    mkdirSync(ro);
+    const clean = await nixociJson<{ manifestDigest: string }>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${path.join(work, 'clean')}`,
+      '--cache-dir',
+      src,
+    ]);
+    for (const f of entries(src)) writeFileSync(f, 'garbage');
+    execFileSync('mount', ['--bind', src, ro]);
+    try {
+      execFileSync('mount', ['-o', 'remount,ro,bind', ro]);
+      const r = await nixociJson<{ manifestDigest: string }>([
+        'build',
+        '--graph',
+        fx.graphFile,
+        '--to',
+        `oci:${path.join(work, 'from-ro')}`,
+        '--cache-dir',
+        ro,
+      ]);
+      expect(r.manifestDigest).toBe(clean.manifestDigest);
+      const i = await nixoci(['inspect', '--graph', fx.graphFile, '--cache-dir', ro]);
+      expect(i.code, i.stderr).toBe(0);
+      // Nothing could be removed or written there.
+      expect(entries(ro).length).toBe(entries(src).length);
+    } finally {
+      execFileSync('umount', [ro]);
+    }
+  });
+});
