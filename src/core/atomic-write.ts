@@ -1,4 +1,5 @@
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
+import { removeQuietly } from './remove-quietly.js';
 
 /**
  * Replaces `file` with `data` at once: written to `FILE.PID.tmp` and renamed over it, so a reader
@@ -11,6 +12,6 @@ export function atomicWrite(file: string, data: string | Buffer): void {
     writeFileSync(tmp, data);
     renameSync(tmp, file);
   } finally {
-    rmSync(tmp, { force: true });
+    removeQuietly(tmp);
   }
 }

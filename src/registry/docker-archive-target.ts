@@ -7,13 +7,13 @@ import {
   openSync,
   realpathSync,
   renameSync,
-  rmSync,
   statSync,
 } from 'node:fs';
 import { isatty } from 'node:tty';
 import { basename, dirname, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
+import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
 import type { Image, Rendered } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
@@ -64,7 +64,7 @@ export class DockerArchiveTarget implements ImageTarget {
       renameSync(tmp, path);
       return this.result(image, rendered);
     } catch (e) {
-      rmSync(tmp, { force: true });
+      removeQuietly(tmp);
       throw writeError(
         this.description,
         e,

@@ -1,8 +1,9 @@
 import { imageReport, writeError } from './target-result.js';
 import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
+import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';
@@ -109,8 +110,8 @@ export class OciLayoutTarget implements ImageTarget {
       this.tagTop(top);
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
-      for (const t of tmps) rmSync(t, { force: true });
-      if (createdDir) rmSync(this.dir, { recursive: true, force: true });
+      for (const t of tmps) removeQuietly(t);
+      if (createdDir) removeQuietly(this.dir, { recursive: true });
       throw writeError(this.description, e, 'check that the directory is writable and has free space');
     }
   }

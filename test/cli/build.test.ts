@@ -527,6 +527,41 @@ describe('nixoci build', () => {
     expect(existsSync(archive)).toBe(false);
   });
 
+  it('says why a destination cannot be written, not what its cleanup then failed to remove', async () => {
+    // A name too long for the filesystem, and (as nobody, via setpriv) a directory one cannot
+    // enter: the removal of what the failed write made fails the same way, and must not replace
+    // the error with an internal one about an unlink or lstat.
+    const long = tmp('x'.repeat(300));
+    const asNobody = [
+      'setpriv',
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      process.execPath,
+      cliBin,
+    ];
+    const hidden = mkdtempSync(join(tmpdir(), 'nixoci-hidden-')); // 0700, root's
+    const runs: [string[], string][] = [
+      [[process.execPath, cliBin], `oci:${long}`],
+      [[process.execPath, cliBin], `docker-archive:${long}.tar`],
+      [asNobody, `oci:${join(hidden, 'img')}`],
+      [asNobody, `docker-archive:${join(hidden, 'img.tar')}`],
+    ];
+    for (const [cmd, to] of runs) {
+      const r = spawnSync(
+        cmd[0]!,
+        [...cmd.slice(1), 'build', '--graph', fx.graphFile, '--no-cache', '--to', to],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(r.status, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/^nixoci: error: cannot write .*(ENAMETOOLONG|EACCES)/);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(2);
+    }
+    expect(readdirSync(hidden)).toEqual([]);
+  });
+
   it("removes the partial archive a killed run left behind, and keeps a live run's", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'nixoci-partial-'));
     const dead = join(dir, 'img.tar.999999.partial'); // no such process
