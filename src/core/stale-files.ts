@@ -22,7 +22,7 @@ export function removeStaleFiles(dir: string, pattern: RegExp): void {
   }
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

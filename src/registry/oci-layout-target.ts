@@ -1,5 +1,6 @@
 import { imageReport, writeError } from './target-result.js';
 import { atomicWrite } from '../core/atomic-write.js';
+import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
@@ -107,7 +108,7 @@ export class OciLayoutTarget implements ImageTarget {
         top = renderIndex(manifests);
         this.putJsonBlob(top);
       }
-      this.tagTop(top);
+      await withFileLock(join(this.dir, 'index.json.lock'), () => this.tagTop(top), ctx.signal);
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
       for (const t of tmps) removeQuietly(t);
@@ -143,7 +144,10 @@ export class OciLayoutTarget implements ImageTarget {
     if (!this.hasBlob(b.digest, b.bytes.length)) atomicWrite(this.blobPath(b.digest), b.bytes);
   }
 
-  /** Points the tag at `top` in index.json, replacing whatever the tag pointed at before. */
+  /**
+   * Points the tag at `top` in index.json, replacing whatever the tag pointed at before. Called under
+   * the layout's lock: another run tagging at the same time would otherwise drop this tag or its.
+   */
   private tagTop(top: Blob): void {
     const file = join(this.dir, 'index.json');
     let manifests: Record<string, unknown>[] = [];

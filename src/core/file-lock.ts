@@ -1,0 +1,61 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NixociError } from './errors.js';
+import { removeQuietly } from './remove-quietly.js';
+import { processAlive } from './stale-files.js';
+
+/** How long to wait for another process's lock, and how old an empty lock file is a dead one. */
+const WAIT_MS = 30_000;
+const EMPTY_STALE_MS = 5_000;
+
+/**
+ * Runs `fn` while holding `lock`, a file made exclusively (O_EXCL) that holds this process's pid:
+ * a read-modify-write of a shared file (an OCI layout's index.json) by two runs at once would
+ * otherwise keep only the last one's change. A lock whose process is gone (SIGKILL) is taken over;
+ * a live holder is waited for, up to 30 s.
+ */
+export async function withFileLock<T>(lock: string, fn: () => T, signal?: AbortSignal): Promise<T> {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = holderOf(lock);
+    if (holder === 'stale') {
+      removeQuietly(lock);
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new NixociError('TARGET_WRITE', `${lock} is held by process ${holder ?? '?'}`, {
+        hint: 'wait for that run to finish; if no nixoci is running, remove the file',
+      });
+    }
+    await sleep(10 + Math.floor(Math.random() * 20), undefined, signal ? { signal } : {});
+  }
+  try {
+    return fn();
+  } finally {
+    removeQuietly(lock);
+  }
+}
+
+/** The live pid in the lock, 'stale' when its process is gone, undefined when not yet known. */
+function holderOf(lock: string): number | 'stale' | undefined {
+  let text: string;
+  try {
+    text = readFileSync(lock, 'utf8');
+  } catch {
+    return undefined; // removed meanwhile: try again
+  }
+  const pid = Number(text.trim());
+  if (text.trim() !== '' && Number.isInteger(pid) && pid > 0) return processAlive(pid) ? pid : 'stale';
+  // Empty: being written now, or its writer died between making it and writing the pid.
+  try {
+    return Date.now() - statSync(lock).mtimeMs > EMPTY_STALE_MS ? 'stale' : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,61 @@
+// An OCI layout (src/registry/oci-layout-target.ts) shared by several runs: tags written at the
+// same time by separate `nixoci build` processes, and the lock a killed run left, checked with
+// umoci and skopeo.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Digest } from '../../src/core/digest.js';
+import { nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'nixoci-oci-layout-'));
+let fx: FixtureClosure;
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'oci-layout' });
+}, 600_000);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** The tags of the layout, as umoci lists them. */
+const umociTags = (dir: string): string[] =>
+  execFileSync('umoci', ['ls', '--layout', dir], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+
+const build = (dir: string, tag: string, extra: string[] = []) =>
+  nixociJson<{ manifestDigest: string }>([
+    'build',
+    '--graph',
+    fx.graphFile,
+    '--to',
+    `oci:${dir}:${tag}`,
+    ...extra,
+  ]);
+
+describe('an OCI layout written by several runs', () => {
+  it('keeps every tag when runs tag one layout at once, and the tags it held before', async () => {
+    const runs = 10;
+    for (let round = 0; round < 3; round++) {
+      const dir = path.join(work, `shared-${round}`);
+      await build(dir, 'before');
+      const tags = Array.from({ length: runs }, (_, i) => `t${i}`);
+      const reports = await Promise.all(tags.map((t, i) => build(dir, t, ['--env', `RUN=${i}`])));
+      expect(umociTags(dir)).toEqual(['before', ...tags].sort());
+      // skopeo reads each tag, and finds the manifest that run reported.
+      for (const [i, t] of tags.entries()) {
+        const raw = execFileSync('skopeo', ['inspect', '--raw', `oci:${dir}:${t}`]);
+        expect(sha256Digest(raw)).toBe(reports[i]!.manifestDigest);
+      }
+      expect(existsSync(path.join(dir, 'index.json.lock'))).toBe(false);
+    }
+  }, 300_000);
+
+  it('takes over the lock of a run that was killed, and leaves none of its own', async () => {
+    const dir = path.join(work, 'stale-lock');
+    await build(dir, 'a');
+    writeFileSync(path.join(dir, 'index.json.lock'), '999999\n'); // no such process
+    await build(dir, 'b');
+    expect(umociTags(dir)).toEqual(['a', 'b']);
+    expect(existsSync(path.join(dir, 'index.json.lock'))).toBe(false);
+  });
+});
