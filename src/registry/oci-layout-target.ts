@@ -118,6 +118,9 @@ export class OciLayoutTarget implements ImageTarget {
   }
 
   private init(): void {
+    // Checked before anything is written: a directory whose index.json is not an index is not
+    // ours to fill with blobs.
+    this.readIndex();
     makeDirs(join(this.dir, 'blobs', 'sha256'));
     removeStaleTemps(this.dir);
     const marker = join(this.dir, 'oci-layout');
@@ -149,26 +152,32 @@ export class OciLayoutTarget implements ImageTarget {
    * the layout's lock: another run tagging at the same time would otherwise drop this tag or its.
    */
   private tagTop(top: Blob): void {
-    const file = join(this.dir, 'index.json');
-    let manifests: Record<string, unknown>[] = [];
-    if (existsSync(file)) {
-      const parsed = indexSchema.safeParse(safeJson(readFileSync(file, 'utf8')));
-      if (!parsed.success) {
-        throw new NixociError('TARGET_INVALID', `${file} is not a valid OCI index`, {
-          hint: 'point oci: at an empty directory or at an OCI image layout',
-        });
-      }
-      manifests = parsed.data.manifests.filter(
-        (m) => (m.annotations as Record<string, string> | undefined)?.[REF_NAME] !== this.tag,
-      );
-    }
+    const manifests: Record<string, unknown>[] = this.readIndex().filter(
+      (m) => (m.annotations as Record<string, string> | undefined)?.[REF_NAME] !== this.tag,
+    );
     manifests.push({
       mediaType: top.mediaType,
       digest: top.digest,
       size: top.bytes.length,
       annotations: { [REF_NAME]: this.tag },
     });
-    atomicWrite(file, JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }));
+    atomicWrite(
+      join(this.dir, 'index.json'),
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }),
+    );
+  }
+
+  /** The manifests of index.json (none when there is no index.json yet); a bad one is refused. */
+  private readIndex(): Record<string, unknown>[] {
+    const file = join(this.dir, 'index.json');
+    if (!existsSync(file)) return [];
+    const parsed = indexSchema.safeParse(safeJson(readFileSync(file, 'utf8')));
+    if (!parsed.success) {
+      throw new NixociError('TARGET_INVALID', `${file} is not a valid OCI index`, {
+        hint: 'point oci: at an empty directory or at an OCI image layout',
+      });
+    }
+    return parsed.data.manifests;
   }
 }
 

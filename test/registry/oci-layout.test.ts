@@ -2,12 +2,12 @@
 // same time by separate `nixoci build` processes, and the lock a killed run left, checked with
 // umoci and skopeo.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
-import { nixociJson } from '../helpers/cli.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'nixoci-oci-layout-'));
@@ -57,5 +57,24 @@ describe('an OCI layout written by several runs', () => {
     await build(dir, 'b');
     expect(umociTags(dir)).toEqual(['a', 'b']);
     expect(existsSync(path.join(dir, 'index.json.lock'))).toBe(false);
+  });
+
+  it('refuses a directory whose index.json is not an OCI index before writing anything into it', async () => {
+    for (const [name, index] of [
+      ['garbage', '{{{'],
+      ['not-an-index', '{"hello": "world"}'],
+    ] as const) {
+      const dir = path.join(work, name);
+      mkdirSync(dir);
+      writeFileSync(path.join(dir, 'index.json'), index);
+      writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+      const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nixoci: error: ${dir}/index.json is not a valid OCI index\n` +
+          'hint: point oci: at an empty directory or at an OCI image layout\n',
+      );
+      expect(readdirSync(dir).sort()).toEqual(['index.json', 'notes.txt']);
+    }
   });
 });
