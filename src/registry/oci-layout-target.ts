@@ -23,11 +23,18 @@ interface Written {
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
-const indexSchema = z.object({
-  schemaVersion: z.literal(2),
-  mediaType: z.string().optional(),
-  manifests: z.array(z.object({ mediaType: z.string(), digest: z.string(), size: z.number() }).passthrough()),
-});
+// Other fields (the index's own annotations, written by other tools) pass through and are kept.
+const indexSchema = z
+  .object({
+    schemaVersion: z.literal(2),
+    mediaType: z.string().optional(),
+    manifests: z.array(
+      z.object({ mediaType: z.string(), digest: z.string(), size: z.number() }).passthrough(),
+    ),
+  })
+  .passthrough();
+
+type Index = z.infer<typeof indexSchema>;
 
 /**
  * An OCI image layout directory (`oci:DIR[:TAG]`), readable by skopeo, umoci, crane and oras.
@@ -152,7 +159,8 @@ export class OciLayoutTarget implements ImageTarget {
    * the layout's lock: another run tagging at the same time would otherwise drop this tag or its.
    */
   private tagTop(top: Blob): void {
-    const manifests: Record<string, unknown>[] = this.readIndex().filter(
+    const index = this.readIndex();
+    const manifests: Record<string, unknown>[] = index.manifests.filter(
       (m) => (m.annotations as Record<string, string> | undefined)?.[REF_NAME] !== this.tag,
     );
     manifests.push({
@@ -163,21 +171,21 @@ export class OciLayoutTarget implements ImageTarget {
     });
     atomicWrite(
       join(this.dir, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }),
+      JSON.stringify({ ...index, schemaVersion: 2, mediaType: MediaType.ociIndex, manifests }),
     );
   }
 
-  /** The manifests of index.json (none when there is no index.json yet); a bad one is refused. */
-  private readIndex(): Record<string, unknown>[] {
+  /** index.json (an empty index when there is none yet); a bad one is refused. */
+  private readIndex(): Index {
     const file = join(this.dir, 'index.json');
-    if (!existsSync(file)) return [];
+    if (!existsSync(file)) return { schemaVersion: 2, manifests: [] };
     const parsed = indexSchema.safeParse(safeJson(readFileSync(file, 'utf8')));
     if (!parsed.success) {
       throw new NixociError('TARGET_INVALID', `${file} is not a valid OCI index`, {
         hint: 'point oci: at an empty directory or at an OCI image layout',
       });
     }
-    return parsed.data.manifests;
+    return parsed.data;
   }
 }
 

@@ -2,7 +2,15 @@
 // same time by separate `nixoci build` processes, and the lock a killed run left, checked with
 // umoci and skopeo.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,5 +84,29 @@ describe('an OCI layout written by several runs', () => {
       );
       expect(readdirSync(dir).sort()).toEqual(['index.json', 'notes.txt']);
     }
+  });
+
+  it("keeps what other tools put in index.json: the index's annotations and untagged entries", async () => {
+    const dir = path.join(work, 'foreign');
+    const a = await build(dir, 'a');
+    const file = path.join(dir, 'index.json');
+    const index = JSON.parse(readFileSync(file, 'utf8')) as {
+      manifests: Record<string, unknown>[];
+      annotations?: Record<string, string>;
+    };
+    const untagged = {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: a.manifestDigest,
+      size: index.manifests[0]!.size as number,
+      platform: { architecture: 'amd64', os: 'linux' },
+    };
+    index.annotations = { 'org.example.written-by': 'another tool' };
+    index.manifests.push(untagged);
+    writeFileSync(file, JSON.stringify(index));
+    await build(dir, 'b');
+    const after = JSON.parse(readFileSync(file, 'utf8')) as typeof index;
+    expect(after.annotations).toEqual({ 'org.example.written-by': 'another tool' });
+    expect(after.manifests).toContainEqual(untagged);
+    expect(umociTags(dir)).toEqual(['a', 'b']);
   });
 });
