@@ -119,8 +119,23 @@ export class OciLayoutTarget implements ImageTarget {
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
       for (const t of tmps) removeQuietly(t);
-      if (createdDir) removeQuietly(this.dir, { recursive: true });
+      if (createdDir) await this.removeIfUntagged();
       throw writeError(this.description, e, 'check that the directory is writable and has free space');
+    }
+  }
+
+  /**
+   * Removes the directory this failed run made, unless a run writing into it at the same time has
+   * tagged an image there meanwhile (checked under the index lock, so no tag lands in between).
+   */
+  private async removeIfUntagged(): Promise<void> {
+    try {
+      await withFileLock(join(this.dir, 'index.json.lock'), () => {
+        if (!existsSync(join(this.dir, 'index.json'))) removeQuietly(this.dir, { recursive: true });
+      });
+    } catch {
+      // not made after all, or not ours to enter: nothing to remove, and the error being reported
+      // is the one that matters
     }
   }
 

@@ -2,6 +2,7 @@
 // same time by separate `nixoci build` processes, and the lock a killed run left, checked with
 // umoci and skopeo.
 import { execFileSync } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -16,6 +17,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
+import { spawnCli } from '../robustness/robust-helpers.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'nixoci-oci-layout-'));
@@ -109,4 +111,51 @@ describe('an OCI layout written by several runs', () => {
     expect(after.manifests).toContainEqual(untagged);
     expect(umociTags(dir)).toEqual(['a', 'b']);
   });
+
+  it('an interrupted run that made the layout leaves the image another run tagged there meanwhile', async () => {
+    // A 64 MiB store path of noise (AES-CTR of zeros), gzip-compressed: long enough to interrupt.
+    const noise = path.join(work, 'noise');
+    mkdirSync(noise);
+    const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 3), Buffer.alloc(16, 4));
+    writeFileSync(path.join(noise, 'noise.bin'), c.update(Buffer.alloc(64 << 20)));
+    const big = execFileSync('nix-store', ['--add', noise], { encoding: 'utf8' }).trim();
+    const bigGraph = path.join(work, 'big.json');
+    writeFileSync(bigGraph, JSON.stringify([big]));
+    const dir = path.join(work, 'interrupted');
+    const slow = spawnCli([
+      'build',
+      '--graph',
+      bigGraph,
+      '--to',
+      `oci:${dir}:big`,
+      '--no-cache',
+      '--compression',
+      'gzip',
+    ]);
+    while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 5));
+    const small = await build(dir, 'small');
+    expect(slow.child.exitCode).toBeNull(); // still writing its layer
+    slow.child.kill('SIGINT');
+    const r = await slow.done;
+    expect(r.code).toBe(130);
+    expect(umociTags(dir)).toEqual(['small']);
+    const raw = execFileSync('skopeo', ['inspect', '--raw', `oci:${dir}:small`]);
+    expect(sha256Digest(raw)).toBe(small.manifestDigest);
+    // Alone, an interrupted run removes the directory it made.
+    const alone = path.join(work, 'interrupted-alone');
+    const run = spawnCli([
+      'build',
+      '--graph',
+      bigGraph,
+      '--to',
+      `oci:${alone}`,
+      '--no-cache',
+      '--compression',
+      'gzip',
+    ]);
+    while (!existsSync(alone)) await new Promise((r) => setTimeout(r, 5));
+    run.child.kill('SIGINT');
+    expect((await run.done).code).toBe(130);
+    expect(existsSync(alone)).toBe(false);
+  }, 120_000);
 });
