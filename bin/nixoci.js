@@ -29,7 +29,7 @@ const {
 } = require('node:fs');
 const Module = require('node:module');
 const { homedir } = require('node:os');
-const { dirname, join } = require('node:path');
+const { dirname, isAbsolute, join } = require('node:path');
 const { pathToFileURL } = require('node:url');
 const { setFlagsFromString } = require('node:v8');
 const { Script } = require('node:vm');
@@ -142,7 +142,9 @@ function pruneCodeCaches(dir) {
  */
 function codeCacheFile(source) {
   if (process.env.NIXOCI_NO_CODE_CACHE) return null;
-  const root = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  // a relative XDG_CACHE_HOME is ignored, as the XDG spec says (and as src/layer/cache.ts does)
+  const xdg = process.env.XDG_CACHE_HOME;
+  const root = xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache');
   const key = createHash('sha256')
     .update(`${process.version} ${process.arch}\0`)
     .update(source)

@@ -1,6 +1,6 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
@@ -29,7 +29,10 @@ const entrySchema = z.object({
 });
 
 export function defaultCacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  // The XDG spec: a relative path is invalid and ignored (it would put a cache in every working
+  // directory nixoci runs in).
+  const xdg = process.env.XDG_CACHE_HOME;
+  const base = xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache');
   return join(base, 'nixoci');
 }
 

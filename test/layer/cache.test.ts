@@ -1,7 +1,8 @@
 // The digest cache (src/layer/cache.ts) in the places users put it: a read-only volume (a CI cache
-// mounted read-only, here a read-only bind mount made with mount(8), as root).
+// mounted read-only, here a read-only bind mount made with mount(8), as root), and where
+// XDG_CACHE_HOME says.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,5 +59,19 @@ describe('the digest cache', () => {
     } finally {
       execFileSync('umount', [ro]);
     }
+  });
+
+  it('ignores a relative XDG_CACHE_HOME, as the XDG spec says, instead of caching into the working directory', async () => {
+    const home = path.join(work, 'home');
+    const cwd = path.join(work, 'project');
+    mkdirSync(home);
+    mkdirSync(cwd);
+    await nixociJson(['build', '--graph', fx.graphFile, '--to', `oci:${path.join(work, 'xdg-out')}`], {
+      cwd,
+      env: { HOME: home, XDG_CACHE_HOME: 'cache' },
+    });
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(existsSync(path.join(home, '.cache', 'nixoci', 'v1'))).toBe(true);
+    expect(existsSync(path.join(home, '.cache', 'nixoci', 'v8'))).toBe(true);
   });
 });
