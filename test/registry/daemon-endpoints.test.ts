@@ -202,6 +202,42 @@ describe('DaemonTarget engine discovery', () => {
     }
   });
 
+  it('names the answer when something at the address answers JSON of another shape', async () => {
+    // A stand-in for a server that is not an engine (or a broken proxy in front of one): JSON, but
+    // not what GET /version or GET /info answer. That is an engine error, not a nixoci bug.
+    const dir = tempDir('nixoci-odd-engine-');
+    const sock = path.join(dir, 'docker.sock');
+    let odd = '/version';
+    const server = createHttpServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === odd) res.end(odd === '/info' ? '[]' : '{"Foo":1}');
+      else if (req.url === '/version')
+        res.end(JSON.stringify({ ApiVersion: '1.41', Version: '20.10', Arch: 'amd64' }));
+      else res.writeHead(404).end(JSON.stringify({ message: 'page not found' }));
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+      const load = (): ReturnType<typeof nixoci> =>
+        nixoci(['load', '--graph', fx.graphFile, '--host', `unix://${sock}`, `odd-${run}:v1`]);
+      let r = await load();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `nixoci: error: the Docker engine at unix://${sock}: GET /version: unexpected answer at ApiVersion: Required\n` +
+          'hint: see the engine log for details\n',
+      );
+      odd = '/info';
+      r = await load();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(`^nixoci: error: the Docker engine at unix://${sock}: GET /info: unexpected answer: `),
+      );
+      expect(r.stderr).not.toMatch(/internal error/);
+    } finally {
+      server.close();
+    }
+  });
+
   it("says permission denied, and what to do, when the socket is not the user's", async () => {
     // As root every socket opens; run nixoci as `nobody` against the engine's root:docker 0660
     // socket. The checkout may not be readable by nobody, so bin/ and dist/ are copied.

@@ -107,7 +107,11 @@ export class EngineClient {
   }
 
   async version(signal?: AbortSignal): Promise<EngineVersion> {
-    return versionSchema.parse(await this.json('GET', '/version', { raw: true, signal }));
+    return this.parse(
+      versionSchema,
+      await this.json('GET', '/version', { raw: true, signal }),
+      'GET /version',
+    );
   }
 
   // info, imageInspect and listImages use unversioned paths (the engine's own API version): what
@@ -115,7 +119,7 @@ export class EngineClient {
   // while) GET /version negotiates, which saves a round trip in every inner-loop load.
 
   async info(signal?: AbortSignal): Promise<EngineInfo> {
-    return infoSchema.parse(await this.json('GET', '/info', { raw: true, signal }));
+    return this.parse(infoSchema, await this.json('GET', '/info', { raw: true, signal }), 'GET /info');
   }
 
   /** The containerd image store keeps layers per snapshotter and needs every layer in a load. */
@@ -134,16 +138,16 @@ export class EngineClient {
       await drain(res.body);
       return undefined;
     }
-    const j = inspectSchema.parse(await this.readJson(res, `inspect image ${name}`));
+    const what = `inspect image ${name}`;
+    const j = this.parse(inspectSchema, await this.readJson(res, what), what);
     return { id: j.Id, repoTags: j.RepoTags ?? [], layers: j.RootFS.Layers ?? [] };
   }
 
   /** `GET /images/json` filtered by reference (a repository name matches all its tags). */
   async listImages(reference: string, signal?: AbortSignal): Promise<ImageSummary[]> {
     const filters = JSON.stringify({ reference: [reference] });
-    return listSchema.parse(
-      await this.json('GET', '/images/json', { query: { filters }, raw: true, signal }),
-    );
+    const listed = await this.json('GET', '/images/json', { query: { filters }, raw: true, signal });
+    return this.parse(listSchema, listed, 'GET /images/json');
   }
 
   /**
@@ -275,6 +279,15 @@ export class EngineClient {
     } catch {
       throw this.error(`${what}: the answer is not JSON: ${text.slice(0, 200)}`);
     }
+  }
+
+  /** An answer that matters, checked: one of another shape is the engine's error, not nixoci's. */
+  private parse<S extends z.ZodTypeAny>(schema: S, value: unknown, what: string): z.infer<S> {
+    const r = schema.safeParse(value);
+    if (r.success) return r.data as z.infer<S>;
+    const issue = r.error.issues[0];
+    const at = issue && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+    throw this.error(`${what}: unexpected answer${at}: ${issue?.message ?? 'invalid'}`);
   }
 
   private name(): string {
