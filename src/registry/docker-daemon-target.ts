@@ -354,7 +354,8 @@ export class DaemonTarget implements ImageTarget {
     for (const p of named.values()) p.catch(() => undefined); // awaited below, after the listing
     let siblings = new Map<string, Promise<ImageInspect | undefined>>();
     try {
-      const listed = await client.listImages(name, ctx.signal);
+      // Docker's reference filter matches the name as it shows it: docker.io/library/app is app.
+      const listed = await client.listImages(familiarName(name), ctx.signal);
       listed.sort((a, b) => (b.Created ?? 0) - (a.Created ?? 0));
       siblings = inspect(
         listed
@@ -484,6 +485,15 @@ export function loadGroups(
   }
   groups.push([start, sizes.length]);
   return groups;
+}
+
+/**
+ * A repository name as Docker shows it (reference.FamiliarName): without the `docker.io/` (or
+ * `index.docker.io/`) domain, and without `library/` before an official image's single component.
+ */
+export function familiarName(name: string): string {
+  const rest = name.replace(/^(?:index\.)?docker\.io\//, '');
+  return /^library\/[^/]+$/.test(rest) ? rest.slice('library/'.length) : rest;
 }
 
 /** The store path name as a repository name: lower case, [a-z0-9._-], starting with a letter or digit. */

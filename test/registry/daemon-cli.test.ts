@@ -190,6 +190,21 @@ describe('nixoci load', () => {
     await dockerRmi(`${name}:latest`, `${name}:${extra}`, `fixture-app:${extra}`);
   });
 
+  it('finds the layers of other tags of a repository named with docker.io/library/', async () => {
+    // The engine shows (and its reference filter matches) docker.io/library/app as app: the new
+    // tag must still find the one loaded before and send nothing but the config.
+    const name = `docker.io/library/nixoci-cli-familiar-${run}`;
+    const common = ['--graph', v1.graphFile, '--cache-dir', cacheDir, '--json'];
+    const a = await cli(['load', ...common, `${name}:one`]);
+    expect(a.code, a.err).toBe(0);
+    const b = await cli(['load', ...common, `${name}:two`]);
+    expect(b.code, b.err).toBe(0);
+    const rb = JSON.parse(b.out) as { layers: JsonLayer[] };
+    expect(rb.layers.map((l) => l.action)).toEqual(rb.layers.map(() => 'omitted'));
+    const ls = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}']);
+    expect(ls.stdout.split('\n')).toContain(`nixoci-cli-familiar-${run}:two`);
+  });
+
   it('accepts --to docker-daemon: in build, and rejects bad names', async () => {
     const name = `nixoci-cli-build-${run}`;
     const r = await cli([
