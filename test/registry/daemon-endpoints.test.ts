@@ -339,6 +339,19 @@ describe('engine address parsing', () => {
       port: 22,
       remoteSocket: '/run/d.sock',
     });
+    // no scheme: tcp, as `docker -H 127.0.0.1:2375` and DOCKER_HOST=localhost:2375 take it
+    expect(parseHost('127.0.0.1:2375', 'x', {})).toMatchObject({
+      kind: 'tcp',
+      host: '127.0.0.1',
+      port: 2375,
+      address: 'tcp://127.0.0.1:2375',
+    });
+    expect(parseHost('localhost:1234', 'x', {})).toMatchObject({
+      kind: 'tcp',
+      host: 'localhost',
+      port: 1234,
+    });
+    expect(parseHost(':1234', 'x', {})).toMatchObject({ kind: 'tcp', host: 'localhost', port: 1234 });
     expect(() => parseHost('ftp://h', '--host', {})).toThrow(/unsupported scheme/);
     expect(() => parseHost('unix://relative', '--host', {})).toThrow(/absolute/);
     // typed as --host: a usage error (exit 2); from DOCKER_HOST: configuration (exit 1)

@@ -72,7 +72,10 @@ export function discoverEndpoints(o: DiscoverOptions): Endpoint[] {
   return out;
 }
 
-/** Parses `unix://PATH`, `tcp://HOST:PORT`, `ssh://[USER@]HOST[:PORT][/SOCKET]` (or a bare path). */
+/**
+ * Parses `unix://PATH`, `tcp://HOST:PORT`, `ssh://[USER@]HOST[:PORT][/SOCKET]`, a bare path, or a
+ * bare `HOST:PORT` (tcp, as the docker CLI takes it).
+ */
 export function parseHost(
   host: string,
   source: string,
@@ -95,9 +98,11 @@ export function parseHost(
     if (!p.startsWith('/')) bad('the socket path must be absolute');
     return unix(p, source);
   }
+  // Without a scheme the docker CLI takes HOST:PORT (or :PORT, on localhost) as tcp://.
+  const full = host.includes('://') ? host : `tcp://${host.startsWith(':') ? 'localhost' : ''}${host}`;
   let url: URL;
   try {
-    url = new URL(host);
+    url = new URL(full);
   } catch {
     return bad('not a URL');
   }
