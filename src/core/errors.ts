@@ -58,6 +58,13 @@ export const isNixociError = (e: unknown): e is NixociError => e instanceof Nixo
 
 /** The one-line reason of an unknown error, for "what failed: why" messages. */
 export function reason(e: unknown): string {
+  // A zod error's message is its issues as pretty-printed JSON, whose first line is "[".
+  const issues = e instanceof Error && e.name === 'ZodError' ? (e as { issues?: unknown }).issues : undefined;
+  if (Array.isArray(issues)) {
+    const issue = issues[0] as { path?: unknown[]; message?: string } | undefined;
+    const at = issue?.path && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    return `${at}${issue?.message ?? 'invalid'}`;
+  }
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
     const msg = e.message.split('\n')[0] ?? '';

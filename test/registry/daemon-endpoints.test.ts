@@ -2,7 +2,7 @@
 // docker context created by the real docker CLI, ssh:// (through a stand-in `ssh` that runs the real
 // `docker system dial-stdio`), and the errors when nothing answers.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createTlsServer } from 'node:tls';
 import { createServer as createHttpServer } from 'node:http';
@@ -308,6 +308,31 @@ describe('engine address parsing', () => {
         (e) => e.address,
       ),
     ).toEqual(['unix:///run/user/7/podman/podman.sock', 'unix:///run/podman/podman.sock']);
+  });
+
+  it('says which field of a docker CLI config or context is wrong', () => {
+    const config = tempDir('nixoci-docker-config-');
+    const file = path.join(config, 'config.json');
+    writeFileSync(file, JSON.stringify({ currentContext: 5 }));
+    const message = (): string => {
+      try {
+        discoverEndpoints({ engine: 'docker', env: { DOCKER_CONFIG: config } });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    };
+    expect(message()).toBe(
+      `cannot read the docker CLI config ${file}: currentContext: Expected string, received number`,
+    );
+    // a context whose meta.json lacks its endpoints
+    writeFileSync(file, JSON.stringify({ currentContext: 'broken' }));
+    const id = createHash('sha256').update('broken').digest('hex');
+    mkdirSync(path.join(config, 'contexts', 'meta', id), { recursive: true });
+    writeFileSync(path.join(config, 'contexts', 'meta', id, 'meta.json'), JSON.stringify({ Name: 'broken' }));
+    expect(message()).toMatch(
+      /^docker context "broken" \(currentContext in .*\): cannot read .*meta\.json: Endpoints: Required$/,
+    );
   });
 
   it('parses tcp, TLS and ssh addresses', () => {
