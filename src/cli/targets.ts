@@ -106,6 +106,12 @@ export function engineTarget(
   let name: string | undefined;
   const tags: string[] = [];
   if (ref !== undefined && ref !== '') {
+    // An engine names what it loads by NAME:TAG; the image ID (config digest) is its own.
+    if (ref.includes('@'))
+      throw usage(
+        command,
+        `${scheme}:${ref}: an image is loaded under NAME[:TAG], not a digest (the engine gives it its ID)`,
+      );
     const split = splitTag(ref);
     name = split.name;
     if (split.tag !== undefined) tags.push(split.tag);

@@ -222,6 +222,12 @@ describe('nixoci load', () => {
     const bad = await cli(['load', '--graph', v1.graphFile, 'Not_Valid:x']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/not a repository name/);
+    const digest = `sha256:${'0'.repeat(64)}`;
+    const pinned = await cli(['load', '--graph', v1.graphFile, `app@${digest}`]);
+    expect(pinned.code).toBe(2);
+    expect(pinned.err).toContain(
+      `docker-daemon:app@${digest}: an image is loaded under NAME[:TAG], not a digest`,
+    );
   });
 
   it('fails clearly when the engine is not there', async () => {
