@@ -60,6 +60,19 @@ describe('DaemonTarget engine discovery', () => {
     expect(await dockerRunOutput(`${name}:latest`)).toContain('fixture app daemon-v1');
   });
 
+  it('says so when TLS is asked for and the engine answers in plain HTTP', async () => {
+    const err = await connectEngine({
+      engine: 'docker',
+      host: `tcp://127.0.0.1:${port}`,
+      env: { DOCKER_TLS_VERIFY: '1', DOCKER_CERT_PATH: tempDir('nixoci-no-certs-') },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NixociError);
+    expect((err as NixociError).message).toBe(
+      `cannot connect to the Docker engine at tcp://127.0.0.1:${port}: it answered in plain HTTP, not TLS`,
+    );
+    expect((err as NixociError).hint).toMatch(/unset DOCKER_TLS_VERIFY/);
+  });
+
   it('loads through DOCKER_HOST=tcp:// with TLS, trusting DOCKER_CERT_PATH/ca.pem or NODE_EXTRA_CA_CERTS', async () => {
     // A TLS front for the private socket, with the test CA's certificate for registry.nixoci.test
     // (127.0.0.1 in /etc/hosts), as `dockerd --tlsverify` would serve.

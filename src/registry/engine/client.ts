@@ -312,6 +312,17 @@ export class EngineClient {
         cause: e,
       });
     }
+    // OpenSSL's words for a first answer that is not a TLS record: an engine that speaks plain HTTP.
+    if (this.endpoint.kind === 'tcp' && this.endpoint.tls && /wrong version number/.test(reason(e))) {
+      return new NixociError(
+        'DAEMON_UNREACHABLE',
+        `cannot connect to ${this.name()}: it answered in plain HTTP, not TLS`,
+        {
+          hint: 'for an engine without TLS unset DOCKER_TLS_VERIFY and DOCKER_TLS and use tcp://, not https://',
+          cause: e,
+        },
+      );
+    }
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(String(code ?? ''))) {
       return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: ${reason(e)}`, {
         hint: "put the CA of the engine's certificate in DOCKER_CERT_PATH/ca.pem (or NODE_EXTRA_CA_CERTS)",
