@@ -184,6 +184,23 @@ describe('DaemonTarget engine discovery', () => {
     expect((one as NixociError).message).toContain(`${dir}/docker.sock`);
   });
 
+  it('says when the socket path is a directory or a file, not a socket', async () => {
+    const dir = tempDir('nixoci-not-socket-');
+    const file = path.join(dir, 'docker.sock');
+    writeFileSync(file, '');
+    for (const [p, what] of [
+      [dir, 'a directory'],
+      [file, 'a file'],
+    ] as const) {
+      const err = await connectEngine({ engine: 'docker', host: `unix://${p}` }).catch((e: unknown) => e);
+      expect((err as NixociError).code).toBe('DAEMON_UNREACHABLE');
+      expect((err as NixociError).message).toBe(
+        `cannot connect to the Docker engine at unix://${p}: ${p} is ${what}, not a socket`,
+      );
+      expect((err as NixociError).hint).toBe("name the engine's socket, e.g. unix:///var/run/docker.sock");
+    }
+  });
+
   it('stops with a clear error when the engine speaks an API older than 1.25', async () => {
     // A stand-in for an old engine (none of that age runs here): it answers every request the way
     // Docker 1.12 would answer GET /version. The other questions go out alongside /version; the

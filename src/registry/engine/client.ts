@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { isIP } from 'node:net';
 import { Duplex, type Readable } from 'node:stream';
@@ -312,6 +312,19 @@ export class EngineClient {
         cause: e,
       });
     }
+    // connect() on a file or a directory is refused like a socket nobody listens on
+    if (this.endpoint.kind === 'unix' && code === 'ECONNREFUSED') {
+      const { socketPath } = this.endpoint;
+      const what = nonSocket(socketPath);
+      if (what) {
+        const example = this.engine === 'podman' ? '/run/podman/podman.sock' : '/var/run/docker.sock';
+        return new NixociError(
+          'DAEMON_UNREACHABLE',
+          `cannot connect to ${this.name()}: ${socketPath} is ${what}, not a socket`,
+          { hint: `name the engine's socket, e.g. unix://${example}`, cause: e },
+        );
+      }
+    }
     // OpenSSL's words for a first answer that is not a TLS record: an engine that speaks plain HTTP.
     if (this.endpoint.kind === 'tcp' && this.endpoint.tls && /wrong version number/.test(reason(e))) {
       return new NixociError(
@@ -374,6 +387,18 @@ function sshConnection(ep: Extract<Endpoint, { kind: 'ssh' }>, engine: EngineKin
   const sock = d as Duplex & Record<string, unknown>;
   for (const m of ['setTimeout', 'setNoDelay', 'setKeepAlive', 'ref', 'unref']) sock[m] = () => sock;
   return d;
+}
+
+/** What a path is when it exists and is not a socket ("a directory", "a file"), else undefined. */
+function nonSocket(path: string): string | undefined {
+  let st;
+  try {
+    st = statSync(path, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (!st || st.isSocket()) return undefined;
+  return st.isDirectory() ? 'a directory' : st.isFile() ? 'a file' : 'neither a file nor a directory';
 }
 
 async function drain(body: IncomingMessage): Promise<void> {
