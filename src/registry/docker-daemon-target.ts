@@ -515,7 +515,7 @@ function pickImage(images: readonly Image[], engineArch: string | undefined, not
       'TARGET_INVALID',
       `the engine runs on ${engineArch ?? 'an unknown architecture'}, and no image was built for it`,
       {
-        hint: `build for --platform linux/${engineArch ?? 'amd64'}`,
+        hint: 'an engine holds one platform per tag: pick the image to load with --arch amd64 or --arch arm64',
       },
     );
   }

@@ -268,6 +268,40 @@ describe('DaemonTarget engine discovery', () => {
     }
   });
 
+  it('refuses images of other architectures than the engine, naming the flag that picks one', async () => {
+    const dir = tempDir('nixoci-s390x-engine-');
+    const sock = path.join(dir, 'docker.sock');
+    const server = createHttpServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/version')
+        res.end(JSON.stringify({ ApiVersion: '1.41', Version: '20.10', Arch: 's390x' }));
+      else if (req.url === '/info') res.end('{}');
+      else if (req.url?.startsWith('/images/json')) res.end('[]');
+      else res.writeHead(404).end(JSON.stringify({ message: 'no such image' }));
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+      const r = await nixoci([
+        'load',
+        '--graph',
+        fx.graphFile,
+        '--arch',
+        'amd64,arm64',
+        '--host',
+        `unix://${sock}`,
+        `arch-${run}:v1`,
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        'nixoci: error: the engine runs on s390x, and no image was built for it\n' +
+          'hint: an engine holds one platform per tag: pick the image to load with --arch amd64 or --arch arm64\n',
+      );
+    } finally {
+      server.close();
+    }
+  });
+
   it("says permission denied, and what to do, when the socket is not the user's", async () => {
     // As root every socket opens; run nixoci as `nobody` against the engine's root:docker 0660
     // socket. The checkout may not be readable by nobody, so bin/ and dist/ are copied.
