@@ -268,6 +268,49 @@ describe('DaemonTarget engine discovery', () => {
     }
   });
 
+  it('says the connection broke when the engine goes away during a load', async () => {
+    // A stand-in engine that drops the connection in the middle of the archive, or after it has
+    // answered 200 and started its progress stream (a crash or restart while importing).
+    const dir = tempDir('nixoci-dropping-engine-');
+    const sock = path.join(dir, 'docker.sock');
+    let answered = false;
+    const server = createHttpServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/version')
+        res.end(JSON.stringify({ ApiVersion: '1.41', Version: '20.10', Arch: 'amd64' }));
+      else if (req.url === '/info') res.end('{}');
+      else if (req.url?.startsWith('/images/json')) res.end('[]');
+      else if (req.url?.includes('/images/load')) {
+        let n = 0;
+        req.on('data', (c: Buffer) => {
+          n += c.length;
+          if (!answered && n > 100_000) req.socket.destroy();
+        });
+        req.on('end', () => {
+          res.writeHead(200).write('{"stream":"Loading layer"}\n');
+          setTimeout(() => req.socket.destroy(), 100);
+        });
+      } else res.writeHead(404).end(JSON.stringify({ message: 'no such image' }));
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const fx = await buildFixtureClosure({ tag: 'daemon-v1' });
+      const load = (): ReturnType<typeof nixoci> =>
+        nixoci(['load', '--graph', fx.graphFile, '--host', `unix://${sock}`, `drop-${run}:v1`]);
+      for (const when of ['while sending', 'after the answer']) {
+        answered = when === 'after the answer';
+        const r = await load();
+        expect(r.code, when).toBe(1);
+        expect(r.stderr, when).toMatch(
+          new RegExp(`^nixoci: error: the connection to the Docker engine at unix://${sock} broke: `),
+        );
+        expect(r.stderr, when).toMatch(/\nhint: did the engine stop or restart\? See the engine log\n$/);
+      }
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses images of other architectures than the engine, naming the flag that picks one', async () => {
     const dir = tempDir('nixoci-s390x-engine-');
     const sock = path.join(dir, 'docker.sock');

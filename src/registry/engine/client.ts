@@ -170,7 +170,18 @@ export class EngineClient {
       });
     }
     const messages: string[] = [];
-    for await (const line of readline().createInterface({ input: res.body, crlfDelay: Infinity })) {
+    try {
+      await this.readProgress(res.body, messages);
+    } catch (e) {
+      // the engine went away while importing (a crash, a restart), or its error line above
+      throw this.connectError(e, signal, true);
+    }
+    return { messages };
+  }
+
+  /** The JSON progress lines of a load into `messages`; a line with an `error` throws it. */
+  private async readProgress(body: IncomingMessage, messages: string[]): Promise<void> {
+    for await (const line of readline().createInterface({ input: body, crlfDelay: Infinity })) {
       if (line.trim() === '') continue;
       let p: z.infer<typeof progressSchema>;
       try {
@@ -187,7 +198,6 @@ export class EngineClient {
       const msg = (p.stream ?? p.status ?? '').trim();
       if (msg) messages.push(msg);
     }
-    return { messages };
   }
 
   /** `POST /images/{name}/tag?repo=&tag=`. */
@@ -220,10 +230,18 @@ export class EngineClient {
     const send = ep.kind === 'tcp' && ep.tls ? https().request : httpRequest;
     return new Promise<EngineResponse>((resolve, reject) => {
       const req = send(opts, (res) => resolve({ status: res.statusCode ?? 0, body: res }));
-      req.on('error', (e) => reject(this.connectError(e, init.signal)));
+      // Whether the engine was reached, so that a connection that breaks is not told as one refused.
+      let connected = false;
+      req.on('socket', (s) => {
+        if (!('connecting' in s)) return; // ssh: its own errors say what failed
+        if (s.connecting) s.once('connect', () => void (connected = true));
+        else connected = true;
+      });
+      req.on('error', (e) => reject(this.connectError(e, init.signal, connected)));
       if (!init.body) req.end();
       else if (Buffer.isBuffer(init.body)) req.end(init.body);
-      else pipeline(init.body, req).catch((e: unknown) => reject(this.connectError(e, init.signal)));
+      else
+        pipeline(init.body, req).catch((e: unknown) => reject(this.connectError(e, init.signal, connected)));
     });
   }
 
@@ -298,7 +316,7 @@ export class EngineClient {
     return new NixociError('DAEMON', `${this.name()}: ${why}`, { hint: 'see the engine log for details' });
   }
 
-  private connectError(e: unknown, signal?: AbortSignal): NixociError {
+  private connectError(e: unknown, signal?: AbortSignal, connected = false): NixociError {
     // An error of the body (a store read failing mid-archive) is reported as itself.
     if (e instanceof NixociError) return e;
     if (signal?.aborted) return new NixociError('ABORTED', 'aborted', { cause: e });
@@ -339,6 +357,12 @@ export class EngineClient {
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(String(code ?? ''))) {
       return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: ${reason(e)}`, {
         hint: "put the CA of the engine's certificate in DOCKER_CERT_PATH/ca.pem (or NODE_EXTRA_CA_CERTS)",
+        cause: e,
+      });
+    }
+    if (connected) {
+      return new NixociError('DAEMON_UNREACHABLE', `the connection to ${this.name()} broke: ${reason(e)}`, {
+        hint: 'did the engine stop or restart? See the engine log',
         cause: e,
       });
     }
