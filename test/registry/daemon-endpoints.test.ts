@@ -311,6 +311,23 @@ describe('DaemonTarget engine discovery', () => {
     }
   });
 
+  it('says so when what listens at the address does not speak HTTP', async () => {
+    const dir = tempDir('nixoci-not-http-');
+    const sock = path.join(dir, 'docker.sock');
+    const server = createServer((c) => c.end('SSH-2.0-OpenSSH_9.2\r\n\r\n'));
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const err = await connectEngine({ engine: 'docker', host: `unix://${sock}` }).catch((e: unknown) => e);
+      expect((err as NixociError).code).toBe('DAEMON_UNREACHABLE');
+      expect((err as NixociError).message).toMatch(
+        new RegExp(`^the Docker engine at unix://${sock} does not answer in HTTP: HPE_`),
+      );
+      expect((err as NixociError).hint).toMatch(/^is this the engine's address\?/);
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses images of other architectures than the engine, naming the flag that picks one', async () => {
     const dir = tempDir('nixoci-s390x-engine-');
     const sock = path.join(dir, 'docker.sock');

@@ -360,6 +360,13 @@ export class EngineClient {
         cause: e,
       });
     }
+    // llhttp's codes: something listens there, but not an HTTP server
+    if (String(code ?? '').startsWith('HPE_')) {
+      return new NixociError('DAEMON_UNREACHABLE', `${this.name()} does not answer in HTTP: ${reason(e)}`, {
+        hint: `is this the engine's address? Name it with --host / ${this.engine === 'podman' ? 'CONTAINER_HOST' : 'DOCKER_HOST'}`,
+        cause: e,
+      });
+    }
     if (connected) {
       return new NixociError('DAEMON_UNREACHABLE', `the connection to ${this.name()} broke: ${reason(e)}`, {
         hint: 'did the engine stop or restart? See the engine log',
