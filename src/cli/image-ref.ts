@@ -77,6 +77,9 @@ function openSource(command: string, ref: string, flags: TargetFlags, arch: stri
     }
     case 'docker-daemon':
     case 'podman': {
+      // Engines refuse upper case in a reference (image IDs are lower-case hex too): say so here.
+      if (/[A-Z]/.test(rest))
+        throw usage(command, `${ref}: image names are lower case (use ${transport}:${rest.toLowerCase()})`);
       const host = typeof flags.host === 'string' ? flags.host : undefined;
       const slash = rest.lastIndexOf('/');
       const name = rest.lastIndexOf(':') > slash ? rest : `${rest}:latest`;

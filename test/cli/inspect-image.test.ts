@@ -369,6 +369,16 @@ describe('nixoci diff', () => {
     expect(d.storePaths).toEqual({ added: [], removed: [], changed: [], unchanged: v1.paths.length });
   });
 
+  it('refuses an engine image name in upper case as a usage error, as load does', async () => {
+    for (const ref of ['docker-daemon:HX-App:v1', 'podman:Example.com/app']) {
+      const r = await nixoci(['inspect', ref]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(
+        /image names are lower case \(use (docker-daemon:hx-app:v1|podman:example\.com\/app)\)/,
+      );
+    }
+  });
+
   it('needs two images', async () => {
     const r = await nixoci(['diff', `oci:${ociA}`]);
     expect(r.code).toBe(2);
