@@ -26,6 +26,38 @@ export const pathInfoObjectSchema = z.record(
     .nullable(),
 );
 
+/** A hash in Nix's newer JSON formats: a string, or `{ algorithm, format, hash }`. */
+const nixHash = z.union([
+  z.string(),
+  z.object({ algorithm: z.string(), format: z.string().optional(), hash: z.string() }).passthrough(),
+]);
+
+/**
+ * `nix path-info --json --json-format 2` (Nix ≥ 2.33): `{ version: 2, storeDir, info }`, `info`
+ * keyed by store path base names, references as base names too.
+ */
+export const pathInfoV2Schema = z
+  .object({
+    version: z.literal(2),
+    storeDir: z.string(),
+    info: z.record(
+      z.string(),
+      z
+        .object({ narHash: nixHash, narSize: size, references: z.array(z.string()) })
+        .passthrough()
+        .nullable(),
+    ),
+  })
+  .passthrough();
+
+/** A hash of the v2 format as the strings graph entries hold (SRI, or ALGO:DIGEST). */
+export function hashString(h: z.infer<typeof nixHash>): string {
+  if (typeof h === 'string') return h;
+  if (h.format === 'sri') return h.hash;
+  if (h.format === 'base64') return `${h.algorithm}-${h.hash}`;
+  return `${h.algorithm}:${h.hash}`; // nix32 (base32) or base16: told apart by length
+}
+
 export const graphEntriesSchema = z.array(graphEntrySchema);
 export const plainPathsSchema = z.array(z.string());
 

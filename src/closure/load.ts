@@ -4,7 +4,9 @@ import { NixociError, quote, reason } from '../core/errors.js';
 import type { Closure, PathInfo } from './closure.js';
 import {
   graphEntriesSchema,
+  hashString,
   pathInfoObjectSchema,
+  pathInfoV2Schema,
   plainPathsSchema,
   wrappedGraphSchema,
   type GraphEntry,
@@ -84,6 +86,8 @@ function extractEntries(
   const arr = graphEntriesSchema.safeParse(json);
   if (arr.success) return { entries: arr.data, roots: undefined };
   if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
+    if ((json as { version?: unknown }).version === 2 && 'info' in json)
+      return { entries: v2Entries(json, where), roots: undefined };
     const wrapped = wrappedGraphSchema.safeParse(json);
     if (wrapped.success) {
       // A structured-attrs file: the entries are the one non-empty array-of-entries value in the
@@ -111,7 +115,11 @@ function extractEntries(
       if (firstBad) throw shapeError(where, firstBad[1], firstBad[0]);
       if (empty) return { entries: [], roots: wrapped.data.roots };
     }
-    const obj = pathInfoObjectSchema.safeParse(json);
+    // Nix ≥ 2.33 adds `version` and `storeDir` beside the store paths of its version-1 format.
+    const { version, storeDir, ...byPath } = json as Record<string, unknown>;
+    const obj = pathInfoObjectSchema.safeParse(
+      typeof version === 'number' || typeof storeDir === 'string' ? byPath : json,
+    );
     if (obj.success && Object.keys(obj.data).length > 0) {
       const entries: GraphEntry[] = [];
       for (const [path, info] of Object.entries(obj.data)) {
@@ -127,6 +135,26 @@ function extractEntries(
     throw shapeError(where, obj.success ? undefined : obj.error);
   }
   throw shapeError(where, arr.error);
+}
+
+/** Entries of `nix path-info --json-format 2` output: base names made full paths with its storeDir. */
+function v2Entries(json: object, where: string): GraphEntry[] {
+  const v2 = pathInfoV2Schema.safeParse(json);
+  if (!v2.success) throw shapeError(where, v2.error);
+  const full = (p: string): string => (p.startsWith('/') ? p : `${v2.data.storeDir}/${p}`);
+  return Object.entries(v2.data.info).map(([base, info]) => {
+    if (info === null) {
+      throw new NixociError('STORE_PATH_MISSING', `${where}: ${full(base)} is not valid in the Nix store`, {
+        hint: 'build or substitute it first (nix-store --realise)',
+      });
+    }
+    return {
+      path: full(base),
+      narHash: hashString(info.narHash),
+      narSize: info.narSize,
+      references: info.references.map(full),
+    };
+  });
 }
 
 function shapeError(where: string, err: z.ZodError | undefined, key?: string): NixociError {
@@ -271,7 +299,7 @@ export async function closureFromPaths(
       });
     }
   }
-  const out = await runNix(['path-info', ...NIX_FEATURES, '--json', '--recursive', ...roots], options);
+  const out = await pathInfoJson(roots, options);
   let json: unknown;
   try {
     json = JSON.parse(out);
@@ -282,4 +310,20 @@ export async function closureFromPaths(
   }
   const { entries } = extractEntries(json, 'nix path-info');
   return buildClosure(entries, roots, 'nix path-info', { ...options, storeDir });
+}
+
+/**
+ * `nix path-info --json --recursive`. Nix 2.33 deprecated `--json` without `--json-format` (it still
+ * prints version 1, with a warning) and will refuse it; older Nix does not know the flag. So the
+ * plain form goes first, and a Nix that refuses it for want of `--json-format` is asked for
+ * version 2, which extractEntries reads too.
+ */
+async function pathInfoJson(roots: readonly string[], options: NixRunOptions): Promise<string> {
+  const args = ['path-info', ...NIX_FEATURES, '--json', '--recursive'];
+  try {
+    return await runNix([...args, ...roots], options);
+  } catch (e) {
+    if (!(e instanceof NixociError) || !/json-format/.test(e.message)) throw e;
+    return runNix([...args, '--json-format', '2', ...roots], options);
+  }
 }

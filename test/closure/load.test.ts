@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +78,95 @@ describe('closure graph input', () => {
       expect(c.roots).toEqual([fx.app]);
       for (const [p, info] of c.paths) expect(info).toEqual(fromGraph.paths.get(p));
     }
+  });
+
+  it("reads Nix 2.33's path-info JSON: version 1 with version/storeDir beside the paths, and version 2", async () => {
+    // This machine's Nix predates 2.33: its output is rewritten into the documented 2.33 shapes.
+    const arr = (await pathInfoJson([fx.app])) as {
+      path: string;
+      narHash: string;
+      narSize: number;
+      references: string[];
+    }[];
+    const fromGraph = await loadGraphFile(fx.graphFile);
+    const v1 = {
+      version: 1,
+      storeDir: '/nix/store',
+      ...Object.fromEntries(arr.map(({ path, ...rest }) => [path, rest])),
+    };
+    const base = (p: string): string => p.slice('/nix/store/'.length);
+    const v2 = (hash: (h: string) => unknown): object => ({
+      version: 2,
+      storeDir: '/nix/store',
+      info: Object.fromEntries(
+        arr.map(({ path, narHash, narSize, references }) => [
+          base(path),
+          { narHash: hash(normaliseNarHash(narHash)!), narSize, references: references.map(base), ca: null },
+        ]),
+      ),
+    });
+    const sri = v2((h) => h);
+    const structured = v2((h) => ({
+      algorithm: 'sha256',
+      format: 'base64',
+      hash: h.slice('sha256-'.length),
+    }));
+    const hex = v2((h) => ({
+      algorithm: 'sha256',
+      format: 'base16',
+      hash: Buffer.from(h.slice('sha256-'.length), 'base64').toString('hex'),
+    }));
+    for (const json of [v1, sri, structured, hex]) {
+      const c = await loadGraphFile(file(json));
+      expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+      expect(c.roots).toEqual([fx.app]);
+      for (const [p, info] of c.paths) expect(info).toEqual(fromGraph.paths.get(p));
+    }
+    const invalid = { version: 2, storeDir: '/nix/store', info: { [base(fx.app)]: null } };
+    expect((await failure(loadGraphFile(file(invalid)))).message).toMatch(/is not valid in the Nix store/);
+  });
+
+  it('asks a Nix that refuses --json without --json-format for version 2', async () => {
+    // A nix in front of the real one that behaves as Nix 2.33 announces for later releases: plain
+    // --json refused, --json-format 2 answered in the version-2 shape.
+    const real = execFileSync('sh', ['-c', 'command -v nix'], { encoding: 'utf8' }).trim();
+    const wrapper = join(dir, 'nix');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh
+case " $* " in
+  *" --json-format 2 "*) ;;
+  *" path-info "*) echo "error: '--json' needs '--json-format' (1 or 2)" >&2; exit 1 ;;
+  *) exec ${real} "$@" ;;
+esac
+args=""; skip=0
+for a in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; continue; fi
+  if [ "$a" = "--json-format" ]; then skip=1; continue; fi
+  args="$args '$a'"
+done
+eval exec ${real} "$args" | ${process.execPath} -e '
+let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+  const a = JSON.parse(s), b = (p) => p.replace("/nix/store/", "");
+  const info = {};
+  for (const e of a) info[b(e.path)] = { narHash: e.narHash, narSize: e.narSize, references: e.references.map(b) };
+  process.stdout.write(JSON.stringify({ version: 2, storeDir: "/nix/store", info }));
+});'
+`,
+      { mode: 0o755 },
+    );
+    const logged: string[] = [];
+    const old = process.env.NIXOCI_NIX;
+    process.env.NIXOCI_NIX = wrapper;
+    try {
+      const c = await loadGraphFile(file([fx.app]), { log: (l) => logged.push(l) });
+      expect([...c.paths.keys()].sort()).toEqual(fx.paths);
+    } finally {
+      if (old === undefined) delete process.env.NIXOCI_NIX;
+      else process.env.NIXOCI_NIX = old;
+    }
+    expect(logged.filter((l) => l.includes('path-info'))).toHaveLength(2);
+    expect(logged.at(-1)).toContain('--json-format 2');
   });
 
   it('reads a plain list of store paths, asking nix path-info for the graph', async () => {
