@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { isNixociError } from '../core/errors.js';
 import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
@@ -24,6 +25,9 @@ const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
 /** Runs the CLI and returns the exit code; never throws, never prints a stack trace. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const controller = new AbortController();
+  // Every concurrent exchange, job and wait of the run listens to this one signal (up to
+  // --concurrency 64 uploads at once): more than Node's default of 10 is no leak.
+  setMaxListeners(0, controller.signal);
   const onSigint = (): void => controller.abort();
   process.once('SIGINT', onSigint);
   process.once('SIGTERM', onSigint);

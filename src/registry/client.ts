@@ -87,12 +87,8 @@ export class RegistryClient {
   /** POST /v2/R/blobs/uploads/?mount=D&from=S: 201 mounted; 202 means not, and opens a session. */
   async mountBlob(repo: string, digest: Digest, from: string, signal?: AbortSignal): Promise<MountResult> {
     const q = new URLSearchParams({ mount: digest, from });
-    const res = await this.exchange(
-      'POST',
-      `/v2/${repo}/blobs/uploads/?${q}`,
-      {},
-      Buffer.alloc(0),
-      afterGrace(signal),
+    const res = await withGrace(signal, (graced) =>
+      this.exchange('POST', `/v2/${repo}/blobs/uploads/?${q}`, {}, Buffer.alloc(0), graced),
     );
     await discard(res);
     if (res.status === 201) return { mounted: true };
@@ -116,12 +112,8 @@ export class RegistryClient {
   async startUpload(repo: string, signal?: AbortSignal): Promise<URL> {
     // An abort while the POST is in flight would leave a session open that nobody knows of: the
     // POST is let finish (within a grace period) and the session it opened cancelled.
-    const res = await this.exchange(
-      'POST',
-      `/v2/${repo}/blobs/uploads/`,
-      {},
-      Buffer.alloc(0),
-      afterGrace(signal),
+    const res = await withGrace(signal, (graced) =>
+      this.exchange('POST', `/v2/${repo}/blobs/uploads/`, {}, Buffer.alloc(0), graced),
     );
     if (res.status !== 202) throw await this.fail('start upload', res);
     await discard(res);
@@ -326,16 +318,28 @@ export class RegistryClient {
   }
 }
 
-/** A signal that aborts `ms` after `signal` does (or never, without one). */
-function afterGrace(signal: AbortSignal | undefined, ms = 3000): AbortSignal | undefined {
-  if (!signal) return undefined;
+/**
+ * Runs `fn` with a signal that aborts `ms` after `signal` does (or never, without one). The
+ * listener on `signal` is removed when `fn` is done: `signal` is the whole run's, shared by every
+ * exchange, and would otherwise collect one listener per upload.
+ */
+async function withGrace<T>(
+  signal: AbortSignal | undefined,
+  fn: (graced: AbortSignal | undefined) => Promise<T>,
+  ms = 3000,
+): Promise<T> {
+  if (!signal) return fn(undefined);
   const c = new AbortController();
   const later = (): void => {
     setTimeout(() => c.abort(signal.reason), ms).unref();
   };
   if (signal.aborted) later();
   else signal.addEventListener('abort', later, { once: true });
-  return c.signal;
+  try {
+    return await fn(c.signal);
+  } finally {
+    signal.removeEventListener('abort', later);
+  }
 }
 
 function withDigest(location: URL, digest: Digest): URL {

@@ -1,11 +1,14 @@
 // Pushes real Nix closures to the real distribution registry (scripts/services, 127.0.0.1:5000) and
 // reads them back with skopeo, plain HTTP and the real Docker engine.
+import { getEventListeners } from 'node:events';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseDigest } from '../../src/core/digest.js';
 import { DigestCache } from '../../src/layer/cache.js';
 import { parseReference } from '../../src/registry/reference.js';
+import { RegistryClient } from '../../src/registry/client.js';
 import { RegistryTarget } from '../../src/registry/registry-target.js';
 import type { TargetResult } from '../../src/image/target.js';
 import { testEnv } from '../helpers/env.js';
@@ -157,6 +160,20 @@ describe('RegistryTarget against docker-registry', () => {
     // Layers shared by both architectures were pushed once.
     const shared = r.images[1]!.layers.filter((l) => r.images[0]!.layers.some((x) => x.digest === l.digest));
     expect(shared.length).toBeGreaterThan(0);
+  });
+
+  it("leaves no listener on the run's signal after each upload session it opens", async () => {
+    // The whole run shares one AbortSignal; an upload's grace period hooked it and never let go,
+    // so a push of more than a few layers printed MaxListenersExceededWarning.
+    const client = new RegistryClient(reg, reg, { what: 'test', env: {} });
+    const signal = new AbortController().signal;
+    const listening = (): number => getEventListeners(signal, 'abort').length;
+    const r = uniqueRepo('listeners');
+    for (let i = 0; i < 12; i++) {
+      await client.cancelUpload(await client.startUpload(r, signal));
+      await client.mountBlob(r, parseDigest(`sha256:${'0'.repeat(64)}`), 'nowhere/else', signal);
+    }
+    expect(listening()).toBe(0);
   });
 
   it('is pulled and run by the real Docker engine', async () => {
