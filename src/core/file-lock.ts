@@ -24,12 +24,13 @@ export async function withFileLock<T>(lock: string, fn: () => T, signal?: AbortS
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     const holder = holderOf(lock);
-    if (holder === 'stale') {
-      removeQuietly(lock);
-      continue;
-    }
+    // Every way round the loop meets the deadline: a stale lock that cannot be removed, or that
+    // keeps coming back, must not spin for ever.
+    if (holder === 'stale') removeQuietly(lock);
     if (Date.now() > deadline) {
-      throw new NixociError('TARGET_WRITE', `${lock} is held by process ${holder ?? '?'}`, {
+      const by =
+        holder === 'stale' ? 'a process that is gone, and cannot be removed' : `process ${holder ?? '?'}`;
+      throw new NixociError('TARGET_WRITE', `${lock} is held by ${by}`, {
         hint: 'wait for that run to finish; if no nixoci is running, remove the file',
       });
     }
