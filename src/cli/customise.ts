@@ -42,6 +42,9 @@ function parseUser(command: string, v: string | undefined): UserFlag {
   if (v === undefined) return { kind: 'none' };
   if (/^\d+(:\d+)?$/.test(v)) return { kind: 'raw', value: v };
   const m = /^([a-z_][a-z0-9_-]{0,31})(?::(\d+))?$/.exec(v);
+  // USER:GROUP with a group name (1000:users, app:staff): nixoci writes no /etc/group entries.
+  if (!m && /^[\w-]+:[a-z_][a-z0-9_-]*$/.test(v))
+    throw usage(command, `--user ${v}: group names are refused; give the numeric GID (e.g. --user 1000:100)`);
   // A name the image has no /etc/passwd entry for would only fail at `docker run`.
   if (!m)
     throw usage(

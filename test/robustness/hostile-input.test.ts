@@ -520,7 +520,13 @@ const cases: Case[] = [
     name: 'flag: --user with a group name (the help says UID[:GID]|NAME)',
     args: (c) => ['build', '--graph', c.fx.graphFile, '--user', 'nobody:nogroup', '--to', `oci:${c.out}:t`],
     code: 2,
-    says: /--user "nobody:nogroup": expected UID\[:GID\] or NAME\[:UID\]/,
+    says: /--user nobody:nogroup: group names are refused; give the numeric GID/,
+  },
+  {
+    name: 'flag: --user UID:GROUPNAME',
+    args: (c) => ['build', '--graph', c.fx.graphFile, '--user', '1000:users', '--to', `oci:${c.out}:t`],
+    code: 2,
+    says: /--user 1000:users: group names are refused; give the numeric GID/,
   },
   {
     name: 'flag: --max-layers 1 with the customisation layer (would make 2 layers)',
