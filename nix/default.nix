@@ -165,13 +165,14 @@ let
       copyToDockerDaemon = writeBin "copy-to-docker-daemon" (script (quote "docker-daemon:${ref}"));
       copyToPodman = writeBin "copy-to-podman" (script (quote "podman:${ref}"));
       copyToRegistry = writeBin "copy-to-registry" (script (quote "docker://${ref}"));
-      # an oci: or docker-archive: destination without a name gets the image's (as nix2container's copyTo)
+      # an oci: or docker-archive: destination without a name gets the image's (as nix2container's
+      # copyTo); docker-archive:- too, for `copy-to docker-archive:- | docker load`
       copyTo = writeBin "copy-to" ''
         [ $# -ge 1 ] || { echo "usage: copy-to DEST [nixoci flags]  (DEST: oci:DIR, docker-archive:FILE, docker://REF, …)" >&2; exit 2; }
         dest=$1
         shift
         case "$dest" in
-          oci:*:* | docker-archive:*:* | docker-archive:-) ;;
+          oci:*:* | docker-archive:*:*) ;;
           oci:*) dest="$dest:"${quote tag} ;;
           docker-archive:*) dest="$dest:"${quote ref} ;;
         esac

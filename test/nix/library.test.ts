@@ -103,6 +103,13 @@ describe('nix/ library', () => {
     });
     const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
     expect(index.manifests[0].annotations['org.opencontainers.image.ref.name']).toBe('v1');
+    // docker-archive:- (for a pipe into docker load) is named too
+    const piped = join(work, 'piped.tar');
+    await run('sh', ['-c', `"$0" docker-archive:- --quiet > "$1"`, join(copyTo!, 'bin', 'copy-to'), piped], {
+      env: { ...env, PATH: `${bin}:${process.env.PATH}` },
+    });
+    const listed = (await run('tar', ['-xOf', piped, 'manifest.json'], { encoding: 'utf8' })).stdout;
+    expect((JSON.parse(listed) as { RepoTags: string[] }[])[0]!.RepoTags).toEqual(['nixoci-nixlib-test:v1']);
     await docker(['load', '-i', archive]);
     const out = await dockerRunOutput(ref);
     expect(out).toContain('Hello from nixoci');
