@@ -7,7 +7,7 @@ import { Authenticator } from './auth/authenticator.js';
 import { resolveCredentials, type CredentialOptions } from './auth/credentials.js';
 import { readRegistryError, registryError } from './registry-error.js';
 import type { RetryEvent } from './retry.js';
-import { discard, Transport, type Body, type TransportOptions } from './transport.js';
+import { discard, readAtMost, Transport, type Body, type TransportOptions } from './transport.js';
 
 export interface ClientOptions extends TransportOptions, CredentialOptions {
   /** The start of every error message, e.g. `push to ghcr.io/org/app`. */
@@ -21,6 +21,13 @@ export const MANIFEST_ACCEPT = [
   MediaType.dockerManifest,
   MediaType.dockerManifestList,
 ].join(', ');
+
+/**
+ * The largest manifest or index read: what the distribution registry accepts (4 MiB), with room to
+ * spare. A config may be larger (history of a big image) but not as large as a layer.
+ */
+export const MAX_MANIFEST = 8 << 20;
+export const MAX_CONFIG = 64 << 20;
 
 /** A manifest or index as the registry holds it. */
 export interface FetchedManifest {
@@ -200,7 +207,7 @@ export class RegistryClient {
       return undefined;
     }
     if (res.status !== 200) throw await this.fail(`get manifest ${reference}`, res);
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await this.small(res, MAX_MANIFEST, `manifest ${reference}`, 'an image manifest');
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && reference !== digest) {
@@ -239,7 +246,7 @@ export class RegistryClient {
   async getBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<Buffer> {
     const res = await this.exchange('GET', `/v2/${repo}/blobs/${digest}`, {}, undefined, signal);
     if (res.status !== 200) throw await this.fail(`get blob ${short(digest)}`, res);
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await this.small(res, MAX_CONFIG, `blob ${short(digest)}`, 'an image config');
     if (sha256Digest(bytes) !== digest) {
       throw new NixociError(
         'REGISTRY',
@@ -247,6 +254,19 @@ export class RegistryClient {
         {
           hint: 'the registry or a proxy altered the blob',
         },
+      );
+    }
+    return bytes;
+  }
+
+  /** The body of a manifest or config, refused when it is larger than any real one. */
+  private async small(res: Response, limit: number, what: string, kind: string): Promise<Buffer> {
+    const { bytes, whole } = await readAtMost(res, limit);
+    if (!whole) {
+      throw new NixociError(
+        'REGISTRY',
+        `${this.o.what} failed: ${what} is larger than ${limit >> 20} MiB: not ${kind}`,
+        { hint: 'the registry or a proxy in between sent something else; check the reference' },
       );
     }
     return bytes;

@@ -1,6 +1,7 @@
 import type { Response } from 'undici';
 import { z } from 'zod';
 import { NixociError } from '../core/errors.js';
+import { MAX_DROPPED_BODY, readAtMost } from './transport.js';
 
 const errorBody = z.object({
   errors: z.array(
@@ -20,7 +21,7 @@ export interface RegistryErrorInfo {
 export async function readRegistryError(res: Response): Promise<RegistryErrorInfo> {
   let text = '';
   try {
-    text = await res.text();
+    text = (await readAtMost(res, MAX_DROPPED_BODY)).bytes.toString();
   } catch {
     // An unreadable body leaves only the status to report.
   }

@@ -246,7 +246,7 @@ export class Transport {
         // Plain HTTP is the default for loopback hosts (and --insecure-registry ones); a registry
         // there may still serve TLS only (a local registry:2 with a certificate). Its answer says
         // so: from then on this registry is spoken to over HTTPS, as docker and crane do.
-        const text = await res.text();
+        const text = (await readAtMost(res, MAX_DROPPED_BODY)).bytes.toString();
         if (HTTPS_ONLY.test(text)) {
           this.base = `https://${this.host}`;
           this.originOf = new URL(this.base).origin;
@@ -345,10 +345,44 @@ function isConnectionError(e: unknown): boolean {
   return e instanceof TypeError || (e as { code?: unknown })?.code !== undefined;
 }
 
-/** Reads and drops a response body so the connection can be reused. */
+/** What is read of an error body, a redirect's or one that is dropped: more is never needed. */
+export const MAX_DROPPED_BODY = 64 << 10;
+
+/**
+ * Reads a response body of at most `limit` bytes. A longer one (by its Content-Length, or once
+ * `limit` bytes came) is not read further: `whole` is false and `bytes` holds what came. A server
+ * may send hundreds of MB or an endless chunked body where a manifest or an error is expected.
+ */
+export async function readAtMost(res: Response, limit: number): Promise<{ bytes: Buffer; whole: boolean }> {
+  const length = Number(res.headers.get('content-length') ?? NaN);
+  const body = res.body;
+  if (!body) return { bytes: Buffer.alloc(0), whole: true };
+  if (length > limit) {
+    await body.cancel().catch(() => undefined);
+    return { bytes: Buffer.alloc(0), whole: false };
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { bytes: Buffer.concat(chunks, size), whole: true };
+    chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      return { bytes: Buffer.concat(chunks, size).subarray(0, limit), whole: false };
+    }
+  }
+}
+
+/**
+ * Drops a response body: read (so the connection can be reused) when it is short, else cancelled
+ * (the connection is closed) rather than read to its end.
+ */
 export async function discard(res: Response): Promise<void> {
   try {
-    await res.arrayBuffer();
+    await readAtMost(res, MAX_DROPPED_BODY);
   } catch {
     // The body is of no interest; a broken one only costs the connection.
   }

@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { exchange } from '../transport.js';
+import { exchange, readAtMost } from '../transport.js';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
@@ -29,6 +29,8 @@ export interface TokenRequest {
   readonly signal?: AbortSignal;
 }
 
+/** A token answer (a JWT or two and a few fields) is read up to this size. */
+const MAX_TOKEN_ANSWER = 1 << 20;
 /** The spec's default when a token server gives no expires_in. */
 const DEFAULT_EXPIRY_S = 60;
 /** Tokens are dropped this long before they expire, so one never lapses mid-request. */
@@ -76,7 +78,8 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
       ...(req.signal ? { signal: req.signal } : {}),
     });
     status = res.status;
-    text = await res.text();
+    // A token answer is a few KB; a longer one is cut short (and then is not JSON).
+    text = (await readAtMost(res, MAX_TOKEN_ANSWER)).bytes.toString();
   } catch (e) {
     if (req.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
     throw new NixociError(
