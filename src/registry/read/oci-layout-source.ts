@@ -1,8 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../../core/digest.js';
 import { NixociError, reason } from '../../core/errors.js';
+import { MAX_CONFIG, MAX_MANIFEST } from '../client.js';
 import {
   invalidImage,
   lazySource,
@@ -39,7 +41,10 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
   const blob = async (d: Digest, what: string): Promise<Buffer> => {
     let bytes: Buffer;
     try {
-      bytes = await readFile(join(dir, 'blobs', 'sha256', digestHex(d)));
+      bytes = await readSmall(
+        join(dir, 'blobs', 'sha256', digestHex(d)),
+        what === 'config' ? MAX_CONFIG : MAX_MANIFEST,
+      );
     } catch (e) {
       throw new NixociError('IMAGE_READ', `read ${description}: ${what} ${d}: ${reason(e)}`, {
         hint: 'the layout is incomplete; rewrite it (e.g. with nixoci build --to oci:DIR)',
@@ -51,9 +56,11 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
   return lazySource(description, async () => {
     let indexBytes: Buffer;
     try {
-      indexBytes = await readFile(join(dir, 'index.json'));
+      indexBytes = await readSmall(join(dir, 'index.json'), MAX_CONFIG);
     } catch (e) {
-      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, {
+      // An errno error names the file; the checks of readSmall do not.
+      const why = (e as NodeJS.ErrnoException).code ? reason(e) : `index.json: ${reason(e)}`;
+      throw new NixociError('IMAGE_READ', `read ${description}: ${why}`, {
         hint: 'oci: must name an OCI image layout directory (with index.json)',
       });
     }
@@ -98,4 +105,22 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
 function checked(d: string, what: string): Digest {
   if (!isDigest(d)) throw invalidImage(what, `unsupported digest ${JSON.stringify(d)}`);
   return d;
+}
+
+/**
+ * A manifest, config or index.json of the layout, which must be a regular file of at most `limit`
+ * bytes: a FIFO would block the read forever (and a thread with it, deaf to Ctrl-C), /dev/zero
+ * would fill the memory. Opened non-blocking so that a FIFO is seen before it is read.
+ */
+async function readSmall(file: string, limit: number): Promise<Buffer> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new Error('it is a directory');
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > limit) throw new Error(`larger than ${limit >> 20} MiB`);
+    return await fh.readFile();
+  } finally {
+    await fh.close();
+  }
 }
