@@ -1,11 +1,12 @@
 // The pieces under `inspect IMAGE` and `diff`: the tar scanner (archives written by GNU tar in its
 // gnu and pax formats, read from a file and from a stream) and the pure image diff.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
+import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
 import { diffImages } from '../../src/registry/read/image-diff.js';
 import type { ImageLayerInfo } from '../../src/registry/read/image-source.js';
 import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
@@ -49,6 +50,28 @@ describe('scanTar', () => {
     const r = await fileReader(file);
     await expect(scanTar(r, () => false, 'not.tar')).rejects.toMatchObject({ code: 'IMAGE_INVALID' });
     await r.close();
+  });
+});
+
+describe('dockerArchiveSource', () => {
+  it('refuses a manifest.json whose header claims 5 GB before reading it (it was a RangeError)', async () => {
+    const src = join(work, 'huge-manifest');
+    mkdirSync(src);
+    writeFileSync(join(src, 'manifest.json'), '');
+    truncateSync(join(src, 'manifest.json'), 5 * 2 ** 30);
+    // The header and the first bytes of the entry: tar stops at the pipe's end.
+    const file = join(work, 'huge-manifest.tar');
+    execFileSync('sh', [
+      '-c',
+      `tar --format=pax -cf - -C "$1" manifest.json | head -c 8192 > "$2"`,
+      'sh',
+      src,
+      file,
+    ]);
+    await expect(dockerArchiveSource(file, undefined).manifest()).rejects.toMatchObject({
+      code: 'IMAGE_INVALID',
+      message: expect.stringMatching(/manifest\.json is larger than 16 MiB/),
+    });
   });
 });
 

@@ -73,7 +73,12 @@ export async function readArchive(
 ): Promise<LoadedImage> {
   const entries = await scanTar(
     reader,
-    (name, size, head) => name === 'manifest.json' || (size <= MAX_JSON && head[0] === 0x7b) /* { */,
+    (name, size, head) => {
+      // A header may claim any size: reading such a manifest.json whole would exhaust the memory.
+      if (name === 'manifest.json' && size > MAX_JSON)
+        throw invalidImage(description, `manifest.json is larger than ${MAX_JSON >> 20} MiB`);
+      return name === 'manifest.json' || (size <= MAX_JSON && head[0] === 0x7b); /* { */
+    },
     description,
   );
   const byName = new Map<string, ScannedEntry>(entries.map((e) => [e.name, e]));
