@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
 import { diffImages } from '../../src/registry/read/image-diff.js';
-import type { ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { parseManifest, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
 import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-read-'));
@@ -72,6 +72,21 @@ describe('dockerArchiveSource', () => {
       code: 'IMAGE_INVALID',
       message: expect.stringMatching(/manifest\.json is larger than 16 MiB/),
     });
+  });
+});
+
+describe('parseManifest', () => {
+  it('refuses a layer size that is no exact integer (1e300 was shown as 9.09e+287 TiB)', () => {
+    const m = (size: number): Buffer =>
+      Buffer.from(
+        JSON.stringify({
+          config: { digest: sha256Digest('c'), size: 1 },
+          layers: [{ digest: sha256Digest('l'), size }],
+        }),
+      );
+    expect(parseManifest(m(2 ** 53 - 1), undefined, 'm').kind).toBe('manifest');
+    for (const size of [1e300, 2 ** 53, -5])
+      expect(() => parseManifest(m(size), undefined, 'm')).toThrow(/not a valid image manifest/);
   });
 });
 

@@ -73,7 +73,8 @@ const descriptorSchema = z
   .object({
     mediaType: z.string().optional(),
     digest,
-    size: z.number().int().nonnegative(),
+    // An int64 in the spec; beyond 2^53 a JSON number is no exact size (1e300 passes .int()).
+    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
     annotations: z.record(z.string()).optional(),
     platform: z.object({ architecture: z.string(), os: z.string() }).passthrough().optional(),
   })
