@@ -261,8 +261,14 @@ export class Transport {
       const location = res.headers.get('location');
       const redirect =
         [301, 302, 303, 307, 308].includes(res.status) && location && (method === 'GET' || method === 'HEAD');
-      if (!redirect || hop >= 5) return res;
+      if (!redirect) return res;
       await discard(res);
+      if (hop >= 5)
+        throw new NixociError(
+          'REGISTRY',
+          `${method} ${start.pathname}: more than 5 redirects (the last to ${new URL(location, url).origin})`,
+          { hint: 'the registry or a proxy in front of it redirects in a loop; check its configuration' },
+        );
       url = this.upgrade(new URL(location, url));
       if (url.protocol !== 'https:' && url.protocol !== 'http:') return res;
     }

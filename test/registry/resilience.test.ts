@@ -300,6 +300,23 @@ describe('redirects', () => {
       await basicProxy.close();
     }
   });
+
+  it('says so when a registry redirects in a loop', async () => {
+    const loop = await startFaultProxy(env.registry);
+    loop.fault = (req, res) => {
+      reply(req, res, 302, { location: `http://${loop.host}/v2/loop/blobs/next` });
+      return true;
+    };
+    try {
+      const client = new RegistryClient('reg', loop.host, { what: 'test', env: {} });
+      await expect(client.getBlob('any/repo', sha256Digest(Buffer.from('x')))).rejects.toMatchObject({
+        message: expect.stringMatching(/more than 5 redirects \(the last to http:\/\/127\.0\.0\.1:\d+\)/),
+      });
+      expect(loop.seen.length).toBe(6);
+    } finally {
+      await loop.close();
+    }
+  });
 });
 
 it('reports an unreachable registry with a hint', async () => {
