@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NixociError } from '../../src/core/errors.js';
 import type { Image } from '../../src/image/image.js';
 import { DaemonTarget } from '../../src/registry/docker-daemon-target.js';
+import { EngineClient } from '../../src/registry/engine/client.js';
 import { connectEngine } from '../../src/registry/engine/connect.js';
 import { discoverEndpoints, parseHost } from '../../src/registry/engine/discover.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
@@ -306,6 +307,31 @@ describe('DaemonTarget engine discovery', () => {
         );
         expect(r.stderr, when).toMatch(/\nhint: did the engine stop or restart\? See the engine log\n$/);
       }
+    } finally {
+      server.close();
+    }
+  });
+
+  it('gives up on an engine that takes the connection but never answers, and Ctrl-C still wins', async () => {
+    const dir = tempDir('nixoci-silent-');
+    const sock = path.join(dir, 'docker.sock');
+    const server = createServer(() => undefined); // accepts, reads nothing, answers nothing
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const client = new EngineClient(parseHost(`unix://${sock}`, 'test', {}), 'docker', 300);
+      const err = await client.negotiate().catch((e: unknown) => e);
+      expect((err as NixociError).code).toBe('DAEMON_UNREACHABLE');
+      expect((err as NixociError).message).toBe(
+        `the Docker engine at unix://${sock} did not answer GET /version within 0.3 s`,
+      );
+      expect((err as NixociError).hint).toMatch(
+        /^check that the engine is running and not hung \(`docker version`\)/,
+      );
+      // an interrupt before the limit is an interrupt, not a timeout
+      const c = new AbortController();
+      setTimeout(() => c.abort(), 50);
+      const slow = new EngineClient(parseHost(`unix://${sock}`, 'test', {}), 'docker', 30_000);
+      expect(((await slow.negotiate(c.signal).catch((e: unknown) => e)) as NixociError).code).toBe('ABORTED');
     } finally {
       server.close();
     }

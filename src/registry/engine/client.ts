@@ -82,6 +82,12 @@ export class EngineClient {
   constructor(
     readonly endpoint: Endpoint,
     readonly engine: EngineKind,
+    /**
+     * How long the first answer (GET /version) may take: an engine that accepts connections but
+     * never answers (hung, or something else on its socket) would otherwise hang the run. The
+     * load itself has no limit: importing a big image takes as long as it takes.
+     */
+    private readonly answerTimeoutMs = 30_000,
   ) {}
 
   get apiVersion(): string {
@@ -107,11 +113,25 @@ export class EngineClient {
   }
 
   async version(signal?: AbortSignal): Promise<EngineVersion> {
-    return this.parse(
-      versionSchema,
-      await this.json('GET', '/version', { raw: true, signal }),
-      'GET /version',
-    );
+    const timeout = AbortSignal.timeout(this.answerTimeoutMs);
+    const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    try {
+      return this.parse(
+        versionSchema,
+        await this.json('GET', '/version', { raw: true, signal: both }),
+        'GET /version',
+      );
+    } catch (e) {
+      if (!timeout.aborted || signal?.aborted) throw e;
+      throw new NixociError(
+        'DAEMON_UNREACHABLE',
+        `${this.name()} did not answer GET /version within ${this.answerTimeoutMs < 10_000 ? (this.answerTimeoutMs / 1000).toFixed(1) : Math.round(this.answerTimeoutMs / 1000)} s`,
+        {
+          hint: `check that the engine is running and not hung (\`${this.engine === 'podman' ? 'podman info' : 'docker version'}\`), and that this is its address`,
+          cause: e,
+        },
+      );
+    }
   }
 
   // info, imageInspect and listImages use unversioned paths (the engine's own API version): what
