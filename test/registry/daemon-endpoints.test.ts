@@ -337,6 +337,46 @@ describe('DaemonTarget engine discovery', () => {
     }
   });
 
+  it('stops reading an engine answer far larger than any real one', async () => {
+    const dir = tempDir('nixoci-endless-');
+    const sock = path.join(dir, 'docker.sock');
+    let sent = 0;
+    const chunk = Buffer.alloc(1 << 20, 0x20);
+    const server = createHttpServer((req, res) => {
+      if (req.url === '/version') {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ ApiVersion: '1.43', Version: '24.0.0' }));
+        return;
+      }
+      // GET /info: an endless JSON body (what a broken proxy or another program might send)
+      res.setHeader('content-type', 'application/json');
+      res.write('{"Driver":"');
+      const limit = 4 * 2 ** 30;
+      const more = (): void => {
+        while (sent < limit) {
+          sent += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', more);
+            return;
+          }
+        }
+      };
+      res.on('close', () => res.removeAllListeners('drain'));
+      more();
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      const client = new EngineClient(parseHost(`unix://${sock}`, 'test', {}), 'docker');
+      await client.negotiate();
+      const err = await client.info().catch((e: unknown) => e);
+      expect((err as NixociError).message).toMatch(/answer is larger than 64 MiB: not an Engine API answer/);
+      expect(sent).toBeLessThan(256 << 20);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('says so when what listens at the address does not speak HTTP', async () => {
     const dir = tempDir('nixoci-not-http-');
     const sock = path.join(dir, 'docker.sock');

@@ -462,15 +462,32 @@ async function drain(body: IncomingMessage): Promise<void> {
   );
 }
 
-async function readText(body: IncomingMessage): Promise<string> {
+/** An engine's JSON answers are small (an image list of thousands is a few MB): more is not one. */
+const MAX_ANSWER = 64 << 20;
+
+async function readText(body: IncomingMessage, max = MAX_ANSWER): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of body) chunks.push(c as Buffer);
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      body.destroy();
+      throw new NixociError(
+        'DAEMON',
+        `the engine's answer is larger than ${max >> 20} MiB: not an Engine API answer`,
+        {
+          hint: "is this the engine's address? see the engine log for details",
+        },
+      );
+    }
+    chunks.push(c as Buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The engine's `{"message": …}` of a failed request, or its text. */
 export async function errorMessage(res: EngineResponse): Promise<string> {
-  const text = await readText(res.body).catch(() => '');
+  const text = await readText(res.body, 1 << 20).catch(() => '');
   try {
     const j = JSON.parse(text) as { message?: unknown };
     if (typeof j.message === 'string') return j.message;
