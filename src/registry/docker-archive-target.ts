@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { NixociError } from '../core/errors.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
-import type { Image, Rendered } from '../image/image.js';
+import type { Image } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive } from './docker-archive-format.js';
 
@@ -53,16 +53,10 @@ export class DockerArchiveTarget implements ImageTarget {
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
     const escaped = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     removeStaleFiles(dirname(path), new RegExp(`^${escaped}\\.(\\d+)\\.partial$`));
-    const archive = dockerArchive({
-      image,
-      repoTags: this.repoTag ? [this.repoTag] : [],
-      signal: ctx.signal,
-    });
     try {
-      await pipeline(archive.stream, createWriteStream(tmp), ...(ctx.signal ? [{ signal: ctx.signal }] : []));
-      const { rendered } = await archive.result;
+      const written = await this.streamTo(createWriteStream(tmp), image, ctx);
       renameSync(tmp, path);
-      return this.result(image, rendered);
+      return written;
     } catch (e) {
       removeQuietly(tmp);
       throw writeError(
@@ -73,7 +67,23 @@ export class DockerArchiveTarget implements ImageTarget {
     }
   }
 
-  private result(image: Image, rendered: Rendered): TargetResult {
+  /**
+   * Streams the archive into `dest` and reports it once the archive is complete. Standard output is
+   * not ended at the end (`end: false`): it stays the process's own.
+   */
+  private async streamTo(
+    dest: NodeJS.WritableStream,
+    image: Image,
+    ctx: WriteContext,
+    end = true,
+  ): Promise<TargetResult> {
+    const archive = dockerArchive({
+      image,
+      repoTags: this.repoTag ? [this.repoTag] : [],
+      signal: ctx.signal,
+    });
+    await pipeline(archive.stream, dest, { end, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    const { rendered } = await archive.result;
     return {
       target: this.description,
       manifestDigest: rendered.manifest.digest,
@@ -91,19 +101,8 @@ export class DockerArchiveTarget implements ImageTarget {
       throw new NixociError('USAGE', `${this.description}: would write a tar archive to a terminal`, {
         hint: 'pipe it (--to docker-archive:- | docker load), or give a file',
       });
-    const archive = dockerArchive({
-      image,
-      repoTags: this.repoTag ? [this.repoTag] : [],
-      signal: ctx.signal,
-    });
     try {
-      await pipeline(
-        archive.stream,
-        createWriteStream(file),
-        ...(ctx.signal ? [{ signal: ctx.signal }] : []),
-      );
-      const { rendered } = await archive.result;
-      return this.result(image, rendered);
+      return await this.streamTo(createWriteStream(file), image, ctx);
     } catch (e) {
       throw writeError(this.description, e, `check what reads ${file}`);
     }
@@ -115,19 +114,8 @@ export class DockerArchiveTarget implements ImageTarget {
    * reader a truncated archive, which `docker load` rejects.
    */
   private async writeStdout(image: Image, ctx: WriteContext): Promise<TargetResult> {
-    const archive = dockerArchive({
-      image,
-      repoTags: this.repoTag ? [this.repoTag] : [],
-      signal: ctx.signal,
-    });
     try {
-      // Not ended at the end: standard output stays the process's own.
-      await pipeline(archive.stream, process.stdout, {
-        end: false,
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
-      });
-      const { rendered } = await archive.result;
-      return this.result(image, rendered);
+      return await this.streamTo(process.stdout, image, ctx, false);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EPIPE')
         throw new NixociError(
