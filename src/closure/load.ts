@@ -123,11 +123,7 @@ function extractEntries(
     if (obj.success && Object.keys(obj.data).length > 0) {
       const entries: GraphEntry[] = [];
       for (const [path, info] of Object.entries(obj.data)) {
-        if (info === null) {
-          throw new NixociError('STORE_PATH_MISSING', `${where}: ${path} is not valid in the Nix store`, {
-            hint: 'build or substitute it first (nix-store --realise)',
-          });
-        }
+        if (info === null) throw notValid(where, path);
         entries.push({ path, narHash: info.narHash, narSize: info.narSize, references: info.references });
       }
       return { entries, roots: undefined };
@@ -143,17 +139,20 @@ function v2Entries(json: object, where: string): GraphEntry[] {
   if (!v2.success) throw shapeError(where, v2.error);
   const full = (p: string): string => (p.startsWith('/') ? p : `${v2.data.storeDir}/${p}`);
   return Object.entries(v2.data.info).map(([base, info]) => {
-    if (info === null) {
-      throw new NixociError('STORE_PATH_MISSING', `${where}: ${full(base)} is not valid in the Nix store`, {
-        hint: 'build or substitute it first (nix-store --realise)',
-      });
-    }
+    if (info === null) throw notValid(where, full(base));
     return {
       path: full(base),
       narHash: hashString(info.narHash),
       narSize: info.narSize,
       references: info.references.map(full),
     };
+  });
+}
+
+/** path-info's null for a path the store does not hold. */
+function notValid(where: string, path: string): NixociError {
+  return new NixociError('STORE_PATH_MISSING', `${where}: ${path} is not valid in the Nix store`, {
+    hint: 'build or substitute it first (nix-store --realise)',
   });
 }
 
