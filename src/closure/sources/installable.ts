@@ -32,12 +32,8 @@ export async function buildInstallable(ref: string, options: BuildOptions = {}):
   try {
     parsed = buildResultSchema.parse(JSON.parse(out));
   } catch (e) {
-    // a ZodError's message is its issues as multi-line JSON: name the first one instead
-    const why =
-      e instanceof z.ZodError
-        ? `${e.issues[0]?.path.join('.') || '(top)'}: ${e.issues[0]?.message ?? 'unexpected shape'}`
-        : reason(e);
-    throw new NixociError('NIX_FAILED', `nix build ${ref} printed unexpected output: ${why}`, {
+    // reason() names a zod error's first issue (its message is the issues as multi-line JSON)
+    throw new NixociError('NIX_FAILED', `nix build ${ref} printed unexpected output: ${reason(e)}`, {
       hint: 'check your Nix installation (nix --version; 2.4 or newer is needed)',
     });
   }
