@@ -1,9 +1,10 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
+import { removeQuietly } from '../core/remove-quietly.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import { ZSTD_FRAMING, type Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
@@ -90,11 +91,8 @@ export class DigestCache {
     try {
       return entrySchema.parse(JSON.parse(text));
     } catch {
-      try {
-        rmSync(file, { force: true });
-      } catch {
-        // A read-only cache (a shared CI volume) keeps its bad entry: a miss all the same.
-      }
+      // A read-only cache (a shared CI volume) keeps its bad entry: a miss all the same.
+      removeQuietly(file);
       return undefined;
     }
   }

@@ -115,7 +115,7 @@ export class OciLayoutTarget implements ImageTarget {
         top = renderIndex(manifests);
         this.putJsonBlob(top);
       }
-      await withFileLock(join(this.dir, 'index.json.lock'), () => this.tagTop(top), ctx.signal);
+      await withFileLock(this.lockFile, () => this.tagTop(top), ctx.signal);
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
       for (const t of tmps) removeQuietly(t);
@@ -130,13 +130,18 @@ export class OciLayoutTarget implements ImageTarget {
    */
   private async removeIfUntagged(): Promise<void> {
     try {
-      await withFileLock(join(this.dir, 'index.json.lock'), () => {
+      await withFileLock(this.lockFile, () => {
         if (!existsSync(join(this.dir, 'index.json'))) removeQuietly(this.dir, { recursive: true });
       });
     } catch {
       // not made after all, or not ours to enter: nothing to remove, and the error being reported
       // is the one that matters
     }
+  }
+
+  /** Held while index.json is read and rewritten (src/core/file-lock.ts). */
+  private get lockFile(): string {
+    return join(this.dir, 'index.json.lock');
   }
 
   private init(): void {
