@@ -1,3 +1,4 @@
+import { shellQuote } from '../core/shell-quote.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { NixociError } from '../core/errors.js';
 
@@ -62,7 +63,7 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
         'USAGE',
         `nixoci ${command}: ${flag} has no value: ${JSON.stringify(value)} after it is taken for a flag`,
         {
-          hint: `a value that starts with '-' is joined to its flag with '=': ${/^[\w@%+=:,./-]+$/.test(joined) ? joined : `'${joined.replace(/'/g, `'\\''`)}'`}`,
+          hint: `a value that starts with '-' is joined to its flag with '=': ${shellQuote(joined)}`,
         },
       );
     }

@@ -1,5 +1,6 @@
 import { childProcess } from '../core/builtins.js';
 import { NixociError } from '../core/errors.js';
+import { shellQuote } from '../core/shell-quote.js';
 
 export interface NixRunOptions {
   /** Receives the command line before it runs (for `--verbose`). */
@@ -17,7 +18,7 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
   const bin = options.bin ?? env ?? 'nix';
   // NIXOCI_NIX names the nix to run, and where nix-build and nix-store are: say so, not "install Nix"
   const checkEnv = `check NIXOCI_NIX=${env}: the nix command, with nix-build and nix-store beside it`;
-  options.log?.(`running: ${[bin, ...args].map(quote).join(' ')}`);
+  options.log?.(`running: ${[bin, ...args].map(shellQuote).join(' ')}`);
   return new Promise((resolve, reject) => {
     const child = childProcess().spawn(bin, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -82,10 +83,6 @@ export function nixFromEnv(): string | undefined {
 // Nix passes builder output on as it is: colour escapes, NULs, other control characters.
 const ANSI_ESCAPE = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
-
-function quote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
 
 /** Arguments that make the newer `nix` subcommands available on any Nix configuration. */
 export const NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes'] as const;
