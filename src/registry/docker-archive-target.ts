@@ -10,8 +10,9 @@ import {
   statSync,
 } from 'node:fs';
 import { isatty } from 'node:tty';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { digestHex, sha256Digest } from '../core/digest.js';
 import { NixociError } from '../core/errors.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
@@ -49,10 +50,10 @@ export class DockerArchiveTarget implements ImageTarget {
     if (isSpecialFile(given)) return this.writeInto(given, image, ctx);
     // Through a symlink: the file it names is replaced, the link stays.
     const path = symlinkTarget(given);
-    const tmp = `${path}.${process.pid}.partial`;
+    const partial = partialName(basename(path));
+    const tmp = join(dirname(path), partial.name(process.pid));
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
-    const escaped = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    removeStaleFiles(dirname(path), new RegExp(`^${escaped}\\.(\\d+)\\.partial$`));
+    removeStaleFiles(dirname(path), partial.pattern);
     try {
       const written = await this.streamTo(createWriteStream(tmp), image, ctx);
       renameSync(tmp, path);
@@ -128,6 +129,27 @@ export class DockerArchiveTarget implements ImageTarget {
       throw writeError(this.description, e, 'check the command the archive is piped into');
     }
   }
+}
+
+/** The longest file name Linux file systems take, in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * The temp name of an archive being written: `NAME.PID.partial` beside it, or, for a name too long
+ * to take that suffix, `.nixoci-HASH.PID.partial` with HASH taken from the name (still one name per
+ * file, so a later run finds a killed run's partial archive).
+ */
+export function partialName(name: string): { name: (pid: number) => string; pattern: RegExp } {
+  const suffix = '.4194304.partial'; // the longest PID Linux gives
+  if (Buffer.byteLength(name) + suffix.length <= NAME_MAX) {
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return {
+      name: (pid) => `${name}.${pid}.partial`,
+      pattern: new RegExp(`^${escaped}\\.(\\d+)\\.partial$`),
+    };
+  }
+  const short = `.nixoci-${digestHex(sha256Digest(name)).slice(0, 16)}`;
+  return { name: (pid) => `${short}.${pid}.partial`, pattern: new RegExp(`^\\${short}\\.(\\d+)\\.partial$`) };
 }
 
 /** Whether FILE exists (links followed) and is not a regular file or a directory. */

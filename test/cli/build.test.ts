@@ -581,6 +581,22 @@ describe('nixoci build', () => {
     expect(existsSync(other)).toBe(true);
   });
 
+  it('writes a docker-archive whose name is too long for the usual temp name beside it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-longname-'));
+    for (const len of [240, 255]) {
+      const file = join(dir, `${'a'.repeat(len - 4)}.tar`);
+      const { partialName } = await import('../../src/registry/docker-archive-target.js');
+      // a killed run's partial archive of this name, found by the next run
+      const stale = join(dir, partialName(basename(file)).name(999999));
+      writeFileSync(stale, 'half');
+      const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${file}`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(execFileSync('tar', ['-tf', file], { encoding: 'utf8' })).toContain('manifest.json');
+      expect(existsSync(stale)).toBe(false);
+    }
+    expect(readdirSync(dir).sort()).toEqual([`${'a'.repeat(236)}.tar`, `${'a'.repeat(251)}.tar`]);
+  });
+
   it('reports usage errors with exit code 2', async () => {
     for (const args of [
       ['build', '--graph', fx.graphFile],
