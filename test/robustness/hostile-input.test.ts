@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MediaType } from '../../src/core/media-types.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { reply, startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
@@ -642,6 +643,23 @@ const cases: Case[] = [
     },
     args: push(),
     says: /500/,
+  },
+  {
+    name: 'registry: manifest served as text/html (a login page), its bytes shaped like one',
+    fault: (req, res) =>
+      isManifestGet(req) &&
+      answer(
+        () => true,
+        200,
+        { 'content-type': 'text/html; charset=utf-8' },
+        JSON.stringify({
+          schemaVersion: 2,
+          config: { mediaType: MediaType.ociConfig, digest: `sha256:${'1'.repeat(64)}`, size: 2 },
+          layers: [],
+        }),
+      )(req, res),
+    args: (c) => ['inspect', `docker://${c.proxy}/${c.repo}:t`],
+    says: /served as text\/html, not as an image manifest/,
   },
   {
     name: 'registry: always 503',

@@ -117,10 +117,36 @@ export function parseJson(bytes: Buffer | string, what: string): unknown {
   }
 }
 
-/** A manifest or an index (by media type or, when that is missing, by shape). */
+const IMAGE_TYPES: ReadonlySet<string> = new Set([
+  MediaType.ociManifest,
+  MediaType.ociIndex,
+  MediaType.dockerManifest,
+  MediaType.dockerManifestList,
+]);
+/** Types a server or a layout may give any JSON document; the document's own mediaType decides. */
+const GENERIC_TYPES: ReadonlySet<string> = new Set([
+  'application/json',
+  'application/octet-stream',
+  'text/plain',
+]);
+
+/**
+ * A manifest or an index, by media type (the server's or the descriptor's, else the document's
+ * own) or, when none is given, by shape.
+ */
 export function parseManifest(bytes: Buffer, mediaType: string | undefined, what: string): ParsedManifest {
+  // A type that is none of the image ones and not a generic one (a login page's text/html, a
+  // signature, an artifact) is refused, even when its bytes happen to look like a manifest.
+  if (mediaType && !IMAGE_TYPES.has(mediaType) && !GENERIC_TYPES.has(mediaType))
+    throw invalidImage(
+      what,
+      /^application\/vnd\.docker\.distribution\.manifest\.v1\+/.test(mediaType)
+        ? `a Docker schema 1 manifest (${mediaType}), which nixoci does not read`
+        : `served as ${mediaType}, not as an image manifest or index`,
+    );
   const json = parseJson(bytes, what);
-  const type = mediaType || (json as { mediaType?: string } | null)?.mediaType;
+  const given = mediaType && IMAGE_TYPES.has(mediaType) ? mediaType : undefined;
+  const type = given || (json as { mediaType?: string } | null)?.mediaType;
   const isIndex =
     type === MediaType.ociIndex ||
     type === MediaType.dockerManifestList ||
