@@ -93,6 +93,20 @@ export async function resolveSource(
         command,
         `${flag} ${v}: takes no architecture prefix; it is built for each --arch's system`,
       );
+  // A value for an architecture not built would be left out without a word: the image (often one
+  // for amd64, the default) would lack what the user meant for an index.
+  for (const [flag, values] of [
+    ['--graph', graphs],
+    ['--path', paths],
+  ] as const)
+    for (const v of values) {
+      const m = /^(amd64|arm64)=/.exec(v);
+      if (m && !arches.includes(m[1] as Arch))
+        throw usage(
+          command,
+          `${flag} ${v}: ${m[1]} is not among the --arch (${arches.join(',')}); add it, e.g. --arch amd64,arm64`,
+        );
+    }
   for (const arch of arches) {
     if (flags.installable !== undefined) {
       out.set(arch, await closureFromInstallable(flags.installable, { log, system: nixSystem(arch) }));

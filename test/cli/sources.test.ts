@@ -177,6 +177,21 @@ describe('sources', () => {
     }
   });
 
+  it('a --path or --graph prefixed for an architecture not in --arch is refused, not left out', async () => {
+    for (const args of [
+      ['--path', `amd64=${fx.app}`, '--path', `arm64=${fx.app}`],
+      ['--arch', 'arm64', '--path', `amd64=${fx.app}`, '--path', fx.app],
+      ['--graph', `arm64=${fx.graphFile}`, '--graph', fx.graphFile],
+    ]) {
+      const r = await nixoci(['inspect', ...args], { env });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(
+        /^nixoci: error: nixoci inspect: --(path|graph) (amd64|arm64)=\S+: \w+ is not among the --arch \((amd64|arm64)\); add it, e\.g\. --arch amd64,arm64\n/,
+      );
+    }
+  });
+
   it('a NIXOCI_NIX that names no file is named in the error, for nix and for the nix-build beside it', async () => {
     const missing = join(work, 'no-nix', 'bin', 'nix');
     for (const [args, bin] of [
