@@ -41,8 +41,9 @@ export function humanSize(n: number): string {
 
 /**
  * A short human summary of a target's result, one line per image, with the bytes writing this
- * target read from the store: on its one line, or on a line of its own after several images (the
- * images of an index share layers, and the reads are not told apart by image).
+ * target read from the store: on its one line, or after several images on a line of its own with
+ * the index's digest (the images of an index share layers, and the reads are not told apart by
+ * image).
  */
 export function summary(r: TargetResult, bytesRead: number): string[] {
   const read = `${humanSize(bytesRead)} read from the store`;
@@ -54,5 +55,6 @@ export function summary(r: TargetResult, bytesRead: number): string[] {
     const line = `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layer${img.layers.length === 1 ? '' : 's'} (${acts}), ${humanSize(sent)} written`;
     return r.images.length === 1 ? `${line}, ${read}` : line;
   });
-  return r.images.length === 1 ? lines : [...lines, `${r.target}: ${read}`];
+  // the index is what the tag points at, and what a deployment pins: say its digest too
+  return r.images.length === 1 ? lines : [...lines, `${r.target}: index ${r.manifestDigest}, ${read}`];
 }

@@ -493,6 +493,13 @@ describe('nixoci build', () => {
       '--to',
       `oci:${dir}`,
     ]);
+    // the last line names the index the tag points at
+    const index = (
+      JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as {
+        manifests: { mediaType: string; digest: string }[];
+      }
+    ).manifests[0]!;
+    expect(index.mediaType).toBe('application/vnd.oci.image.index.v1+json');
     expect(multi.stderr.trimEnd().split('\n')).toEqual([
       expect.stringMatching(
         new RegExp(
@@ -502,7 +509,9 @@ describe('nixoci build', () => {
       expect.stringMatching(
         new RegExp(`^oci:${dir}:latest \\(arm64\\): sha256:[0-9a-f]{64} — .*, 0 B written$`),
       ),
-      expect.stringMatching(new RegExp(`^oci:${dir}:latest: [\\d.]+ (B|KiB|MiB) read from the store$`)),
+      expect.stringMatching(
+        new RegExp(`^oci:${dir}:latest: index ${index.digest}, [\\d.]+ (B|KiB|MiB) read from the store$`),
+      ),
     ]);
   });
 
