@@ -43,7 +43,7 @@ export function humanSize(n: number): string {
  * A short human summary of a target's result, one line per image, with the bytes writing this
  * target read from the store: on its one line, or after several images on a line of its own with
  * the index's digest (the images of an index share layers, and the reads are not told apart by
- * image).
+ * image); then the target's notes, one a line.
  */
 export function summary(r: TargetResult, bytesRead: number): string[] {
   const read = `${humanSize(bytesRead)} read from the store`;
@@ -56,5 +56,7 @@ export function summary(r: TargetResult, bytesRead: number): string[] {
     return r.images.length === 1 ? `${line}, ${read}` : line;
   });
   // the index is what the tag points at, and what a deployment pins: say its digest too
-  return r.images.length === 1 ? lines : [...lines, `${r.target}: index ${r.manifestDigest}, ${read}`];
+  const all = r.images.length === 1 ? lines : [...lines, `${r.target}: index ${r.manifestDigest}, ${read}`];
+  // e.g. that an engine got one platform of several: not for --json readers only
+  return [...all, ...r.notes.map((n) => `${r.target}: ${n}`)];
 }

@@ -190,6 +190,23 @@ describe('nixoci load', () => {
     await dockerRmi(`${name}:latest`, `${name}:${extra}`, `fixture-app:${extra}`);
   });
 
+  it("says without --json that of an index only the engine's platform was loaded, and that a reload sent nothing", async () => {
+    const ref = `nixoci-cli-${run}-multi:v1`;
+    const args = ['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, '--arch', 'amd64,arm64', ref];
+    const first = await cli(args);
+    expect(first.code, first.err).toBe(0);
+    const lines = first.err.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^docker-daemon:${ref} \\(amd64\\): sha256:[0-9a-f]{64} — `));
+    expect(lines).toContain(
+      `docker-daemon:${ref}: loaded linux/amd64 only: an engine holds one platform per tag`,
+    );
+    const again = await cli(args);
+    expect(again.code, again.err).toBe(0);
+    expect(again.err).toContain(
+      `docker-daemon:${ref}: unchanged: every tag already names this image in the engine; nothing sent\n`,
+    );
+  });
+
   it('finds the layers of other tags of a repository named with docker.io/library/', async () => {
     // The engine shows (and its reference filter matches) docker.io/library/app as app: the new
     // tag must still find the one loaded before and send nothing but the config.
