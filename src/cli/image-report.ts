@@ -1,4 +1,4 @@
-import type { ImageLayerInfo, ImageSource } from '../registry/read/image-source.js';
+import { platformName, type ImageLayerInfo, type ImageSource } from '../registry/read/image-source.js';
 import { humanSize, type Io } from './output.js';
 
 /** One image as `inspect IMAGE --json` and `diff --json` report it (schema: report-schema.ts). */
@@ -10,6 +10,7 @@ export interface ImageJson {
   readonly configDigest: string;
   readonly architecture: string | null;
   readonly os: string | null;
+  readonly variant: string | null;
   readonly created: string | null;
   readonly layerCount: number;
   readonly totalSize: number;
@@ -30,6 +31,7 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
     configDigest: manifest.configDigest,
     architecture: config.architecture ?? null,
     os: config.os ?? null,
+    variant: config.variant ?? null,
     created: config.created ?? null,
     layerCount: layers.length,
     totalSize: layers.reduce((n, l) => n + l.size, 0),
@@ -56,16 +58,20 @@ export function pathsLabel(l: ImageLayerInfo): string {
   return l.createdBy ? `(${cell(l.createdBy).slice(0, 60)})` : '(no store paths)';
 }
 
+/** OS/ARCH[/VARIANT] as an index names it (linux/arm64/v8), `?` for what the config leaves out. */
+export const platformOf = (img: ImageJson): string =>
+  platformName({
+    os: img.os ?? '?',
+    architecture: img.architecture ?? '?',
+    variant: img.variant ?? undefined,
+  });
+
 export function printImage(io: Io, img: ImageJson): void {
   io.out(`${cell(img.reference)}\n`);
   if (img.indexDigest) io.out(`  index     ${img.indexDigest}\n`);
   if (img.manifestDigest) io.out(`  manifest  ${img.manifestDigest}\n`);
   io.out(`  config    ${img.configDigest}\n`);
-  io.out(
-    cell(
-      `  platform  ${img.os ?? '?'}/${img.architecture ?? '?'}${img.created ? `, created ${img.created}` : ''}`,
-    ) + '\n',
-  );
+  io.out(cell(`  platform  ${platformOf(img)}${img.created ? `, created ${img.created}` : ''}`) + '\n');
   io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'DIGEST'.padEnd(19)}  STORE PATHS\n`);
   for (const l of img.layers) {
     io.out(

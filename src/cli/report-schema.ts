@@ -90,6 +90,7 @@ export const imageSummarySchema = z.object({
   configDigest: digest,
   architecture: z.string().nullable(),
   os: z.string().nullable(),
+  variant: z.string().nullable(),
   created: z.string().nullable(),
   layerCount: z.number().int().nonnegative(),
   totalSize: z.number().int().nonnegative(),

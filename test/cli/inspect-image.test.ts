@@ -260,10 +260,14 @@ describe('nixoci inspect IMAGE', () => {
       manifestDigest: arm.manifestDigest,
       configDigest: arm.configDigest,
       architecture: 'arm64',
+      variant: 'v8',
     });
+    // the platform as the index names it, variant included
+    const text = await nixoci(['inspect', `oci:${dir}`, '--arch', 'arm64']);
+    expect(text.stdout).toMatch(/^  platform  linux\/arm64\/v8, created /m);
     expect(r.image.layers.map((l) => l.digest)).toEqual(arm.layers.map((l) => l.digest));
     const amd = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`]);
-    expect(amd.image.architecture).toBe('amd64');
+    expect(amd.image).toMatchObject({ architecture: 'amd64', os: 'linux', variant: null });
     for (const arch of ['linux/arm64', 'arm64/v8', 'linux/arm64/v8']) {
       const named = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`, '--arch', arch]);
       expect(named.image.manifestDigest, arch).toBe(arm.manifestDigest);
