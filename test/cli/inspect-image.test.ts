@@ -277,6 +277,15 @@ describe('nixoci inspect IMAGE', () => {
     expect(none.stderr).toContain('no s390x image in the index (it has: linux/amd64, linux/arm64/v8)');
     const variant = await nixoci(['inspect', `oci:${dir}`, '--arch', 'arm64/v9']);
     expect(variant.stderr).toContain('no arm64/v9 image in the index');
+    // diff reads the index's amd64 image: its header says so, next to the other side's platform
+    const armOnly = join(work, 'arm-only');
+    await nixociJson(['build', '--graph', v1.graphFile, '--arch', 'arm64', '--to', `oci:${armOnly}`]);
+    const d = await nixoci(['diff', `oci:${dir}`, `oci:${armOnly}`]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout.split('\n').slice(0, 2)).toEqual([
+      expect.stringMatching(new RegExp(`^A: oci:${dir}  linux/amd64  \\d+ layers, `)),
+      expect.stringMatching(new RegExp(`^B: oci:${armOnly}  linux/arm64/v8  \\d+ layers, `)),
+    ]);
     // one image of another platform is not shown as the one asked for
     const single = await nixoci(['inspect', `oci:${ociA}`, '--arch', 'arm64']);
     expect(single.code).toBe(1);
