@@ -207,8 +207,9 @@ export class RegistryTarget implements ImageTarget {
         );
         const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
         if (!multi) this.checkPinned(rendered.manifest.digest);
-        // The tag already points at exactly this manifest: nothing to send (an unchanged re-push).
-        if (multi || rendered.manifest.digest !== topDigest) {
+        // The tag already points at exactly this manifest, or the index at it names this one and
+        // it was read: nothing to send (an unchanged re-push).
+        if (multi ? !present.has(rendered.manifest.digest) : rendered.manifest.digest !== topDigest) {
           if (!present.has(rendered.config.digest))
             await (configs.get(rendered.config.digest) ??
               pushSmallBlob(client, repo, rendered.config, signal));

@@ -50,7 +50,8 @@ export interface FoundImage {
   readonly layers: ReusableLayer[];
   /**
    * Every blob (config and layers) the manifests name: the registry accepted those manifests, so
-   * the repository holds these blobs and a push need not ask for them again.
+   * the repository holds these blobs and a push need not ask for them again. Also the digests of
+   * an index's manifests that were read: those need not be PUT again.
    */
   readonly blobs: ReadonlySet<Digest>;
   /** Digest of the manifest or index at the reference, if there is one. */
@@ -85,7 +86,11 @@ export async function findReusableLayers(
       .filter((m) => !m.platform || architectures.includes(m.platform.architecture))
       .slice(0, MAX_CHILDREN);
     const fetched = await Promise.all(children.map((m) => client.getManifest(repository, m.digest, signal)));
-    for (const f of fetched) if (f) manifests.push(jsonOrNull(f.bytes));
+    for (const f of fetched)
+      if (f) {
+        blobs.add(f.digest);
+        manifests.push(jsonOrNull(f.bytes));
+      }
   } else {
     manifests.push(json);
   }

@@ -160,6 +160,15 @@ describe('RegistryTarget against docker-registry', () => {
     // Layers shared by both architectures were pushed once.
     const shared = r.images[1]!.layers.filter((l) => r.images[0]!.layers.some((x) => x.digest === l.digest));
     expect(shared.length).toBeGreaterThan(0);
+
+    // Unchanged: the index at the tag names both manifests, which were just read: nothing is PUT.
+    const lines: string[] = [];
+    const again = await new RegistryTarget(parseReference(`${reg}/${repoM}:multi`)).write(
+      [amd.image, arm.image],
+      { log: (l) => lines.push(l) },
+    );
+    expect(again.manifestDigest).toBe(r.manifestDigest);
+    expect(lines.filter((l) => /^(PUT|POST|PATCH) /.test(l))).toEqual([]);
   });
 
   it("leaves no listener on the run's signal after each upload session it opens", async () => {
