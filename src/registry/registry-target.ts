@@ -197,6 +197,7 @@ export class RegistryTarget implements ImageTarget {
 
       // (3) Config, then manifest once every blob it names is confirmed.
       const reports: ImageReport[] = [];
+      const reported = new Set<Digest>();
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
       const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
       for (const [i, image] of images.entries()) {
@@ -217,10 +218,16 @@ export class RegistryTarget implements ImageTarget {
         }
         manifests.push({ manifest: rendered.manifest, platform: image.platform });
         reports.push(
-          imageReport(image, rendered, (i) => ({
-            action: pushed[i]!.action,
-            bytesSent: pushed[i]!.bytesSent,
-          })),
+          imageReport(image, rendered, (i) => {
+            const p = pushed[i]!;
+            // A blob shared with an earlier platform's image went once: it is told there; here
+            // the registry already has it (as an OCI layout reports a second copy).
+            const again = reported.has(p.digests.digest);
+            reported.add(p.digests.digest);
+            return again && (p.action === 'uploaded' || p.action === 'mounted')
+              ? { action: 'skipped', bytesSent: 0 }
+              : { action: p.action, bytesSent: again ? 0 : p.bytesSent };
+          }),
         );
       }
 

@@ -160,6 +160,13 @@ describe('RegistryTarget against docker-registry', () => {
     // Layers shared by both architectures were pushed once.
     const shared = r.images[1]!.layers.filter((l) => r.images[0]!.layers.some((x) => x.digest === l.digest));
     expect(shared.length).toBeGreaterThan(0);
+    // ... and reported once: the second image's copy is `skipped`, 0 bytes, as in an OCI layout
+    for (const l of shared) {
+      const first = r.images[0]!.layers.find((x) => x.digest === l.digest)!;
+      // (the first may be mounted: earlier tests pushed these layers to another repository)
+      expect(['uploaded', 'mounted']).toContain(first.action);
+      expect([l.action, l.bytesSent]).toEqual(['skipped', 0]);
+    }
 
     // Unchanged: the index at the tag names both manifests, which were just read: nothing is PUT.
     const lines: string[] = [];
