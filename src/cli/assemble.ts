@@ -56,7 +56,10 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
   const arches = (v.arch ?? 'amd64').split(',').map((a) => a.trim());
   for (const a of arches) {
     if (!(ARCHES as readonly string[]).includes(a))
-      throw usage(command, `--arch ${a}: expected amd64, arm64 or amd64,arm64`);
+      throw usage(
+        command,
+        `--arch ${v.arch ?? ''}: ${a === '' ? 'an empty item' : a} is not an architecture; expected amd64, arm64 or amd64,arm64`,
+      );
   }
   if (new Set(arches).size !== arches.length) throw usage(command, '--arch lists an architecture twice');
   const compression = v.compression;

@@ -619,6 +619,11 @@ describe('nixoci build', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
     }
+    // the value as given, and what in it is wrong
+    const trailing = await nixoci(['build', '--graph', fx.graphFile, '--to', 'oci:x', '--arch', 'amd64,']);
+    expect(trailing.stderr).toMatch(
+      /^nixoci: error: nixoci build: --arch amd64,: an empty item is not an architecture/,
+    );
     // no advice to pass it after '--' as a positional: nixoci takes none that starts with '-'
     const unknown = await nixoci(['build', '--graph', fx.graphFile, '--to', 'oci:x', '--tag', 'v2']);
     expect(unknown.stderr).toBe(
