@@ -1,6 +1,46 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cell, pathsLabel } from '../../src/cli/image-report.js';
 import { layersOf, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { nixoci } from '../helpers/cli.js';
+
+/** An OCI layout by hand: one image per tag, each layer a blob annotated with the store paths given. */
+function annotatedLayout(images: Record<string, [content: string, storePaths: string][]>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nixoci-hx-b-report-'));
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const blob = (data: string, mediaType: string) => {
+    const hex = createHash('sha256').update(data).digest('hex');
+    writeFileSync(join(dir, 'blobs', 'sha256', hex), data);
+    return { mediaType, digest: `sha256:${hex}`, size: Buffer.byteLength(data) };
+  };
+  const manifests = Object.entries(images).map(([tag, layers]) => {
+    const descs = layers.map(([content, paths]) => ({
+      ...blob(content, 'application/vnd.oci.image.layer.v1.tar'),
+      annotations: { 'dev.nixoci.store-paths': paths },
+    }));
+    const config = JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) },
+    });
+    const manifest = JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: blob(config, 'application/vnd.oci.image.config.v1+json'),
+      layers: descs,
+    });
+    return {
+      ...blob(manifest, 'application/vnd.oci.image.manifest.v1+json'),
+      annotations: { 'org.opencontainers.image.ref.name': tag },
+    };
+  });
+  writeFileSync(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
+  return dir;
+}
 
 describe('image text in tables', () => {
   it('keeps an image from breaking the table or sending escape sequences to the terminal', () => {
@@ -40,5 +80,34 @@ describe('image text in tables', () => {
       [[], 'none'],
       [[sp('c', 'lib')], 'history'],
     ]);
+  });
+});
+
+describe('nixoci diff as text', () => {
+  it('escapes store path annotations in every row, not only in the layers one image has', async () => {
+    const sp = (c: string, name: string) => `/nix/store/${c.repeat(32)}-${name}`;
+    const dir = annotatedLayout({
+      a: [
+        ['shared', sp('a', 'lib\x1b]0;title\x07')],
+        ['old', sp('b', 'app\x1b[2J')],
+        ['gone', sp('c', 'gone\x1b[31m')],
+      ],
+      b: [
+        ['shared', sp('a', 'lib\x1b]0;title\x07')],
+        ['new', sp('d', 'app\x1b[2J')],
+        ['added', sp('e', 'new\x1b[31m')],
+      ],
+    });
+    const r = await nixoci(['diff', `oci:${dir}:a`, `oci:${dir}:b`]);
+    rmSync(dir, { recursive: true });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/);
+    expect(r.stdout).toContain(`${sp('a', 'lib\\x1b]0;title\\x07')}\n`); // shared row
+    expect(r.stdout).toContain(
+      `~ app\\x1b[2J changed from ${sp('b', 'app\\x1b[2J')} to ${sp('d', 'app\\x1b[2J')}`,
+    );
+    expect(r.stdout).toContain(`+ ${sp('e', 'new\\x1b[31m')} (layer 2`);
+    expect(r.stdout).toContain(`- ${sp('c', 'gone\\x1b[31m')} (layer 2`);
   });
 });

@@ -76,7 +76,7 @@ function printDiff(io: Io, a: ImageJson, b: ImageJson, d: ImageDiff): void {
       sa: humanSize(s.sizeA),
       sb: humanSize(s.sizeB),
       id: s.diffId,
-      paths: s.storePaths.join(' ') || '-',
+      paths: cell(s.storePaths.join(' ')) || '-',
     })),
     ...d.onlyB.map((l) => ({
       key: l.index,
@@ -107,8 +107,8 @@ function printDiff(io: Io, a: ImageJson, b: ImageJson, d: ImageDiff): void {
   );
   for (const c of p.changed)
     line(
-      `  ~ ${c.name} changed from ${c.from.path} to ${c.to.path} (layer ${humanSize(c.from.layerSize)} → ${humanSize(c.to.layerSize)})`,
+      `  ~ ${cell(c.name)} changed from ${cell(c.from.path)} to ${cell(c.to.path)} (layer ${humanSize(c.from.layerSize)} → ${humanSize(c.to.layerSize)})`,
     );
-  for (const r of p.added) line(`  + ${r.path} (layer ${r.layer}, ${humanSize(r.layerSize)})`);
-  for (const r of p.removed) line(`  - ${r.path} (layer ${r.layer}, ${humanSize(r.layerSize)})`);
+  for (const r of p.added) line(`  + ${cell(r.path)} (layer ${r.layer}, ${humanSize(r.layerSize)})`);
+  for (const r of p.removed) line(`  - ${cell(r.path)} (layer ${r.layer}, ${humanSize(r.layerSize)})`);
 }
