@@ -9,6 +9,7 @@ import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
 import { diffImages } from '../../src/registry/read/image-diff.js';
 import { parseManifest, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { ociLayoutSource } from '../../src/registry/read/oci-layout-source.js';
 import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-read-'));
@@ -71,6 +72,30 @@ describe('dockerArchiveSource', () => {
     await expect(dockerArchiveSource(file, undefined).manifest()).rejects.toMatchObject({
       code: 'IMAGE_INVALID',
       message: expect.stringMatching(/manifest\.json is larger than 16 MiB/),
+    });
+  });
+});
+
+describe('ociLayoutSource', () => {
+  it('says a layout of untagged images holds them (skopeo copy to oci:DIR without a tag), not none', async () => {
+    const dir = join(work, 'untagged');
+    mkdirSync(dir);
+    const m = (c: string) => ({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: `sha256:${c.repeat(64)}`,
+      size: 1,
+    });
+    writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [m('a'), m('b')] }));
+    await expect(ociLayoutSource(dir, undefined).manifest()).rejects.toMatchObject({
+      code: 'IMAGE_NOT_FOUND',
+      message: `read oci:${dir}: no image tagged latest`,
+      hint: expect.stringMatching(
+        /^none of its 2 images has a tag \(org\.opencontainers\.image\.ref\.name\)/,
+      ),
+    });
+    writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [] }));
+    await expect(ociLayoutSource(dir, 'v1').manifest()).rejects.toMatchObject({
+      hint: 'the layout holds no image',
     });
   });
 });

@@ -72,7 +72,12 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
     if (!top) {
       const tags = all.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
       throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${wanted ?? ''}`, {
-        hint: tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'the layout holds no image',
+        hint:
+          tags.length > 0
+            ? `its tags: ${tags.join(', ')}`
+            : all.length > 0
+              ? `none of its ${all.length} images has a tag (${REF_NAME}); without one, only a layout's single image can be read`
+              : 'the layout holds no image',
       });
     }
     const topDigest = checked(top.digest, description);
