@@ -39,11 +39,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       return EXIT_INTERRUPTED;
     }
     if (isNixociError(e)) {
-      io.err(`nixoci: error: ${e.message}\n`);
-      if (e.hint) io.err(`hint: ${e.hint}\n`);
+      io.err(`nixoci: error: ${printable(e.message)}\n`);
+      if (e.hint) io.err(`hint: ${printable(e.hint)}\n`);
       return e.code === 'USAGE' ? EXIT_USAGE : e.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
     }
-    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    const msg = printable(e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e));
     io.err(
       `nixoci: internal error: ${msg}\nhint: this is a bug in nixoci; please report it with the command you ran\n`,
     );
@@ -53,6 +53,17 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
+}
+
+/**
+ * A message or hint for the terminal: it may quote an image's tags or platforms, a server's answer,
+ * a file name; their control characters (all but line breaks) are escaped, never sent as they are.
+ */
+function printable(s: string): string {
+  return s.replace(
+    /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
 }
 
 async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): Promise<number> {

@@ -111,3 +111,15 @@ describe('nixoci diff as text', () => {
     expect(r.stdout).toContain(`- ${sp('c', 'gone\\x1b[31m')} (layer 2`);
   });
 });
+
+describe('error messages that quote an image', () => {
+  it("escapes an image's tags in the hint instead of sending their escape sequences to the terminal", async () => {
+    const dir = annotatedLayout({ v1: [], 'v2\x1b]0;title\x07\x1b[2J': [] });
+    const r = await nixoci(['inspect', `oci:${dir}:v9`]);
+    rmSync(dir, { recursive: true });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: read oci:${dir}:v9: no image tagged v9\nhint: its tags: v1, v2\\x1b]0;title\\x07\\x1b[2J\n`,
+    );
+  });
+});
