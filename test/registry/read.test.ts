@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
 import { diffImages } from '../../src/registry/read/image-diff.js';
-import { parseManifest, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { parseManifest, pickPlatform, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
 import { ociLayoutSource } from '../../src/registry/read/oci-layout-source.js';
 import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
 
@@ -97,6 +97,23 @@ describe('ociLayoutSource', () => {
     await expect(ociLayoutSource(dir, 'v1').manifest()).rejects.toMatchObject({
       hint: 'the layout holds no image',
     });
+  });
+});
+
+describe('pickPlatform', () => {
+  it('without --arch picks linux/amd64, else the first Linux image, not an amd64 of another OS', () => {
+    const d = (n: string, os: string, architecture: string) => ({
+      digest: `sha256:${n.repeat(64)}` as Digest,
+      size: 1,
+      platform: { os, architecture },
+    });
+    const list = [d('a', 'unknown', 'unknown'), d('b', 'windows', 'amd64'), d('c', 'linux', 'arm64')];
+    expect(pickPlatform(list, undefined, 'x').digest).toBe(list[2]!.digest);
+    expect(pickPlatform([...list, d('e', 'linux', 'amd64')], undefined, 'x').digest).toBe(
+      `sha256:${'e'.repeat(64)}`,
+    );
+    // named without an OS, amd64 is still the windows one when no Linux one has it
+    expect(pickPlatform(list, 'amd64', 'x').digest).toBe(list[1]!.digest);
   });
 });
 

@@ -229,7 +229,8 @@ export function pickPlatform(
   ];
   const platform = (m: IndexDescriptor): PlatformWanted & { os?: string } =>
     (m.platform ?? { architecture: '?' }) as PlatformWanted;
-  const want = parsePlatform(arch ?? 'amd64');
+  // Without --arch only linux/amd64 is the default: a windows/amd64 must not win over linux/arm64.
+  const want = parsePlatform(arch ?? 'linux/amd64');
   const hit =
     linuxFirst.find((m) => platformMatches(platform(m), want)) ?? (arch ? undefined : linuxFirst[0]);
   if (!hit) {
