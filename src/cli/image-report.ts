@@ -39,6 +39,9 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
   };
 }
 
+/** `1 layer`, `2 layers`. */
+export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 export const shortDigest = (d: string | null): string => (d ? d.slice(0, 19) : '-');
 
 /**
@@ -81,6 +84,6 @@ export function printImage(io: Io, img: ImageJson): void {
   const from = [...new Set(img.layers.map((l) => l.storePathsFrom))].join(', ');
   const paths = img.layers.reduce((n, l) => n + l.storePaths.length, 0);
   io.out(
-    `total: ${img.layerCount} layers, ${humanSize(img.totalSize)}, ${paths} store paths (from ${from || 'nothing'})\n`,
+    `total: ${count(img.layerCount, 'layer')}, ${humanSize(img.totalSize)}, ${count(paths, 'store path')} (from ${from || 'nothing'})\n`,
   );
 }

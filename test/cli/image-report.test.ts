@@ -123,3 +123,16 @@ describe('error messages that quote an image', () => {
     );
   });
 });
+
+describe('counts in the text', () => {
+  it('says 1 layer and 1 store path, not 1 layers and 1 store paths', async () => {
+    const app = `/nix/store/${'a'.repeat(32)}-app`;
+    const dir = annotatedLayout({ a: [['x', app]], b: [['x', app]] });
+    const inspect = await nixoci(['inspect', `oci:${dir}:a`]);
+    const diff = await nixoci(['diff', `oci:${dir}:a`, `oci:${dir}:b`]);
+    rmSync(dir, { recursive: true });
+    expect(inspect.stdout).toContain('\ntotal: 1 layer, 1 B, 1 store path (from annotation)\n');
+    expect(diff.stdout).toContain(`\nB: oci:${dir}:b  1 layer, 1 B  config `);
+    expect(diff.stdout).toContain('\nshared: 1 layer, 1 B; only in A: 0 (0 B); only in B: 0 (0 B)\n');
+  });
+});

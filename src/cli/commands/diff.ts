@@ -1,7 +1,7 @@
 import { diffImages, type ImageDiff } from '../../registry/read/image-diff.js';
 import { outputOptions, parseFlags, usage, type OptionSpec } from '../flags.js';
 import { HELP_IMAGE_READ_FLAGS, HELP_IMAGE_REFS, imageReadOptions, openImageSource } from '../image-ref.js';
-import { cell, pathsLabel, platformOf, readImage, shortDigest, type ImageJson } from '../image-report.js';
+import { cell, count, pathsLabel, platformOf, readImage, shortDigest, type ImageJson } from '../image-report.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
 
 export const diffOptions = { ...imageReadOptions, ...outputOptions } as const satisfies OptionSpec;
@@ -59,10 +59,10 @@ function printDiff(io: Io, a: ImageJson, b: ImageJson, d: ImageDiff): void {
   ] as const)
     line(
       // the platform: an index is read for one (--arch), which may not be the other side's
-      `${tag}: ${cell(img.reference)}  ${cell(platformOf(img))}  ${img.layerCount} layers, ${humanSize(img.totalSize)}  config ${shortDigest(img.configDigest)}`,
+      `${tag}: ${cell(img.reference)}  ${cell(platformOf(img))}  ${count(img.layerCount, 'layer')}, ${humanSize(img.totalSize)}  config ${shortDigest(img.configDigest)}`,
     );
   line(
-    `shared: ${d.shared.length} layers, ${humanSize(d.sizes.shared)}; only in A: ${d.onlyA.length} (${humanSize(d.sizes.onlyA)}); only in B: ${d.onlyB.length} (${humanSize(d.sizes.onlyB)})`,
+    `shared: ${count(d.shared.length, 'layer')}, ${humanSize(d.sizes.shared)}; only in A: ${d.onlyA.length} (${humanSize(d.sizes.onlyA)}); only in B: ${d.onlyB.length} (${humanSize(d.sizes.onlyB)})`,
   );
   line('');
   line(
