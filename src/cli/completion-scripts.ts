@@ -9,6 +9,8 @@ export interface CommandInfo {
   readonly help: string;
   /** Words its positional arguments complete to (else files). */
   readonly positionals?: readonly string[];
+  /** Values of its flags where they differ from other commands' (diff reads one --arch). */
+  readonly values?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** Values of flags that a shell can offer; any other flag takes free text. */
@@ -42,7 +44,7 @@ function flagsOf(c: CommandInfo): Flag[] {
       short: o.short,
       takesValue: o.type === 'string',
       multiple: Boolean(o.multiple),
-      values: o.type === 'string' ? VALUES[name] : undefined,
+      values: o.type === 'string' ? (c.values?.[name] ?? VALUES[name]) : undefined,
       description: describe(c.help, name),
     }))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -60,8 +62,14 @@ const words = (fs: readonly Flag[]): string =>
 
 export function bashScript(commands: readonly CommandInfo[]): string {
   const all = commands.flatMap(flagsOf);
-  const choice = new Map<string, string>();
-  for (const f of all) if (Array.isArray(f.values)) choice.set(`--${f.name}`, f.values.join(' '));
+  // by command: a value one command takes may be refused by another (diff --arch amd64,arm64)
+  const choice = commands.flatMap((c) =>
+    flagsOf(c).flatMap((f) =>
+      Array.isArray(f.values)
+        ? [[`${c.name}:--${f.name}${f.short ? `|${c.name}:-${f.short}` : ''}`, f.values.join(' ')] as const]
+        : [],
+    ),
+  );
   const files = [...new Set(all.filter((f) => f.values === 'file').map((f) => `--${f.name}`))];
   const dirs = [...new Set(all.filter((f) => f.values === 'dir').map((f) => `--${f.name}`))];
   const cases = commands.map((c) => {
@@ -92,8 +100,10 @@ _nixoci() {
 ${cases.join('\n')}
     *) return 0 ;;
   esac
+  case "\${COMP_WORDS[1]}:$prev" in
+${choice.map(([f, v]) => `    ${f}) COMPREPLY=( $(compgen -W "${v}" -- "$cur") ); return 0 ;;`).join('\n')}
+  esac
   case "$prev" in
-${[...choice].map(([f, v]) => `    ${f}) COMPREPLY=( $(compgen -W "${v}" -- "$cur") ); return 0 ;;`).join('\n')}
 ${files.length > 0 ? `    ${files.join('|')}) COMPREPLY=( $(compgen -f -- "$cur") ); return 0 ;;` : ''}
 ${dirs.length > 0 ? `    ${dirs.join('|')}) COMPREPLY=( $(compgen -d -- "$cur") ); return 0 ;;` : ''}
   esac

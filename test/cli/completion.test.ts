@@ -57,6 +57,14 @@ describe('nixoci completion', () => {
     // --compression=<TAB> and --compression=z<TAB>, as bash splits them at '='
     expect(bashComplete(file, ['nixoci', 'build', '--compression', '='])).toEqual(['none', 'gzip', 'zstd']);
     expect(bashComplete(file, ['nixoci', 'build', '--compression', '=', 'z'])).toEqual(['zstd']);
+    // diff reads one platform of each image: no list offered there, as build and inspect take
+    expect(bashComplete(file, ['nixoci', 'diff', '--arch', ''])).toEqual(['amd64', 'arm64']);
+    expect(bashComplete(file, ['nixoci', 'inspect', '--arch', ''])).toEqual([
+      'amd64',
+      'arm64',
+      'amd64,arm64',
+    ]);
+    expect(bashComplete(file, ['nixoci', 'diff', '--compression', ''])).toEqual([]);
     // a flag whose value cannot be guessed offers no flags as its value
     expect(bashComplete(file, ['nixoci', 'build', '--entrypoint', '--'])).toEqual([]);
   });
@@ -119,6 +127,11 @@ describe('nixoci completion', () => {
       expect(fishComplete('nixoci completion bash ')).toBe('');
       expect(fishComplete('nixoci build -')).toContain('--graph');
       expect(fishComplete('nixoci help ')).toContain('build');
+      expect(
+        fishComplete('nixoci diff --arch ')
+          .split('\n')
+          .map((l) => l.split('\t')[0]),
+      ).toEqual(['amd64', 'arm64', '']);
     }
   });
 

@@ -37,7 +37,13 @@ export async function commandInfos(): Promise<CommandInfo[]> {
     image(pushCommand),
     image(loadCommand),
     { name: 'inspect', summary: summary.get('inspect') ?? '', options: inspectOptions, help: INSPECT_HELP },
-    { name: 'diff', summary: summary.get('diff') ?? '', options: diffOptions, help: DIFF_HELP },
+    {
+      name: 'diff',
+      summary: summary.get('diff') ?? '',
+      options: diffOptions,
+      help: DIFF_HELP,
+      values: { arch: ['amd64', 'arm64'] }, // one platform of each image, not a list
+    },
     {
       name: 'completion',
       summary: summary.get('completion') ?? '',
