@@ -1,4 +1,5 @@
 import { platformName, type ImageLayerInfo, type ImageSource } from '../registry/read/image-source.js';
+import { escapeControls } from '../core/escape-controls.js';
 import { humanSize, type Io } from './output.js';
 
 /** One image as `inspect IMAGE --json` and `diff --json` report it (schema: report-schema.ts). */
@@ -50,9 +51,7 @@ export const shortDigest = (d: string | null): string => (d ? d.slice(0, 19) : '
  * or send escape sequences to the terminal.
  */
 export function cell(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) =>
-    c === '\n' || c === '\r' || c === '\t' ? ' ' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return escapeControls(s, (c) => (c === '\n' || c === '\r' || c === '\t' ? ' ' : undefined));
 }
 
 /** A layer's store paths, or (without any) what its history says it is. */

@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { isNixociError } from '../core/errors.js';
+import { escapeControls } from '../core/escape-controls.js';
 import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
 import { runImageCommand, type ImageCommandSpec } from './image-command.js';
@@ -60,10 +61,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
  * a file name; their control characters (all but line breaks) are escaped, never sent as they are.
  */
 function printable(s: string): string {
-  return s.replace(
-    /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g,
-    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
-  );
+  return escapeControls(s, (c) => (c === '\n' ? c : undefined));
 }
 
 async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): Promise<number> {
