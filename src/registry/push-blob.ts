@@ -6,7 +6,7 @@ import type { Layer, LayerDigests } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
 import type { TakeTurn } from '../core/turns.js';
 import type { BlobHolders } from './holders.js';
-import { completeUploadConfirmed, uploadBlob } from './upload.js';
+import { completeUploadConfirmed, sessionLost, uploadBlob } from './upload.js';
 
 export type BlobAction = 'skipped' | 'mounted' | 'uploaded' | 'reused';
 
@@ -114,7 +114,10 @@ function done(
   return { digests, action, bytesSent };
 }
 
-/** A small JSON blob (config): HEAD, else one POST + PUT with the body. */
+/**
+ * A small JSON blob (config): HEAD, else one POST + PUT with the body; a session the registry
+ * dropped after a failed PUT (see `sessionLost`) is replaced by a new one.
+ */
 export async function pushSmallBlob(
   client: RegistryClient,
   repository: string,
@@ -122,12 +125,14 @@ export async function pushSmallBlob(
   signal?: AbortSignal,
 ): Promise<boolean> {
   if ((await client.blobExists(repository, blob.digest, signal)) !== undefined) return false;
-  const location = await client.startUpload(repository, signal);
-  try {
-    await completeUploadConfirmed(client, repository, location, blob.digest, blob.bytes, signal);
-  } catch (e) {
-    await client.cancelUpload(location);
-    throw e;
+  for (let attempt = 1; ; attempt++) {
+    const location = await client.startUpload(repository, signal);
+    try {
+      await completeUploadConfirmed(client, repository, location, blob.digest, blob.bytes, signal);
+      return true;
+    } catch (e) {
+      await client.cancelUpload(location);
+      if (signal?.aborted || !sessionLost(e) || attempt >= client.transport.retry.attempts) throw e;
+    }
   }
-  return true;
 }

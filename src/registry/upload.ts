@@ -71,9 +71,17 @@ export async function uploadBlob(
     } catch (e) {
       await client.cancelUpload(location);
       if (o.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
-      if (!isNixociError(e) || e.code !== 'REGISTRY_UNREACHABLE' || attempt >= policy.attempts) throw e;
+      // Only the closing PUT throws a registry error here: its session lost means a new one.
+      const lost = sessionLost(e);
+      const unreachable = isNixociError(e) && e.code === 'REGISTRY_UNREACHABLE';
+      if (!(lost || unreachable) || attempt >= policy.attempts) throw e;
       const delayMs = backoffDelay(attempt, policy);
-      policy.onRetry?.({ attempt, reason: 'connection', delayMs, request: sent(location) });
+      policy.onRetry?.({
+        attempt,
+        reason: lost ? '404' : 'connection',
+        delayMs,
+        request: lost ? `PUT ${location.pathname}` : sent(location),
+      });
       await sleep(delayMs, o.signal);
       continue;
     }
@@ -181,7 +189,8 @@ async function patchStream(
 /**
  * Closes an upload session. When the answer to the closing PUT was lost and its retry finds the
  * session gone (404 BLOB_UPLOAD_UNKNOWN), the first PUT may well have committed the blob: a HEAD
- * settles it, instead of failing a push that succeeded.
+ * settles it, instead of failing a push that succeeded. When the blob is not there either, the
+ * error thrown is one `sessionLost` recognises.
  */
 export async function completeUploadConfirmed(
   client: RegistryClient,
@@ -194,10 +203,17 @@ export async function completeUploadConfirmed(
   try {
     await client.completeUpload(location, digest, body, signal);
   } catch (e) {
-    const gone =
-      registryCodes(e).includes('BLOB_UPLOAD_UNKNOWN') || (e as { status?: number }).status === 404;
-    if (!gone || (await client.blobExists(repo, digest, signal)) === undefined) throw e;
+    if (!sessionLost(e) || (await client.blobExists(repo, digest, signal)) === undefined) throw e;
   }
+}
+
+/**
+ * Whether a closing PUT found its session gone (404 BLOB_UPLOAD_UNKNOWN). A registry may drop the
+ * session when a commit fails: distribution cancels it on any commit error, a 500 from its storage
+ * included, so the retry of that PUT meets a 404. The bytes must then go again, in a new session.
+ */
+export function sessionLost(e: unknown): boolean {
+  return registryCodes(e).includes('BLOB_UPLOAD_UNKNOWN') || (e as { status?: number }).status === 404;
 }
 
 /** Runs the request; when it fails because the layer stream broke, reports the layer's error. */

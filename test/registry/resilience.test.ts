@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Digest } from '../../src/core/digest.js';
 import { DigestCache } from '../../src/layer/cache.js';
@@ -178,6 +179,47 @@ describe('resilience', () => {
     expect(r.images[0]!.layers.every((l) => l.action === 'uploaded')).toBe(true);
     expect(refused).toBeGreaterThan(0);
     expect(own.seen.filter((s) => s.method === 'PATCH' && s.chunked).length).toBe(refused);
+    await verifyPushed(env.registry, repo, 't');
+  });
+
+  it('starts an upload again when a failed closing PUT cost the session (as distribution cancels it)', async () => {
+    // The first closing PUT after a PATCH and the first PUT of the config (with its bytes) fail
+    // with a 500 once their session is cancelled upstream, as distribution does on any commit
+    // error: the retried PUT meets 404 BLOB_UPLOAD_UNKNOWN.
+    let afterPatch = 0;
+    let config = 0;
+    proxy.fault = (req, res) => {
+      const url = new URL(req.url ?? '', `http://${env.registry}`);
+      if (req.method !== 'PUT' || !url.pathname.includes('/blobs/uploads/')) return false;
+      if (Number(req.headers['content-length'] ?? 0) > 64 << 10) return false;
+      void buffer(req).then(async (body) => {
+        if (
+          (body.length === 0 && afterPatch++ === 0) ||
+          (body.toString().includes('"rootfs"') && config++ === 0)
+        ) {
+          const session = new URL(url);
+          session.searchParams.delete('digest');
+          await fetch(session, { method: 'DELETE' });
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end('{"errors":[{"code":"UNKNOWN"}]}');
+          return;
+        }
+        const up = await fetch(url, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/octet-stream' },
+          body,
+        });
+        res.writeHead(up.status, Object.fromEntries(up.headers));
+        res.end(Buffer.from(await up.arrayBuffer()));
+      });
+      return true;
+    };
+    const { repo, result } = await push('session-lost');
+    proxy.fault = undefined;
+    expect(afterPatch).toBeGreaterThan(1);
+    // The config: its PUT, that PUT again (404), and the PUT of a new session.
+    expect(config).toBe(3);
+    expect(result.images[0]!.layers.some((l) => l.action === 'uploaded')).toBe(true);
     await verifyPushed(env.registry, repo, 't');
   });
 
