@@ -104,15 +104,14 @@ export class RegistryClient {
       await this.cancelIfAborted(location, signal);
       return { mounted: false, location };
     }
-    // The source is not readable with these credentials (or not there): a mount is only a
-    // shortcut, so the blob is uploaded instead. Refusals of the target itself surface there.
-    if (res.status === 401 || res.status === 403 || res.status === 404) {
-      this.o.log?.(
-        `${this.registry}: mount of ${short(digest)} from ${from} refused (${res.status}): uploading`,
-      );
-      return { mounted: false, location: undefined };
-    }
-    throw await this.fail(`mount blob ${short(digest)} from ${from}`, res);
+    // The source is not readable with these credentials (401/403/404), or the registry does not
+    // do mounts its way (400, 405, 501, a 5xx after the retries): a mount is only a shortcut, so
+    // the blob is uploaded instead, as docker and crane do. Refusals of the target itself
+    // surface there.
+    this.o.log?.(
+      `${this.registry}: mount of ${short(digest)} from ${from} refused (${res.status}): uploading`,
+    );
+    return { mounted: false, location: undefined };
   }
 
   /** POST /v2/R/blobs/uploads/: opens an upload session, returns its location. */

@@ -223,6 +223,36 @@ describe('resilience', () => {
     await verifyPushed(env.registry, repo, 't');
   });
 
+  it('uploads when the registry refuses mounts altogether (405 UNSUPPORTED)', async () => {
+    // A proxy of its own: what the shared one pushed would be known holders here.
+    const own = await startFaultProxy(env.registry);
+    let refused = 0;
+    own.fault = (req, res) => {
+      if (req.method === 'POST' && (req.url ?? '').includes('mount=')) {
+        refused++;
+        const body = '{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}';
+        reply(req, res, 405, { 'content-type': 'application/json' }, body);
+        return true;
+      }
+      return false;
+    };
+    const { closure, app } = await fixture('v1');
+    // Known digests (a cache) and a first push that made its repository a known holder: the
+    // second push tries to mount every layer from it.
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
+    const pushTo = (repo: string) =>
+      new RegistryTarget(parseReference(`${own.host}/${repo}:t`), { retry: fast }).write(
+        [imageOf(closure, app, { cache: new DigestCache(cacheDir) }).image],
+        {},
+      );
+    await pushTo(uniqueRepo('mount-source'));
+    const repo = uniqueRepo('no-mounts');
+    const r = await pushTo(repo).finally(() => own.close());
+    expect(refused).toBe(r.images[0]!.layers.length);
+    expect(r.images[0]!.layers.every((l) => l.action === 'uploaded')).toBe(true);
+    await verifyPushed(env.registry, repo, 't');
+  });
+
   it('re-checks and re-sends blobs once on MANIFEST_BLOB_UNKNOWN', async () => {
     proxy.seen.length = 0;
     let refused = 0;
