@@ -123,7 +123,14 @@ export class RegistryClient {
     );
     if (res.status !== 202) throw await this.fail('start upload', res);
     await discard(res);
-    const location = this.location(res, `/v2/${repo}/blobs/uploads/`)!;
+    const location = this.location(res, `/v2/${repo}/blobs/uploads/`);
+    if (!location) {
+      throw new NixociError(
+        'REGISTRY',
+        `${this.o.what} failed: start upload: the registry answered 202 without a Location header`,
+        { hint: 'the registry or a proxy in front of it drops the Location header; check its configuration' },
+      );
+    }
     await this.cancelIfAborted(location, signal);
     return location;
   }

@@ -253,6 +253,20 @@ describe('resilience', () => {
     await verifyPushed(env.registry, repo, 't');
   });
 
+  it('says so when the registry opens an upload session without a Location', async () => {
+    proxy.fault = (req, res) => {
+      if (req.method !== 'POST') return false;
+      reply(req, res, 202, { 'docker-upload-uuid': 'x' });
+      return true;
+    };
+    const pushed = push('no-location');
+    await expect(pushed).rejects.toMatchObject({
+      code: 'REGISTRY',
+      message: expect.stringMatching(/start upload: the registry answered 202 without a Location header$/),
+    });
+    proxy.fault = undefined;
+  });
+
   it('re-checks and re-sends blobs once on MANIFEST_BLOB_UNKNOWN', async () => {
     proxy.seen.length = 0;
     let refused = 0;
