@@ -233,7 +233,8 @@ export class RegistryClient {
       blob.bytes,
       signal,
     );
-    if (res.status !== 201 && res.status !== 200) throw await this.fail(`put manifest ${reference}`, res);
+    // 201 per the spec; 200 and 202 (older Quay and distribution) are success too, as for docker and crane.
+    if (![200, 201, 202].includes(res.status)) throw await this.fail(`put manifest ${reference}`, res);
     await discard(res);
     // A registry (or proxy) that stored other bytes than were sent would leave the tag on an image
     // nobody built: say so rather than report success.

@@ -14,7 +14,7 @@ import { parseReference } from '../../src/registry/reference.js';
 import { RegistryTarget } from '../../src/registry/registry-target.js';
 import { testEnv } from '../helpers/env.js';
 import { reply, startFaultProxy, type FaultProxy } from './fault-proxy.js';
-import { fixture, imageOf, uniqueRepo, verifyPushed } from './push-helpers.js';
+import { fixture, imageOf, registryGet, uniqueRepo, verifyPushed } from './push-helpers.js';
 
 const env = testEnv();
 const fast = { attempts: 4, baseMs: 5, maxMs: 20, maxRetryAfterMs: 2000 };
@@ -265,6 +265,35 @@ describe('resilience', () => {
       message: expect.stringMatching(/start upload: the registry answered 202 without a Location header$/),
     });
     proxy.fault = undefined;
+  });
+
+  it('takes a manifest PUT answered 202 Accepted (older Quay, distribution before 2.1) as stored', async () => {
+    proxy.fault = (req, res) => {
+      if (req.method !== 'PUT' || !(req.url ?? '').includes('/manifests/')) return false;
+      // Stored by the registry, answered with 202 instead of its 201.
+      void buffer(req).then(async (body) => {
+        const up = await fetch(new URL(req.url ?? '', `http://${env.registry}`), {
+          method: 'PUT',
+          headers: { 'content-type': req.headers['content-type'] ?? '' },
+          body,
+        });
+        await up.arrayBuffer();
+        res.writeHead(up.status === 201 ? 202 : up.status, {
+          'docker-content-digest': up.headers.get('docker-content-digest') ?? '',
+        });
+        res.end();
+      });
+      return true;
+    };
+    const { repo, result } = await push('manifest-202');
+    proxy.fault = undefined;
+    await verifyPushed(env.registry, repo, 't');
+    const tagged = await registryGet(
+      env.registry,
+      `/v2/${repo}/manifests/t`,
+      'application/vnd.oci.image.manifest.v1+json',
+    );
+    expect(sha256Digest(Buffer.from(await tagged.arrayBuffer()))).toBe(result.manifestDigest);
   });
 
   it('re-checks and re-sends blobs once on MANIFEST_BLOB_UNKNOWN', async () => {
