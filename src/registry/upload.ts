@@ -168,7 +168,8 @@ async function patchStream(
     stream,
     digests,
   );
-  if (res.status !== 202) {
+  // 202 per the spec; some registries answer 204 or 201, which docker and crane take as well.
+  if (![202, 204, 201].includes(res.status)) {
     stream.destroy();
     return { res };
   }

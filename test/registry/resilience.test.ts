@@ -296,6 +296,30 @@ describe('resilience', () => {
     expect(sha256Digest(Buffer.from(await tagged.arrayBuffer()))).toBe(result.manifestDigest);
   });
 
+  it('takes a streamed PATCH answered 204 No Content (not 202) as accepted', async () => {
+    let patches = 0;
+    proxy.fault = (req, res) => {
+      if (req.method !== 'PATCH') return false;
+      patches++;
+      void buffer(req).then(async (body) => {
+        const up = await fetch(new URL(req.url ?? '', `http://${env.registry}`), {
+          method: 'PATCH',
+          headers: { 'content-type': 'application/octet-stream' },
+          body,
+        });
+        await up.arrayBuffer();
+        res.writeHead(up.status === 202 ? 204 : up.status, { location: up.headers.get('location') ?? '' });
+        res.end();
+      });
+      return true;
+    };
+    const { repo, result } = await push('patch-204');
+    proxy.fault = undefined;
+    expect(patches).toBeGreaterThan(0);
+    expect(result.images[0]!.layers.some((l) => l.action === 'uploaded')).toBe(true);
+    await verifyPushed(env.registry, repo, 't');
+  });
+
   it('re-checks and re-sends blobs once on MANIFEST_BLOB_UNKNOWN', async () => {
     proxy.seen.length = 0;
     let refused = 0;
