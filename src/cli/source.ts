@@ -79,7 +79,7 @@ export async function resolveSource(
   if (given.length === 0) {
     throw usage(
       command,
-      'no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json)',
+      `no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json)${command === 'inspect' ? ', or an image to read (e.g. inspect docker://host/app:v1)' : ''}`,
     );
   }
   // --installable and --file are built for each --arch's system: a prefix would reach Nix as part

@@ -335,6 +335,13 @@ describe('nixoci inspect IMAGE', () => {
       const q = await nixoci(args);
       expect([q.code, q.stdout, q.stderr]).toEqual([0, '', '']);
     }
+    // nothing at all, in a directory without devbox.json: the error names images too
+    const empty = mkdtempSync(join(tmpdir(), 'nixoci-nothing-'));
+    const nothing = await nixoci(['inspect'], { cwd: empty });
+    expect([nothing.code, nothing.stderr.split('\n')[0]]).toEqual([
+      2,
+      'nixoci: error: nixoci inspect: no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json), or an image to read (e.g. inspect docker://host/app:v1)',
+    ]);
     // an image without its transport is not silently dropped for the closure's plan
     const bare = await nixoci(['inspect', '--graph', v1.graphFile, 'ubuntu:latest']);
     expect(bare.code).toBe(2);
