@@ -87,6 +87,19 @@ export async function uploadBlob(
     }
     if (outcome.ok) return { ...outcome.ok, bytesSent };
     const res = outcome.res;
+    // Another host (the registry's storage, a proxy's rewrite) got no registry credentials, and
+    // none of ours would help it: say where the upload went instead of blaming the credentials.
+    if ((res.status === 401 || res.status === 403) && !client.transport.isRegistry(location)) {
+      await discard(res);
+      await client.cancelUpload(location);
+      throw new NixociError(
+        'REGISTRY',
+        `${client.what} failed: upload blob: ${location.host}, where the registry sent the upload, answered ${res.status}`,
+        {
+          hint: `registry credentials go to ${client.transport.host} only; check the registry's (or its proxy's) upload location settings`,
+        },
+      );
+    }
     if (res.status === 401 && attempt < policy.attempts) {
       const again = await client.auth.onUnauthorized(res.headers.get('www-authenticate'), true);
       await discard(res);

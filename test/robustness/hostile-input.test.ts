@@ -554,7 +554,7 @@ const cases: Case[] = [
     name: 'source: --path only for arm64 while building amd64',
     args: (c) => ['build', '--path', `arm64=${c.fx.app}`, '--to', `oci:${c.out}:t`],
     code: 2,
-    says: /no --path for amd64/,
+    says: /arm64 is not among the --arch \(amd64\); add it/,
   },
   {
     name: 'source: --installable with an architecture prefix',
@@ -660,6 +660,23 @@ const cases: Case[] = [
       )(req, res),
     args: (c) => ['inspect', `docker://${c.proxy}/${c.repo}:t`],
     says: /served as text\/html, not as an image manifest/,
+  },
+  {
+    name: 'registry: upload sent to another host, which answers 401',
+    fault: (req, res) => {
+      const url = req.url ?? '';
+      if (url.includes('/elsewhere')) {
+        reply(req, res, 401, { 'www-authenticate': 'Basic realm="storage"' });
+        return true;
+      }
+      if (req.method !== 'POST' || !url.includes('/blobs/uploads/')) return false;
+      const port = (req.headers.host ?? '').split(':')[1];
+      const repo = /\/v2\/(.*)\/blobs\/uploads\//.exec(url)![1]!;
+      reply(req, res, 202, { location: `http://localhost:${port}/v2/${repo}/blobs/uploads/elsewhere` });
+      return true;
+    },
+    args: push(),
+    says: /localhost:\d+, where the registry sent the upload, answered 401/,
   },
   {
     name: 'registry: always 503',
