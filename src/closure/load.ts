@@ -51,6 +51,16 @@ export async function loadGraphFile(
       cause: e,
     });
   }
+  // Checked before parsing: JSON.parse of 100 MB of nested brackets takes ~30 s and 5 GB.
+  if (nestedDeeperThan(text, MAX_GRAPH_DEPTH)) {
+    throw new NixociError(
+      'GRAPH_JSON',
+      `${file}: nested deeper than ${MAX_GRAPH_DEPTH} levels: not a closure graph`,
+      {
+        hint: 'the graph file must be JSON as written by exportReferencesGraph or nix path-info --json',
+      },
+    );
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -60,6 +70,27 @@ export async function loadGraphFile(
     });
   }
   return parseGraph(json, file, options);
+}
+
+/** Every graph format nests a few levels (a derivation's .attrs.json a few more). */
+const MAX_GRAPH_DEPTH = 64;
+
+/** Whether JSON text opens more than `max` arrays/objects inside each other (strings skipped). */
+function nestedDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** Turns parsed graph JSON into a validated Closure. */

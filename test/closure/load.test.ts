@@ -190,6 +190,19 @@ let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
   const bad: [string, () => string | object, string, RegExp][] = [
     ['invalid JSON', () => '{"closure": [', 'GRAPH_JSON', /not valid JSON/],
     [
+      'nesting no graph has (refused before parsing)',
+      () => '['.repeat(65) + ']'.repeat(65),
+      'GRAPH_JSON',
+      /nested deeper than 64 levels: not a closure graph/,
+    ],
+    [
+      // brackets inside strings are not nesting: this one fails on its shape, not on its depth
+      'brackets in a string',
+      () => ({ closure: [{ path: '['.repeat(100) }] }),
+      'GRAPH_SHAPE',
+      /not a closure graph at closure\.0/,
+    ],
+    [
       'wrong shape',
       () => ({ closure: [{ path: 1 }] }),
       'GRAPH_SHAPE',
