@@ -135,6 +135,21 @@ describe('sources', () => {
     }
   });
 
+  it('--installable STOREPATH/DIR#ATTR with no flake in DIR is an error, not an image of the store path', async () => {
+    // a devbox project copied into the store without its relative flake (e.g. by a filter)
+    const project = mkdtempSync(join(work, 'copied-project-'));
+    writeFileSync(join(project, 'devbox.json'), '{"packages": ["./sub#default"]}');
+    const copied = execFileSync('nix-store', ['--add', project], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+    }).trim();
+    const r = await nixoci(['inspect', '--installable', `${copied}/sub#default`], { env });
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stderr).toContain(
+      `nix build ${copied}/sub#default: Nix found no flake.nix in ${copied}/sub and took the ref for the store path ${copied} instead of building #default`,
+    );
+  });
+
   it("a Nix error is reported by its error line, not its last lines, and without Nix's control characters", async () => {
     const dir = mkdtempSync(join(work, 'nix-errors-'));
     writeFileSync(join(dir, 'eval.nix'), 'let x = 1;\nin x.y\n');

@@ -39,6 +39,19 @@ export async function buildInstallable(ref: string, options: BuildOptions = {}):
   }
   const storeDir = options.storeDir ?? storeDirFromEnv();
   const paths = parsed.flatMap((r) => ('outputs' in r ? Object.values(r.outputs) : [r.path]));
+  // Nix (2.8) reads `/nix/store/P/dir#attr` whose dir holds no flake as the store path P, and
+  // builds nothing: the image would hold P (often a copy of the sources) instead of the package.
+  const fragment = ref.indexOf('#');
+  const taken = fragment < 0 ? undefined : paths.find((p) => ref.startsWith(`${p}/`));
+  if (taken !== undefined) {
+    throw new NixociError(
+      'NIX_FAILED',
+      `nix build ${ref}: Nix found no flake.nix in ${ref.slice(0, fragment)} and took the ref for the store path ${taken} instead of building ${ref.slice(fragment)}`,
+      {
+        hint: 'give the directory that holds flake.nix (a relative flake in a copied project may not have been copied)',
+      },
+    );
+  }
   if (paths.length === 0) {
     throw new NixociError('NIX_FAILED', `nix build ${ref} built nothing`, { hint: 'check the installable' });
   }
