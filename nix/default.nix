@@ -57,7 +57,19 @@ let
       list = v: if builtins.isList v then v else if builtins.isAttrs v then kv v else [ v ];
       kv = attrs: map (k: "${k}=${toString attrs.${k}}") (builtins.attrNames attrs);
       command = name: flag: if config ? ${name} then [ flag (builtins.toJSON (list config.${name})) ] else [ ];
+      # an unknown attribute (often nix2container's or dockerTools' Entrypoint, Env, …) would
+      # otherwise be dropped without a word, and the image would lack it
+      known = [ "entrypoint" "cmd" "env" "workdir" "user" "expose" "labels" "preset" "copy" "maxLayers" "created" "binFarm" "ignoreCollisions" ];
+      renamed = { Entrypoint = "entrypoint"; Cmd = "cmd"; Env = "env"; WorkingDir = "workdir"; User = "user"; ExposedPorts = "expose"; Labels = "labels"; };
+      unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames config);
+      explain = k: if renamed ? ${k} then "${k} (nixoci's name: ${renamed.${k}})" else k;
+      checked =
+        if unknown == [ ] then
+          true
+        else
+          throw "nixoci image config: unknown attribute ${builtins.concatStringsSep ", " (map explain unknown)}; known: ${builtins.concatStringsSep ", " known}";
     in
+    assert checked;
     command "entrypoint" "--entrypoint"
     ++ command "cmd" "--cmd"
     ++ each "env" "--env" toString

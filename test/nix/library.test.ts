@@ -55,6 +55,19 @@ describe('nix/ library', () => {
     ]);
   });
 
+  it("refuses unknown config attributes, naming nixoci's name for nix2container's", async () => {
+    const f = expr(
+      'unknown-config',
+      `((import ${lib} { system = "x86_64-linux"; }).image {
+        name = "app"; packages = [ (import ${offline} { }) ];
+        config = { Entrypoint = [ "/bin/app" ]; WorkingDir = "/app"; colour = "red"; };
+      }).args`,
+    );
+    await expect(nix('nix-instantiate', ['--eval', '--strict', '--json', f])).rejects.toThrow(
+      "nixoci image config: unknown attribute Entrypoint (nixoci's name: entrypoint), WorkingDir (nixoci's name: workdir), colour; known: entrypoint, cmd, env,",
+    );
+  });
+
   it('builds the closure graph, the plan and a copyTo app without nixpkgs; the app runs nixoci', async () => {
     const f = expr(
       'image',
