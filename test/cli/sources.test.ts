@@ -150,6 +150,29 @@ describe('sources', () => {
     );
   });
 
+  it('an arm64 build whose builder this amd64 machine cannot run says so, with what to do', async () => {
+    // an aarch64 builder: the host's busybox with e_machine set to AArch64 (0xb7)
+    const dir = mkdtempSync(join(work, 'arm-flake-'));
+    const elf = readFileSync('/usr/bin/busybox');
+    elf.writeUInt16LE(0xb7, 18);
+    writeFileSync(join(dir, 'builder'), elf, { mode: 0o755 });
+    writeFileSync(
+      join(dir, 'flake.nix'),
+      `{ outputs = { self }: { packages.aarch64-linux.default = derivation {
+        name = "arm-only"; system = "aarch64-linux"; builder = "\${./builder}"; args = [ "true" ];
+      }; }; }`,
+    );
+    const r = await nixoci(['inspect', '--installable', `${dir}#default`, '--arch', 'arm64'], { env });
+    expect(r.code).toBe(1);
+    const [line, hint] = r.stderr.split('\n');
+    expect(line).toMatch(
+      /^nixoci: error: nix build failed: this x86_64-linux machine cannot run aarch64-linux builders: error: builder for '\S+-arm-only\.drv' failed .*Exec format error/,
+    );
+    expect(hint).toBe(
+      'hint: build on an aarch64-linux machine (a remote builder: builders in nix.conf), enable emulation (binfmt, extra-platforms = aarch64-linux), use a binary cache that has the paths, or give a closure built elsewhere (--graph arm64=FILE)',
+    );
+  });
+
   it("a Nix error is reported by its error line, not its last lines, and without Nix's control characters", async () => {
     const dir = mkdtempSync(join(work, 'nix-errors-'));
     writeFileSync(join(dir, 'eval.nix'), 'let x = 1;\nin x.y\n');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NixociError, reason } from '../../core/errors.js';
+import { NixociError, isNixociError, reason } from '../../core/errors.js';
 import type { Closure } from '../closure.js';
 import { closureFromPaths, type LoadOptions } from '../load.js';
 import { NIX_FEATURES, nixFromEnv, runNix, type NixRunOptions } from '../nix.js';
@@ -27,7 +27,7 @@ const buildResultSchema = z.array(
 export async function buildInstallable(ref: string, options: BuildOptions = {}): Promise<StorePath[]> {
   const args = ['build', ...NIX_FEATURES, '--no-link', '--json'];
   if (options.system) args.push('--system', options.system);
-  const out = await runNix([...args, ref], options);
+  const out = await runBuild([...args, ref], options);
   let parsed: z.infer<typeof buildResultSchema>;
   try {
     parsed = buildResultSchema.parse(JSON.parse(out));
@@ -73,7 +73,7 @@ export async function closureFromNixFile(
   const args = ['--no-out-link', '--no-build-output', file];
   if (attr !== undefined) args.push('-A', attr);
   if (options.system) args.push('--option', 'system', options.system);
-  const out = await runNix(args, { ...options, bin: nixBuildBin(options.bin) });
+  const out = await runBuild(args, { ...options, bin: nixBuildBin(options.bin) });
   const storeDir = options.storeDir ?? storeDirFromEnv();
   const where = `nix-build ${file}${attr === undefined ? '' : ` -A ${attr}`}`;
   const paths = out
@@ -84,6 +84,35 @@ export async function closureFromNixFile(
   if (paths.length === 0)
     throw new NixociError('NIX_FAILED', `${where} built nothing`, { hint: 'check the attribute' });
   return closureFromPaths(paths, options);
+}
+
+const HOST_SYSTEM: string | undefined = ({ x64: 'x86_64-linux', arm64: 'aarch64-linux' } as const)[
+  process.arch as 'x64' | 'arm64'
+];
+
+/**
+ * Runs a build for `options.system`. With that system set, Nix runs its builders here: one for
+ * another architecture fails with the builder's garbled "Exec format error", so say what it means.
+ */
+async function runBuild(args: readonly string[], options: BuildOptions): Promise<string> {
+  try {
+    return await runNix(args, options);
+  } catch (e) {
+    const { system } = options;
+    if (!isNixociError(e) || e.code !== 'NIX_FAILED' || !system || system === HOST_SYSTEM) throw e;
+    if (!/exec format error/i.test(e.message)) throw e;
+    throw new NixociError(
+      'NIX_FAILED',
+      e.message.replace(
+        ' failed: ',
+        ` failed: this ${HOST_SYSTEM ?? process.arch} machine cannot run ${system} builders: `,
+      ),
+      {
+        hint: `build on an ${system} machine (a remote builder: builders in nix.conf), enable emulation (binfmt, extra-platforms = ${system}), use a binary cache that has the paths, or give a closure built elsewhere (--graph ${system === 'aarch64-linux' ? 'arm64' : 'amd64'}=FILE)`,
+        cause: e,
+      },
+    );
+  }
 }
 
 /** `nix-build` / `nix-store` next to the configured `nix` (NIXOCI_NIX may point at a Nix elsewhere). */
