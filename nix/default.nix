@@ -122,7 +122,9 @@ let
         filter = p: _type: builtins.elem (baseNameOf p) [ "devbox.json" "devbox.lock" ];
       };
       source =
-        if devbox != null then
+        if devbox != null && packages != [ ] then
+          throw "nixoci image ${name}: give packages or devbox, not both (the devbox project's packages are the image)"
+        else if devbox != null then
           [ "--devbox" "${devboxSrc}" ]
         else if packages != [ ] then
           [ "--graph" "${graph}" ]

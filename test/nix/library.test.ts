@@ -55,13 +55,22 @@ describe('nix/ library', () => {
     ]);
   });
 
-  it("refuses unknown config attributes, naming nixoci's name for nix2container's", async () => {
+  it("refuses unknown config attributes, naming nixoci's name for nix2container's, and packages with devbox", async () => {
     const f = expr(
       'unknown-config',
       `((import ${lib} { system = "x86_64-linux"; }).image {
         name = "app"; packages = [ (import ${offline} { }) ];
         config = { Entrypoint = [ "/bin/app" ]; WorkingDir = "/app"; colour = "red"; };
       }).args`,
+    );
+    const both = expr(
+      'packages-and-devbox',
+      `((import ${lib} { system = "x86_64-linux"; }).image {
+        name = "app"; packages = [ (import ${offline} { }) ]; devbox = ${offline};
+      }).args`,
+    );
+    await expect(nix('nix-instantiate', ['--eval', '--strict', '--json', both])).rejects.toThrow(
+      'nixoci image app: give packages or devbox, not both',
     );
     await expect(nix('nix-instantiate', ['--eval', '--strict', '--json', f])).rejects.toThrow(
       "nixoci image config: unknown attribute Entrypoint (nixoci's name: entrypoint), WorkingDir (nixoci's name: workdir), colour; known: entrypoint, cmd, env,",
