@@ -75,7 +75,13 @@ let
     ++ each "env" "--env" toString
     ++ opt "workdir" "--workdir"
     ++ opt "user" "--user"
-    ++ each "expose" "--expose" toString
+    # expose: [ 80 "53/udp" ], or nix2container's / OCI's ExposedPorts form { "80/tcp" = { }; }
+    ++ (
+      if config ? expose && builtins.isAttrs config.expose then
+        builtins.concatMap (p: [ "--expose" p ]) (builtins.attrNames config.expose)
+      else
+        each "expose" "--expose" toString
+    )
     ++ each "labels" "--label" toString
     ++ opt "preset" "--preset"
     # copy: [ "SRC:/DEST" ] or { "/DEST" = SRC; } (a destination is a string; a source is often a path)

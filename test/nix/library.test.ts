@@ -77,6 +77,16 @@ describe('nix/ library', () => {
     );
   });
 
+  it('takes expose in the ExposedPorts form of OCI and nix2container, { "80/tcp" = { }; }', async () => {
+    const f = expr(
+      'expose-set',
+      `(import ${lib} { }).configFlags { expose = { "8080/tcp" = { }; "53/udp" = { }; }; }`,
+    );
+    expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', f]))).toEqual([
+      ...['--expose', '53/udp', '--expose', '8080/tcp'],
+    ]);
+  });
+
   it('builds the closure graph, the plan and a copyTo app without nixpkgs; the app runs nixoci', async () => {
     const f = expr(
       'image',
