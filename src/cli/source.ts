@@ -23,6 +23,8 @@ export interface SourceFlags {
 export interface ResolvedSource {
   readonly closures: Map<Arch, Closure>;
   readonly devbox?: { readonly project: DevboxProject; readonly perArch: ReadonlyMap<Arch, DevboxClosure> };
+  /** What the user should know although the run goes on (printed unless --quiet). */
+  readonly warnings?: readonly string[];
 }
 
 /**
@@ -74,7 +76,7 @@ export async function resolveSource(
       perArch.set(arch, d);
       out.set(arch, d.closure);
     }
-    return { closures: out, devbox: { project, perArch } };
+    return { closures: out, devbox: { project, perArch }, warnings: devboxWarnings(project) };
   }
   if (given.length === 0) {
     throw usage(
@@ -179,4 +181,13 @@ function throughResultLink(given: string, log: (line: string) => void): string {
   }
   log(`--path ${given}: ${at}`);
   return at;
+}
+
+/** devbox.json settings that change a devbox shell but that nixoci does not read. */
+function devboxWarnings(project: DevboxProject): string[] {
+  const include = (project.json as { include?: unknown }).include;
+  if (!Array.isArray(include) || include.length === 0) return [];
+  return [
+    `${project.jsonFile}: include (${include.length} plugin${include.length === 1 ? '' : 's'}) is not read: packages, env and files a plugin adds are not in the image`,
+  ];
 }

@@ -239,6 +239,18 @@ describe('devbox projects', () => {
     const wide = await nixoci(['inspect', '--devbox', long], { env });
     expect(wide.code, wide.stderr).toBe(0);
     expect(wide.stdout).toMatch(new RegExp(`^path:${flake}#busybox {2,}- {2,}\\d+ `, 'm'));
+    expect(wide.stderr).toBe('');
+    // plugins are not read: said once, not hidden; --quiet keeps it quiet
+    const plugins = writeDevboxProject({
+      json: { packages: [`path:${flake}#busybox`], include: ['plugin:nginx', 'github:org/repo?dir=p'] },
+      lock: null,
+    });
+    const warned = await nixoci(['inspect', '--devbox', plugins], { env });
+    expect([warned.code, warned.stderr]).toEqual([
+      0,
+      `nixoci: warning: ${join(plugins, 'devbox.json')}: include (2 plugins) is not read: packages, env and files a plugin adds are not in the image\n`,
+    ]);
+    expect((await nixoci(['inspect', '--devbox', plugins, '-q'], { env })).stderr).toBe('');
     const dot = readFileSync(join(work, 'g.dot'), 'utf8');
     expect(dot).toMatch(/^digraph closure \{/);
     expect(dot).toContain(`${JSON.stringify(fx.app)} -> ${JSON.stringify(project.busybox)};`);
