@@ -1,6 +1,7 @@
 import { sha256Digest, type Digest } from '../core/digest.js';
 import { MediaType } from '../core/media-types.js';
 import type { Closure } from '../closure/closure.js';
+import { defaultLevel } from '../layer/compress.js';
 import type { LayerDigests, Layer } from '../layer/layer.js';
 
 export type Arch = 'amd64' | 'arm64';
@@ -60,6 +61,12 @@ export const ANNOTATION_NAR_HASHES = 'dev.nixoci.nar-hashes';
 export const ANNOTATION_DIFF_ID = 'dev.nixoci.diff-id';
 /** Size of the uncompressed tar, so that a reused layer needs no walk of its store paths. */
 export const ANNOTATION_TAR_SIZE = 'dev.nixoci.tar-size';
+/**
+ * The compression level of a layer compressed at another level than the default: the media type
+ * alone does not tell a level-9 gzip blob from a level-1 one, and a push must not reuse either for
+ * the other. Absent at the default level, so that those manifests keep their digests.
+ */
+export const ANNOTATION_COMPRESSION_LEVEL = 'dev.nixoci.compression-level';
 
 export function jsonBlob(value: unknown, mediaType: string): Blob {
   const bytes = Buffer.from(JSON.stringify(value));
@@ -73,7 +80,13 @@ export function layerLabel(layer: Layer): string {
     : 'nixoci customisation layer';
 }
 
+/** The value of the compression level annotation of `layer`'s descriptor (none at the default level). */
+export function compressionLevelAnnotation(layer: Layer): string | undefined {
+  return layer.level === defaultLevel(layer.compression) ? undefined : String(layer.level);
+}
+
 export function layerDescriptor(layer: Layer, d: LayerDigests): Descriptor {
+  const level = compressionLevelAnnotation(layer);
   return {
     mediaType: layer.mediaType,
     digest: d.digest,
@@ -83,6 +96,7 @@ export function layerDescriptor(layer: Layer, d: LayerDigests): Descriptor {
       [ANNOTATION_NAR_HASHES]: layer.planned.narHashes.join(' '),
       [ANNOTATION_DIFF_ID]: d.diffId,
       [ANNOTATION_TAR_SIZE]: String(d.tarSize),
+      ...(level !== undefined ? { [ANNOTATION_COMPRESSION_LEVEL]: level } : {}),
     },
   };
 }

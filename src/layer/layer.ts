@@ -78,6 +78,13 @@ export class Layer {
     return this.options.compression;
   }
 
+  /** The compression level the blob is made with (0 for an uncompressed layer). */
+  get level(): number {
+    return this.options.compression === 'none'
+      ? 0
+      : (this.options.level ?? defaultLevel(this.options.compression));
+  }
+
   /** Size of the uncompressed tar, from metadata alone (no file content is read). */
   tarSize(): number {
     return this.known?.tarSize ?? tarSize(this.tree());

@@ -2,10 +2,12 @@ import { z } from 'zod';
 import { isDigest, type Digest } from '../core/digest.js';
 import { MediaType } from '../core/media-types.js';
 import {
+  ANNOTATION_COMPRESSION_LEVEL,
   ANNOTATION_DIFF_ID,
   ANNOTATION_NAR_HASHES,
   ANNOTATION_STORE_PATHS,
   ANNOTATION_TAR_SIZE,
+  compressionLevelAnnotation,
 } from '../image/image.js';
 import type { Layer } from '../layer/layer.js';
 import type { RegistryClient } from './client.js';
@@ -21,6 +23,8 @@ export interface ReusableLayer {
   /** Annotations: space-separated store paths and their narHashes. */
   readonly storePaths: string;
   readonly narHashes: string;
+  /** Compression level annotation: set when the blob was made at another than the default level. */
+  readonly compressionLevel: string | undefined;
   /** Repository of the manifest that named it (a mount source when it is not the target). */
   readonly repository: string;
 }
@@ -39,9 +43,17 @@ const indexSchema = z.object({ manifests: z.array(descriptor) });
 /** At most this many platform manifests of an index are read (nixoci writes two). */
 const MAX_CHILDREN = 8;
 
-/** The key under which a layer with these contents is found: media type, store paths, narHashes. */
-export function reuseKey(mediaType: string, storePaths: string, narHashes: string): string {
-  return `${mediaType}\n${storePaths}\n${narHashes}`;
+/**
+ * The key under which a layer with these contents is found: media type, compression level (when
+ * not the default), store paths, narHashes.
+ */
+export function reuseKey(
+  mediaType: string,
+  level: string | undefined,
+  storePaths: string,
+  narHashes: string,
+): string {
+  return `${mediaType}\n${level ?? ''}\n${storePaths}\n${narHashes}`;
 }
 
 /** What a manifest (or index) at a reference says about the repository. */
@@ -115,6 +127,7 @@ export async function findReusableLayers(
         mediaType: l.mediaType,
         storePaths,
         narHashes,
+        compressionLevel: l.annotations?.[ANNOTATION_COMPRESSION_LEVEL],
         repository,
       });
     }
@@ -134,7 +147,7 @@ export function applyReuse(
 ): Map<Layer, ReusableLayer> {
   const byKey = new Map<string, ReusableLayer>();
   for (const f of found) {
-    const k = reuseKey(f.mediaType, f.storePaths, f.narHashes);
+    const k = reuseKey(f.mediaType, f.compressionLevel, f.storePaths, f.narHashes);
     // The first source wins: the target's own manifest is read first and needs no mount.
     if (!byKey.has(k)) byKey.set(k, f);
   }
@@ -142,7 +155,8 @@ export function applyReuse(
   for (const layer of layers) {
     const p = layer.planned;
     if (layer.known || p.storePaths.length === 0 || (p.extra?.length ?? 0) > 0) continue;
-    const hit = byKey.get(reuseKey(layer.mediaType, p.storePaths.join(' '), p.narHashes.join(' ')));
+    const level = compressionLevelAnnotation(layer);
+    const hit = byKey.get(reuseKey(layer.mediaType, level, p.storePaths.join(' '), p.narHashes.join(' ')));
     if (!hit) continue;
     // tarSize comes from the annotation, else from the tree's metadata (lstat only); no file
     // content is read either way.

@@ -321,6 +321,44 @@ describe('nixoci push', () => {
     expect(existsSync(layout)).toBe(false);
   });
 
+  it('gives the digests another --compression-level gives, whatever level the tag was pushed at', async () => {
+    // The media type alone does not tell a level-9 gzip blob from a level-1 one: a push at level 9
+    // over a level-1 image must not take the level-1 layers from the tag's annotations (its
+    // manifest would then depend on what the registry held, and differ from `build --to oci:`'s).
+    const repo = uniqueRepo('relevel');
+    const ref = `docker://${env.registry}/${repo}:t`;
+    const layout = path.join(mkdtempSync(path.join(tmpdir(), 'nixoci-relevel-')), 'oci');
+    try {
+      const built = await nixociJson<Report>([
+        'build',
+        '--graph',
+        v1.graphFile,
+        '--compression',
+        'gzip',
+        '--compression-level',
+        '9',
+        '--to',
+        `oci:${layout}`,
+        '--no-cache',
+      ]);
+      const level1 = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref, '--no-cache']);
+      expect(level1.manifestDigest).not.toBe(built.manifestDigest);
+      const level9 = ['push', '--graph', v1.graphFile, '--compression-level', '9', ref, '--no-cache'];
+      const first = await nixociJson<Report>(level9);
+      expect(first.manifestDigest).toBe(built.manifestDigest);
+      expect(first.layers.some((l) => l.action === 'reused')).toBe(false);
+      // at the same level, the tag's layers are reused as before, and the default level reuses none
+      const again = await nixociJson<Report>(level9);
+      expect(again.layers.every((l) => l.action === 'reused')).toBe(true);
+      expect(again.manifestDigest).toBe(built.manifestDigest);
+      const back = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref, '--no-cache']);
+      expect(back.manifestDigest).toBe(level1.manifestDigest);
+      expect(back.layers.some((l) => l.action === 'reused')).toBe(false);
+    } finally {
+      rmSync(path.dirname(layout), { recursive: true, force: true });
+    }
+  });
+
   it('reads the tag again when reading the closure took long enough for another push to move it', async () => {
     // What is at the tag is read while the closure is read; with a slow source (here a `nix` that
     // takes 2 s, as a Nix build would) another push may move the tag meanwhile. The push must then
