@@ -46,8 +46,8 @@ export function cacheDirOf(flags: { 'cache-dir'?: unknown; 'no-cache'?: unknown 
 /**
  * Store paths never change, so the digests of a layer made from them can be kept forever, keyed by
  * what determines the bytes: the store paths and their narHashes, the synthetic entries, the tar
- * format version and the compression. Entries are written atomically (temp file + rename); an
- * entry that does not parse is deleted and treated as a miss, never trusted.
+ * format version, the compression and --keep-setuid. Entries are written atomically (temp file +
+ * rename); an entry that does not parse is deleted and treated as a miss, never trusted.
  */
 export class DigestCache {
   /**
@@ -58,12 +58,15 @@ export class DigestCache {
 
   constructor(private readonly dir: string | null) {}
 
-  static key(layer: PlannedLayer, compression: Compression, level: number): string {
+  static key(layer: PlannedLayer, compression: Compression, level: number, keepSetuid = false): string {
     const what = {
       tar: TAR_FORMAT_VERSION,
       compression,
       level: compression === 'none' ? 0 : level,
       ...(compression === 'zstd' ? { zstd: ZSTD_FRAMING } : {}),
+      // --keep-setuid changes the modes of such files, not the narHashes (absent otherwise, so
+      // that the keys of every other layer stay as they were)
+      ...(keepSetuid ? { keepSetuid } : {}),
       paths: layer.storePaths,
       narHashes: layer.narHashes,
       extra: layer.extra ?? [],

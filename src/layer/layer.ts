@@ -58,6 +58,7 @@ export class Layer {
       planned,
       options.compression,
       options.level ?? defaultLevel(options.compression),
+      options.keepSetuid,
     );
   }
 
@@ -76,6 +77,11 @@ export class Layer {
 
   get compression(): Compression {
     return this.options.compression;
+  }
+
+  /** Whether setuid/setgid bits of store files are kept (their narHashes do not tell). */
+  get keepsSetuid(): boolean {
+    return this.options.keepSetuid ?? false;
   }
 
   /** The compression level the blob is made with (0 for an uncompressed layer). */

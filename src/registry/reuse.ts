@@ -154,7 +154,8 @@ export function applyReuse(
   const matched = new Map<Layer, ReusableLayer>();
   for (const layer of layers) {
     const p = layer.planned;
-    if (layer.known || p.storePaths.length === 0 || (p.extra?.length ?? 0) > 0) continue;
+    // With --keep-setuid a layer may differ from one with the same narHashes pushed without it.
+    if (layer.known || layer.keepsSetuid || p.storePaths.length === 0 || (p.extra?.length ?? 0) > 0) continue;
     const level = compressionLevelAnnotation(layer);
     const hit = byKey.get(reuseKey(layer.mediaType, level, p.storePaths.join(' '), p.narHashes.join(' ')));
     if (!hit) continue;

@@ -21,7 +21,9 @@ import { DigestCache } from '../../src/layer/cache.js';
 import { makeLayers } from '../../src/layer/layer.js';
 import { planLayers } from '../../src/layer/plan.js';
 import { nixoci } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure } from '../helpers/nix.js';
+import { uniqueRepo } from '../registry/push-helpers.js';
 import { FakeStore } from './fake-store.js';
 import { layerTar, parsePax, readTar, tarViolations, type TarInfo } from './robust-helpers.js';
 
@@ -131,6 +133,34 @@ describe('tar safety', () => {
         expect(readFileSync(path.join(dir, f)).includes('must never be read')).toBe(false);
     }
   }, 120_000);
+
+  it('--keep-setuid gives its own layer whatever the digest cache or the tag hold from a run without it', async () => {
+    // The narHash (the cache key and the annotations) is the same with and without the flag, the
+    // tar's modes are not: neither a warm cache nor the tag's annotations may stand in for it.
+    const store = new FakeStore(path.join(work, 'keep'));
+    store.add('suid', (d) => {
+      writeFileSync(path.join(d, 'suid'), '#!/bin/sh\n');
+      chmodSync(path.join(d, 'suid'), 0o4755);
+    });
+    const graph = store.graph(path.join(work, 'keep.json'));
+    const cache = path.join(work, 'keep-cache');
+    const ref = `docker://${testEnv().registry}/${uniqueRepo('keep-setuid')}`;
+    const digestOf = async (args: string[]): Promise<string> => {
+      const r = await nixoci([...args, '--json'], { env: store.env });
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { manifestDigest: string }).manifestDigest;
+    };
+    const kept = await digestOf(['push', '--graph', graph, `${ref}:fresh`, '--no-cache', '--keep-setuid']);
+    const cleared = await digestOf(['push', '--graph', graph, `${ref}:a`, '--cache-dir', cache]);
+    expect(cleared).not.toBe(kept);
+    // a warm cache written without the flag, then the tag's annotations
+    expect(
+      await digestOf(['push', '--graph', graph, `${ref}:b`, '--cache-dir', cache, '--keep-setuid']),
+    ).toBe(kept);
+    expect(await digestOf(['push', '--graph', graph, `${ref}:a`, '--no-cache', '--keep-setuid'])).toBe(kept);
+    // and the cache written with it does not leak into a run without it
+    expect(await digestOf(['push', '--graph', graph, `${ref}:c`, '--cache-dir', cache])).toBe(cleared);
+  });
 
   it('a 9 GiB sparse file: PAX size record, and the layer streams', async () => {
     const store = new FakeStore(path.join(work, 'big'));

@@ -92,7 +92,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
       ? { packages: packageRows(source, arch, plan), excluded: excludedOf(source, arch) }
       : {}),
     layers: plan.layers.map((l, i) => {
-      const cached = settings.cache.get(DigestCache.key(l, compression, level));
+      const cached = settings.cache.get(DigestCache.key(l, compression, level, settings.keepSetuid));
       return {
         index: i,
         storePaths: l.storePaths,
