@@ -109,7 +109,9 @@ export function renderImage(image: Image, digests: readonly LayerDigests[]): Ren
   const cfg: Record<string, unknown> = {};
   if (run.user) cfg.User = run.user;
   if (run.exposedPorts.length > 0)
-    cfg.ExposedPorts = Object.fromEntries(run.exposedPorts.map((p) => [p, {}]));
+    // A set, like Labels: in key order (as Docker's and Nix's JSON writers put it), so that the
+    // order of the --expose flags does not change the digest.
+    cfg.ExposedPorts = Object.fromEntries([...run.exposedPorts].sort(byKey).map((p) => [p, {}]));
   if (run.env.length > 0) cfg.Env = [...run.env];
   if (run.entrypoint) cfg.Entrypoint = [...run.entrypoint];
   if (run.cmd) cfg.Cmd = [...run.cmd];
@@ -157,6 +159,8 @@ export function renderIndex(entries: readonly { manifest: Blob; platform: Platfo
   return jsonBlob(index, MediaType.ociIndex);
 }
 
+const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 function sortedRecord(r: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => byKey(a, b)));
 }

@@ -689,6 +689,40 @@ describe('nixoci build', () => {
     ]);
   });
 
+  it('gives the same config whatever order --expose and --label come in', async () => {
+    // Both are sets (JSON objects); Docker and Nix write their keys sorted, and so must nixoci, or
+    // one image has two digests depending on how a script happened to list its ports.
+    const configDigest = async (name: string, flags: string[]): Promise<string> => {
+      const dir = tmp(name);
+      const r = await nixociJson<Report>(['build', '--path', fx.app, '--to', `oci:${dir}`, ...flags]);
+      const manifest = JSON.parse(
+        readFileSync(join(dir, 'blobs', 'sha256', r.manifestDigest.slice(7)), 'utf8'),
+      );
+      return manifest.config.digest as string;
+    };
+    const a = await configDigest('order-a', [
+      '--expose',
+      '80',
+      '--expose',
+      '443',
+      '--label',
+      'a=1',
+      '--label',
+      'b=2',
+    ]);
+    const b = await configDigest('order-b', [
+      '--expose',
+      '443/tcp',
+      '--expose',
+      '80',
+      '--label',
+      'b=2',
+      '--label',
+      'a=1',
+    ]);
+    expect(b).toBe(a);
+  });
+
   it('builds from --path via nix path-info, and writes run config from flags', async () => {
     const dir = tmp('flags');
     const r = await nixociJson<Report>([
