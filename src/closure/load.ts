@@ -253,16 +253,20 @@ async function buildClosure(
       hint: 'Nix store paths can only reference themselves; the graph file was altered or is not from Nix',
     });
   }
+  // A root given twice (--path P --path P, or P and a result link to it) is one root: kept where
+  // it first came, so that PATH names its bin once and the image does not depend on the repeat.
   const roots = rootsIn
-    ? rootsIn.map((r, i) => {
-        const p = parseStorePath(r, `${where}: root ${i}`, options.storeDir);
-        if (!paths.has(p)) {
-          throw new NixociError('GRAPH_DANGLING', `${where}: root ${p} is not in the graph`, {
-            hint: 'the roots must be entries of the graph',
-          });
-        }
-        return p;
-      })
+    ? dedupe(
+        rootsIn.map((r, i) => {
+          const p = parseStorePath(r, `${where}: root ${i}`, options.storeDir);
+          if (!paths.has(p)) {
+            throw new NixociError('GRAPH_DANGLING', `${where}: root ${p} is not in the graph`, {
+              hint: 'the roots must be entries of the graph',
+            });
+          }
+          return p;
+        }),
+      )
     : inferRoots(paths);
   if (options.checkExists !== false) {
     for (const p of paths.keys()) {
@@ -277,6 +281,8 @@ async function buildClosure(
   }
   return { storeDir: options.storeDir, roots, paths };
 }
+
+const dedupe = (roots: readonly StorePath[]): StorePath[] => [...new Set(roots)];
 
 /** A reference cycle between distinct paths (iterative DFS, so a deep graph cannot overflow the stack). */
 function findCycle(paths: ReadonlyMap<StorePath, PathInfo>): StorePath[] | undefined {

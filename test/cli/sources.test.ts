@@ -125,6 +125,25 @@ describe('sources', () => {
     }
   });
 
+  it('a store path given twice (itself and a result link to it) is one root: the same image as once', async () => {
+    const dir = mkdtempSync(join(work, 'twice-'));
+    symlinkSync(fx.app, join(dir, 'result'));
+    const configOf = async (name: string, paths: string[]): Promise<{ digest: string; env: string[] }> => {
+      const out = join(dir, name);
+      const r = await nixociJson<{ manifestDigest: string }>(
+        ['build', ...paths.flatMap((p) => ['--path', p]), '--to', `oci:${out}`],
+        { env, cwd: dir },
+      );
+      const blob = (d: string): string => readFileSync(join(out, 'blobs', 'sha256', d.slice(7)), 'utf8');
+      const manifest = JSON.parse(blob(r.manifestDigest)) as { config: { digest: string } };
+      const config = JSON.parse(blob(manifest.config.digest)) as { config: { Env: string[] } };
+      return { digest: r.manifestDigest, env: config.config.Env };
+    };
+    const once = await configOf('once', [fx.app]);
+    expect(once.env).toEqual([`PATH=${fx.app}/bin`]);
+    expect(await configOf('twice', [fx.app, './result'])).toEqual(once);
+  });
+
   it('--installable takes a store path or a result link, which nix build --json prints as {path}', async () => {
     const dir = mkdtempSync(join(work, 'installable-'));
     symlinkSync(fx.app, join(dir, 'result'));
