@@ -32,9 +32,31 @@ export function layerMediaType(c: Compression): MediaType {
  */
 export function compressor(o: CompressionOptions): Transform | null {
   const level = o.level ?? defaultLevel(o.compression);
-  if (o.compression === 'gzip') return zlib().createGzip({ level, chunkSize: 256 << 10 });
+  if (o.compression === 'gzip') return unixGzip(zlib().createGzip({ level, chunkSize: 256 << 10 }));
   if (o.compression === 'zstd') return new ZstdStream(level);
   return null;
+}
+
+/** Byte 9 of a gzip header: the OS the stream was written on (RFC 1952 §2.3.1). */
+const GZIP_OS = 9;
+const GZIP_OS_UNIX = 3;
+
+/**
+ * The same gzip stream on every OS: zlib writes its OS_CODE into the header (3 on Linux, 19 on
+ * macOS since zlib 1.2.12), which would give a layer pushed from a Mac other digests than the same
+ * layer pushed from Linux. The header's OS byte is set to Unix's, as on Linux.
+ */
+export function unixGzip(gz: Transform): Transform {
+  const push = gz.push.bind(gz);
+  let at = 0; // bytes pushed before this chunk, counted until the OS byte has gone by
+  gz.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (at <= GZIP_OS && Buffer.isBuffer(chunk)) {
+      if (at + chunk.length > GZIP_OS) chunk[GZIP_OS - at] = GZIP_OS_UNIX;
+      at += chunk.length;
+    }
+    return push(chunk, encoding);
+  };
+  return gz;
 }
 
 type Binding = typeof ZstdBinding;

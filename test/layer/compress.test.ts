@@ -152,3 +152,20 @@ describe('zstd compressor (one reused context per thread)', () => {
     }
   });
 });
+
+describe('gzip layers', () => {
+  it('say Unix in the header whatever OS zlib was built for (macOS writes 19)', async () => {
+    const data = Buffer.concat(input(3, 1 << 20));
+    const linux = await buffer(Readable.from([data]).pipe(compressor({ compression: 'gzip' })!));
+    expect(linux[9]).toBe(3);
+    // a zlib that writes another OS code (macOS's 19), through the same wrapper
+    const mac = Buffer.from(linux);
+    mac[9] = 19;
+    const { PassThrough } = await import('node:stream');
+    const { unixGzip } = await import('../../src/layer/compress.js');
+    const fixed = await buffer(
+      Readable.from([mac.subarray(0, 7), mac.subarray(7)]).pipe(unixGzip(new PassThrough())),
+    );
+    expect(sha256Digest(fixed)).toBe(sha256Digest(linux));
+  });
+});
