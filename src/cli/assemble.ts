@@ -78,10 +78,12 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
       command,
       `--workdir ${v.workdir}: must be an absolute path (the runtime refuses a relative one)`,
     );
-  const created = v.created ?? DEFAULT_CREATED;
-  if (!isRfc3339(created)) {
-    throw usage(command, `--created ${created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);
+  if (!isRfc3339(v.created ?? DEFAULT_CREATED)) {
+    throw usage(command, `--created ${v.created}: expected an RFC 3339 time such as 2024-01-31T12:00:00Z`);
   }
+  // RFC 3339 allows a lower-case t and z; Go's time.RFC3339 (Docker, containerd, skopeo, umoci)
+  // does not, and refuses the whole config.
+  const created = (v.created ?? DEFAULT_CREATED).toUpperCase();
   const env = (v.env ?? []).map((e) => {
     if (!/^[^=]+=/.test(e)) throw usage(command, `--env ${e}: expected KEY=VALUE`);
     return e;

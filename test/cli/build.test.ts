@@ -768,4 +768,26 @@ describe('nixoci build', () => {
       Labels: { a: '1', b: '2' },
     });
   });
+
+  it('writes a --created with a lower-case t and z (RFC 3339 allows them) as Go tools parse it', async () => {
+    const dir = tmp('oci-created-lower');
+    const r = await nixociJson<Report>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}:v1`,
+      '--no-cache',
+      '--created',
+      '2000-12-31t10:00:00.5z',
+    ]);
+    const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+    const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8'));
+    const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8'));
+    expect(config.created).toBe('2000-12-31T10:00:00.5Z');
+    for (const h of config.history) expect(h.created).toBe('2000-12-31T10:00:00.5Z');
+    // skopeo parses created with Go's time.RFC3339, which has no lower-case t or z
+    const out = execFileSync('skopeo', ['inspect', '--config', `oci:${dir}:v1`], { encoding: 'utf8' });
+    expect(JSON.parse(out).created).toBe('2000-12-31T10:00:00.5Z');
+  });
 });
