@@ -3,6 +3,7 @@ import type { Compression } from '../layer/compress.js';
 import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
+import { isRegistryHost } from '../registry/reference.js';
 import { usage } from './flags.js';
 import { registryTarget } from './registry-flags.js';
 
@@ -41,6 +42,7 @@ const transports: Record<string, TransportParser> = {
           command,
           `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG] (lower case, e.g. app:v1 or example.com:5000/team/app)`,
         );
+      checkNameLength(command, `docker-archive:${rest}`, name);
       repoTag = `${name}:${tag}`;
     }
     return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
@@ -84,6 +86,26 @@ const REPOSITORY_RE =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
+const MAX_NAME = 255;
+
+/**
+ * Docker and Podman refuse a repository name longer than 255 characters as they normalise it
+ * (`app` is `docker.io/library/app`): `docker load` of the archive, or the engine's load, would fail
+ * after the whole image was written.
+ */
+function checkNameLength(command: string, what: string, name: string): void {
+  const slash = name.indexOf('/');
+  const full =
+    slash > 0 && isRegistryHost(name.slice(0, slash))
+      ? name
+      : `docker.io/${slash > 0 ? '' : 'library/'}${name}`;
+  if (full.length > MAX_NAME)
+    throw usage(
+      command,
+      `${what}: the repository name is too long: engines read it as ${full.length} characters (${full.slice(0, 30)}…), at most ${MAX_NAME}`,
+    );
+}
+
 /** `NAME[:TAG]`: the tag is after the last `:` only when that comes after the last `/` (a port). */
 function splitTag(ref: string): { name: string; tag?: string } {
   const colon = ref.lastIndexOf(':');
@@ -121,6 +143,7 @@ export function engineTarget(
         `${scheme}:${ref}: ${JSON.stringify(name)} is not a repository name (lower case, e.g. app or example.com/team/app)`,
       );
     }
+    checkNameLength(command, `${scheme}:${ref}`, name);
   }
   const extra = flags.tag;
   const extraTags = Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : [];

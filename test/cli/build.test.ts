@@ -118,6 +118,35 @@ describe('nixoci build', () => {
     expect(out).toContain('empty path present');
   });
 
+  it('refuses a repository name engines would refuse as longer than 255 characters (docker.io/library/NAME)', async () => {
+    // 237 characters: docker.io/library/NAME has 255, the most `docker load` takes
+    const longest = 'nixoci-test-long-'.padEnd(237, 'n');
+    const archive = tmp('long-name.tar');
+    await dockerRmi(`${longest}:v1`);
+    const ok = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `docker-archive:${archive}:${longest}:v1`,
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await docker(['load', '-i', archive])).stdout).toContain(longest);
+    await dockerRmi(`${longest}:v1`);
+    const tooLong = `${longest}n`;
+    const tooLongArchive = tmp('too-long-name.tar');
+    for (const dest of [
+      `docker-archive:${tooLongArchive}:${tooLong}:v1`,
+      `docker-daemon:${tooLong}:v1`,
+      `podman:example.com/${'p'.repeat(244)}:v1`,
+    ]) {
+      const r = await nixoci(['build', '--graph', fx.graphFile, '--to', dest]);
+      expect(r.code, dest).toBe(2);
+      expect(r.stderr).toMatch(/the repository name is too long: engines read it as 256 characters/);
+    }
+    expect(existsSync(tooLongArchive)).toBe(false);
+  });
+
   it('refuses a --user NAME the image has no /etc/passwd for; root is written as 0:0 and runs', async () => {
     const archive = tmp('root.tar');
     const tag = 'localhost:5000/nixoci-test/build:root';
