@@ -76,6 +76,15 @@ function splitPathTag(
   const path = i < 0 ? rest : rest.slice(0, i);
   const tag = i < 0 ? undefined : rest.slice(i + 1);
   if (!path) throw usage(command, `${kind}: needs a directory, e.g. ${kind}:./image:latest`);
+  // skopeo, crane and umoci read oci:DIR:REF up to the first ':' and take the rest as the
+  // ref.name (app:v1, example.com/app:v1); split at the last ':', that would silently become a
+  // directory DIR:app here.
+  const first = path.indexOf(':');
+  if (first >= 0)
+    throw usage(
+      command,
+      `${kind}:${rest}: the directory ${JSON.stringify(path)} would have a ':' (skopeo reads this as directory ${JSON.stringify(path.slice(0, first))} with the name ${JSON.stringify(rest.slice(first + 1))}); nixoci takes ${kind}:DIR[:TAG] with a plain tag, e.g. ${kind}:${path.slice(0, first)}:${tag ?? 'latest'}`,
+    );
   if (tag !== undefined && !/^[\w][\w.-]{0,127}$/.test(tag)) {
     throw usage(command, `${kind}:${rest}: ${JSON.stringify(tag)} is not a valid tag`);
   }

@@ -118,6 +118,21 @@ describe('nixoci build', () => {
     expect(out).toContain('empty path present');
   });
 
+  it('refuses oci:DIR:NAME:TAG, which skopeo reads as DIR with ref.name NAME:TAG, instead of writing into DIR:NAME', async () => {
+    const dir = mkdtempSync(tmp('oci-colon-'));
+    for (const name of ['app:v1', 'example.com/app:v1']) {
+      const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}/img:${name}`]);
+      expect(r.code, name).toBe(2);
+      expect(r.stderr).toContain(
+        `skopeo reads this as directory "${dir}/img" with the name "${name}"); nixoci takes oci:DIR[:TAG] with a plain tag, e.g. oci:${dir}/img:v1`,
+      );
+    }
+    expect(readdirSync(dir)).toEqual([]);
+    const ok = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}/img:v1`]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(readdirSync(dir)).toEqual(['img']);
+  });
+
   it('refuses a repository name engines would refuse as longer than 255 characters (docker.io/library/NAME)', async () => {
     // 237 characters: docker.io/library/NAME has 255, the most `docker load` takes
     const longest = 'nixoci-test-long-'.padEnd(237, 'n');
