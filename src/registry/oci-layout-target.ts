@@ -37,7 +37,9 @@ const indexSchema = z
 type Index = z.infer<typeof indexSchema>;
 
 /**
- * An OCI image layout directory (`oci:DIR[:TAG]`), readable by skopeo, umoci, crane and oras.
+ * An OCI image layout directory (`oci:DIR[:TAG]`), readable by skopeo, umoci, crane and oras (a
+ * multi-arch one by skopeo, crane, oras and containerd; umoci 0.4 reads no index of several
+ * platforms: "tag is ambiguous").
  * Blobs are written to a temp name and renamed into place once their digest is known and verified;
  * blobs already present are skipped; index.json is replaced atomically and last, so a failed run
  * never leaves a tag pointing at a missing blob.
