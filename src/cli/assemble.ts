@@ -152,8 +152,17 @@ function parseCommand(command: string, name: string, v: string): string[] {
   if (v.trim().startsWith('[')) {
     try {
       const a: unknown = JSON.parse(v);
-      if (Array.isArray(a) && a.every((x) => typeof x === 'string')) return a;
-    } catch {
+      if (Array.isArray(a) && a.every((x) => typeof x === 'string')) {
+        // a NUL cannot be in a program's argument list: the image would be written and never run
+        if (a.some((x) => x.includes('\0')))
+          throw usage(
+            command,
+            `--${name} ${v}: a word holds a NUL character (\\u0000), which no program can be given`,
+          );
+        return a;
+      }
+    } catch (e) {
+      if (e instanceof NixociError) throw e;
       // fall through to the error below
     }
     throw usage(command, `--${name} ${v}: not a JSON array of strings`);

@@ -663,6 +663,20 @@ describe('nixoci build', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n').length).toBeLessThanOrEqual(2);
     }
+    // a NUL in a word of the command: no program can be run with it
+    const nul = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      'oci:x',
+      '--entrypoint',
+      '["a\\u0000b"]',
+    ]);
+    expect([nul.code, nul.stderr.split('\n')[0]]).toEqual([
+      2,
+      'nixoci: error: nixoci build: --entrypoint ["a\\u0000b"]: a word holds a NUL character (\\u0000), which no program can be given',
+    ]);
     // the value as given, and what in it is wrong
     const trailing = await nixoci(['build', '--graph', fx.graphFile, '--to', 'oci:x', '--arch', 'amd64,']);
     expect(trailing.stderr).toMatch(
