@@ -1,6 +1,7 @@
 import type { Response } from 'undici';
 import { z } from 'zod';
 import { NixociError } from '../core/errors.js';
+import { parseChallenges, pickChallenge } from './auth/challenge.js';
 import { MAX_DROPPED_BODY, readAtMost } from './transport.js';
 
 const errorBody = z.object({
@@ -15,6 +16,8 @@ export interface RegistryErrorInfo {
   readonly codes: readonly string[];
   /** One line: `404 MANIFEST_UNKNOWN: manifest unknown`. */
   readonly summary: string;
+  /** The `error` of a 401's challenge: `invalid_token` (the token itself refused), `insufficient_scope`. */
+  readonly challengeError?: string;
 }
 
 /** Reads the distribution spec's error body (`{"errors":[{code,message,detail}]}`), if any. */
@@ -34,7 +37,13 @@ export async function readRegistryError(res: Response): Promise<RegistryErrorInf
   } catch {
     detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
   }
-  return { status: res.status, codes, summary: `${res.status}${detail ? ` ${redact(detail)}` : ''}` };
+  const challengeError = pickChallenge(parseChallenges(res.headers.get('www-authenticate')))?.params.error;
+  return {
+    status: res.status,
+    codes,
+    summary: `${res.status}${detail ? ` ${redact(detail)}` : ''}`,
+    ...(challengeError ? { challengeError } : {}),
+  };
 }
 
 /**
@@ -56,6 +65,10 @@ export type AuthUsed = 'token' | 'credentials' | 'none';
 /** The hint for a registry error, by status and code. */
 function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed): string {
   if (info.status === 401) {
+    // The registry did not take the token its own token service issued (signature, issuer,
+    // audience or expiry): no account rights would change that.
+    if (auth === 'token' && info.challengeError === 'invalid_token')
+      return `${registry} refused the token its token service issued (invalid_token): the registry and the token service disagree (signing certificate, issuer or service name), or their clocks differ`;
     if (auth === 'token')
       return `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
     return auth === 'credentials'
