@@ -12,6 +12,8 @@ import { discard, readAtMost, Transport, type Body, type TransportOptions } from
 export interface ClientOptions extends TransportOptions, CredentialOptions {
   /** The start of every error message, e.g. `push to ghcr.io/org/app`. */
   readonly what: string;
+  /** Only reads (inspect, diff): error hints speak of pull access, not push access. */
+  readonly reading?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -287,7 +289,7 @@ export class RegistryClient {
       : (await this.auth.credentialSource()) !== undefined
         ? 'credentials'
         : 'none';
-    return registryError(this.o.what, op, info, this.registry, auth);
+    return registryError(this.o.what, op, info, this.registry, auth, this.o.reading);
   }
 
   /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */

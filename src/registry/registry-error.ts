@@ -63,20 +63,22 @@ export function redact(text: string): string {
 export type AuthUsed = 'token' | 'credentials' | 'none';
 
 /** The hint for a registry error, by status and code. */
-function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed): string {
+function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed, reading: boolean): string {
   if (info.status === 401) {
     // The registry did not take the token its own token service issued (signature, issuer,
     // audience or expiry): no account rights would change that.
     if (auth === 'token' && info.challengeError === 'invalid_token')
       return `${registry} refused the token its token service issued (invalid_token): the registry and the token service disagree (signing certificate, issuer or service name), or their clocks differ`;
     if (auth === 'token')
-      return `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
+      return reading
+        ? `the token service of ${registry} accepted the credentials, but they do not grant reading this repository (check its name, and that the account may pull from it)`
+        : `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
     return auth === 'credentials'
       ? `check the credentials for ${registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry})`
       : `log in with docker login ${registry}, or pass --creds USER:PASSWORD`;
   }
   if (info.status === 403 || info.codes.includes('DENIED'))
-    return `the credentials for ${registry} lack permission to push to this repository`;
+    return `the credentials for ${registry} lack permission to ${reading ? 'read' : 'push to'} this repository`;
   if (info.codes.includes('NAME_INVALID')) return 'the registry refused the repository name';
   if (info.codes.includes('MANIFEST_INVALID') || info.codes.includes('MANIFEST_BLOB_UNKNOWN')) {
     return 'the registry refused the manifest; run again with --verbose and report it if it persists';
@@ -97,10 +99,12 @@ export function registryError(
   info: RegistryErrorInfo,
   registry: string,
   auth: AuthUsed,
+  /** The client only reads (inspect, diff): hints speak of pulling, not pushing. */
+  reading = false,
 ): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
   const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, {
-    hint: hintFor(info, registry, auth),
+    hint: hintFor(info, registry, auth, reading),
   });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });
 }

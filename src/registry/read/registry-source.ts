@@ -10,7 +10,7 @@ import {
   type SourceOptions,
 } from './image-source.js';
 
-export interface RegistrySourceOptions extends SourceOptions, Omit<ClientOptions, 'what'> {}
+export interface RegistrySourceOptions extends SourceOptions, Omit<ClientOptions, 'what' | 'reading'> {}
 
 /**
  * An image in a registry (`docker://HOST/REPO[:TAG][@DIGEST]`): GET the manifest (and the
@@ -22,7 +22,7 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
     const client = new RegistryClient(
       ref.registry,
       ref.host,
-      { ...o, what: `read ${description}`, ...(signal ? { signal } : {}) },
+      { ...o, what: `read ${description}`, reading: true, ...(signal ? { signal } : {}) },
       ref.repository,
     );
     client.auth.addScope(ref.repository, 'pull');
