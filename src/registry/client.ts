@@ -284,12 +284,13 @@ export class RegistryClient {
   /** A registry answer that is not what the spec promises, as a NixociError. */
   async fail(op: string, res: Response): Promise<NixociError> {
     const info = await readRegistryError(res);
+    const source = await this.auth.credentialSource();
     const auth = (await this.auth.tokenForCredentials())
       ? 'token'
-      : (await this.auth.credentialSource()) !== undefined
+      : source !== undefined
         ? 'credentials'
         : 'none';
-    return registryError(this.o.what, op, info, this.registry, auth, this.o.reading);
+    return registryError(this.o.what, op, info, this.registry, auth, this.o.reading, source);
   }
 
   /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */

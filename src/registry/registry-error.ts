@@ -63,7 +63,13 @@ export function redact(text: string): string {
 export type AuthUsed = 'token' | 'credentials' | 'none';
 
 /** The hint for a registry error, by status and code. */
-function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed, reading: boolean): string {
+function hintFor(
+  info: RegistryErrorInfo,
+  registry: string,
+  auth: AuthUsed,
+  reading: boolean,
+  source: string | undefined,
+): string {
   if (info.status === 401) {
     // The registry did not take the token its own token service issued (signature, issuer,
     // audience or expiry): no account rights would change that.
@@ -74,7 +80,7 @@ function hintFor(info: RegistryErrorInfo, registry: string, auth: AuthUsed, read
         ? `the token service of ${registry} accepted the credentials, but they do not grant reading this repository (check its name, and that the account may pull from it)`
         : `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
     return auth === 'credentials'
-      ? `check the credentials for ${registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry})`
+      ? checkCredentials(registry, source)
       : `log in with docker login ${registry}, or pass --creds USER:PASSWORD`;
   }
   if (info.status === 403 || info.codes.includes('DENIED'))
@@ -101,12 +107,25 @@ export function registryError(
   auth: AuthUsed,
   /** The client only reads (inspect, diff): hints speak of pulling, not pushing. */
   reading = false,
+  /** Where the credentials came from (`--creds`, a file, a helper), never their value. */
+  source?: string,
 ): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
   const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, {
-    hint: hintFor(info, registry, auth, reading),
+    hint: hintFor(info, registry, auth, reading, source),
   });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });
+}
+
+/**
+ * The hint for refused credentials: where they came from (a stale docker config or helper entry
+ * is the usual culprit), then the other ways to give them.
+ */
+export function checkCredentials(registry: string, source: string | undefined): string {
+  const others = `--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry}`;
+  return source
+    ? `check the credentials for ${registry}, which came from ${source} (or give others: ${others})`
+    : `check the credentials for ${registry} (${others})`;
 }
 
 /** Registry error codes attached to a NixociError made by `registryError`. */

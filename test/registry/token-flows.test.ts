@@ -1,12 +1,14 @@
 // Token auth against a docker-registry and token server of this file's own (test/helpers/
-// token-registry.ts), for token services that behave in ways the shared :5002 pair does not.
-import { mkdtempSync } from 'node:fs';
+// token-registry.ts), for token services that behave in ways the shared :5002 pair does not; and
+// the basic-auth registry (:5001) where the same hints apply.
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/registry/reference.js';
 import { registrySource } from '../../src/registry/read/registry-source.js';
 import { RegistryTarget } from '../../src/registry/registry-target.js';
+import { testEnv } from '../helpers/env.js';
 import { startTokenRegistry, type TokenRegistry } from '../helpers/token-registry.js';
 import { fixture, imageOf, uniqueRepo } from './push-helpers.js';
 
@@ -65,5 +67,52 @@ describe('reading an image the credentials may not pull', () => {
       hint: expect.stringContaining('do not grant reading this repository'),
     });
     await expect(p).rejects.toMatchObject({ hint: expect.not.stringMatching(/push/) });
+  });
+});
+
+describe('refused credentials: the hint names where they came from', () => {
+  let reg: TokenRegistry;
+  beforeAll(async () => {
+    reg = await startTokenRegistry({ users: { alice: 'alice-secret' } });
+  });
+  afterAll(async () => reg.close());
+
+  it('a credential helper whose password the token server refuses', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-helper-'));
+    mkdirSync(path.join(dir, 'bin'));
+    const helper = path.join(dir, 'bin', 'docker-credential-stale');
+    writeFileSync(helper, `#!/bin/sh\necho '{"Username":"alice","Secret":"old-password"}'\n`);
+    chmodSync(helper, 0o755);
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credHelpers: { [reg.host]: 'stale' } }));
+    const { closure, app } = await fixture('v1');
+    const p = new RegistryTarget(parseReference(`${reg.host}/${uniqueRepo('stale-helper')}:v1`), {
+      env: { ...emptyHome(), DOCKER_CONFIG: dir, PATH: `${path.join(dir, 'bin')}:${process.env.PATH}` },
+    }).write([imageOf(closure, app).image], {});
+    await expect(p).rejects.toMatchObject({
+      code: 'REGISTRY_AUTH',
+      hint: expect.stringContaining(
+        `check the credentials for ${reg.host}, which came from docker-credential-stale`,
+      ),
+    });
+    await expect(p).rejects.toMatchObject({ hint: expect.not.stringContaining('old-password') });
+  });
+
+  it('a docker config entry whose password a basic-auth registry refuses', async () => {
+    const env = testEnv();
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-dockercfg-'));
+    const config = path.join(dir, 'config.json');
+    const auth = Buffer.from(`${env.registryBasicUser}:old-password`).toString('base64');
+    writeFileSync(config, JSON.stringify({ auths: { [env.registryBasic]: { auth } } }));
+    const { closure, app } = await fixture('v1');
+    const p = new RegistryTarget(parseReference(`${env.registryBasic}/${uniqueRepo('stale-config')}:v1`), {
+      env: { ...emptyHome(), DOCKER_CONFIG: dir },
+    }).write([imageOf(closure, app).image], {});
+    await expect(p).rejects.toMatchObject({
+      code: 'REGISTRY_AUTH',
+      hint: expect.stringContaining(
+        `check the credentials for ${env.registryBasic}, which came from ${config}`,
+      ),
+    });
+    await expect(p).rejects.toMatchObject({ hint: expect.not.stringContaining(auth) });
   });
 });

@@ -133,11 +133,13 @@ export class Authenticator {
     const ch = this.challenge!;
     const realm = new URL(ch.params.realm!);
     this.o.log?.(`registry ${this.o.registry}: token from ${realm.origin} for ${key || '(no scope)'}`);
+    const resolved = await this.creds();
     const t = await fetchToken({
       realm,
       service: ch.params.service,
       scopes: [...this.scopes].sort(),
-      credentials: (await this.creds())?.credentials,
+      credentials: resolved?.credentials,
+      ...(resolved ? { credentialSource: resolved.source } : {}),
       registry: this.o.registry,
       ...(this.o.dispatcher ? { dispatcher: await this.o.dispatcher() } : {}),
       ...(signal ? { signal } : {}),

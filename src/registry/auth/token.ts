@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { exchange, readAtMost } from '../transport.js';
 import { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
+import { checkCredentials } from '../registry-error.js';
 import type { Credentials } from './credentials.js';
 
 const tokenResponse = z.object({
@@ -23,6 +24,8 @@ export interface TokenRequest {
   readonly service: string | undefined;
   readonly scopes: readonly string[];
   readonly credentials: Credentials | undefined;
+  /** For messages: where the credentials came from (`--creds`, a file, a helper). */
+  readonly credentialSource?: string;
   /** For messages: the registry that sent the challenge. */
   readonly registry: string;
   readonly dispatcher?: Dispatcher;
@@ -97,7 +100,7 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
       `authentication to ${req.registry} failed: the token server ${url.origin} refused the credentials (${status})`,
       {
         hint: c
-          ? `check the credentials for ${req.registry} (--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, docker login ${req.registry})`
+          ? checkCredentials(req.registry, req.credentialSource)
           : `log in: docker login ${req.registry}, or pass --creds USER:PASSWORD`,
       },
     );
