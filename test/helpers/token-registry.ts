@@ -2,14 +2,15 @@
 // loopback ports (not the shared :5002/:5003 pair), for tests that need the token service to
 // behave in a way of their own (its policy, its issuer, short-lived tokens).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { testEnv } from './env.js';
+import { Agent, request } from 'undici';
+import { stateDir, testEnv } from './env.js';
 import { startTokenServer, type TokenServer, type TokenServerOptions } from './token-server.js';
 
 export interface TokenRegistry {
-  /** 127.0.0.1:PORT of the registry. */
+  /** 127.0.0.1:PORT of the registry (registry.nixoci.test:PORT with `tls`). */
   readonly host: string;
   readonly tokenServer: TokenServer;
   close(): Promise<void>;
@@ -20,7 +21,15 @@ export interface TokenRegistryOptions extends Partial<
 > {
   /** The issuer the token server writes into its JWTs (default: the one the registry expects). */
   readonly tokenIssuer?: string;
+  /**
+   * Serve HTTPS with the test CA's certificate, as registry.nixoci.test:PORT, and name the token
+   * server http://registry.nixoci.test:PORT/token (plain HTTP, not textually loopback).
+   */
+  readonly tls?: boolean;
 }
+
+/** The name of the test CA's registry certificate (127.0.0.1 in /etc/hosts). */
+const TLS_NAME = 'registry.nixoci.test';
 
 /** A port ≥ 20000 with a random offset, so parallel test files do not collide. */
 const randomPort = (): number => 20000 + Math.floor(Math.random() * 30000);
@@ -45,6 +54,7 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
       if (i >= 5) throw e;
     }
   }
+  const realm = o.tls ? tokenServer.realm.replace('127.0.0.1', TLS_NAME) : tokenServer.realm;
   const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-token-registry-'));
   for (let i = 0; ; i++) {
     const port = randomPort();
@@ -61,9 +71,16 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
         'http:',
         `  addr: 127.0.0.1:${port}`,
         '  secret: nixoci-test-own-token-registry',
+        ...(o.tls
+          ? [
+              '  tls:',
+              `    certificate: ${path.join(stateDir, 'auth', 'tls.crt')}`,
+              `    key: ${path.join(stateDir, 'auth', 'tls.key')}`,
+            ]
+          : []),
         'auth:',
         '  token:',
-        `    realm: ${tokenServer.realm}`,
+        `    realm: ${realm}`,
         `    service: ${env.tokenService}`,
         `    issuer: ${env.tokenIssuer}`,
         `    rootcertbundle: ${env.tokenCertFile}`,
@@ -71,8 +88,8 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
       ].join('\n'),
     );
     const child = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
-    const host = `127.0.0.1:${port}`;
-    if (await answers(host, child, tokenServer.realm)) {
+    const host = `${o.tls ? TLS_NAME : '127.0.0.1'}:${port}`;
+    if (await answers(host, child, realm, o.tls ? readFileSync(env.tlsCaFile) : undefined)) {
       const ts = tokenServer;
       return {
         host,
@@ -96,11 +113,13 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
  * Waits until the registry answers /v2/ with a challenge naming our realm (not another server that
  * had the port), or its process ended.
  */
-async function answers(host: string, child: ChildProcess, realm: string): Promise<boolean> {
+async function answers(host: string, child: ChildProcess, realm: string, ca?: Buffer): Promise<boolean> {
+  const dispatcher = ca ? new Agent({ connect: { ca } }) : undefined;
   for (let i = 0; i < 100 && child.exitCode === null; i++) {
     try {
-      const res = await fetch(`http://${host}/v2/`);
-      if (res.status === 401 && res.headers.get('www-authenticate')?.includes(realm)) return true;
+      const res = await request(`${ca ? 'https' : 'http'}://${host}/v2/`, dispatcher ? { dispatcher } : {});
+      await res.body.dump();
+      if (res.statusCode === 401 && String(res.headers['www-authenticate']).includes(realm)) return true;
     } catch {
       // not listening yet
     }

@@ -116,3 +116,48 @@ describe('refused credentials: the hint names where they came from', () => {
     await expect(p).rejects.toMatchObject({ hint: expect.not.stringContaining(auth) });
   });
 });
+
+describe('an HTTPS registry whose token realm is plain HTTP on another name', () => {
+  let reg: TokenRegistry;
+  beforeAll(async () => {
+    reg = await startTokenRegistry({
+      tls: true,
+      users: { alice: 'alice-secret' },
+      // a public repository: anyone may pull
+      policy: (user, a) => (user === undefined ? a.actions.filter((x) => x === 'pull') : a.actions),
+    });
+  });
+  afterAll(async () => reg.close());
+
+  it('reads anonymously (no credentials go there), but sends no credentials to it', async () => {
+    const env = testEnv();
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('http-realm');
+    // Pushed with --insecure-registry, which allows the plain HTTP realm for credentials.
+    await new RegistryTarget(parseReference(`${reg.host}/${repo}:v1`), {
+      creds: { username: 'alice', password: 'alice-secret' },
+      insecureRegistries: [reg.host],
+      caFile: env.tlsCaFile,
+      env: emptyHome(),
+    }).write([imageOf(closure, app).image], {});
+
+    const manifest = await registrySource(parseReference(`docker://${reg.host}/${repo}:v1`), {
+      caFile: env.tlsCaFile,
+      env: emptyHome(),
+    }).manifest();
+    expect(manifest.layers.length).toBeGreaterThan(0);
+    expect(reg.tokenServer.requests.at(-1)).toMatchObject({ authorization: false, status: 200 });
+
+    const asked = reg.tokenServer.requests.length;
+    const p = registrySource(parseReference(`docker://${reg.host}/${repo}:v1`), {
+      creds: { username: 'alice', password: 'alice-secret' },
+      caFile: env.tlsCaFile,
+      env: emptyHome(),
+    }).manifest();
+    await expect(p).rejects.toMatchObject({
+      code: 'REGISTRY_AUTH',
+      message: expect.stringContaining('is not HTTPS'),
+    });
+    expect(reg.tokenServer.requests.length).toBe(asked);
+  });
+});

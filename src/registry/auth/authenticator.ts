@@ -68,7 +68,7 @@ export class Authenticator {
       return !sentAuth || before?.scheme !== 'basic';
     }
     if (ch.scheme !== 'bearer') return false;
-    this.checkRealm(ch);
+    this.checkRealm(ch, creds !== undefined);
     let grew = false;
     for (const s of (ch.params.scope ?? '').split(' ')) {
       if (s !== '' && !this.scopes.has(s)) {
@@ -148,8 +148,12 @@ export class Authenticator {
     return t;
   }
 
-  /** Credentials go to the realm over HTTPS only, unless the registry itself is plain HTTP or local. */
-  private checkRealm(ch: Challenge): void {
+  /**
+   * Credentials go to the realm over HTTPS only, unless the registry itself is plain HTTP or local.
+   * Without credentials an anonymous token may come over HTTP, as docker gets it: nothing secret
+   * is sent, and a token tampered with on the way is only refused by the registry.
+   */
+  private checkRealm(ch: Challenge, withCredentials: boolean): void {
     const realm = ch.params.realm;
     let url: URL;
     try {
@@ -164,7 +168,8 @@ export class Authenticator {
       );
     }
     if (url.protocol === 'https:') return;
-    if (url.protocol === 'http:' && (this.o.plainHttp || isLoopbackHost(url.host))) return;
+    if (url.protocol === 'http:' && (!withCredentials || this.o.plainHttp || isLoopbackHost(url.host)))
+      return;
     throw new NixociError(
       'REGISTRY_AUTH',
       `authentication to ${this.o.registry} failed: its token realm ${url.origin} is not HTTPS`,
