@@ -102,10 +102,12 @@ export async function uploadBlob(
     }
     if (res.status === 401 && attempt < policy.attempts) {
       const again = await client.auth.onUnauthorized(res.headers.get('www-authenticate'), true);
-      await discard(res);
+      // The registry's own words are read before the session goes: they say why it refused.
+      const refused = again ? undefined : await client.fail(`upload blob`, res);
+      if (again) await discard(res);
       await client.cancelUpload(location);
-      if (again) continue;
-      throw await client.fail(`upload blob`, res);
+      if (refused) throw refused;
+      continue;
     }
     if (REJECTS_FORM.has(res.status) && !switched) {
       // One switch of form, not counted as an attempt: the registry told us how it wants it.

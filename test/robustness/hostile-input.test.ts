@@ -679,6 +679,22 @@ const cases: Case[] = [
     says: /localhost:\d+, where the registry sent the upload, answered 401/,
   },
   {
+    name: "registry: streamed upload refused with 401: the registry's reason is shown",
+    fault: (req, res) => {
+      if (req.method !== 'PATCH') return false;
+      reply(
+        req,
+        res,
+        401,
+        { 'www-authenticate': 'Basic realm="uploads"', 'content-type': 'application/json' },
+        JSON.stringify({ errors: [{ code: 'DENIED', message: 'quota exceeded for this namespace' }] }),
+      );
+      return true;
+    },
+    args: push(),
+    says: /upload blob: 401 DENIED: quota exceeded for this namespace/,
+  },
+  {
     name: 'registry: always 503',
     fault: answer(() => true, 503, { 'retry-after': '0' }),
     args: push(),
