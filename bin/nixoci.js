@@ -61,6 +61,10 @@ let stdoutError;
 process.stdout.on('error', (e) => {
   stdoutError ??= e;
 });
+// Standard error that fails (`nixoci push -v 2>&1 | head`; a terminal that hung up, EIO) has nowhere
+// to report to: its messages are dropped and the command goes on. Unhandled, the first failed write
+// ended the process with Node's stack trace in the middle of a push, upload sessions left open.
+process.stderr.on('error', () => {});
 
 void (async () => {
   const { main } = existsSync(bundle) ? loadBundle(bundle) : await import(pathToFileURL(unbundled).href);

@@ -204,6 +204,28 @@ describe('nixoci push', () => {
     expect(stderr).toBe('nixoci: interrupted\n');
   });
 
+  it('a reader of standard error that stops early (`push -v 2>&1 | head -1`) does not end the push', async () => {
+    // A `nix` that takes 1 s: the first --verbose line is out before it runs, the rest after the
+    // reader has gone, each write to the closed pipe failing with EPIPE.
+    const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-stderr-gone-'));
+    try {
+      const slowNix = path.join(dir, 'nix');
+      writeFileSync(slowNix, `#!/bin/sh\nsleep 1\nexec nix "$@"\n`);
+      chmodSync(slowNix, 0o755);
+      const repo = uniqueRepo('stderr-gone');
+      const child = spawn(cliBin, ['push', '--path', v1.app, '--verbose', `${env.registry}/${repo}:v1`], {
+        env: { ...process.env, NIXOCI_NIX: slowNix },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      child.stderr.once('data', () => child.stderr.destroy());
+      expect(await exited).toBe(0);
+      await verifyPushed(env.registry, repo, 'v1');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("multi-arch: an unprefixed --path goes into every architecture's image, next to each one's own", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-shared-'));
     writeFileSync(path.join(dir, 'settings.json'), '{"shared": true}\n');
