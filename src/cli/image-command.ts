@@ -48,7 +48,14 @@ export async function runImageCommand(
   );
   checkCompressionLevel(spec.name, baseSettings, targets);
   for (const t of targets) t.target.prepare?.({ signal, log, architectures: baseSettings.arches });
-  const source = await resolveSource(spec.name, v as SourceFlags, positionals, baseSettings.arches, log);
+  const source = await resolveSource(
+    spec.name,
+    v as SourceFlags,
+    positionals,
+    baseSettings.arches,
+    log,
+    signal,
+  );
   if (!v.quiet) for (const w of source.warnings ?? []) io.err(`nixoci: warning: ${w}\n`);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
   const closures = source.closures;

@@ -38,8 +38,9 @@ export async function resolveClosures(
   positionals: readonly string[],
   arches: readonly Arch[],
   log: (line: string) => void,
+  signal?: AbortSignal,
 ): Promise<Map<Arch, Closure>> {
-  return (await resolveSource(command, flags, positionals, arches, log)).closures;
+  return (await resolveSource(command, flags, positionals, arches, log, signal)).closures;
 }
 
 /**
@@ -52,6 +53,8 @@ export async function resolveSource(
   positionals: readonly string[],
   arches: readonly Arch[],
   log: (line: string) => void,
+  /** Stops the Nix commands run for the source (Ctrl-C, SIGTERM), not only what comes after them. */
+  signal?: AbortSignal,
   cwd: string = process.cwd(),
 ): Promise<ResolvedSource> {
   const graphs = flags.graph ?? [];
@@ -66,13 +69,14 @@ export async function resolveSource(
   if (given.length > 1) throw usage(command, `give one source, not ${given.join(' and ')}`);
   if (flags.attr !== undefined && flags.file === undefined) throw usage(command, '--attr needs --file X.nix');
   const out = new Map<Arch, Closure>();
+  const nix = { log, signal };
   const devboxDir =
     flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
   if (devboxDir !== undefined) {
-    const project = await loadDevboxProject(resolve(cwd, devboxDir), { log });
+    const project = await loadDevboxProject(resolve(cwd, devboxDir), nix);
     const perArch = new Map<Arch, DevboxClosure>();
     for (const arch of arches) {
-      const d = await devboxClosure(project, nixSystem(arch), { log });
+      const d = await devboxClosure(project, nixSystem(arch), nix);
       perArch.set(arch, d);
       out.set(arch, d.closure);
     }
@@ -111,14 +115,14 @@ export async function resolveSource(
     }
   for (const arch of arches) {
     if (flags.installable !== undefined) {
-      out.set(arch, await closureFromInstallable(flags.installable, { log, system: nixSystem(arch) }));
+      out.set(arch, await closureFromInstallable(flags.installable, { ...nix, system: nixSystem(arch) }));
     } else if (flags.file !== undefined) {
-      out.set(arch, await closureFromNixFile(flags.file, flags.attr, { log, system: nixSystem(arch) }));
+      out.set(arch, await closureFromNixFile(flags.file, flags.attr, { ...nix, system: nixSystem(arch) }));
     } else if (graphs.length > 0) {
       const file = pick(command, graphs, arch, '--graph');
       if (file.length !== 1)
         throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
-      out.set(arch, await loadGraphFile(file[0]!, { log }));
+      out.set(arch, await loadGraphFile(file[0]!, nix));
     } else {
       const ps = pick(command, paths, arch, '--path').map((p) =>
         parseStorePath(throughResultLink(p, log), '--path'),
@@ -126,7 +130,7 @@ export async function resolveSource(
       // none for this architecture (all prefixed for another): `nix path-info` with no path would
       // read whatever the working directory holds
       if (ps.length === 0) throw usage(command, `no --path for ${arch} (give ${arch}=STOREPATH, or --arch)`);
-      out.set(arch, await closureFromPaths(ps, { log }));
+      out.set(arch, await closureFromPaths(ps, nix));
     }
   }
   return { closures: out };

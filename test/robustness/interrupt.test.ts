@@ -19,7 +19,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, dockerRmi } from '../helpers/docker.js';
 import { testEnv } from '../helpers/env.js';
-import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { buildFixtureClosure, fixtureClosureNix, type FixtureClosure } from '../helpers/nix.js';
 import { startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
 import {
   auditRepository,
@@ -339,4 +339,58 @@ describe('load killed with SIGINT and SIGKILL', () => {
       `[robustness] load interrupted ${2 * KILLS} times; the tag was whole after ${loaded} of them, absent after the rest`,
     );
   }, 300_000);
+});
+
+describe('a Nix build stopped by a signal', () => {
+  // The signal reaches nixoci only (a CI runner cancelling a job, `kill`), not its process group as
+  // Ctrl-C on a terminal does: nixoci must stop nix-build itself.
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    '%s stops nix-build at once, and exits 130',
+    async (signal) => {
+      const dir = mkdtempSync(path.join(work, 'nix-stopped-'));
+      // A derivation that sleeps, new on every run so that Nix has to build it.
+      writeFileSync(
+        path.join(dir, 'slow.nix'),
+        `let fx = import ${fixtureClosureNix} { }; in derivation {
+        name = "slow-${signal}-${Date.now().toString(36)}"; system = builtins.currentSystem;
+        builder = "\${fx.busybox}/bin/sh";
+        args = [ "-c" "\${fx.busybox}/bin/sleep 60; \${fx.busybox}/bin/mkdir $out" ];
+      }`,
+      );
+      const run = spawnCli(['build', '--file', path.join(dir, 'slow.nix'), '--to', `oci:${dir}/oci:t`]);
+      const childrenOf = (pid: number): number[] => {
+        try {
+          return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+            .split('\n')
+            .filter((l) => l.trim() !== '')
+            .map(Number);
+        } catch {
+          return []; // ps exits 1 when it lists nothing
+        }
+      };
+      // Wait for nix-build (the CLI's child) to have started the builder (its child).
+      let nixBuild: number | undefined;
+      for (let t = Date.now(); nixBuild === undefined && Date.now() - t < 60_000; await wait(100))
+        nixBuild = childrenOf(run.child.pid!).find((c) => childrenOf(c).length > 0);
+      expect(nixBuild).toBeDefined();
+      const t = Date.now();
+      run.child.kill(signal);
+      const r = await run.done;
+      expect(Date.now() - t, 'waited for the Nix build').toBeLessThan(10_000);
+      expect(r.stderr).toBe('nixoci: interrupted\n');
+      expect(r.code).toBe(130);
+      const alive = (pid: number): boolean => {
+        try {
+          process.kill(pid, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      for (let w = Date.now(); alive(nixBuild!) && Date.now() - w < 5_000;) await wait(100);
+      expect(alive(nixBuild!), 'nix-build left running').toBe(false);
+      expect(existsSync(path.join(dir, 'oci'))).toBe(false);
+    },
+    120_000,
+  );
 });

@@ -78,7 +78,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
     if (values.verbose) io.err(l + '\n');
   };
   const base = imageSettings('inspect', values as ImageFlagValues);
-  const source = await resolveSource('inspect', values as SourceFlags, positionals, base.arches, log);
+  const source = await resolveSource('inspect', values as SourceFlags, positionals, base.arches, log, signal);
   if (!values.quiet) for (const w of source.warnings ?? []) io.err(`nixoci: warning: ${w}\n`);
   const settings = applyCustomisation('inspect', base, source, values as CustomiseFlagValues);
   const assembly = new Assembly(source.closures, settings);
