@@ -65,6 +65,18 @@ process.stdout.on('error', (e) => {
 // to report to: its messages are dropped and the command goes on. Unhandled, the first failed write
 // ended the process with Node's stack trace in the middle of a push, upload sessions left open.
 process.stderr.on('error', () => {});
+// A terminal or SSH session that closes sends SIGHUP: main() stops the run as it does on Ctrl-C
+// (nix stopped, upload sessions cancelled, temp files removed), then the process ends by that
+// signal once the winding down is done, as shells expect of a hung-up job. Exiting instead made
+// Node 20 abort (its reset of the terminal's modes at exit fails on a terminal that hung up), which
+// can leave a core dump.
+let hungUp = false;
+process.once('SIGHUP', () => {
+  hungUp = true;
+});
+process.on('exit', () => {
+  if (hungUp) process.kill(process.pid, 'SIGHUP');
+});
 
 void (async () => {
   const { main } = existsSync(bundle) ? loadBundle(bundle) : await import(pathToFileURL(unbundled).href);

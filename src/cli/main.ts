@@ -30,8 +30,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   // --concurrency 64 uploads at once): more than Node's default of 10 is no leak.
   setMaxListeners(0, controller.signal);
   const onSigint = (): void => controller.abort();
+  // SIGHUP too (the terminal or SSH session closed): left to Node's default it ended the process at
+  // once, with nix-build still running, upload sessions open and temp files left behind.
   process.once('SIGINT', onSigint);
   process.once('SIGTERM', onSigint);
+  process.once('SIGHUP', onSigint);
   try {
     return await dispatch(argv, io, controller.signal);
   } catch (e) {
@@ -53,6 +56,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
+    process.off('SIGHUP', onSigint);
   }
 }
 
