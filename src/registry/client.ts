@@ -30,6 +30,8 @@ export const MANIFEST_ACCEPT = [
  */
 export const MAX_MANIFEST = 8 << 20;
 export const MAX_CONFIG = 64 << 20;
+/** How long cancelling an upload session may take, retries included. */
+export const CANCEL_TIMEOUT_MS = 5_000;
 
 /** A manifest or index as the registry holds it. */
 export interface FetchedManifest {
@@ -187,10 +189,20 @@ export class RegistryClient {
     await discard(res);
   }
 
-  /** DELETE LOCATION: cancels a session (best effort; a registry may not support it). */
+  /**
+   * DELETE LOCATION: cancels a session (best effort; a registry may not support it). Given up on
+   * after CANCEL_TIMEOUT_MS: it runs after Ctrl-C too, which a registry that does not answer (each
+   * attempt may wait --timeout, 300 s) otherwise held up for minutes.
+   */
   async cancelUpload(location: URL): Promise<void> {
     try {
-      const res = await this.exchange('DELETE', location.href, {}, undefined, undefined);
+      const res = await this.exchange(
+        'DELETE',
+        location.href,
+        {},
+        undefined,
+        AbortSignal.timeout(CANCEL_TIMEOUT_MS),
+      );
       await discard(res);
     } catch {
       // The session expires on the registry anyway; nothing to report.

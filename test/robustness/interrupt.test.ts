@@ -195,6 +195,37 @@ describe('push killed with SIGINT and SIGKILL', () => {
   }, 600_000);
 });
 
+describe('push interrupted while the registry does not answer the cancelling DELETE', () => {
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    proxy = await startFaultProxy(env.registry);
+    proxy.fault = (req, res) => {
+      if (req.method === 'DELETE') return true; // never answered
+      const upload =
+        req.method === 'PATCH' || (req.method === 'PUT' && (req.url ?? '').includes('/blobs/uploads/'));
+      if (!upload) return false;
+      forward(env.registry, req, res, { throttleBytesPerSec: 2 << 20 });
+      return true;
+    };
+  });
+  afterAll(async () => proxy.close());
+
+  it('ends within seconds of Ctrl-C, not after the DELETE has waited out --timeout', async () => {
+    const run = spawnCli(['push', '--graph', graph, '--no-cache', `${proxy.host}/nixoci-test/held-delete:t`]);
+    for (let t = Date.now(); !proxy.seen.some((s) => s.method === 'PATCH') && Date.now() - t < 60_000;)
+      await wait(50);
+    const t = Date.now();
+    run.child.kill('SIGINT');
+    const ended = await Promise.race([run.done, wait(20_000).then(() => undefined)]);
+    if (!ended) run.child.kill('SIGKILL');
+    expect(ended, 'still running 20 s after SIGINT').toBeDefined();
+    expect(ended!.code, ended!.stderr).toBe(130);
+    expect(ended!.stderr).toBe('nixoci: interrupted\n');
+    expect(proxy.seen.some((s) => s.method === 'DELETE')).toBe(true);
+    expect(Date.now() - t).toBeLessThan(15_000);
+  }, 120_000);
+});
+
 describe('the digest cache', () => {
   it('discards truncated, garbage and wrong entries instead of trusting them', async () => {
     const cache = path.join(work, 'cache-garbage');
