@@ -58,12 +58,19 @@ export function forward(
   upstream: string,
   req: IncomingMessage,
   res: ServerResponse,
-  o: { delayMs?: number; truncate?: boolean; throttleBytesPerSec?: number } = {},
+  o: {
+    delayMs?: number;
+    truncate?: boolean;
+    throttleBytesPerSec?: number;
+    /** The proxy's record of this request: given the registry's status, as unfaulted ones get. */
+    record?: { status?: number };
+  } = {},
 ): void {
   const [host, port] = upstream.split(':');
   const up = request(
     { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
     (ur) => {
+      if (o.record) o.record.status = ur.statusCode;
       const answer = (): void => {
         if (!o.truncate) {
           res.writeHead(ur.statusCode ?? 502, ur.headers);
