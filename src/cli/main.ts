@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { isNixociError } from '../core/errors.js';
+import { fileLimitHint, isNixociError } from '../core/errors.js';
 import { escapeControls } from '../core/escape-controls.js';
 import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
@@ -42,12 +42,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.err('nixoci: interrupted\n');
       return EXIT_INTERRUPTED;
     }
+    const outOfFiles = fileLimitHint(e);
     if (isNixociError(e)) {
       io.err(`nixoci: error: ${printable(e.message)}\n`);
-      if (e.hint) io.err(`hint: ${printable(e.hint)}\n`);
+      const hint = outOfFiles ?? e.hint;
+      if (hint) io.err(`hint: ${printable(hint)}\n`);
       return e.code === 'USAGE' ? EXIT_USAGE : e.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
     }
     const msg = printable(e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e));
+    if (outOfFiles) {
+      // not a bug: the limit was reached wherever the next open happened to be
+      io.err(`nixoci: error: ${msg}\nhint: ${outOfFiles}\n`);
+      return EXIT_FAILURE;
+    }
     io.err(
       `nixoci: internal error: ${msg}\nhint: this is a bug in nixoci; please report it with the command you ran\n`,
     );

@@ -82,3 +82,18 @@ export function quote(s: string, max = 160): string {
     ? `${JSON.stringify(s.slice(0, max)).slice(0, -1)}…" (${s.length} characters)`
     : JSON.stringify(s);
 }
+
+/**
+ * The hint for a failure that is the process running out of file descriptors (EMFILE, or ENFILE
+ * system-wide) anywhere in the error's chain of causes: whatever failed to open (a connection, a
+ * store file), the cure is the limit or fewer connections, not the registry or the store.
+ */
+export function fileLimitHint(e: unknown): string | undefined {
+  for (let c: unknown = e, depth = 0; c !== null && typeof c === 'object' && depth < 8; depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (code === 'EMFILE' || code === 'ENFILE')
+      return 'nixoci ran out of file descriptors: raise the limit (`ulimit -n 1024`) or lower --concurrency';
+    c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

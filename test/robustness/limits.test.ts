@@ -1,0 +1,67 @@
+// Scale and resource limits through the built CLI: what a user sees when the process itself runs
+// out of something (file descriptors), as opposed to the registry or the store failing.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testEnv } from '../helpers/env.js';
+import { cliBin } from '../helpers/cli.js';
+import { reply, startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
+import { FakeStore } from './fake-store.js';
+
+const env = testEnv();
+
+/** The CLI under `prlimit --nofile=N:N` (util-linux), as after `ulimit -n N`. */
+function cliWithFileLimit(
+  limit: number,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv,
+): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'prlimit',
+      [`--nofile=${limit}:${limit}`, cliBin, ...args],
+      { env: { ...process.env, ...extraEnv }, encoding: 'utf8', maxBuffer: 16 << 20 },
+      (error, _stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stderr });
+      },
+    );
+  });
+}
+
+describe('resource limits', () => {
+  let dir: string;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'nixoci-limits-'));
+    proxy = await startFaultProxy(env.registry);
+  });
+  afterAll(async () => {
+    await proxy.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('out of file descriptors (ulimit -n): the hint says so, not that the registry is down', async () => {
+    const store = new FakeStore(dir);
+    for (let i = 0; i < 100; i++) store.add(`p${i}`, (d) => writeFileSync(path.join(d, 'f'), `${i}`));
+    const graph = store.graph(path.join(dir, 'g.json'));
+    // The registry holds every blob check for a while, so that --concurrency 64 keeps 64 connections
+    // open at once: more than a limit of 32 descriptors allows.
+    proxy.fault = (req, res) => {
+      if (req.method !== 'HEAD') return false;
+      setTimeout(() => reply(req, res, 404), 3000);
+      return true;
+    };
+    const r = await cliWithFileLimit(
+      32,
+      ['push', '--graph', graph, `${proxy.host}/nixoci-test/fd-limit`, '--no-cache', '--concurrency', '64'],
+      store.env,
+    );
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/EMFILE/);
+    expect(r.stderr).toMatch(/^hint: .*out of file descriptors.*ulimit -n.*--concurrency/m);
+    expect(r.stderr).not.toMatch(/that it is running/);
+    expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+  }, 120_000);
+});
