@@ -37,8 +37,8 @@ export const HELP_REGISTRY_FLAGS = `Registry:
                                 store, besides the target tag itself (repeatable; push only)
   --mount-from REPO             a repository on the same registry to mount layers from, REPO or
                                 HOST/REPO (repeatable)
-${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs in flight at once (default 4; of those, at most 2 are being
-                                made from the store at a time, the rest wait for the registry)
+${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs in flight at once, 1–64 (default 4; of those, at most 2 are
+                                being made from the store at a time, the rest wait for the registry)
 `;
 
 const strings = (v: TargetFlags[string]): string[] =>

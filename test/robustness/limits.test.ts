@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
-import { cliBin } from '../helpers/cli.js';
+import { cliBin, nixoci } from '../helpers/cli.js';
 import { reply, startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
 import { FakeStore } from './fake-store.js';
 
@@ -64,4 +64,14 @@ describe('resource limits', () => {
     expect(r.stderr).not.toMatch(/that it is running/);
     expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
   }, 120_000);
+
+  it('--concurrency: the range --help states is the one refused outside', async () => {
+    const help = await nixoci(['push', '--help']);
+    expect(help.stdout).toMatch(/^ {2}--concurrency N +blobs in flight at once, 1–64 /m);
+    for (const n of ['0', '65', '1000']) {
+      const r = await nixoci(['push', '--path', '/nix/store/x', '127.0.0.1:1/r', '--concurrency', n]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--concurrency must be an integer from 1 to 64, got "${n}"`);
+    }
+  });
 });
