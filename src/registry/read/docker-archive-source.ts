@@ -9,6 +9,7 @@ import {
   lazySource,
   parseConfig,
   parseJson,
+  someTags,
   type ImageSource,
   type LayerDescriptor,
   type LoadedImage,
@@ -104,13 +105,13 @@ export async function readArchive(
       'IMAGE_NOT_FOUND',
       `read ${description}: the archive holds ${images.length} images`,
       {
-        hint: `name one: docker-archive:FILE:NAME:TAG${tags.length > 0 ? ` (its tags: ${tags.join(', ')})` : ''}`,
+        hint: `name one: docker-archive:FILE:NAME:TAG${tags.length > 0 ? ` (its tags: ${someTags(tags)})` : ''}`,
       },
     );
   const image = want ? images.find((i) => (i.RepoTags ?? []).map(familiar).includes(want)) : images[0];
   if (!image) {
     throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${want}`, {
-      hint: tags.length > 0 ? `its tags: ${tags.join(', ')}` : 'the archive has no tagged image',
+      hint: tags.length > 0 ? `its tags: ${someTags(tags)}` : 'the archive has no tagged image',
     });
   }
   const configBytes = byName.get(image.Config)?.body;

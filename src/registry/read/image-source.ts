@@ -103,6 +103,18 @@ export interface ImageLayerInfo {
   readonly createdBy: string | null;
 }
 
+/**
+ * An image's tags for a hint: the first few (cut to a tag's longest valid length) and how many
+ * more, so that a layout or archive that collected thousands of tags does not print them all.
+ */
+export function someTags(tags: readonly string[], max = 10): string {
+  const shown = tags
+    .slice(0, max)
+    .map((t) => (t.length > 128 ? `${t.slice(0, 128)}…` : t))
+    .join(', ');
+  return tags.length > max ? `${shown} and ${tags.length - max} more` : shown;
+}
+
 export function invalidImage(what: string, why: string): NixociError {
   return new NixociError('IMAGE_INVALID', `${what}: ${why}`, {
     hint: 'nixoci reads OCI and Docker schema 2 images; check the reference and what it points at',

@@ -12,6 +12,7 @@ import {
   parseJson,
   parseManifest,
   pickPlatform,
+  someTags,
   type ImageSource,
   type IndexDescriptor,
   type SourceOptions,
@@ -70,11 +71,11 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
     const wanted = tag ?? (all.length === 1 ? undefined : 'latest');
     const top = wanted === undefined ? all[0] : all.find((m) => m.annotations?.[REF_NAME] === wanted);
     if (!top) {
-      const tags = all.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
+      const tags = all.flatMap((m) => m.annotations?.[REF_NAME] || []);
       throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${wanted ?? ''}`, {
         hint:
           tags.length > 0
-            ? `its tags: ${tags.join(', ')}`
+            ? `its tags: ${someTags(tags)}`
             : all.length > 0
               ? `none of its ${all.length} images has a tag (${REF_NAME}); without one, only a layout's single image can be read`
               : 'the layout holds no image',
