@@ -102,30 +102,39 @@ function bucketOf(p: StorePath, buckets: number): number {
 
 /** Store paths from most to least depended-on (counting transitive dependents), roots last. */
 export function orderPaths(closure: Closure): PathInfo[] {
-  const dependents = new Map<StorePath, Set<StorePath>>();
-  for (const p of closure.paths.keys()) dependents.set(p, new Set());
-  // Transitive dependents: walk each path's closure of references. Closures here are at most a few
-  // thousand paths, so the quadratic walk is fine and keeps the code obvious.
-  for (const [p] of closure.paths) {
-    const seen = new Set<StorePath>();
-    const stack = [...(closure.paths.get(p)?.references ?? [])];
+  const infos = [...closure.paths.values()];
+  const index = new Map<StorePath, number>(infos.map((info, i) => [info.path, i]));
+  const refs = infos.map((info) => info.references.flatMap((r) => index.get(r) ?? []));
+  // Transitive dependents, counted: a walk from each path over its references, by index. A path's
+  // walk stamps what it reached, so each is counted (and its references pushed) once per walk.
+  // Still paths × reachable references, but with no string hashing and no set of dependents per
+  // path: a closure of 4000 paths referencing 50 each took ~35 s and ~600 MB with string sets.
+  const dependents = new Uint32Array(infos.length);
+  const reachedBy = new Int32Array(infos.length).fill(-1);
+  const stack: number[] = [];
+  for (let p = 0; p < infos.length; p++) {
+    reachedBy[p] = p;
+    stack.push(p);
     while (stack.length > 0) {
-      const r = stack.pop()!;
-      if (r === p || seen.has(r)) continue;
-      seen.add(r);
-      dependents.get(r)?.add(p);
-      for (const rr of closure.paths.get(r)?.references ?? []) stack.push(rr);
+      for (const r of refs[stack.pop()!]!) {
+        if (reachedBy[r] === p) continue;
+        reachedBy[r] = p;
+        dependents[r]!++;
+        stack.push(r);
+      }
     }
   }
   const roots = new Set(closure.roots);
-  const key = (i: PathInfo): string => storePathName(i.path);
-  return [...closure.paths.values()].sort((a, b) => {
-    const ra = roots.has(a.path) ? 1 : 0;
-    const rb = roots.has(b.path) ? 1 : 0;
+  const names = infos.map((info) => storePathName(info.path));
+  const order = infos.map((_, i) => i);
+  order.sort((a, b) => {
+    const ra = roots.has(infos[a]!.path) ? 1 : 0;
+    const rb = roots.has(infos[b]!.path) ? 1 : 0;
     if (ra !== rb) return ra - rb;
-    const da = dependents.get(a.path)!.size;
-    const db = dependents.get(b.path)!.size;
+    const da = dependents[a]!;
+    const db = dependents[b]!;
     if (da !== db) return db - da;
-    return compareBytes(key(a), key(b)) || compareBytes(a.path, b.path);
+    return compareBytes(names[a]!, names[b]!) || compareBytes(infos[a]!.path, infos[b]!.path);
   });
+  return order.map((i) => infos[i]!);
 }
