@@ -194,8 +194,12 @@ function workersFromEnv(): number {
   const v = process.env.NIXOCI_WORKERS;
   if (v === undefined || v === '') return Math.min(2, availableParallelism());
   if (!/^\d{1,3}$/.test(v.trim()))
-    throw new NixociError('USAGE', `NIXOCI_WORKERS=${v}: not a number of layer worker threads`, {
-      hint: 'give a count such as 2, or 0 for none; unset it for the default',
-    });
+    throw new NixociError(
+      'USAGE',
+      `NIXOCI_WORKERS=${v}: not a number of layer worker threads from 0 to 999`,
+      {
+        hint: 'give a count such as 2 (more than the CPUs gains nothing), or 0 for none; unset it for the default',
+      },
+    );
   return Number(v.trim());
 }

@@ -34,7 +34,9 @@ describe('the entry point', () => {
       env: { NIXOCI_WORKERS: 'abc' },
     });
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^nixoci: error: NIXOCI_WORKERS=abc: not a number of layer worker threads\n/);
+    expect(bad.stderr).toMatch(
+      /^nixoci: error: NIXOCI_WORKERS=abc: not a number of layer worker threads from 0 to 999\n/,
+    );
     const none = await nixoci(['build', '--quiet', '--graph', graphFile, '--to', `oci:${out}`], {
       env: { NIXOCI_WORKERS: '0' },
     });

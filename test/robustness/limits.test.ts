@@ -96,4 +96,18 @@ describe('resource limits', () => {
     expect(hint).toMatch(/^hint: its tags: build-0, build-1, .*, build-9 and 1990 more\b/);
     expect(hint.length).toBeLessThan(400);
   });
+
+  it('NIXOCI_WORKERS out of range: the message gives the range, not "not a number"', async () => {
+    const store = new FakeStore(path.join(dir, 'workers'));
+    store.add('big', (d) => writeFileSync(path.join(d, 'f'), 'x'));
+    const graph = store.graph(path.join(dir, 'workers.json'));
+    for (const v of ['1000', '-1', 'two']) {
+      const out = `oci:${path.join(dir, 'workers-out')}`;
+      const r = await nixoci(['build', '--graph', graph, '--to', out], {
+        env: { ...store.env, NIXOCI_WORKERS: v },
+      });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`NIXOCI_WORKERS=${v}: not a number of layer worker threads from 0 to 999`);
+    }
+  });
 });
