@@ -137,14 +137,12 @@ describe('planLayers', () => {
       }
     });
 
-    it('plans 4000 of them in seconds, not minutes', () => {
+    it('plans 4000 of them, every path in one layer (no timing asserted: the bench measures speed)', () => {
       const c = dense(4000);
-      const started = Date.now();
       const plan = planLayers(c);
-      const ms = Date.now() - started;
-      expect(plan.layers.flatMap((l) => l.storePaths)).toHaveLength(4000);
-      // the walk with string sets took ~35 s here (and ~600 MB); by index, well under 2 s
-      expect(ms).toBeLessThan(10_000);
+      const placed = plan.layers.flatMap((l) => l.storePaths);
+      expect(placed).toHaveLength(4000);
+      expect(new Set(placed).size).toBe(4000);
     }, 120_000);
   });
 });
