@@ -329,29 +329,43 @@ export class RegistryTarget implements ImageTarget {
     const present = new Set<Digest>();
     let topDigest: Digest | undefined;
     const target = this.ref.tag ?? this.ref.digest;
+    // The target's and every --cache-from's manifests are read at once: none depends on another,
+    // and on a remote registry each one read after the other is a round trip more.
+    const fromCache = (this.options.cacheFrom ?? []).map(async (c) => {
+      const src =
+        c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
+      try {
+        const reference = c.digest ?? c.tag ?? 'latest';
+        const { layers, blobs } = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
+        return { c, src, layers, blobs };
+      } catch (e) {
+        if (ctx.signal?.aborted) throw e;
+        return { c, error: e };
+      }
+    });
+    // Awaited below in order; a failure of the target's read must not leave these unobserved.
+    for (const p of fromCache) p.catch(() => undefined);
     if (target) {
       const own = await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal);
       found.push(...own.layers);
       for (const b of own.blobs) present.add(b);
       topDigest = own.topDigest;
     }
-    for (const c of this.options.cacheFrom ?? []) {
-      const src =
-        c.registry === this.ref.registry ? client : this.client(c, `read ${formatReference(c)}`, ctx);
-      try {
-        const reference = c.digest ?? c.tag ?? 'latest';
-        const { layers, blobs } = await findReusableLayers(src, c.repository, reference, arches, ctx.signal);
-        if (src === client && c.repository === this.ref.repository) for (const b of blobs) present.add(b);
-        // A descriptor from another registry gives digests but no mount source.
-        found.push(
-          ...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))),
-        );
-      } catch (e) {
-        if (ctx.signal?.aborted) throw e;
+    for (const r of await Promise.all(fromCache)) {
+      const { c } = r;
+      if ('error' in r) {
+        const e = r.error;
         notes.push(
           `--cache-from ${formatReference(c)} not used: ${isNixociError(e) ? e.message : String(e)}`,
         );
+        continue;
       }
+      const { src, layers, blobs } = r;
+      if (src === client && c.repository === this.ref.repository) for (const b of blobs) present.add(b);
+      // A descriptor from another registry gives digests but no mount source.
+      found.push(
+        ...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))),
+      );
     }
     return { layers: found, present, topDigest };
   }

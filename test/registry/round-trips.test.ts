@@ -1,0 +1,81 @@
+// On a registry 20–150 ms away, the number of round trips made one after the other decides how long
+// a push takes. A proxy in front of the real registry holds every answer back a little and gives
+// each request its depth: 1 + the deepest request answered before it was sent. Requests that do not
+// depend on each other must share a depth (counted, not timed).
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReference } from '../../src/registry/reference.js';
+import { RegistryTarget } from '../../src/registry/registry-target.js';
+import { testEnv } from '../helpers/env.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { fixture, imageOf, uniqueRepo, verifyPushed } from './push-helpers.js';
+
+const env = testEnv();
+/** Long enough that requests sent together are all sent before the first answer comes back. */
+const HOLD_MS = 40;
+
+interface Exchange {
+  readonly method: string;
+  readonly path: string;
+  readonly depth: number;
+  status?: number;
+}
+
+describe('push: round trips to a remote registry', () => {
+  let proxy: FaultProxy;
+  let log: Exchange[] = [];
+  let answered: Exchange[] = [];
+  beforeAll(async () => {
+    proxy = await startFaultProxy(env.registry);
+    const [host, port] = env.registry.split(':');
+    proxy.fault = (req, res) => {
+      const x: Exchange = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        depth: 1 + Math.max(0, ...answered.map((a) => a.depth)),
+      };
+      log.push(x);
+      const up = request(
+        { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
+        (ur) =>
+          setTimeout(() => {
+            x.status = ur.statusCode;
+            answered.push(x);
+            res.writeHead(ur.statusCode ?? 502, ur.headers);
+            ur.pipe(res);
+          }, HOLD_MS),
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+      return true;
+    };
+  });
+  afterAll(async () => proxy.close());
+
+  const reset = (): void => {
+    log = [];
+    answered = [];
+  };
+  const depthOf = (method: string, path: RegExp): number[] =>
+    log.filter((x) => x.method === method && path.test(x.path)).map((x) => x.depth);
+
+  it('reads the tag and every --cache-from at once', async () => {
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('rt-cache');
+    const sources = [uniqueRepo('rt-src'), uniqueRepo('rt-src')];
+    await new RegistryTarget(parseReference(`${proxy.host}/${sources[0]}:v1`)).write(
+      [imageOf(closure, app).image],
+      {},
+    );
+    reset();
+    const target = new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), {
+      cacheFrom: sources.map((s) => parseReference(`${proxy.host}/${s}:v1`)),
+    });
+    const result = await target.write([imageOf(closure, app).image], {});
+    // The first source's layers are mounted from it; the second one does not exist.
+    expect(result.images[0]!.layers.filter((l) => l.action === 'uploaded')).toEqual([]);
+    const reads = [repo, ...sources].map((r) => depthOf('GET', new RegExp(`^/v2/${r}/manifests/`)));
+    expect(reads).toEqual([[1], [1], [1]]);
+    await verifyPushed(env.registry, repo, 't');
+  });
+});
