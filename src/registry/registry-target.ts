@@ -237,8 +237,8 @@ export class RegistryTarget implements ImageTarget {
       if (multi && tags.length > 0) {
         if (top.digest !== topDigest) await client.putManifest(repo, tags[0]!, top, signal);
       } else if (multi) await client.putManifest(repo, top.digest, top, signal);
-      // (5) Extra tags: the same bytes under each.
-      for (const t of tags.slice(1)) await client.putManifest(repo, t, top, signal);
+      // (5) Extra tags: the same bytes under each, all at once once the first tag holds them.
+      await Promise.all(tags.slice(1).map((t) => client.putManifest(repo, t, top, signal)));
       return {
         target: this.description,
         manifestDigest: top.digest,

@@ -78,4 +78,19 @@ describe('push: round trips to a remote registry', () => {
     expect(reads).toEqual([[1], [1], [1]]);
     await verifyPushed(env.registry, repo, 't');
   });
+
+  it('puts the extra --tag manifests at once, after the tag', async () => {
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('rt-tags');
+    const target = new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), { tags: ['a', 'b', 'c'] });
+    await target.write([imageOf(closure, app).image], {});
+    reset();
+    // Unchanged: the tag's manifest is not sent again, the extra tags are (they may point elsewhere).
+    await target.write([imageOf(closure, app).image], {});
+    const [t] = depthOf('PUT', new RegExp(`^/v2/${repo}/manifests/t$`));
+    expect(t).toBeUndefined();
+    const extra = ['a', 'b', 'c'].map((tag) => depthOf('PUT', new RegExp(`^/v2/${repo}/manifests/${tag}$`)));
+    expect(extra).toEqual([[2], [2], [2]]);
+    for (const tag of ['t', 'a', 'b', 'c']) await verifyPushed(env.registry, repo, tag);
+  });
 });
