@@ -200,25 +200,32 @@ export class RegistryTarget implements ImageTarget {
       const reported = new Set<Digest>();
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
       const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
+      const rendered = images.map((image, i) =>
+        renderImage(
+          image,
+          perImage[i]!.map((p) => p.digests),
+        ),
+      );
+      if (!multi) this.checkPinned(rendered[0]!.manifest.digest);
+      // Each platform's config and manifest go at once (the index waits for all of them below).
+      await Promise.all(
+        images.map(async (image, i) => {
+          const r = rendered[i]!;
+          const reference = multi || tags.length === 0 ? r.manifest.digest : tags[0]!;
+          // The tag already points at exactly this manifest, or the index at it names this one and
+          // it was read: nothing to send (an unchanged re-push).
+          if (multi ? present.has(r.manifest.digest) : r.manifest.digest === topDigest) return;
+          if (!present.has(r.config.digest))
+            await (configs.get(r.config.digest) ?? pushSmallBlob(client, repo, r.config, signal));
+          await this.putManifestChecked(client, image, r, reference, signal);
+        }),
+      );
       for (const [i, image] of images.entries()) {
         const pushed = perImage[i]!;
-        const rendered = renderImage(
-          image,
-          pushed.map((p) => p.digests),
-        );
-        const reference = multi || tags.length === 0 ? rendered.manifest.digest : tags[0]!;
-        if (!multi) this.checkPinned(rendered.manifest.digest);
-        // The tag already points at exactly this manifest, or the index at it names this one and
-        // it was read: nothing to send (an unchanged re-push).
-        if (multi ? !present.has(rendered.manifest.digest) : rendered.manifest.digest !== topDigest) {
-          if (!present.has(rendered.config.digest))
-            await (configs.get(rendered.config.digest) ??
-              pushSmallBlob(client, repo, rendered.config, signal));
-          await this.putManifestChecked(client, image, rendered, reference, signal);
-        }
-        manifests.push({ manifest: rendered.manifest, platform: image.platform });
+        const r = rendered[i]!;
+        manifests.push({ manifest: r.manifest, platform: image.platform });
         reports.push(
-          imageReport(image, rendered, (i) => {
+          imageReport(image, r, (i) => {
             const p = pushed[i]!;
             // A blob shared with an earlier platform's image went once: it is told there; here
             // the registry already has it (as an OCI layout reports a second copy).

@@ -93,4 +93,18 @@ describe('push: round trips to a remote registry', () => {
     expect(extra).toEqual([[2], [2], [2]]);
     for (const tag of ['t', 'a', 'b', 'c']) await verifyPushed(env.registry, repo, tag);
   });
+
+  it('puts the manifests of several platforms at once, the index after them', async () => {
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('rt-multi');
+    reset();
+    const images = (['amd64', 'arm64'] as const).map((arch) => imageOf(closure, app, { arch }).image);
+    const target = new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`));
+    await target.write(images, {});
+    const byDigest = depthOf('PUT', new RegExp(`^/v2/${repo}/manifests/sha256:`));
+    expect(byDigest).toHaveLength(2);
+    expect(byDigest[0]).toBe(byDigest[1]);
+    const [index] = depthOf('PUT', new RegExp(`^/v2/${repo}/manifests/t$`));
+    expect(index).toBe(byDigest[0]! + 1);
+  });
 });
