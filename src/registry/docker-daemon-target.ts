@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { storePathName, type StorePath } from '../closure/store-path.js';
 import { sha256Digest, type Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
@@ -237,6 +238,7 @@ export class DaemonTarget implements ImageTarget {
       );
     const loads: Promise<ArchiveResult>[] = [];
     const steps: Digest[] = [];
+    const run = randomUUID();
     try {
       for (const [g, [start, end]] of groups.entries()) {
         const last = g === groups.length - 1;
@@ -244,7 +246,7 @@ export class DaemonTarget implements ImageTarget {
         let streamed!: () => void;
         const layersStreamed = new Promise<void>((resolve) => (streamed = resolve));
         const archive = dockerArchive({
-          image: last ? image : loadStep(image, end),
+          image: last ? image : loadStep(image, end, run),
           repoTags: last ? repoTags : [],
           include: image.layers.slice(0, end).map((_, i) => i >= start),
           signal: ctx.signal,
@@ -442,13 +444,16 @@ export const LOAD_STEP_LABEL = 'org.nixoci.load-step';
 
 /**
  * The image of the first `end` layers, loaded as a step of a grouped load. Its label keeps its ID
- * apart from any real image's, so that removing it afterwards can never remove one.
+ * apart from any real image's, so that removing it afterwards can never remove one, and, with the
+ * load's `run` id, apart from the steps of other loads of the same image at the same time: a load
+ * that removed the step another one had just made (same ID) would take the layers that load's next
+ * archive names but does not carry ('layers/0-….tar: no such file or directory').
  */
-function loadStep(image: Image, end: number): Image {
+function loadStep(image: Image, end: number, run: string): Image {
   return {
     ...image,
     layers: image.layers.slice(0, end),
-    run: { ...image.run, labels: { ...image.run.labels, [LOAD_STEP_LABEL]: String(end) } },
+    run: { ...image.run, labels: { ...image.run.labels, [LOAD_STEP_LABEL]: `${end} ${run}` } },
   };
 }
 

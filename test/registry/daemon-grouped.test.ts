@@ -1,9 +1,15 @@
 // A load in several archives (Docker's classic store, big loads): the engine imports one group of
 // layers while the next streams. Against the real dockerd, with the threshold lowered so that the
 // small fixture closure goes in several archives; the built CLI (layer workers, as users run it).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOAD_STEP_LABEL, loadGroups } from '../../src/registry/docker-daemon-target.js';
@@ -226,6 +232,109 @@ describe('nixoci load in several archives (real dockerd)', () => {
       expect((await docker(['image', 'inspect', name], { check: false })).code).not.toBe(0);
     } finally {
       proxy.close();
+    }
+  });
+
+  it('keeps the steps of two loads of one image at once apart: one failing does not break the other', async () => {
+    // Two runs load the same image (two CI jobs, two terminals). Run B has loaded its step and is
+    // about to send its last archive, which names the step's layers without carrying them, when
+    // run A fails after its own step: A removes its step image, which must not be B's.
+    const upstream = testEnv().dockerHost.replace(/^unix:\/\//, '');
+    const forward = (req: IncomingMessage, res: ServerResponse, onEnd?: () => void): void => {
+      const up = httpRequest(
+        { socketPath: upstream, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.on('end', () => onEnd?.());
+          r.pipe(res);
+        },
+      );
+      req.pipe(up);
+    };
+    const dir = tempDir('nixoci-grouped-two-');
+    let bLoads = 0;
+    let bStepLoaded!: () => void;
+    const bStep = new Promise<void>((resolve) => (bStepLoaded = resolve));
+    let aDone!: () => void;
+    const aFinished = new Promise<void>((resolve) => (aDone = resolve));
+    // B's proxy holds B's second archive until A has finished.
+    const proxyB = createHttpServer((req, res) => {
+      if (!/\/images\/load/.test(req.url ?? '')) return forward(req, res);
+      if (++bLoads === 1) return forward(req, res, bStepLoaded);
+      void aFinished.then(() => forward(req, res));
+    });
+    // A's proxy refuses A's second archive, after A's step went through.
+    let aLoads = 0;
+    const proxyA = createHttpServer((req, res) => {
+      if (/\/images\/load/.test(req.url ?? '') && ++aLoads === 2) {
+        req.resume();
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: 'injected failure of run A' }));
+        return;
+      }
+      forward(req, res);
+    });
+    const [sockA, sockB] = [join(dir, 'a.sock'), join(dir, 'b.sock')];
+    await new Promise<void>((resolve) => proxyA.listen(sockA, resolve));
+    await new Promise<void>((resolve) => proxyB.listen(sockB, resolve));
+    // Two store paths of this run only (a step of shared layers, busybox, would keep them in the
+    // engine through other images): whichever comes first, every step holds a layer no other image has.
+    const noise = join(dir, 'noise');
+    const bin = join(dir, 'bin');
+    mkdirSync(noise);
+    mkdirSync(join(bin, 'bin'), { recursive: true });
+    writeFileSync(join(noise, 'salt'), `two-${run}\n`);
+    writeFileSync(join(noise, 'data'), randomBytes(1 << 20));
+    copyFileSync(
+      join(
+        fx.paths.find((p) => p.endsWith('-busybox'))!,
+        'bin',
+        'busybox',
+      ),
+      join(bin, 'bin', 'busybox'),
+    );
+    chmodSync(join(bin, 'bin', 'busybox'), 0o555);
+    writeFileSync(join(bin, 'salt'), `two-${run}\n`);
+    const [noisePath, binPath] = [noise, bin].map((d) =>
+      execFileSync('nix-store', ['--add', d], { encoding: 'utf8' }).trim(),
+    );
+    const loadTwo = (name: string, sock: string) =>
+      nixoci(
+        [
+          'load',
+          '--path',
+          noisePath!,
+          '--path',
+          binPath!,
+          '--host',
+          `unix://${sock}`,
+          name,
+          '--cache-dir',
+          tempDir('nixoci-grouped-two-cache-'),
+          '--entrypoint',
+          `${binPath}/bin/busybox`,
+          '--cmd',
+          `cat ${noisePath}/salt`,
+          '-v',
+        ],
+        { env: env() },
+      );
+    try {
+      const nameB = `nixoci-grouped-${run}:two-b`;
+      const b = loadTwo(nameB, sockB);
+      await bStep;
+      const a = await loadTwo(`nixoci-grouped-${run}:two-a`, sockA);
+      expect(a.stderr).toMatch(/injected failure of run A/);
+      expect(a.code).toBe(1);
+      aDone();
+      const rb = await b;
+      expect(rb.code, rb.stderr).toBe(0);
+      expect(rb.stderr).toMatch(/loading in 2 archives/);
+      expect(await dockerRunOutput(nameB)).toContain(`two-${run}`);
+    } finally {
+      aDone();
+      proxyA.close();
+      proxyB.close();
     }
   });
 });
