@@ -4,7 +4,7 @@ import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
-import { closeSync, existsSync, openSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';
@@ -59,8 +59,10 @@ export class OciLayoutTarget implements ImageTarget {
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
     const createdDir = !existsSync(this.dir);
     const tmps = new Set<string>();
+    /** Blob files this run put in place (its own, if it must remove the layout it made). */
+    const committed = new Set<string>();
     try {
-      this.init();
+      await this.init(tmps, ctx.signal);
       const reports: ImageReport[] = [];
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
       for (const image of images) {
@@ -69,18 +71,14 @@ export class OciLayoutTarget implements ImageTarget {
         const writeOne = async (layer: Layer): Promise<Written> => {
           const known = layer.known;
           if (known && this.hasBlob(known.digest, known.size)) return { digests: known, written: false };
-          const tmp = join(
-            this.dir,
-            'blobs',
-            'sha256',
-            `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`,
-          );
+          const tmp = this.tempName();
           tmps.add(tmp);
           // Made now (exclusively), and written by whoever makes the blob: a layer worker writes
           // it itself, so a big blob never crosses threads.
           closeSync(openSync(tmp, 'wx'));
           const digests = await layer.writeTo({ file: tmp }, ctx.signal);
           this.commitBlob(tmp, digests.digest);
+          committed.add(digestHex(digests.digest));
           tmps.delete(tmp);
           return { digests, written: true };
         };
@@ -100,8 +98,8 @@ export class OciLayoutTarget implements ImageTarget {
           image,
           written.map((w) => w.digests),
         );
-        this.putJsonBlob(r.config);
-        this.putJsonBlob(r.manifest);
+        this.putJsonBlob(r.config, committed);
+        this.putJsonBlob(r.manifest, committed);
         reports.push(
           imageReport(image, r, (i) =>
             written[i]!.written
@@ -115,26 +113,37 @@ export class OciLayoutTarget implements ImageTarget {
       if (manifests.length === 1) top = manifests[0]!.manifest;
       else {
         top = renderIndex(manifests);
-        this.putJsonBlob(top);
+        this.putJsonBlob(top, committed);
       }
       await withFileLock(this.lockFile, () => this.tagTop(top), ctx.signal);
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
       for (const t of tmps) removeQuietly(t);
-      if (createdDir) await this.removeIfUntagged();
+      tmps.clear();
+      if (createdDir) await this.removeIfUnused(committed);
       throw writeError(this.description, e, 'check that the directory is writable and has free space');
+    } finally {
+      for (const t of tmps) removeQuietly(t);
     }
   }
 
   /**
-   * Removes the directory this failed run made, unless a run writing into it at the same time has
-   * tagged an image there meanwhile (checked under the index lock, so no tag lands in between).
+   * Removes the directory this failed run made, unless another run uses it too: one has tagged an
+   * image there, or is writing there now (its `.tmp-PID-…` files, made under the lock by init), or
+   * has put blobs there that it may yet tag. Checked under the index lock, so that neither a tag nor
+   * a run starting lands in between.
    */
-  private async removeIfUntagged(): Promise<void> {
+  private async removeIfUnused(committed: ReadonlySet<string>): Promise<void> {
+    // Moved aside under the lock (with the lock file: a run waiting for it finds no directory and
+    // makes a new one), removed after.
+    const aside = `${this.dir}.${process.pid}.removed`;
     try {
       await withFileLock(this.lockFile, () => {
-        if (!existsSync(join(this.dir, 'index.json'))) removeQuietly(this.dir, { recursive: true });
+        if (existsSync(join(this.dir, 'index.json'))) return;
+        if (readdirSync(join(this.dir, 'blobs', 'sha256')).some((n) => !committed.has(n))) return;
+        renameSync(this.dir, aside);
       });
+      removeQuietly(aside, { recursive: true });
     } catch {
       // not made after all, or not ours to enter: nothing to remove, and the error being reported
       // is the one that matters
@@ -146,14 +155,41 @@ export class OciLayoutTarget implements ImageTarget {
     return join(this.dir, 'index.json.lock');
   }
 
-  private init(): void {
+  /**
+   * Makes the layout, with a temp file in it (one of `tmps`) that tells a failed run which made the
+   * directory that this one writes there too (removeIfUnused). Made under the lock, so that it is
+   * never made just after that run looked; a directory removed before this run could take the lock
+   * is made again.
+   */
+  private async init(tmps: Set<string>, signal?: AbortSignal): Promise<void> {
     // Checked before anything is written: a directory whose index.json is not an index is not
     // ours to fill with blobs.
     this.readIndex();
-    makeDirs(join(this.dir, 'blobs', 'sha256'));
-    removeStaleTemps(this.dir);
-    const marker = join(this.dir, 'oci-layout');
-    if (!existsSync(marker)) atomicWrite(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    for (let attempt = 1; ; attempt++) {
+      makeDirs(join(this.dir, 'blobs', 'sha256'));
+      removeStaleTemps(this.dir);
+      try {
+        await withFileLock(
+          this.lockFile,
+          () => {
+            const here = this.tempName();
+            closeSync(openSync(here, 'wx'));
+            tmps.add(here);
+            const marker = join(this.dir, 'oci-layout');
+            if (!existsSync(marker)) atomicWrite(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+          },
+          signal,
+        );
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 3) throw e;
+      }
+    }
+  }
+
+  /** A new temp name among the blobs; `.tmp-PID-` lets removeStaleTemps clean up after a killed run. */
+  private tempName(): string {
+    return join(this.dir, 'blobs', 'sha256', `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
   }
 
   private blobPath(d: Digest): string {
@@ -172,8 +208,10 @@ export class OciLayoutTarget implements ImageTarget {
     renameSync(tmp, this.blobPath(d));
   }
 
-  private putJsonBlob(b: Blob): void {
-    if (!this.hasBlob(b.digest, b.bytes.length)) atomicWrite(this.blobPath(b.digest), b.bytes);
+  private putJsonBlob(b: Blob, committed: Set<string>): void {
+    if (this.hasBlob(b.digest, b.bytes.length)) return;
+    atomicWrite(this.blobPath(b.digest), b.bytes);
+    committed.add(digestHex(b.digest));
   }
 
   /**

@@ -158,4 +158,46 @@ describe('an OCI layout written by several runs', () => {
     expect((await run.done).code).toBe(130);
     expect(existsSync(alone)).toBe(false);
   }, 120_000);
+
+  it('an interrupted run that made the layout leaves it to a run still writing there', async () => {
+    // Two slow runs (a 64 MiB store path of noise, gzip) into one new layout: the first makes the
+    // directory and is interrupted while the second writes its layer there. The second must finish
+    // and tag its image; the first used to remove the directory from under it ('ENOENT … .tmp-…').
+    const noise = path.join(work, 'noise-busy');
+    mkdirSync(noise);
+    const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 5), Buffer.alloc(16, 6));
+    writeFileSync(path.join(noise, 'noise.bin'), c.update(Buffer.alloc(64 << 20)));
+    const big = execFileSync('nix-store', ['--add', noise], { encoding: 'utf8' }).trim();
+    const bigGraph = path.join(work, 'big-busy.json');
+    writeFileSync(bigGraph, JSON.stringify([big]));
+    const dir = path.join(work, 'interrupted-busy');
+    const blobs = path.join(dir, 'blobs', 'sha256');
+    const slow = (tag: string) =>
+      spawnCli([
+        'build',
+        '--graph',
+        bigGraph,
+        '--to',
+        `oci:${dir}:${tag}`,
+        '--no-cache',
+        '--compression',
+        'gzip',
+      ]);
+    const first = slow('first');
+    while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 5));
+    const second = slow('second');
+    const writing = (pid: number | undefined): boolean =>
+      existsSync(blobs) && readdirSync(blobs).some((n) => n.startsWith(`.tmp-${pid}-`));
+    while (!writing(second.child.pid) && second.child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(first.child.exitCode).toBeNull(); // still writing its layer
+    first.child.kill('SIGINT');
+    expect((await first.done).code).toBe(130);
+    const r = await second.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(umociTags(dir)).toEqual(['second']);
+    execFileSync('umoci', ['unpack', '--image', `${dir}:second`, path.join(work, 'busy-bundle')]);
+    expect(readdirSync(blobs).filter((n) => n.startsWith('.'))).toEqual([]);
+    expect(readdirSync(work).filter((n) => n.includes('.removed'))).toEqual([]);
+  }, 120_000);
 });
