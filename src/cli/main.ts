@@ -23,18 +23,23 @@ const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
   push: async () => (await import('./commands/push.js')).pushCommand,
 };
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /** Runs the CLI and returns the exit code; never throws, never prints a stack trace. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   const controller = new AbortController();
   // Every concurrent exchange, job and wait of the run listens to this one signal (up to
   // --concurrency 64 uploads at once): more than Node's default of 10 is no leak.
   setMaxListeners(0, controller.signal);
-  const onSigint = (): void => controller.abort();
   // SIGHUP too (the terminal or SSH session closed): left to Node's default it ended the process at
-  // once, with nix-build still running, upload sessions open and temp files left behind.
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigint);
-  process.once('SIGHUP', onSigint);
+  // once, with nix-build still running, upload sessions open and temp files left behind. The first
+  // signal starts the winding down; any second one (Ctrl-C again, a SIGTERM after the SIGINT) meets
+  // Node's default and ends the process at once.
+  const onSignal = (): void => {
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    controller.abort();
+  };
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   try {
     return await dispatch(argv, io, controller.signal);
   } catch (e) {
@@ -61,9 +66,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     if (process.env.NIXOCI_DEBUG) io.err(`${(e as Error).stack ?? ''}\n`);
     return EXIT_FAILURE;
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
-    process.off('SIGHUP', onSigint);
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }
 
