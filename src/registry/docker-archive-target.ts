@@ -3,6 +3,7 @@ import {
   closeSync,
   constants,
   createWriteStream,
+  fstatSync,
   lstatSync,
   openSync,
   realpathSync,
@@ -126,7 +127,13 @@ export class DockerArchiveTarget implements ImageTarget {
             hint: 'the command the archive was piped into stopped early; see its own error',
           },
         );
-      throw writeError(this.description, e, 'check the command the archive is piped into');
+      throw writeError(
+        this.description,
+        e,
+        stdoutIsPipe()
+          ? 'check the command the archive is piped into'
+          : 'check where standard output goes (free space, a writable file or device)',
+      );
     }
   }
 }
@@ -150,6 +157,16 @@ export function partialName(name: string): { name: (pid: number) => string; patt
   }
   const short = `.nixoci-${digestHex(sha256Digest(name)).slice(0, 16)}`;
   return { name: (pid) => `${short}.${pid}.partial`, pattern: new RegExp(`^\\${short}\\.(\\d+)\\.partial$`) };
+}
+
+/** Whether standard output is a pipe (or a socket), rather than a file or a device. */
+function stdoutIsPipe(): boolean {
+  try {
+    const st = fstatSync(1);
+    return st.isFIFO() || st.isSocket();
+  } catch {
+    return false;
+  }
 }
 
 /** Whether FILE exists (links followed) and is not a regular file or a directory. */

@@ -139,6 +139,13 @@ describe('the entry point', () => {
     expect(full.stderr).toBe(
       'nixoci: error: cannot write to standard output: ENOSPC: no space left on device, write\n',
     );
+    // an archive on standard output that is a device, not a pipe: no command to blame
+    const archive = sh(`"$1" build --graph "$2" --to docker-archive:- > /dev/full`);
+    expect([archive.status, archive.stderr]).toEqual([
+      1,
+      'nixoci: error: cannot write docker-archive:-: ENOSPC: no space left on device, write\n' +
+        'hint: check where standard output goes (free space, a writable file or device)\n',
+    ]);
   });
 
   it('starts Node without NODE_EXTRA_CA_CERTS and gives the variable back to child processes', async () => {
