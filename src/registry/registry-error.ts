@@ -33,7 +33,13 @@ export async function readRegistryError(res: Response): Promise<RegistryErrorInf
   try {
     const body = errorBody.parse(JSON.parse(text));
     codes = body.errors.map((e) => e.code);
-    detail = body.errors.map((e) => `${e.code}${e.message ? `: ${e.message}` : ''}`).join('; ');
+    // A detail given as text (distribution's "http: request body too large") says why; one given as
+    // an object (the digest of a missing blob) is for programs.
+    const why = (d: unknown): string =>
+      typeof d === 'string' && d.trim() !== '' ? ` (${d.replace(/\s+/g, ' ').trim().slice(0, 200)})` : '';
+    detail = body.errors
+      .map((e) => `${e.code}${e.message ? `: ${e.message}` : ''}${why(e.detail)}`)
+      .join('; ');
   } catch {
     detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
   }

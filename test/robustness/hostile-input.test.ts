@@ -695,6 +695,26 @@ const cases: Case[] = [
     says: /upload blob: 401 DENIED: quota exceeded for this namespace/,
   },
   {
+    name: "registry: manifest refused with a detail in words (distribution's body size limit)",
+    fault: (req, res) => {
+      if (req.method !== 'PUT' || !(req.url ?? '').includes('/manifests/')) return false;
+      reply(
+        req,
+        res,
+        400,
+        { 'content-type': 'application/json' },
+        JSON.stringify({
+          errors: [
+            { code: 'MANIFEST_INVALID', message: 'manifest invalid', detail: 'http: request body too large' },
+          ],
+        }),
+      );
+      return true;
+    },
+    args: push(),
+    says: /400 MANIFEST_INVALID: manifest invalid \(http: request body too large\)/,
+  },
+  {
     name: 'registry: always 503',
     fault: answer(() => true, 503, { 'retry-after': '0' }),
     args: push(),
