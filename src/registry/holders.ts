@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
+import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 
@@ -61,16 +62,20 @@ export class BlobHolders {
    * Writes what this process learned into the file, merged with what other runs wrote meanwhile
    * (temp file + rename). A file that cannot be written only costs mounts next time.
    */
-  save(): void {
+  async save(): Promise<void> {
     if (!this.dir || this.learned.size === 0) return;
     const file = this.file();
-    const merged = read(file, this.registry);
-    for (const [digest, repos] of this.learned)
-      for (const r of [...repos].reverse()) remember(merged, digest, r);
     try {
       makeDirs(join(this.dir, 'holders', 'v1'));
-      const blobs = Object.fromEntries(merged);
-      atomicWrite(file, JSON.stringify({ version: 1, registry: this.registry, blobs }) + '\n');
+      // Under a lock: two pushes saving at once would each write what it read before the other
+      // wrote, and one's entries would be lost (a mount becomes an upload next time).
+      await withFileLock(`${file}.lock`, () => {
+        const merged = read(file, this.registry);
+        for (const [digest, repos] of this.learned)
+          for (const r of [...repos].reverse()) remember(merged, digest, r);
+        const blobs = Object.fromEntries(merged);
+        atomicWrite(file, JSON.stringify({ version: 1, registry: this.registry, blobs }) + '\n');
+      });
       this.learned.clear();
     } catch {
       // kept in memory: the next save tries again

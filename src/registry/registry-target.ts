@@ -261,7 +261,7 @@ export class RegistryTarget implements ImageTarget {
       throw e;
     } finally {
       // What this push found or sent is kept for the mounts of the next, even if it failed later.
-      holders.save();
+      await holders.save();
     }
   }
 
