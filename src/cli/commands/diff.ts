@@ -1,7 +1,15 @@
 import { diffImages, type ImageDiff } from '../../registry/read/image-diff.js';
 import { outputOptions, parseFlags, usage, type OptionSpec } from '../flags.js';
 import { HELP_IMAGE_READ_FLAGS, HELP_IMAGE_REFS, imageReadOptions, openImageSource } from '../image-ref.js';
-import { cell, count, pathsLabel, platformOf, readImage, shortDigest, type ImageJson } from '../image-report.js';
+import {
+  cell,
+  count,
+  pathsLabel,
+  platformOf,
+  readImage,
+  shortDigest,
+  type ImageJson,
+} from '../image-report.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
 
 export const diffOptions = { ...imageReadOptions, ...outputOptions } as const satisfies OptionSpec;
