@@ -49,8 +49,9 @@ export class Progress {
       b.done += e.bytes;
       this.bytes += e.bytes;
       const secs = Math.max(0.001, (Date.now() - b.start) / 1000);
+      // a worker's layer is counted against its NAR size, which its tar may pass by a little
       b.bar.update(b.done, {
-        detail: `${humanSize(b.done)}/${humanSize(e.total)} ${humanSize(b.done / secs)}/s`,
+        detail: `${humanSize(b.done)}/${humanSize(Math.max(b.done, e.total))} ${humanSize(b.done / secs)}/s`,
       });
       this.updateOverall();
     } else {

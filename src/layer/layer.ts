@@ -119,11 +119,6 @@ export class Layer {
         );
       return this.known;
     }
-    const progress = this.options.onProgress;
-    const total = this.known?.tarSize ?? this.planned.narSize;
-    const onTarBytes =
-      progress && ((bytes: number) => progress({ layer: this, phase: 'bytes', bytes, total }));
-    progress?.({ layer: this, phase: 'start', bytes: 0, total });
     const compression = { compression: this.options.compression, level: this.options.level };
     const pool = this.options.pool;
     // Big layers go to a worker, so that layers written at the same time use several cores (a
@@ -135,6 +130,16 @@ export class Layer {
       pool !== null &&
       this.planned.narSize >= WORKER_MIN_BYTES &&
       this.options.compression !== 'gzip';
+    const progress = this.options.onProgress;
+    // Progress counts tar bytes: the tar's size when known or walked here anyway. Only a layer left
+    // to a worker to walk falls back to its NAR size, close to the tar's for a big layer (a small
+    // one's tar is several times its NAR: 4.0 KiB of 800 B).
+    const total =
+      this.known?.tarSize ??
+      (progress && (!useWorker || this.entries) ? this.tarSize() : this.planned.narSize);
+    const onTarBytes =
+      progress && ((bytes: number) => progress({ layer: this, phase: 'bytes', bytes, total }));
+    progress?.({ layer: this, phase: 'start', bytes: 0, total });
     const job = {
       planned: this.planned,
       tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
