@@ -76,7 +76,7 @@ export async function runImageCommand(
   const readBy = new Map<TargetResult, number>();
   let readBefore = 0;
   const tell = (rs: readonly TargetResult[]): void => {
-    if (v.json || v.quiet) return;
+    if (v.quiet) return;
     for (const r of rs) for (const line of summary(r, readBy.get(r) ?? 0)) io.err(line + '\n');
   };
   const written: TargetResult[] = [];
@@ -88,7 +88,8 @@ export async function runImageCommand(
   try {
     results = await assembly.writeAll(targets, { signal, log }, onWritten);
   } catch (e) {
-    // When a later destination fails, the user still learns which ones were written.
+    // When a later destination fails, the user still learns which ones were written (with --json
+    // too: no report is printed then, and standard error is where the failure is told).
     progress?.stop();
     tell(written);
     throw e;

@@ -448,6 +448,22 @@ describe('nixoci build', () => {
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
     expect(lines[1]).toMatch(/^nixoci: error: .*x\.tar/);
+    // --json: no report on standard output for a failed run, but the same lines on standard error
+    const json = await nixoci([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${dir}`,
+      '--to',
+      `docker-archive:${tmp('no-such-dir')}/x.tar`,
+      '--json',
+    ]);
+    expect(json.code).toBe(1);
+    expect(json.stdout).toBe('');
+    const jsonLines = json.stderr.trimEnd().split('\n');
+    expect(jsonLines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
+    expect(jsonLines[1]).toMatch(/^nixoci: error: .*x\.tar/);
   });
 
   it('writes into a FIFO or a device as it is, and through a symlink, replacing neither', async () => {
