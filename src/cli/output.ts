@@ -43,7 +43,7 @@ export function humanSize(n: number): string {
  * A short human summary of a target's result, one line per image, with the bytes writing this
  * target read from the store: on its one line, or after several images on a line of its own with
  * the index's digest (the images of an index share layers, and the reads are not told apart by
- * image); then the target's notes, one a line.
+ * image); then the tags the image got besides the target's own, and the target's notes, one a line.
  */
 export function summary(r: TargetResult, bytesRead: number): string[] {
   const read = `${humanSize(bytesRead)} read from the store`;
@@ -57,6 +57,9 @@ export function summary(r: TargetResult, bytesRead: number): string[] {
   });
   // the index is what the tag points at, and what a deployment pins: say its digest too
   const all = r.images.length === 1 ? lines : [...lines, `${r.target}: index ${r.manifestDigest}, ${read}`];
+  // --tag: the other names the image now has, which the target's own name does not tell
+  const others = (r.tags ?? []).filter((t) => !r.target.endsWith(`/${t}`) && !r.target.endsWith(`:${t}`));
+  const tagged = others.length > 0 ? [`${r.target}: also tagged ${others.join(', ')}`] : [];
   // e.g. that an engine got one platform of several: not for --json readers only
-  return [...all, ...r.notes.map((n) => `${r.target}: ${n}`)];
+  return [...all, ...tagged, ...r.notes.map((n) => `${r.target}: ${n}`)];
 }

@@ -111,6 +111,7 @@ export class DaemonTarget implements ImageTarget {
           manifestDigest: unchanged.manifest.digest,
           images: [imageReport(image, unchanged, () => ({ action: 'omitted', bytesSent: 0 }))],
           notes,
+          tags: tags.map((t) => `${name}:${t}`),
         };
       }
       if (prefix > 0) notes.push(`${prefix} layer(s) omitted: the engine has them (from ${found.from})`);
@@ -149,6 +150,7 @@ export class DaemonTarget implements ImageTarget {
         })),
       ],
       notes,
+      tags: repoTags,
     };
   }
 

@@ -43,6 +43,10 @@ describe('nixoci push', () => {
     expect(first.targets[0]!.tags).toEqual([`${env.registry}/${repo}:v1`, `${env.registry}/${repo}:latest`]);
     await verifyPushed(env.registry, repo, 'v1');
     await verifyPushed(env.registry, repo, 'latest');
+    // without --json, the summary names the other tags too
+    const told = await nixoci(['push', '--graph', v1.graphFile, ref, '--tag', 'latest']);
+    expect(told.code, told.stderr).toBe(0);
+    expect(told.stderr).toContain(`${ref}: also tagged ${env.registry}/${repo}:latest\n`);
 
     const again = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref, '--no-cache']);
     expect(again.layers.every((l) => l.action === 'reused' && l.bytesSent === 0)).toBe(true);

@@ -64,9 +64,14 @@ describe('nixoci load', () => {
     ]);
     expect(a.err).toBe('');
     expect(a.code).toBe(0);
-    const ra = JSON.parse(a.out) as { command: string; layers: JsonLayer[]; targets: { target: string }[] };
+    const ra = JSON.parse(a.out) as {
+      command: string;
+      layers: JsonLayer[];
+      targets: { target: string; tags?: string[] }[];
+    };
     expect(ra.command).toBe('load');
     expect(ra.targets[0]!.target).toBe(`docker-daemon:${name}:one`);
+    expect(ra.targets[0]!.tags).toEqual([`${name}:one`, `${name}:also`]);
     expect(ra.layers.every((l) => l.action === 'sent' && l.bytesSent > 0)).toBe(true);
     expect(await dockerRunOutput(`${name}:also`)).toContain('fixture app daemon-cli-v1');
 
