@@ -114,7 +114,10 @@ export class DaemonTarget implements ImageTarget {
           tags: tags.map((t) => `${name}:${t}`),
         };
       }
-      if (prefix > 0) notes.push(`${prefix} layer(s) omitted: the engine has them (from ${found.from})`);
+      if (prefix > 0)
+        notes.push(
+          `${prefix} layer${prefix === 1 ? '' : 's'} omitted: the engine has them (from ${found.from})`,
+        );
     }
 
     const repoTags = tags.map((t) => `${name}:${t}`);
@@ -125,7 +128,7 @@ export class DaemonTarget implements ImageTarget {
       if (prefix === 0 || !(e instanceof NixociError) || e.code !== 'DAEMON') throw e;
       // The guess was wrong (the engine dropped those layers since we asked): send everything.
       notes.push(
-        `the engine refused the archive without ${prefix} layer(s) (${e.message}); retried with every layer`,
+        `the engine refused the archive without ${prefix} layer${prefix === 1 ? '' : 's'} (${e.message}); retried with every layer`,
       );
       ctx.log?.(`retrying the load with every layer: ${reason(e)}`);
       prefix = 0;
@@ -338,7 +341,7 @@ export class DaemonTarget implements ImageTarget {
         image.layers[n]!.known?.diffId === found.layers[n]
       )
         n++;
-      ctx.log?.(`${ref}: ${n} leading layer(s) shared`);
+      ctx.log?.(`${ref}: ${n} leading layer${n === 1 ? '' : 's'} shared`);
       if (n > best.length) best = { length: n, from: found.repoTags[0] ?? ref };
     }
     return { ...best, ids };

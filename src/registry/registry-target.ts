@@ -128,7 +128,9 @@ export class RegistryTarget implements ImageTarget {
       const found = fresh ? prepared.found : await this.fetchReusable(architectures, client, ctx, notes);
       const { matched: reused, present, topDigest } = this.reuse(images, found);
       if (reused.size > 0)
-        ctx.log?.(`${this.description}: ${reused.size} layer(s) reused from registry annotations`);
+        ctx.log?.(
+          `${this.description}: ${reused.size} layer${reused.size === 1 ? '' : 's'} reused from registry annotations`,
+        );
 
       const multi = images.length > 1;
 

@@ -85,13 +85,17 @@ describe('nixoci load', () => {
       `${v2.app}/bin/app`,
     ]);
     expect(b.code).toBe(0);
-    const rb = JSON.parse(b.out) as { layers: JsonLayer[] };
+    const rb = JSON.parse(b.out) as { layers: JsonLayer[]; targets: { notes: string[] }[] };
     // The customisation layer (if any) and the app change; everything before them is omitted.
     const sent = rb.layers.filter((l) => l.action === 'sent');
     expect(rb.layers.filter((l) => l.action === 'omitted').length).toBeGreaterThanOrEqual(
       rb.layers.length - 2,
     );
     expect(rb.layers.filter((l) => l.action === 'omitted').every((l) => l.bytesSent === 0)).toBe(true);
+    const omitted = rb.layers.filter((l) => l.action === 'omitted').length;
+    expect(rb.targets[0]!.notes).toContainEqual(
+      expect.stringMatching(new RegExp(`^${omitted} layers omitted: the engine has them \\(from `)),
+    );
     expect(sent.length).toBeGreaterThanOrEqual(1);
     expect(await dockerRunOutput(`${name}:two`)).toContain('fixture app daemon-cli-v2');
   });
@@ -221,7 +225,7 @@ describe('nixoci load', () => {
     expect(a.code, a.err).toBe(0);
     const b = await cli(['load', ...common, `${name}:two`]);
     expect(b.code, b.err).toBe(0);
-    const rb = JSON.parse(b.out) as { layers: JsonLayer[] };
+    const rb = JSON.parse(b.out) as { layers: JsonLayer[]; targets: { notes: string[] }[] };
     expect(rb.layers.map((l) => l.action)).toEqual(rb.layers.map(() => 'omitted'));
     const ls = await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}']);
     expect(ls.stdout.split('\n')).toContain(`nixoci-cli-familiar-${run}:two`);
