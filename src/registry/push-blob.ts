@@ -32,6 +32,11 @@ export interface PushContext {
    * the blob is made: the upload's last bytes and the registry's answers do not hold a core.
    */
   readonly takeTurn?: TakeTurn;
+  /**
+   * Told the layer's digests as soon as they are known (up front, or once its blob has been made),
+   * which for an upload is before the registry has confirmed it: the config can go out then.
+   */
+  readonly onDigests?: (d: LayerDigests) => void;
 }
 
 /**
@@ -54,6 +59,7 @@ export async function pushLayer(
 
   let d = layer.known;
   if (d) {
+    ctx.onDigests?.(d);
     if (ctx.present?.has(d.digest)) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
     if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
@@ -65,6 +71,7 @@ export async function pushLayer(
     } finally {
       giveBack();
     }
+    ctx.onDigests?.(d);
     if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
       return done(ctx, id, d, 'skipped', 0);
   }
@@ -89,6 +96,7 @@ export async function pushLayer(
         const giveBack = await takeTurn(s);
         const o = layer.open(s);
         void o.produced.then(giveBack);
+        if (ctx.onDigests) o.digests.then(ctx.onDigests, () => undefined);
         o.stream.once('close', giveBack);
         return o;
       },
@@ -110,6 +118,7 @@ function done(
   bytesSent: number,
 ): PushedLayer {
   ctx.holders.add(digests.digest, ctx.repository);
+  ctx.onDigests?.(digests);
   ctx.onProgress?.({ kind: 'layer-done', id, action });
   return { digests, action, bytesSent };
 }

@@ -148,11 +148,15 @@ export class RegistryTarget implements ImageTarget {
         ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
       };
       const byLayer = new Map<string, Promise<PushedLayer>>();
+      // Each layer's digests, as soon as they are known: before the registry confirmed its blob.
+      const digestsOf = new Map<string, Promise<LayerDigests>>();
       const pushOnce = (layer: Layer): Promise<PushedLayer> => {
         const key = layerKey(layer);
         let p = byLayer.get(key);
         if (!p) {
           const id = `${byLayer.size}`;
+          let onDigests!: (d: LayerDigests) => void;
+          digestsOf.set(key, new Promise<LayerDigests>((resolve) => (onDigests = resolve)));
           p = limit(() => {
             ctx.onProgress?.({
               kind: 'layer-start',
@@ -160,7 +164,7 @@ export class RegistryTarget implements ImageTarget {
               label: layerLabel(layer),
               ...(layer.known ? { total: layer.known.size } : {}),
             });
-            return pushLayer(pushCtx, layer, id, reused.get(layer)?.repository);
+            return pushLayer({ ...pushCtx, onDigests }, layer, id, reused.get(layer)?.repository);
           });
           byLayer.set(key, p);
         }
@@ -181,21 +185,34 @@ export class RegistryTarget implements ImageTarget {
       // Started biggest first (results stay in layer order): the last layer to be made is then a
       // small one, and both cores stay busy to the end.
       for (const l of all.sort((a, b) => b.planned.narSize - a.planned.narSize)) void pushOnce(l);
-      // With every digest known up front (cache, annotations), the config is known too: it goes
-      // with the layers instead of after them, which saves its round trips (three when it is new)
-      // in the inner loop.
-      const configs = new Map<string, Promise<unknown>>();
-      for (const image of images) {
-        const digests = image.layers.map((l) => l.known);
-        if (digests.some((d) => d === undefined)) continue;
-        const r = renderImage(image, digests as LayerDigests[]);
-        if (present.has(r.config.digest) || configs.has(r.config.digest)) continue;
-        if (!multi && r.manifest.digest === topDigest) continue; // unchanged: nothing to send
-        const p = pushSmallBlob(client, repo, r.config, signal);
-        p.catch(() => undefined); // awaited below, where its failure is reported
-        configs.set(r.config.digest, p);
+      // Each config goes out as soon as its layers' digests are known (up front from the cache or
+      // annotations, else once each blob is made), not after the registry has confirmed the last
+      // layer: its HEAD, POST and PUT then overlap the layers' last round trips. Each resolves
+      // with the config digest it made sure of (undefined: nothing to send).
+      const configs = new Map<Digest, Promise<Digest>>();
+      const configOf = images.map((image) =>
+        Promise.all(image.layers.map((l) => digestsOf.get(layerKey(l))!)).then((digests) => {
+          const r = renderImage(image, digests);
+          if (present.has(r.config.digest)) return r.config.digest;
+          if (!multi && r.manifest.digest === topDigest) return undefined; // unchanged: nothing to send
+          let p = configs.get(r.config.digest);
+          if (!p) {
+            p = pushSmallBlob(client, repo, r.config, signal).then(() => r.config.digest);
+            configs.set(r.config.digest, p);
+          }
+          return p;
+        }),
+      );
+      for (const p of configOf) p.catch(() => undefined); // awaited below, where its failure is reported
+      let perImage: PushedLayer[][];
+      try {
+        perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
+      } catch (e) {
+        // A config already on its way is let finish (or cancel its session when aborted) before
+        // the push reports the failure.
+        await Promise.allSettled(configs.values());
+        throw e;
       }
-      const perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
 
       // (3) Config, then manifest once every blob it names is confirmed.
       const reports: ImageReport[] = [];
@@ -217,8 +234,10 @@ export class RegistryTarget implements ImageTarget {
           // The tag already points at exactly this manifest, or the index at it names this one and
           // it was read: nothing to send (an unchanged re-push).
           if (multi ? present.has(r.manifest.digest) : r.manifest.digest === topDigest) return;
-          if (!present.has(r.config.digest))
-            await (configs.get(r.config.digest) ?? pushSmallBlob(client, repo, r.config, signal));
+          // The config sent early was rendered from the same digests; a mismatch would be a bug,
+          // and is made good rather than named in a manifest.
+          if ((await configOf[i]) !== r.config.digest && !present.has(r.config.digest))
+            await pushSmallBlob(client, repo, r.config, signal);
           await this.putManifestChecked(client, image, r, reference, signal);
         }),
       );

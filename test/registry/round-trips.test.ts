@@ -94,6 +94,41 @@ describe('push: round trips to a remote registry', () => {
     for (const tag of ['t', 'a', 'b', 'c']) await verifyPushed(env.registry, repo, tag);
   });
 
+  /** Depth of the request that put each blob in place (closing PUT, or mount), by its digest. */
+  const confirmed = (): Map<string, number> =>
+    new Map(
+      log
+        .filter((x) => x.path.includes('/blobs/uploads/'))
+        .flatMap((x): [string, number][] => {
+          const q = new URL(x.path, 'http://r').searchParams;
+          const digest = x.method === 'PUT' ? q.get('digest') : x.method === 'POST' ? q.get('mount') : null;
+          return digest ? [[digest, x.depth]] : [];
+        }),
+    );
+
+  it('sends the config once every layer digest is known, not after the last layer is confirmed', async () => {
+    const { closure, app } = await fixture('v1');
+    const repo = uniqueRepo('rt-cold');
+    reset();
+    // A cold push: no digest is known before the layers are made (the big ones streamed).
+    const { image } = imageOf(closure, app);
+    await new RegistryTarget(parseReference(`${proxy.host}/${repo}:t`), { concurrency: 8 }).write(
+      [image],
+      {},
+    );
+    const { manifest } = await verifyPushed(env.registry, repo, 't');
+    const puts = confirmed();
+    const layerPuts = manifest.layers.map((l) => puts.get(l.digest));
+    expect(layerPuts.every((d) => d !== undefined)).toBe(true);
+    const lastLayer = Math.max(...(layerPuts as number[]));
+    // The config's HEAD went out before the registry had confirmed every layer…
+    const [configHead] = depthOf('HEAD', new RegExp(`/blobs/${manifest.config.digest}$`));
+    expect(configHead).toBeLessThanOrEqual(lastLayer);
+    // …and the manifest right after the last blob (layer or config) was confirmed, not before.
+    const lastBlob = Math.max(lastLayer, puts.get(manifest.config.digest)!);
+    expect(depthOf('PUT', new RegExp(`^/v2/${repo}/manifests/t$`))).toEqual([lastBlob + 1]);
+  });
+
   it('puts the manifests of several platforms at once, the index after them', async () => {
     const { closure, app } = await fixture('v1');
     const repo = uniqueRepo('rt-multi');
