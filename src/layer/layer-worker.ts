@@ -164,7 +164,6 @@ function asBuffers(e: SourcedEntry): SourcedEntry {
     ...e,
     name: b(e.name)!,
     ...(e.linkTarget ? { linkTarget: b(e.linkTarget)! } : {}),
-    ...(e.source ? { source: b(e.source)! } : {}),
     ...(e.content ? { content: b(e.content)! } : {}),
   };
 }

@@ -4,7 +4,7 @@ import { NixociError } from '../core/errors.js';
 import { BufferPool } from '../core/buffer-pool.js';
 import { noteBytes } from '../core/memory.js';
 import { encodeHeader, END_OF_ARCHIVE, entrySize, padding } from './tar-header.js';
-import { printable, storeReadError, type SourcedEntry } from './tree.js';
+import { printable, sourceOf, storeReadError, type SourcedEntry } from './tree.js';
 
 export interface ReadStats {
   /** Bytes of file content read from the store. */
@@ -136,7 +136,7 @@ async function* generate(entries: readonly SourcedEntry[], stats: ReadStats): As
 }
 
 function* readInto(w: ChunkWriter, e: SourcedEntry, stats: ReadStats): Generator<void> {
-  const src = e.source!;
+  const src = sourceOf(e);
   let fd: number;
   try {
     fd = openSync(src, 'r');

@@ -3,9 +3,11 @@ import { NixociError, reason } from '../core/errors.js';
 import type { PlannedLayer } from './plan.js';
 import type { TarEntry } from './tar-header.js';
 
-/** A tar entry and where its content comes from: a file in the store, or bytes held in memory. */
+/**
+ * A tar entry and where its content comes from: bytes held in memory, or else the store file at
+ * `/` + name (not kept as a second Buffer: a layer of 100k files holds 100k entries at once).
+ */
 export interface SourcedEntry extends TarEntry {
-  readonly source?: Buffer;
   readonly content?: Buffer;
 }
 
@@ -16,6 +18,10 @@ export interface TreeOptions {
 }
 
 const SLASH = 0x2f;
+const SLASH_BYTES = Buffer.from('/');
+
+/** The absolute path of a store entry's file. */
+export const sourceOf = (e: TarEntry): Buffer => Buffer.concat([SLASH_BYTES, e.name]);
 
 /**
  * Lists every entry of a planned layer, sorted bytewise by name, parents first. Reads metadata only
@@ -23,6 +29,10 @@ const SLASH = 0x2f;
  * that are not valid UTF-8 survive unchanged.
  */
 export function collectEntries(layer: PlannedLayer, options: TreeOptions): SourcedEntry[] {
+  // Store entries have unique names, none a parent's (those are the store dir's components) and none
+  // the customisation layer's (which holds no store paths): they need no map keyed by name, which
+  // for a layer of 100k files would hold 100k more strings at the peak.
+  const walked: SourcedEntry[] = [];
   const entries = new Map<string, SourcedEntry>();
   const add = (e: SourcedEntry): void => {
     entries.set(e.name.toString('latin1'), e);
@@ -35,9 +45,9 @@ export function collectEntries(layer: PlannedLayer, options: TreeOptions): Sourc
   };
 
   for (const p of layer.storePaths) {
-    const name = Buffer.from(p.slice(1));
-    addParents(name);
-    walk(Buffer.from(p), name, options, add);
+    const abs = Buffer.from(p);
+    addParents(abs.subarray(1));
+    walk(abs, options, (e) => walked.push(e));
   }
   for (const x of layer.extra ?? []) {
     const name = Buffer.from(x.path.replace(/^\/+/, '').replace(/\/+$/, ''));
@@ -52,10 +62,13 @@ export function collectEntries(layer: PlannedLayer, options: TreeOptions): Sourc
       add({ name, type: 'file', mode: x.mode, size: content.length, content, ...owner });
     }
   }
-  return [...entries.values()].sort((a, b) => Buffer.compare(a.name, b.name));
+  for (const e of entries.values()) walked.push(e);
+  return walked.sort((a, b) => Buffer.compare(a.name, b.name));
 }
 
-function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedEntry) => void): void {
+/** Walks `abs`; each entry's name is a view of its absolute path without the leading `/`. */
+function walk(abs: Buffer, options: TreeOptions, add: (e: SourcedEntry) => void): void {
+  const name = abs.subarray(1);
   let st: Stats;
   try {
     st = lstatSync(abs);
@@ -72,7 +85,7 @@ function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedE
     }
     add({ name, type: 'symlink', mode: 0o777, size: 0, linkTarget: target });
   } else if (st.isFile()) {
-    add({ name, type: 'file', mode, size: st.size, source: abs });
+    add({ name, type: 'file', mode, size: st.size });
   } else if (st.isDirectory()) {
     add({ name, type: 'dir', mode, size: 0 });
     let children: Buffer[];
@@ -81,14 +94,7 @@ function walk(abs: Buffer, name: Buffer, options: TreeOptions, add: (e: SourcedE
     } catch (e) {
       throw storeReadError(abs, e);
     }
-    for (const c of children) {
-      walk(
-        Buffer.concat([abs, Buffer.from('/'), c]),
-        Buffer.concat([name, Buffer.from('/'), c]),
-        options,
-        add,
-      );
-    }
+    for (const c of children) walk(Buffer.concat([abs, SLASH_BYTES, c]), options, add);
   } else {
     throw new NixociError('STORE_READ', `cannot put ${printable(abs)} in a layer: it is ${specialKind(st)}`, {
       hint: 'store paths hold only files, directories and symlinks; rebuild the path without it',

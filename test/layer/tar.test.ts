@@ -151,6 +151,19 @@ describe('tar writer', () => {
     expect(stats.bytesRead).toBe(2 * (18 + 1000 + 10 + 11));
   });
 
+  it('holds each store file as its entry alone, read from / + its name (100k-file layers stay small)', async () => {
+    const { storeDir, layer } = fixtureTree();
+    const entries = collectEntries(layer, { storeDir });
+    const files = entries.filter((e) => e.type === 'file');
+    expect(files).toHaveLength(4);
+    // no second Buffer with the file's absolute path, nor any other field, beside the tar fields
+    for (const e of files) expect(Object.keys(e).sort()).toEqual(['mode', 'name', 'size', 'type']);
+    const stats = { bytesRead: 0 };
+    const tar = await buffer(tarStream(entries, stats));
+    expect(tar.includes(Buffer.from('x'.repeat(1000)))).toBe(true);
+    expect(stats.bytesRead).toBe(18 + 1000 + 10 + 11);
+  });
+
   it('clears setuid/setgid bits unless asked to keep them', () => {
     const { storeDir, layer } = fixtureTree();
     const app = join(layer.storePaths[0]!, 'bin', 'app');
