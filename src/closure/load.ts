@@ -28,6 +28,14 @@ export async function loadGraphFile(
   file: string,
   options: LoadOptions & NixRunOptions = {},
 ): Promise<Closure> {
+  return parseGraph(readGraphJson(file), file, options);
+}
+
+/**
+ * The graph file's JSON. Its text is not kept once parsed: for a closure of 60,000 paths it is a
+ * 30 MB string, which would otherwise stay alive while the closure is built from the JSON.
+ */
+function readGraphJson(file: string): unknown {
   let text: string;
   try {
     // stat, not lstat: `result` symlinks are the usual way to name the file. A device or FIFO
@@ -61,15 +69,13 @@ export async function loadGraphFile(
       },
     );
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return JSON.parse(text);
   } catch (e) {
     throw new NixociError('GRAPH_JSON', `${file}: not valid JSON: ${reason(e)}`, {
       hint: 'the graph file must be JSON as written by exportReferencesGraph or nix path-info --json',
     });
   }
-  return parseGraph(json, file, options);
 }
 
 /** Every graph format nests a few levels (a derivation's .attrs.json a few more). */
@@ -235,8 +241,14 @@ async function buildClosure(
     paths.set(path, { path, narHash, narSize: e.narSize, references: [...new Set(references)].sort() });
   });
   for (const info of paths.values()) {
-    for (const r of info.references) {
-      if (!paths.has(r)) {
+    const refs = info.references as StorePath[];
+    for (let k = 0; k < refs.length; k++) {
+      const r = refs[k]!;
+      const target = paths.get(r);
+      // The referenced entry's own path string, so that each path is held once, not once per
+      // reference to it (~25 MB for a closure of 60,000 paths with five references each).
+      if (target) refs[k] = target.path;
+      else {
         throw new NixociError(
           'GRAPH_DANGLING',
           `${where}: ${info.path} references ${r}, which is not in the graph`,
