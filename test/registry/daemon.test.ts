@@ -101,7 +101,7 @@ describe('DaemonTarget (docker engine)', () => {
       // Between the engine's answer (it has image a) and the load, image a and its layers go away:
       // the archive without them is refused, and the target must send everything.
       log: (line) => {
-        if (!removed && /leading layer\(s\) shared/.test(line)) {
+        if (!removed && /leading layers? shared/.test(line)) {
           removed = true;
           execFileSync(testEnv().dockerCli, [
             '-H',
