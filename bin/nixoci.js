@@ -123,6 +123,8 @@ function loadBundle(file) {
         writeFileSync(tmp, script.createCachedData());
         renameSync(tmp, cacheFile);
         pruneCodeCaches(dirname(cacheFile));
+        // a run killed while writing (SIGKILL, power) left its temp file: removed once it is gone
+        module.exports.removeStaleFiles(dirname(cacheFile), /\.(\d+)\.tmp$/);
       } catch {
         // best effort: no cache means a slower start next time, nothing else
         try {

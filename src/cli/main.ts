@@ -9,8 +9,9 @@ import { processIo, type Io } from './output.js';
 /** package.json's version, put in by scripts/bundle.mjs (unset when run from the sources). */
 declare const __NIXOCI_VERSION__: string | undefined;
 
-/** For bin/nixoci.js, which writes the V8 code cache with it after the command. */
+/** For bin/nixoci.js, which writes the V8 code cache with them after the command. */
 export { makeDirs } from '../core/make-dirs.js';
+export { removeStaleFiles } from '../core/stale-files.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;

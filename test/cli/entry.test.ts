@@ -84,6 +84,10 @@ describe('the entry point', () => {
         utimesSync(f, 1_000_000 + i, 1_000_000 + i);
       }
       writeFileSync(join(v8, 'notes.txt'), 'kept');
+      // a temp file of a run killed while writing (no such process), and one of a live run (this one)
+      const dead = `${String(0).padStart(32, '0')}-push.bin.999999.tmp`;
+      const live = `${String(0).padStart(32, '0')}-push.bin.${process.pid}.tmp`;
+      for (const f of [dead, live]) writeFileSync(join(v8, f), 'half');
       expect((await nixoci(['--version'], { env: { XDG_CACHE_HOME: dir } })).code).toBe(0);
       const left = readdirSync(v8).sort();
       expect(left.filter((f) => f.endsWith('.bin'))).toHaveLength(16);
@@ -93,6 +97,8 @@ describe('the entry point', () => {
       expect(left).toContain(`${String(5).padStart(32, '0')}-push.bin`);
       expect(left).not.toContain(`${String(4).padStart(32, '0')}-push.bin`);
       expect(left).toContain('notes.txt');
+      expect(left).not.toContain(dead);
+      expect(left).toContain(live);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
