@@ -99,12 +99,15 @@ export function parseReference(input: string): ImageReference {
 
   let registry = DOCKER_HUB;
   let path = s;
+  /** Where the repository path starts in `s`. */
+  let pathAt = 0;
   const slash = s.indexOf('/');
   if (slash >= 0) {
     const first = s.slice(0, slash);
     if (isRegistryHost(first)) {
       registry = parseDomain(input, first);
       path = s.slice(slash + 1);
+      pathAt = slash + 1;
     }
   }
 
@@ -123,7 +126,10 @@ export function parseReference(input: string): ImageReference {
 
   if (path === '') invalid(input, 'no repository name');
   if (path !== path.toLowerCase()) {
-    invalid(input, 'repository names must be lowercase', `use ${JSON.stringify(path.toLowerCase())}`);
+    // the whole reference to type instead, not just its repository
+    const scheme = input.startsWith('docker://') ? 'docker://' : '';
+    const lower = `${scheme}${s.slice(0, pathAt)}${path.toLowerCase()}${tag === undefined ? '' : `:${tag}`}${digest === undefined ? '' : `@${digest}`}`;
+    invalid(input, 'repository names must be lowercase', `use ${JSON.stringify(lower)}`);
   }
   for (const c of path.split('/')) {
     if (!COMPONENT.test(c)) invalid(input, `repository path component ${JSON.stringify(c)} is invalid`);

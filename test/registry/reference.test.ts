@@ -97,6 +97,18 @@ describe('parseReference', () => {
     ['me@ghcr.io/org/app', /"\*\*\*@ghcr.io\/org\/app" is invalid: credentials/],
     [`ghcr.io/${'a'.repeat(260)}`, /longer than 255/],
   ];
+  it('gives the whole reference to type when the repository has upper-case letters', () => {
+    for (const [input, want] of [
+      ['ghcr.io/Org/App:v1', 'ghcr.io/org/app:v1'],
+      ['docker://127.0.0.1:5000/Team/HX:V1', 'docker://127.0.0.1:5000/team/hx:V1'],
+      ['Library/Ubuntu@sha256:' + 'a'.repeat(64), 'library/ubuntu@sha256:' + 'a'.repeat(64)],
+    ]) {
+      expect(() => parseReference(input!)).toThrow(
+        expect.objectContaining({ hint: `use ${JSON.stringify(want)}` }) as Error,
+      );
+    }
+  });
+
   it.each(bad)('rejects %j', (input, why) => {
     let err: unknown;
     try {
