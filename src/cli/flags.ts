@@ -70,13 +70,21 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
     // Node goes on to suggest `-- "--flag"` for a positional that starts with '-'; no nixoci command
     // takes one, so that advice only led to a second error ("unexpected argument").
     const unknown = /^Unknown option '([^']+)'/.exec(msg)?.[1];
-    throw new NixociError(
-      'USAGE',
-      `nixoci ${command}: ${unknown !== undefined ? `unknown option ${unknown}` : msg}`,
-      {
-        hint: `run \`nixoci ${command} --help\` for the list of flags`,
-      },
-    );
+    // Node's "Option '-H, --host <value>' argument missing" and "Option '--json' does not take an
+    // argument" read as its own internals.
+    const missing = /^Option '(?:-\w, )?(--[\w-]+) <value>' argument missing/.exec(msg)?.[1];
+    const valued = /^Option '(?:-\w, )?(--[\w-]+)' does not take an argument/.exec(msg)?.[1];
+    const what =
+      unknown !== undefined
+        ? `unknown option ${unknown}`
+        : missing !== undefined
+          ? `${missing} needs a value`
+          : valued !== undefined
+            ? `${valued} takes no value`
+            : msg;
+    throw new NixociError('USAGE', `nixoci ${command}: ${what}`, {
+      hint: `run \`nixoci ${command} --help\` for the list of flags`,
+    });
   }
 }
 

@@ -1,0 +1,27 @@
+// The exact text and exit code of errors a user meets before anything is built: each names the
+// flag or argument the user gave, in nixoci's words rather than Node's or a library's.
+import { describe, expect, it } from 'vitest';
+import { nixoci } from '../helpers/cli.js';
+
+describe('error messages', () => {
+  it('says which flag lacks a value, or takes none, without parseArgs wording', async () => {
+    const missing = await nixoci(['build', '--path']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe(
+      'nixoci: error: nixoci build: --path needs a value\n' +
+        'hint: run `nixoci build --help` for the list of flags\n',
+    );
+    // a short flag is named by its long name
+    const short = await nixoci(['load', '-H']);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toBe(
+      'nixoci: error: nixoci load: --host needs a value\nhint: run `nixoci load --help` for the list of flags\n',
+    );
+    const boolean = await nixoci(['inspect', '--json=yes', 'oci:./nowhere']);
+    expect(boolean.code).toBe(2);
+    expect(boolean.stderr).toBe(
+      'nixoci: error: nixoci inspect: --json takes no value\n' +
+        'hint: run `nixoci inspect --help` for the list of flags\n',
+    );
+  });
+});
