@@ -67,7 +67,13 @@ export function reason(e: unknown): string {
   }
   if (e instanceof Error) {
     const code = (e as NodeJS.ErrnoException).code;
-    const msg = e.message.split('\n')[0] ?? '';
+    // JSON.parse quotes the text it stopped at (`Unexpected token 'h', "hello\nworld" is not valid
+    // JSON`): cut at its first line break, the message ended inside the quote. Its tail repeats
+    // what every caller says ("…: not valid JSON: …").
+    const msg =
+      e.name === 'SyntaxError'
+        ? e.message.replace(/\r?\n/g, '\\n').replace(/ is not valid JSON$/, '')
+        : (e.message.split('\n')[0] ?? '');
     return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
   }
   return String(e);

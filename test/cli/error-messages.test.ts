@@ -1,5 +1,8 @@
 // The exact text and exit code of errors a user meets before anything is built: each names the
 // flag or argument the user gave, in nixoci's words rather than Node's or a library's.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nixoci } from '../helpers/cli.js';
 
@@ -22,6 +25,17 @@ describe('error messages', () => {
     expect(boolean.stderr).toBe(
       'nixoci: error: nixoci inspect: --json takes no value\n' +
         'hint: run `nixoci inspect --help` for the list of flags\n',
+    );
+  });
+
+  it('quotes all of what JSON.parse stopped at, not up to its first line break', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    writeFileSync(join(dir, 'bad.json'), 'hello\nworld\n');
+    const r = await nixoci(['build', '--graph', 'bad.json', '--to', 'oci:./out'], { cwd: dir });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      'nixoci: error: bad.json: not valid JSON: Unexpected token \'h\', "hello\\nworld\\n"\n' +
+        'hint: the graph file must be JSON as written by exportReferencesGraph or nix path-info --json\n',
     );
   });
 });
