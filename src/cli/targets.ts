@@ -156,8 +156,11 @@ export function engineTarget(
   }
   const extra = flags.tag;
   const extraTags = Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : [];
-  for (const t of [...tags, ...extraTags])
-    if (!TAG_RE.test(t)) throw usage(command, `${JSON.stringify(t)} is not a valid tag`);
+  // said as `--to oci:DIR:TAG` and push's --tag say it: which of the tags given is wrong
+  for (const t of tags)
+    if (!TAG_RE.test(t)) throw usage(command, `${scheme}:${ref}: ${JSON.stringify(t)} is not a valid tag`);
+  for (const t of extraTags)
+    if (!TAG_RE.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
   const target = new DaemonTarget({ engine, host, name, tags, extraTags, cacheFrom });

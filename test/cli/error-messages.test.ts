@@ -38,4 +38,19 @@ describe('error messages', () => {
         'hint: the graph file must be JSON as written by exportReferencesGraph or nix path-info --json\n',
     );
   });
+
+  it('names the tag that is wrong in load as push and oci: do', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const flag = await nixoci(['load', '--path', path, 'hx-t-app', '--tag', 'bad tag']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toBe(
+      'nixoci: error: nixoci load: --tag "bad tag" is not a valid tag\nhint: run `nixoci load --help` for usage\n',
+    );
+    const ref = await nixoci(['build', '--path', path, '--to', 'podman:hx-t-app:ba!d']);
+    expect(ref.code).toBe(2);
+    expect(ref.stderr).toBe(
+      'nixoci: error: nixoci build: podman:hx-t-app:ba!d: "ba!d" is not a valid tag\n' +
+        'hint: run `nixoci build --help` for usage\n',
+    );
+  });
 });
