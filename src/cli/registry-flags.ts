@@ -59,7 +59,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
   const tags = strings(flags.tag);
   for (const t of tags)
     if (!/^[\w][\w.-]{0,127}$/.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
-  const creds = typeof flags.creds === 'string' ? parseCredsFlag(flags.creds) : undefined;
+  const creds = credsFlag(command, flags);
   const concurrency = intFlag(
     command,
     'concurrency',
@@ -112,6 +112,18 @@ function mountSource(command: string, value: string, target: ImageReference): st
   return parsed.repository;
 }
 
+/** `--creds USER:PASSWORD`, or undefined when not given; an error names the command as others do. */
+function credsFlag(command: string, flags: TargetFlags): { username: string; password: string } | undefined {
+  if (typeof flags.creds !== 'string') return undefined;
+  try {
+    return parseCredsFlag(flags.creds);
+  } catch (e) {
+    if (e instanceof NixociError)
+      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
+    throw e;
+  }
+}
+
 /** `--timeout SECONDS` in milliseconds, or undefined when not given. */
 function timeoutFlag(command: string, flags: TargetFlags): number | undefined {
   const s = intFlag(
@@ -157,7 +169,7 @@ export function registryAccess(
   const timeoutMs = timeoutFlag(command, flags);
   return {
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    ...(typeof flags.creds === 'string' ? { creds: parseCredsFlag(flags.creds) } : {}),
+    ...(typeof flags.creds === 'string' ? { creds: credsFlag(command, flags)! } : {}),
     insecureRegistries: insecureHosts(command, flags),
     ...(caFile ? { caFile } : {}),
   };

@@ -53,4 +53,18 @@ describe('error messages', () => {
         'hint: run `nixoci build --help` for usage\n',
     );
   });
+
+  it('names the command for a --creds without a colon, and never echoes the value', async () => {
+    for (const command of ['inspect', 'diff']) {
+      // read from a registry: --creds is for nothing else
+      const image = 'docker://127.0.0.1:1/hx-t-none:v1';
+      const args = command === 'diff' ? [image, image] : [image];
+      const r = await nixoci([command, ...args, '--creds', 's3cret-only']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${command}: --creds must be USER:PASSWORD\n` +
+          'hint: a colon goes between the user name and the password, or set NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD instead\n',
+      );
+    }
+  });
 });

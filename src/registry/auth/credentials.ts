@@ -110,7 +110,7 @@ export function parseCredsFlag(s: string): { username: string; password: string 
   const c = s.indexOf(':');
   if (c <= 0) {
     throw new NixociError('USAGE', '--creds must be USER:PASSWORD', {
-      hint: 'or set NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD',
+      hint: 'a colon goes between the user name and the password, or set NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD instead',
     });
   }
   return { username: s.slice(0, c), password: s.slice(c + 1) };
