@@ -225,35 +225,79 @@ export function platformMatches(
   );
 }
 
+const ATTESTATION = 'attestation-manifest';
+
 /**
  * The platform manifest of an index: the one `arch` names (a Linux one first, when the OS is not
- * named), else linux/amd64 if present, else the first Linux one, else the first.
+ * named), else linux/amd64 if present, else the first Linux one, else the first. Attestations
+ * (buildkit's `unknown/unknown` entries) are never chosen. An entry that names no platform (an
+ * index inside an index, as some tools write) is followed when it is the only one: the platform is
+ * chosen, or checked, where it leads.
  */
 export function pickPlatform(
   manifests: readonly IndexDescriptor[],
   arch: string | undefined,
   what: string,
 ): IndexDescriptor {
-  const images = manifests.filter((m) => m.platform?.architecture !== 'unknown'); // attestations
+  const images = manifests.filter(
+    (m) =>
+      m.platform?.architecture !== 'unknown' && m.annotations?.['vnd.docker.reference.type'] !== ATTESTATION,
+  );
   const linuxFirst = [
     ...images.filter((m) => (m.platform?.os ?? 'linux') === 'linux'),
     ...images.filter((m) => (m.platform?.os ?? 'linux') !== 'linux'),
   ];
   const platform = (m: IndexDescriptor): PlatformWanted & { os?: string } =>
     (m.platform ?? { architecture: '?' }) as PlatformWanted;
+  const unnamed = images.filter((m) => m.platform === undefined);
   // Without --arch only linux/amd64 is the default: a windows/amd64 must not win over linux/arm64.
   const want = parsePlatform(arch ?? 'linux/amd64');
   const hit =
-    linuxFirst.find((m) => platformMatches(platform(m), want)) ?? (arch ? undefined : linuxFirst[0]);
+    linuxFirst.find((m) => m.platform !== undefined && platformMatches(platform(m), want)) ??
+    (arch ? (unnamed.length === 1 ? unnamed[0] : undefined) : linuxFirst[0]);
   if (!hit) {
-    const have = images.map((m) => platformName(platform(m))).join(', ');
+    const named = images.filter((m) => m.platform !== undefined).map((m) => platformName(platform(m)));
+    const have = [
+      ...named,
+      ...(unnamed.length > 0 ? [`${unnamed.length} entries that name no platform`] : []),
+    ];
     throw new NixociError(
       'IMAGE_NOT_FOUND',
-      `${what}: no ${platformName(want)} image in the index (it has: ${have})`,
+      `${what}: no ${platformName(want)} image in the index (it has: ${
+        have.length > 0 ? have.join(', ') : manifests.length > 0 ? 'attestations only' : 'nothing'
+      })`,
       { hint: 'pick one of its platforms with --arch (ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT])' },
     );
   }
   return hit;
+}
+
+/** How many indexes a reference may lead through before a manifest (index → index → manifest…). */
+export const MAX_INDEX_DEPTH = 4;
+
+export type ImageManifest = Extract<ParsedManifest, { kind: 'manifest' }>;
+
+/**
+ * Follows an index down to the manifest of the platform `arch` names, choosing at each level, at
+ * most MAX_INDEX_DEPTH indexes deep; `read` fetches and parses what a descriptor names. Returns
+ * the manifest, what `read` returned with it, and the descriptor it was reached by (null when
+ * `top` is a manifest already).
+ */
+export async function followIndexes<T>(
+  top: { readonly parsed: ParsedManifest; readonly got: T },
+  read: (d: IndexDescriptor) => Promise<{ readonly parsed: ParsedManifest; readonly got: T }>,
+  arch: string | undefined,
+  what: string,
+): Promise<{ parsed: ImageManifest; got: T; via: IndexDescriptor | null }> {
+  let at = top;
+  let via: IndexDescriptor | null = null;
+  for (let depth = 0; at.parsed.kind === 'index'; depth++) {
+    if (depth === MAX_INDEX_DEPTH)
+      throw invalidImage(what, `indexes nested more than ${MAX_INDEX_DEPTH} deep, without a manifest`);
+    via = pickPlatform(at.parsed.manifests, arch, what);
+    at = await read(via);
+  }
+  return { parsed: at.parsed, got: at.got, via };
 }
 
 /**

@@ -6,15 +6,14 @@ import { digestHex, isDigest, sha256Digest, type Digest } from '../../core/diges
 import { NixociError, reason } from '../../core/errors.js';
 import { MAX_CONFIG, MAX_MANIFEST } from '../client.js';
 import {
+  followIndexes,
   invalidImage,
   lazySource,
   parseConfig,
   parseJson,
   parseManifest,
-  pickPlatform,
   someTags,
   type ImageSource,
-  type IndexDescriptor,
   type SourceOptions,
 } from './image-source.js';
 
@@ -82,18 +81,19 @@ export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceO
       });
     }
     const topDigest = checked(top.digest, description);
-    let manifestDigest = topDigest;
-    let parsed = parseManifest(await blob(topDigest, 'manifest'), top.mediaType, description);
-    let mediaType = top.mediaType ?? null;
-    let indexDigest: Digest | null = null;
-    if (parsed.kind === 'index') {
-      const child: IndexDescriptor = pickPlatform(parsed.manifests, o.arch, description);
-      indexDigest = topDigest;
-      manifestDigest = child.digest;
-      mediaType = child.mediaType ?? null;
-      parsed = parseManifest(await blob(child.digest, 'manifest'), child.mediaType, description);
-      if (parsed.kind === 'index') throw invalidImage(description, 'an index inside an index');
-    }
+    const read = async (d: { digest: Digest; mediaType?: string | undefined }) => ({
+      parsed: parseManifest(await blob(d.digest, 'manifest'), d.mediaType, description),
+      got: null,
+    });
+    const { parsed, via } = await followIndexes(
+      await read({ digest: topDigest, mediaType: top.mediaType }),
+      read,
+      o.arch,
+      description,
+    );
+    const manifestDigest = via?.digest ?? topDigest;
+    const mediaType = (via ? via.mediaType : top.mediaType) ?? null;
+    const indexDigest = via ? topDigest : null;
     const config = parseConfig(await blob(parsed.configDigest, 'config'), `${description} config`);
     return {
       manifest: {

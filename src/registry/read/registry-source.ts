@@ -2,10 +2,10 @@ import { NixociError } from '../../core/errors.js';
 import { RegistryClient, type ClientOptions } from '../client.js';
 import { formatReference, type ImageReference } from '../reference.js';
 import {
+  followIndexes,
   lazySource,
   parseConfig,
   parseManifest,
-  pickPlatform,
   type ImageSource,
   type SourceOptions,
 } from './image-source.js';
@@ -33,24 +33,26 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
         hint: `check the repository and tag (e.g. \`skopeo inspect ${description}\`)`,
       });
     }
-    let parsed = parseManifest(top.bytes, top.mediaType, description);
-    let manifest = top;
-    let indexDigest = null;
-    if (parsed.kind === 'index') {
-      const child = pickPlatform(parsed.manifests, o.arch, description);
-      const got = await client.getManifest(repo, child.digest, signal);
-      if (!got)
-        throw new NixociError(
-          'IMAGE_NOT_FOUND',
-          `read ${description}: manifest ${child.digest} of its index is missing`,
-          { hint: 'the registry holds an incomplete image; push it again' },
-        );
-      indexDigest = top.digest;
-      manifest = got;
-      parsed = parseManifest(got.bytes, got.mediaType, `${description} (${child.digest})`);
-      if (parsed.kind === 'index')
-        throw new NixociError('IMAGE_INVALID', `read ${description}: an index inside an index`);
-    }
+    const {
+      parsed,
+      got: manifest,
+      via,
+    } = await followIndexes(
+      { parsed: parseManifest(top.bytes, top.mediaType, description), got: top },
+      async (child) => {
+        const got = await client.getManifest(repo, child.digest, signal);
+        if (!got)
+          throw new NixociError(
+            'IMAGE_NOT_FOUND',
+            `read ${description}: manifest ${child.digest} of its index is missing`,
+            { hint: 'the registry holds an incomplete image; push it again' },
+          );
+        return { parsed: parseManifest(got.bytes, got.mediaType, `${description} (${child.digest})`), got };
+      },
+      o.arch,
+      description,
+    );
+    const indexDigest = via ? top.digest : null;
     const config = parseConfig(
       await client.getBlob(repo, parsed.configDigest, signal),
       `${description} config`,
