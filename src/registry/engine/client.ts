@@ -42,6 +42,11 @@ const inspectSchema = z
     Id: z.string(),
     RepoTags: z.array(z.string()).nullable().optional(),
     RootFS: z.object({ Layers: z.array(z.string()).nullable().optional() }).passthrough(),
+    Architecture: z.string().optional(),
+    Os: z.string().optional(),
+    Variant: z.string().optional(),
+    Created: z.string().optional(),
+    Config: z.record(z.unknown()).nullable().optional(),
   })
   .passthrough();
 const listSchema = z.array(
@@ -69,6 +74,12 @@ export interface ImageInspect {
   readonly id: string;
   readonly repoTags: readonly string[];
   readonly layers: readonly string[];
+  /** The image config as the engine reports it (its history is another endpoint's). */
+  readonly architecture?: string | undefined;
+  readonly os?: string | undefined;
+  readonly variant?: string | undefined;
+  readonly created?: string | undefined;
+  readonly config?: Record<string, unknown> | null | undefined;
 }
 
 /**
@@ -160,7 +171,16 @@ export class EngineClient {
     }
     const what = `inspect image ${name}`;
     const j = this.parse(inspectSchema, await this.readJson(res, what), what);
-    return { id: j.Id, repoTags: j.RepoTags ?? [], layers: j.RootFS.Layers ?? [] };
+    return {
+      id: j.Id,
+      repoTags: j.RepoTags ?? [],
+      layers: j.RootFS.Layers ?? [],
+      architecture: j.Architecture,
+      os: j.Os,
+      variant: j.Variant,
+      created: j.Created,
+      config: j.Config,
+    };
   }
 
   /** `GET /images/json` filtered by reference (a repository name matches all its tags). */

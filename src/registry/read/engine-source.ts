@@ -1,9 +1,10 @@
 import { NixociError } from '../../core/errors.js';
-import { errorMessage } from '../engine/client.js';
+import { isDigest } from '../../core/digest.js';
+import { errorMessage, type ImageInspect } from '../engine/client.js';
 import { connectEngine } from '../engine/connect.js';
 import type { EngineKind } from '../engine/discover.js';
 import { readArchive } from './docker-archive-source.js';
-import { lazySource, type ImageSource } from './image-source.js';
+import { invalidImage, lazySource, type ImageSource, type LoadedImage } from './image-source.js';
 import { streamReader } from './tar-scan.js';
 
 export interface EngineSourceOptions {
@@ -29,14 +30,18 @@ export function engineSource(name: string, o: EngineSourceOptions): ImageSource 
       ...(o.env ? { env: o.env } : {}),
       ...(signal ? { signal } : {}),
     });
-    if (!(await client.imageInspect(name, signal))) {
+    const inspected = await client.imageInspect(name, signal);
+    if (!inspected) {
       throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: the engine has no such image`, {
         hint: `check the name with \`${o.engine} images\``,
       });
     }
+    // An image without layers (FROM scratch and metadata only) cannot be exported by Docker 20.10
+    // ("empty export - not implemented"); its config is all there is, and the inspect holds it.
+    if (inspected.layers.length === 0) return withoutLayers(inspected, description);
     const res = await client.request('GET', `/images/${encodeURIComponent(name)}/get`, { signal });
     if (res.status !== 200) {
-      // the engine's own words, e.g. "empty export - not implemented" for an image without layers
+      // the engine's own words
       const why = await errorMessage(res);
       throw new NixociError(
         'DAEMON',
@@ -51,4 +56,22 @@ export function engineSource(name: string, o: EngineSourceOptions): ImageSource 
       await reader.close();
     }
   });
+}
+
+/** The image an engine's inspect describes, when it has no layers: config digest = image ID. */
+function withoutLayers(i: ImageInspect, description: string): LoadedImage {
+  const id = i.id.startsWith('sha256:') ? i.id : `sha256:${i.id}`; // Podman's IDs have no algorithm
+  if (!isDigest(id))
+    throw invalidImage(description, `the engine names it ${JSON.stringify(i.id)}, no digest`);
+  return {
+    manifest: { mediaType: null, digest: null, indexDigest: null, configDigest: id, layers: [] },
+    config: {
+      ...(i.architecture !== undefined ? { architecture: i.architecture } : {}),
+      ...(i.os !== undefined ? { os: i.os } : {}),
+      ...(i.variant ? { variant: i.variant } : {}),
+      ...(i.created !== undefined ? { created: i.created } : {}),
+      config: i.config ?? null,
+      rootfs: { type: 'layers', diff_ids: [] },
+    },
+  };
 }
