@@ -37,8 +37,16 @@ const PREFIXES = ['docker://', 'oci:', 'docker-archive:', 'docker-daemon:', 'pod
 /** The transports, for messages. */
 export const IMAGE_TRANSPORTS = PREFIXES.join(', ');
 
+/** Transports skopeo users may reach for, which nixoci does not read: what to do instead. */
+const UNREAD: Readonly<Record<string, string>> = {
+  'oci-archive': 'unpack it (mkdir DIR && tar -xf FILE -C DIR) and read oci:DIR',
+  'containers-storage': 'read it through Podman as podman:NAME[:TAG]',
+  dir: 'copy it to a layout (skopeo copy dir:DIR oci:LAYOUT:TAG) and read oci:LAYOUT:TAG',
+};
+
 /** Whether an argument names an existing image rather than a closure source. */
-export const isImageRef = (s: string): boolean => PREFIXES.some((p) => s.startsWith(p));
+export const isImageRef = (s: string): boolean =>
+  PREFIXES.some((p) => s.startsWith(p)) || Object.hasOwn(UNREAD, s.slice(0, Math.max(0, s.indexOf(':'))));
 
 /** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
 export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {
@@ -64,6 +72,10 @@ function openSource(command: string, ref: string, flags: TargetFlags, arch: stri
   const colon = ref.indexOf(':');
   const transport = ref.slice(0, colon);
   const rest = ref.slice(colon + 1);
+  if (Object.hasOwn(UNREAD, transport))
+    throw new NixociError('USAGE', `nixoci ${command}: ${ref}: nixoci does not read ${transport}: images`, {
+      hint: UNREAD[transport]!,
+    });
   if (rest === '') throw usage(command, `${ref}: names no image`);
   switch (transport) {
     case 'oci': {
