@@ -52,6 +52,24 @@ describe('scanTar', () => {
     await expect(scanTar(r, () => false, 'not.tar')).rejects.toMatchObject({ code: 'IMAGE_INVALID' });
     await r.close();
   });
+
+  it('says a compressed archive is compressed (it was: bad header checksum)', async () => {
+    const tar = archive('pax');
+    for (const [tool, unpack] of [
+      ['gzip', 'gunzip'],
+      ['zstd', 'zstd -d'],
+    ] as const) {
+      const file = `${tar}.${tool}`;
+      execFileSync('sh', ['-c', `${tool} -c "$1" > "$2"`, 'sh', tar, file]);
+      const r = await fileReader(file);
+      await expect(scanTar(r, () => false, 'x.tar')).rejects.toMatchObject({
+        code: 'IMAGE_INVALID',
+        message: `x.tar: not a tar archive (${tool}-compressed)`,
+        hint: `decompress it first: ${unpack} -c FILE | nixoci inspect docker-archive:-`,
+      });
+      await r.close();
+    }
+  });
 });
 
 describe('dockerArchiveSource', () => {

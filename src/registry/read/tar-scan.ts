@@ -118,6 +118,14 @@ export async function scanTar(
   for (;;) {
     const h = await r.read(BLOCK);
     if (h.length === 0 || h.every((b) => b === 0)) break;
+    // `docker save app | gzip` is a common way to keep an archive; say so, not "bad checksum"
+    const packed = out.length === 0 ? compressed(h) : undefined;
+    if (packed)
+      throw notTar(
+        what,
+        `${packed}-compressed`,
+        `decompress it first: ${packed === 'gzip' ? 'gunzip' : 'zstd -d'} -c FILE | nixoci inspect docker-archive:-`,
+      );
     if (h.length < BLOCK)
       throw out.length === 0 && longName === undefined ? notTar(what, `${h.length} bytes`) : truncated(what);
     if (!checksumOk(h)) throw notTar(what, 'bad header checksum');
@@ -167,10 +175,18 @@ export async function scanTar(
   return out;
 }
 
-const notTar = (what: string, why: string): NixociError =>
-  new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${why})`, {
-    hint: 'docker-archive: wants an uncompressed tar as `docker save` writes it',
-  });
+const notTar = (
+  what: string,
+  why: string,
+  hint = 'docker-archive: wants an uncompressed tar as `docker save` writes it',
+): NixociError => new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${why})`, { hint });
+
+/** A compressed archive (`docker save app | gzip`), by its magic bytes. */
+function compressed(h: Buffer): 'gzip' | 'zstd' | undefined {
+  if (h[0] === 0x1f && h[1] === 0x8b) return 'gzip';
+  if (h.length >= 4 && h.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return undefined;
+}
 
 const truncated = (what: string): NixociError =>
   new NixociError('IMAGE_INVALID', `${what}: the archive ends in the middle of an entry`, {
