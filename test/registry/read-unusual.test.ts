@@ -13,7 +13,7 @@ import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 
 const env = testEnv();
-const work = mkdtempSync(join(tmpdir(), 'nixoci-hx-r-unusual-'));
+const work = mkdtempSync(join(tmpdir(), 'nixoci-unusual-'));
 const INDEX = 'application/vnd.oci.image.index.v1+json';
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
@@ -81,7 +81,7 @@ beforeAll(async () => {
     JSON.stringify({ schemaVersion: 2, manifests: [tag(nested, 'nested'), tag(tooDeep, 'deep')] }),
   );
   // the same documents in a registry: blobs, then manifests by digest, children first
-  const base = `http://${env.registry}/v2/hx-r-unusual`;
+  const base = `http://${env.registry}/v2/nixoci-test/unusual-index`;
   for (const { desc, bytes } of blobs) {
     const url =
       desc.mediaType === INDEX || desc.mediaType === MANIFEST
@@ -111,7 +111,9 @@ beforeAll(async () => {
 describe('inspect of an index inside an index', () => {
   for (const transport of ['oci', 'docker'] as const) {
     const ref = (tag: string) =>
-      transport === 'oci' ? `oci:${layout}:${tag}` : `docker://${env.registry}/hx-r-unusual:${tag}`;
+      transport === 'oci'
+        ? `oci:${layout}:${tag}`
+        : `docker://${env.registry}/nixoci-test/unusual-index:${tag}`;
 
     it(`${transport}: follows it to the platform asked for, never to the attestation`, async () => {
       for (const [arch, want] of [
