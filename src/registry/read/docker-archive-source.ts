@@ -1,5 +1,8 @@
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { z } from 'zod';
 import { isDigest, sha256Digest, type Digest } from '../../core/digest.js';
 import { NixociError, reason } from '../../core/errors.js';
@@ -44,15 +47,17 @@ export function dockerArchiveSource(file: string, repoTag: string | undefined): 
           throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
             hint: 'pipe the archive in: docker save IMAGE | nixoci inspect docker-archive:-',
           });
-        reader = streamReader(process.stdin, () => process.stdin.destroy());
+        reader = streamReader(gunzipped(process.stdin, description), () => process.stdin.destroy());
       } else {
         const st = await stat(file);
         if (st.isDirectory())
           throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint });
-        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) as a stream
-        reader = st.isFile()
-          ? await fileReader(file)
-          : streamReader(createReadStream(file, { highWaterMark: 1 << 20 }));
+        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) or a gzip-compressed
+        // file (`docker save app | gzip`, which docker load reads too) as a stream
+        reader =
+          st.isFile() && !(await isGzip(file))
+            ? await fileReader(file)
+            : streamReader(gunzipped(createReadStream(file, { highWaterMark: 1 << 20 }), description));
       }
     } catch (e) {
       if (e instanceof NixociError) throw e;
@@ -64,6 +69,57 @@ export function dockerArchiveSource(file: string, repoTag: string | undefined): 
       await reader.close();
     }
   });
+}
+
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+
+async function isGzip(file: string): Promise<boolean> {
+  const fh = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(2), 0, 2, 0);
+    return bytesRead === 2 && buffer.equals(GZIP_MAGIC);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The input as it is, or decompressed as it passes when it begins with gzip's magic bytes: nothing
+ * is written to disk and no more than a chunk is held.
+ */
+async function* gunzipped(input: AsyncIterable<Buffer>, description: string): AsyncGenerator<Buffer> {
+  const it = input[Symbol.asyncIterator]();
+  let first = Buffer.alloc(0);
+  while (first.length < GZIP_MAGIC.length) {
+    const next = await it.next();
+    if (next.done) break;
+    first = Buffer.concat([first, next.value]);
+  }
+  const rest = async function* (): AsyncGenerator<Buffer> {
+    yield first;
+    for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+  };
+  if (!first.subarray(0, 2).equals(GZIP_MAGIC)) {
+    yield* rest();
+    return;
+  }
+  const gunzip = createGunzip();
+  // A failure anywhere in the pipeline destroys gunzip with it, so it surfaces in the loop below;
+  // stopping early (the reader closed) destroys gunzip, which ends the pipeline.
+  pipeline(Readable.from(rest()), gunzip).catch(() => undefined);
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) yield chunk;
+  } catch (e) {
+    // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR at a cut): the file, not the reading, is at fault
+    if (!String((e as { code?: unknown }).code).startsWith('Z_')) throw e;
+    throw new NixociError(
+      'IMAGE_INVALID',
+      `${description}: the gzip data is damaged or cut short: ${(e as Error).message}`,
+      {
+        hint: 'the file is truncated or corrupt; write it again',
+      },
+    );
+  }
 }
 
 /** Reads the image out of a docker-archive (a file or the stream of an engine's `GET /images/get`). */

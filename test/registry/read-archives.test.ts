@@ -1,0 +1,62 @@
+// `nixoci inspect docker-archive:` of archives users have, made here by the tools that write them:
+// `docker save` (one image, several, compressed with gzip as `docker save app | gzip` keeps it).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InspectImageJson } from '../../src/cli/report-schema.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
+import { docker, dockerRmi } from '../helpers/docker.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-archives-'));
+const tag = `nixoci-test/archives:${process.pid}`;
+const saved = join(work, 'one.tar');
+
+beforeAll(async () => {
+  const ctx = join(work, 'ctx');
+  mkdirSync(ctx);
+  writeFileSync(join(ctx, 'f1'), 'one\n');
+  writeFileSync(join(ctx, 'f2'), 'two\n');
+  writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY f1 /f1\nCOPY f2 /f2\n');
+  await docker(['build', '-q', '--network', 'none', '-t', tag, ctx], { env: { DOCKER_BUILDKIT: '0' } });
+  await docker(['save', tag, '-o', saved]);
+});
+
+afterAll(() => dockerRmi(tag));
+
+const sh = (script: string) => spawnSync('bash', ['-c', script, 'bash', cliBin, saved], { encoding: 'utf8' });
+
+describe('docker-archive: as docker save writes it', () => {
+  it('reads a gzip-compressed archive from a file and from standard input, as docker load does', async () => {
+    const want = (await nixociJson<InspectImageJson>(['inspect', `docker-archive:${saved}`])).image;
+    expect(want.layerCount).toBe(2);
+    spawnSync('sh', ['-c', 'gzip -c "$1" > "$1.gz"', 'sh', saved]);
+    // it was: not a tar archive (gzip-compressed), with a command to decompress it first
+    for (const script of [
+      `"$1" inspect --json "docker-archive:$2.gz"`,
+      `"$1" inspect --json docker-archive:- < "$2.gz"`,
+      `"$1" inspect --json docker-archive:<(cat "$2.gz")`,
+    ]) {
+      const r = sh(script);
+      expect(r.status, `${script}: ${r.stderr}`).toBe(0);
+      const got = (JSON.parse(r.stdout) as InspectImageJson).image;
+      expect([got.configDigest, got.layers]).toEqual([want.configDigest, want.layers]);
+    }
+    const d = await nixoci(['diff', `docker-archive:${saved}`, `docker-archive:${saved}.gz`]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toContain('only in A: 0 (0 B); only in B: 0 (0 B)');
+    // cut short, and damaged: the gzip data is at fault, said as such
+    const gz = readFileSync(`${saved}.gz`);
+    writeFileSync(join(work, 'cut.tar.gz'), gz.subarray(0, gz.length - 20));
+    const bad = Buffer.from(gz);
+    bad.fill(0x55, 40, 200);
+    writeFileSync(join(work, 'bad.tar.gz'), bad);
+    for (const f of ['cut.tar.gz', 'bad.tar.gz']) {
+      const r = await nixoci(['inspect', `docker-archive:${join(work, f)}`]);
+      expect(r.code, f).toBe(1);
+      expect(r.stderr, f).toContain(`${f}: the gzip data is damaged or cut short: `);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
