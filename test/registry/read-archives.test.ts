@@ -1,6 +1,7 @@
 // `nixoci inspect docker-archive:` of archives users have, made here by the tools that write them:
-// `docker save` (one image, several, compressed with gzip as `docker save app | gzip` keeps it).
-import { spawnSync } from 'node:child_process';
+// `docker save` (one image, several, compressed with gzip as `docker save app | gzip` keeps it), and
+// skopeo's oci-archive (podman save --format oci-archive writes the same shape), given as docker-archive:.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,5 +59,24 @@ describe('docker-archive: as docker save writes it', () => {
       expect(r.stderr, f).toContain(`${f}: the gzip data is damaged or cut short: `);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
+  });
+
+  it('says an OCI archive (skopeo copy … oci-archive:) is one and how to read it (it was: no manifest.json)', async () => {
+    const oa = join(work, 'oa.tar');
+    execFileSync('skopeo', ['copy', '-q', `docker-archive:${saved}`, `oci-archive:${oa}:v1`]);
+    const r = await nixoci(['inspect', `docker-archive:${oa}`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `docker-archive:${oa}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
+    );
+    expect(r.stderr).toContain('hint: unpack it (mkdir DIR && tar -xf FILE -C DIR) and read oci:DIR');
+    // the hint works
+    const dir = join(work, 'oa');
+    mkdirSync(dir);
+    execFileSync('tar', ['-xf', oa, '-C', dir]);
+    const got = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`]);
+    const want = await nixociJson<InspectImageJson>(['inspect', `docker-archive:${saved}`]);
+    // skopeo rewrites the config as OCI's; the layers are the same
+    expect(got.image.layers.map((l) => l.diffId)).toEqual(want.image.layers.map((l) => l.diffId));
   });
 });

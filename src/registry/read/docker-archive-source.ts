@@ -149,7 +149,16 @@ export async function readArchive(
     }
   }
   const mf = byName.get('manifest.json')?.body;
-  if (!mf) throw invalidImage(description, 'no manifest.json: not a docker-archive');
+  if (!mf) {
+    // skopeo copy … oci-archive:FILE and podman save --format oci-archive write an OCI layout as a tar
+    if (byName.has('oci-layout') || byName.has('index.json'))
+      throw new NixociError(
+        'IMAGE_INVALID',
+        `${description}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
+        { hint: 'unpack it (mkdir DIR && tar -xf FILE -C DIR) and read oci:DIR' },
+      );
+    throw invalidImage(description, 'no manifest.json: not a docker-archive');
+  }
   const parsed = archiveManifestSchema.safeParse(parseJson(mf, `${description} manifest.json`));
   if (!parsed.success || parsed.data.length === 0)
     throw invalidImage(description, 'manifest.json does not describe an image');
