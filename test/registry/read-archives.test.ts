@@ -79,4 +79,38 @@ describe('docker-archive: as docker save writes it', () => {
     // skopeo rewrites the config as OCI's; the layers are the same
     expect(got.image.layers.map((l) => l.diffId)).toEqual(want.image.layers.map((l) => l.diffId));
   });
+
+  it('picks an image of several by NAME:TAG or by @N as skopeo does, untagged ones too', async () => {
+    const id = (await docker(['image', 'inspect', '-f', '{{.Id}}', tag])).stdout.trim();
+    const multi = join(work, 'multi.tar');
+    // an image saved by its ID has no RepoTags: only @N can name it
+    await docker(['save', id, 'nixoci-example:latest', '-o', multi]);
+    const mf = JSON.parse(execFileSync('tar', ['-xOf', multi, 'manifest.json'], { encoding: 'utf8' })) as {
+      Config: string;
+      RepoTags: string[] | null;
+    }[];
+    const which = await nixoci(['inspect', `docker-archive:${multi}`]);
+    expect(which.code).toBe(1);
+    expect(which.stderr).toContain('the archive holds 2 images');
+    expect(which.stderr).toContain('or docker-archive:FILE:@N for the Nth image from 0');
+    for (const [n, entry] of mf.entries()) {
+      const r = await nixociJson<InspectImageJson>(['inspect', `docker-archive:${multi}:@${n}`]);
+      expect(r.image.configDigest).toBe(`sha256:${entry.Config.replace(/^blobs\/sha256\/|\.json$/g, '')}`);
+    }
+    const byTag = await nixociJson<InspectImageJson>([
+      'inspect',
+      `docker-archive:${multi}:nixoci-example:latest`,
+    ]);
+    expect(byTag.image.configDigest).toBe(
+      (
+        await nixociJson<InspectImageJson>([
+          'inspect',
+          `docker-archive:${multi}:@${mf.findIndex((e) => e.RepoTags)}`,
+        ])
+      ).image.configDigest,
+    );
+    const out = await nixoci(['inspect', `docker-archive:${multi}:@2`]);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toContain(`docker-archive:${multi}:@2: no image @2 (the archive holds 2: @0 to @1)`);
+  });
 });

@@ -31,7 +31,7 @@ const archiveManifestSchema = z.array(
 const MAX_JSON = 16 << 20;
 
 /**
- * An image in a docker-archive file (`docker-archive:FILE[:NAME:TAG]`, what `docker save` and
+ * An image in a docker-archive file (`docker-archive:FILE[:NAME:TAG|:@N]`, what `docker save` and
  * `nixoci build --to docker-archive:` write). Only tar headers, manifest.json and the config are
  * read: layer entries are skipped by offset, never read.
  */
@@ -163,21 +163,38 @@ export async function readArchive(
   if (!parsed.success || parsed.data.length === 0)
     throw invalidImage(description, 'manifest.json does not describe an image');
   const images = parsed.data;
-  const want = repoTag === undefined ? undefined : familiar(repoTag);
   const tags = images.flatMap((i) => i.RepoTags ?? []);
-  if (want === undefined && images.length > 1)
+  const pick = `name one: docker-archive:FILE:NAME:TAG${tags.length > 0 ? ` (its tags: ${someTags(tags)})` : ''}, or docker-archive:FILE:@N for the Nth image from 0 (untagged ones too), as skopeo does`;
+  if (repoTag === undefined && images.length > 1)
     throw new NixociError(
       'IMAGE_NOT_FOUND',
       `read ${description}: the archive holds ${images.length} images`,
       {
-        hint: `name one: docker-archive:FILE:NAME:TAG${tags.length > 0 ? ` (its tags: ${someTags(tags)})` : ''}`,
+        hint: pick,
       },
     );
-  const image = want ? images.find((i) => (i.RepoTags ?? []).map(familiar).includes(want)) : images[0];
+  // @N: the Nth entry of manifest.json, as skopeo's docker-archive:FILE:@N
+  const nth = repoTag !== undefined && /^@\d+$/.test(repoTag) ? Number(repoTag.slice(1)) : undefined;
+  const want = repoTag === undefined || nth !== undefined ? undefined : familiar(repoTag);
+  const image =
+    nth !== undefined
+      ? images[nth]
+      : want
+        ? images.find((i) => (i.RepoTags ?? []).map(familiar).includes(want))
+        : images[0];
   if (!image) {
-    throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${want}`, {
-      hint: tags.length > 0 ? `its tags: ${someTags(tags)}` : 'the archive has no tagged image',
-    });
+    throw new NixociError(
+      'IMAGE_NOT_FOUND',
+      `read ${description}: ${nth !== undefined ? `no image @${nth} (the archive holds ${images.length}: @0 to @${images.length - 1})` : `no image tagged ${want}`}`,
+      {
+        hint:
+          nth !== undefined
+            ? pick
+            : tags.length > 0
+              ? `its tags: ${someTags(tags)}`
+              : `the archive has no tagged image; ${images.length === 1 ? 'leave out NAME:TAG' : 'name one as docker-archive:FILE:@N'}`,
+      },
+    );
   }
   const configBytes = byName.get(image.Config)?.body;
   if (!configBytes) throw invalidImage(description, `config ${image.Config} is missing`);
