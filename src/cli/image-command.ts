@@ -47,6 +47,9 @@ export async function runImageCommand(
     positionals.filter((p) => !p.startsWith('/')),
   );
   checkCompressionLevel(spec.name, baseSettings, targets);
+  // before the closure is built and before any target is written: a later target's missing
+  // directory must not fail the run after an earlier one was written
+  for (const t of targets) t.target.check?.();
   for (const t of targets) t.target.prepare?.({ signal, log, architectures: baseSettings.arches });
   const source = await resolveSource(
     spec.name,

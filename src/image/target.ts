@@ -87,6 +87,11 @@ export interface ImageTarget {
    * is still being read; write() then uses the answers. Must not throw: failures surface in write().
    */
   prepare?(ctx: PrepareContext): void;
+  /**
+   * Fails (a NixociError) on what can be known wrong before anything is written to any target,
+   * such as a file target's missing directory; write() still reports what changes meanwhile.
+   */
+  check?(): void;
   /** Writes one image, or an index over several (one per platform). */
   write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult>;
 }

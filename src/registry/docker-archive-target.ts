@@ -14,6 +14,7 @@ import { isatty } from 'node:tty';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { digestHex, sha256Digest } from '../core/digest.js';
+import { dirProblem, statOrMissing } from '../core/dir-problem.js';
 import { NixociError } from '../core/errors.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
@@ -35,6 +36,21 @@ export class DockerArchiveTarget implements ImageTarget {
     private readonly repoTag: string | undefined,
   ) {
     this.description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
+  }
+
+  check(): void {
+    if (this.file === '-') return;
+    const given = resolve(this.file);
+    if (isSpecialFile(given)) return;
+    const path = symlinkTarget(given);
+    const st = statOrMissing(path);
+    const problem =
+      dirProblem(dirname(path), false) ??
+      (typeof st === 'object' && st.isDirectory() ? `${path} is a directory` : undefined);
+    if (problem)
+      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${problem}`, {
+        hint: 'give a file in an existing, writable directory',
+      });
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {

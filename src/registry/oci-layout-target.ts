@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import { digestHex, type Digest } from '../core/digest.js';
+import { dirProblem } from '../core/dir-problem.js';
 import { NixociError } from '../core/errors.js';
 import { MediaType } from '../core/media-types.js';
 import { renderImage, renderIndex, type Blob, type Image } from '../image/image.js';
@@ -54,6 +55,14 @@ export class OciLayoutTarget implements ImageTarget {
   ) {
     this.dir = resolve(dir);
     this.description = `oci:${dir}:${tag}`;
+  }
+
+  check(): void {
+    const problem = dirProblem(this.dir, true);
+    if (problem)
+      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${problem}`, {
+        hint: 'give a directory that exists or can be made, and is writable',
+      });
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {

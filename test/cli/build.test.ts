@@ -434,36 +434,44 @@ describe('nixoci build', () => {
   });
 
   it('names the destinations it wrote before a later one failed', async () => {
+    // an engine that is not there: known only when it is written to
     const dir = tmp('partial-oci');
-    const r = await nixoci([
-      'build',
-      '--graph',
-      fx.graphFile,
-      '--to',
-      `oci:${dir}`,
-      '--to',
-      `docker-archive:${tmp('no-such-dir')}/x.tar`,
-    ]);
+    const late = ['--to', 'docker-daemon:nixoci-test/partial:1', '-H', `unix://${tmp('no-engine.sock')}`];
+    const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, ...late]);
     expect(r.code).toBe(1);
     const lines = r.stderr.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
-    expect(lines[1]).toMatch(/^nixoci: error: .*x\.tar/);
+    expect(lines[1]).toMatch(/^nixoci: error: cannot connect to the Docker engine .*no-engine\.sock/);
     // --json: no report on standard output for a failed run, but the same lines on standard error
-    const json = await nixoci([
-      'build',
-      '--graph',
-      fx.graphFile,
-      '--to',
-      `oci:${dir}`,
-      '--to',
-      `docker-archive:${tmp('no-such-dir')}/x.tar`,
-      '--json',
-    ]);
+    const json = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, ...late, '--json']);
     expect(json.code).toBe(1);
     expect(json.stdout).toBe('');
     const jsonLines = json.stderr.trimEnd().split('\n');
     expect(jsonLines[0]).toMatch(new RegExp(`^oci:${dir}:latest \\(amd64\\): sha256:[0-9a-f]{64} — `));
-    expect(jsonLines[1]).toMatch(/^nixoci: error: .*x\.tar/);
+    expect(jsonLines[1]).toMatch(/^nixoci: error: cannot connect to the Docker engine/);
+  });
+
+  it('refuses a file destination that cannot be written before it writes any destination', async () => {
+    const dir = tmp('early-oci');
+    const file = tmp('early-file');
+    writeFileSync(file, 'not a directory');
+    const cases: [string, RegExp][] = [
+      [`docker-archive:${tmp('no-such-dir')}/x.tar`, /directory .*no-such-dir does not exist/],
+      [`docker-archive:${work}`, /is a directory/],
+      [`docker-archive:${file}/x.tar`, /early-file is not a directory/],
+      [`oci:${file}/sub`, /early-file is not a directory/],
+      [`oci:${file}`, /early-file is not a directory/],
+    ];
+    for (const [dest, says] of cases) {
+      const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `oci:${dir}`, '--to', dest]);
+      expect(r.code, dest).toBe(1);
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines[0], dest).toMatch(/^nixoci: error: cannot write /);
+      expect(lines[0], dest).toMatch(says);
+      expect(lines[1], dest).toMatch(/^hint: /);
+      expect(lines, dest).toHaveLength(2);
+      expect(existsSync(dir), dest).toBe(false);
+    }
   });
 
   it('writes into a FIFO or a device as it is, and through a symlink, replacing neither', async () => {
