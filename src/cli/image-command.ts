@@ -6,6 +6,7 @@ import { applyCustomisation, type CustomiseFlagValues } from './customise.js';
 import { resolveSource, type SourceFlags } from './source.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 import type { TargetResult } from '../image/target.js';
+import { shellQuote } from '../core/shell-quote.js';
 
 export interface ImageCommandSpec {
   readonly name: string;
@@ -80,7 +81,9 @@ export async function runImageCommand(
   let readBefore = 0;
   const tell = (rs: readonly TargetResult[]): void => {
     if (v.quiet) return;
-    for (const r of rs) for (const line of summary(r, readBy.get(r) ?? 0)) io.err(line + '\n');
+    for (const r of rs)
+      for (const line of summary(r, readBy.get(r) ?? 0, io.isTTY ? runCommand(r, v.host) : undefined))
+        io.err(line + '\n');
   };
   const written: TargetResult[] = [];
   const onWritten = (r: TargetResult): void => {
@@ -102,4 +105,13 @@ export async function runImageCommand(
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
   else tell(results);
   return 0;
+}
+
+/** For a terminal user: how to run what was loaded into an engine (`docker run --rm app:v1`). */
+function runCommand(r: TargetResult, host: unknown): string | undefined {
+  const m = /^(docker-daemon|podman):(.+)$/.exec(r.target);
+  if (!m || !r.imageId) return undefined;
+  const cli = m[1] === 'podman' ? 'podman' : 'docker';
+  const at = typeof host === 'string' ? ` ${cli === 'podman' ? '--url' : '-H'} ${shellQuote(host)}` : '';
+  return `${cli}${at} run --rm ${shellQuote(m[2]!)}`;
 }

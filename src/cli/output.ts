@@ -43,16 +43,19 @@ export function humanSize(n: number): string {
  * A short human summary of a target's result, one line per image, with the bytes writing this
  * target read from the store: on its one line, or after several images on a line of its own with
  * the index's digest (the images of an index share layers, and the reads are not told apart by
- * image); then the tags the image got besides the target's own, and the target's notes, one a line.
+ * image); then the tags the image got besides the target's own, the target's notes, one a line,
+ * and `run`, the command that runs the image, when given.
  */
-export function summary(r: TargetResult, bytesRead: number): string[] {
+export function summary(r: TargetResult, bytesRead: number, run?: string): string[] {
   const read = `${humanSize(bytesRead)} read from the store`;
   const lines = r.images.map((img) => {
     const counts = new Map<string, number>();
     for (const l of img.layers) counts.set(l.action, (counts.get(l.action) ?? 0) + 1);
     const sent = img.layers.reduce((n, l) => n + l.bytesSent, 0);
     const acts = [...counts].map(([a, n]) => `${n} ${a}`).join(', ');
-    const line = `${r.target} (${img.architecture}): ${img.manifestDigest} — ${img.layers.length} layer${img.layers.length === 1 ? '' : 's'} (${acts}), ${humanSize(sent)} written`;
+    // an engine shows the image by its ID (`docker images`), never by a manifest digest
+    const id = r.imageId ? `image ID ${r.imageId}` : img.manifestDigest;
+    const line = `${r.target} (${img.architecture}): ${id} — ${img.layers.length} layer${img.layers.length === 1 ? '' : 's'} (${acts}), ${humanSize(sent)} written`;
     return r.images.length === 1 ? `${line}, ${read}` : line;
   });
   // the index is what the tag points at, and what a deployment pins: say its digest too
@@ -61,5 +64,6 @@ export function summary(r: TargetResult, bytesRead: number): string[] {
   const others = (r.tags ?? []).filter((t) => !r.target.endsWith(`/${t}`) && !r.target.endsWith(`:${t}`));
   const tagged = others.length > 0 ? [`${r.target}: also tagged ${others.join(', ')}`] : [];
   // e.g. that an engine got one platform of several: not for --json readers only
-  return [...all, ...tagged, ...r.notes.map((n) => `${r.target}: ${n}`)];
+  const runIt = run ? [`${r.target}: run it with: ${run}`] : [];
+  return [...all, ...tagged, ...r.notes.map((n) => `${r.target}: ${n}`), ...runIt];
 }

@@ -30,6 +30,8 @@ export const targetResultSchema = z.object({
   ),
   notes: z.array(z.string()),
   tags: z.array(z.string()).optional(),
+  /** Engines: the image ID, as `docker images` shows it. */
+  imageId: digest.optional(),
 });
 
 export const imageReportSchema = z.object({

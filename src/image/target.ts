@@ -37,6 +37,8 @@ export interface TargetResult {
   readonly notes: readonly string[];
   /** Every tag the destination now has for the image (`REGISTRY/REPO:TAG`), where it has tags. */
   readonly tags?: readonly string[];
+  /** Engines: the ID the engine gives the image, as `docker images` shows it. */
+  readonly imageId?: Digest;
 }
 
 export type ProgressEvent =

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { storePathName, type StorePath } from '../closure/store-path.js';
-import { sha256Digest, type Digest } from '../core/digest.js';
+import { isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
 import { layerLabel, renderImage, type Image, type Rendered } from '../image/image.js';
 import { Prepared, type ImageTarget, type TargetResult, type WriteContext } from '../image/target.js';
@@ -112,6 +112,7 @@ export class DaemonTarget implements ImageTarget {
           images: [imageReport(image, unchanged, () => ({ action: 'omitted', bytesSent: 0 }))],
           notes,
           tags: tags.map((t) => `${name}:${t}`),
+          imageId: await this.imageId(view, `${name}:${tags[0]!}`, unchanged.config.digest, ctx),
         };
       }
       if (prefix > 0)
@@ -154,7 +155,19 @@ export class DaemonTarget implements ImageTarget {
       ],
       notes,
       tags: repoTags,
+      imageId: await this.imageId(view, repoTags[0]!, rendered.config.digest, ctx),
     };
+  }
+
+  /**
+   * The image's ID in the engine: its config digest in Docker's classic store and in Podman; the
+   * containerd image store names an image by its own manifest digest, which only the engine knows.
+   */
+  private async imageId(view: EngineView, ref: string, config: Digest, ctx: WriteContext): Promise<Digest> {
+    if (this.opts.engine === 'podman' || !view.held || !EngineClient.usesContainerdStore(view.held.info))
+      return config;
+    const id = (await view.client.imageInspect(ref, ctx.signal))?.id;
+    return id && isDigest(id) ? id : config;
   }
 
   private tagsOr(fallback: readonly string[]): readonly string[] {

@@ -17,13 +17,13 @@ interface JsonLayer {
 
 const run = randomBytes(4).toString('hex');
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+async function cli(args: string[], isTTY = false): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const saved = process.env.DOCKER_HOST;
   process.env.DOCKER_HOST = testEnv().dockerHost;
   try {
-    const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), isTTY: false });
+    const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s), isTTY });
     return { code, out, err };
   } finally {
     if (saved === undefined) delete process.env.DOCKER_HOST;
@@ -205,7 +205,10 @@ describe('nixoci load', () => {
     const first = await cli(args);
     expect(first.code, first.err).toBe(0);
     const lines = first.err.trimEnd().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^docker-daemon:${ref} \\(amd64\\): sha256:[0-9a-f]{64} — `));
+    // the image ID, as `docker images` shows it (not the manifest digest, which the engine never shows)
+    const id = (await docker(['image', 'inspect', '--format', '{{.Id}}', ref])).stdout.trim();
+    expect(lines[0]).toMatch(new RegExp(`^docker-daemon:${ref} \\(amd64\\): image ID ${id} — `));
+    expect(first.err).not.toContain('run it with');
     expect(lines).toContain(
       `docker-daemon:${ref}: loaded linux/amd64 only: an engine holds one platform per tag`,
     );
@@ -214,6 +217,19 @@ describe('nixoci load', () => {
     expect(again.err).toContain(
       `docker-daemon:${ref}: unchanged: every tag already names this image in the engine; nothing sent\n`,
     );
+    // on a terminal: how to run it (--verbose: no progress bar drawn)
+    const tty = await cli([...args, '--verbose', '-H', testEnv().dockerHost], true);
+    expect(tty.code, tty.err).toBe(0);
+    expect(tty.err).toContain(`docker-daemon:${ref} (amd64): image ID ${id} — `);
+    expect(tty.err).toContain(
+      `docker-daemon:${ref}: run it with: docker -H ${testEnv().dockerHost} run --rm ${ref}\n`,
+    );
+    const json = await cli([...args, '--json']);
+    expect(json.code, json.err).toBe(0);
+    const report = JSON.parse(json.out) as {
+      targets: { imageId?: string; images: { configDigest: string }[] }[];
+    };
+    expect(report.targets[0]!.imageId).toBe(id);
   });
 
   it('finds the layers of other tags of a repository named with docker.io/library/', async () => {
