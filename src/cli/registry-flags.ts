@@ -44,12 +44,15 @@ ${HELP_REGISTRY_ACCESS_FLAGS}  --concurrency N               blobs in flight at 
 const strings = (v: TargetFlags[string]): string[] =>
   Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
 
-/** `docker://HOST/REPO[:TAG]` (the part after `docker://`) and the registry flags → a RegistryTarget. */
+/**
+ * `[docker://]HOST/REPO[:TAG]` as the user wrote it (errors quote it so) and the registry flags →
+ * a RegistryTarget.
+ */
 export function registryTarget(command: string, ref: string, flags: TargetFlags): TargetChoice {
   let reference;
   let cacheFrom;
   try {
-    reference = parseReference(`docker://${ref}`);
+    reference = parseReference(ref);
     cacheFrom = strings(flags['cache-from']).map((c) => parseReference(c));
   } catch (e) {
     if (e instanceof NixociError)

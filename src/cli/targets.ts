@@ -47,14 +47,14 @@ const transports: Record<string, TransportParser> = {
     }
     return { target: new DockerArchiveTarget(file, repoTag), defaultCompression: 'none' };
   },
+  // `rest` is the whole `docker://…` as given: errors quote what the user typed
   docker: (command, rest, flags) => registryTarget(command, rest, flags),
   'docker-daemon': (command, rest, flags) => engineTarget(command, 'docker', rest, flags),
   podman: (command, rest, flags) => engineTarget(command, 'podman', rest, flags),
 };
 
 export function parseTarget(command: string, dest: string, flags: TargetFlags): TargetChoice {
-  if (dest.startsWith('docker://') && transports['docker'])
-    return transports['docker'](command, dest.slice(9), flags);
+  if (dest.startsWith('docker://') && transports['docker']) return transports['docker'](command, dest, flags);
   const i = dest.indexOf(':');
   const name = i < 0 ? '' : dest.slice(0, i);
   const parse = transports[name];

@@ -67,4 +67,32 @@ describe('error messages', () => {
       );
     }
   });
+
+  it('quotes a registry reference as the user wrote it, with no docker:// added', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const transport = await nixoci(['push', '--path', path, 'oci:./o']);
+    expect(transport.code).toBe(2);
+    expect(transport.stderr).toBe(
+      'nixoci: error: nixoci push: image reference "oci:./o" is invalid: oci: is not a registry\n' +
+        'hint: this takes a registry image, [docker://]HOST[:PORT]/REPO[:TAG]; write other destinations with nixoci build --to\n',
+    );
+    const bare = await nixoci(['push', '--path', path, '127.0.0.1:5000/HX:v1']);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toBe(
+      'nixoci: error: nixoci push: image reference "127.0.0.1:5000/HX:v1" is invalid: repository names must be lowercase\n' +
+        'hint: use "127.0.0.1:5000/hx:v1"\n',
+    );
+    // written with docker://, it is quoted with it
+    for (const args of [
+      ['push', '--path', path, 'docker://127.0.0.1:5000/HX:v1'],
+      ['build', '--path', path, '--to', 'docker://127.0.0.1:5000/HX:v1'],
+    ]) {
+      const r = await nixoci(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: image reference "docker://127.0.0.1:5000/HX:v1" is invalid: repository names must be lowercase\n` +
+          'hint: use "docker://127.0.0.1:5000/hx:v1"\n',
+      );
+    }
+  });
 });

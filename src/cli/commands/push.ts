@@ -14,10 +14,7 @@ export const pushCommand: ImageCommandSpec = {
     if (positionals.length === 0)
       throw usage('push', 'no destination: give REF, e.g. docker://ghcr.io/org/app:v1');
     if (positionals.length > 1) throw usage('push', `unexpected argument ${JSON.stringify(positionals[1])}`);
-    const ref = positionals[0]!;
-    return [
-      registryTarget('push', ref.startsWith('docker://') ? ref.slice('docker://'.length) : ref, values),
-    ];
+    return [registryTarget('push', positionals[0]!, values)];
   },
   help: `Usage: nixoci push [SOURCE] [docker://]HOST[:PORT]/REPO[:TAG] [flags]
 
