@@ -57,6 +57,12 @@ export function parseTarget(command: string, dest: string, flags: TargetFlags): 
   if (dest.startsWith('docker://') && transports['docker']) return transports['docker'](command, dest, flags);
   const i = dest.indexOf(':');
   const name = i < 0 ? '' : dest.slice(0, i);
+  // skopeo refuses docker:NAME too; read as a registry reference it would push NAME to Docker Hub
+  if (name === 'docker')
+    throw usage(
+      command,
+      `--to ${dest}: a registry destination is written docker://HOST[:PORT]/REPO[:TAG] (docker-daemon:NAME[:TAG] loads into the Docker engine)`,
+    );
   const parse = transports[name];
   if (!parse) {
     const known = Object.keys(transports)

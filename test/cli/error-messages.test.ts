@@ -95,4 +95,14 @@ describe('error messages', () => {
       );
     }
   });
+
+  it('refuses docker:NAME (no //) rather than pushing NAME to Docker Hub', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const r = await nixoci(['build', '--path', path, '--to', 'docker:hx-t-app:v1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'nixoci: error: nixoci build: --to docker:hx-t-app:v1: a registry destination is written docker://HOST[:PORT]/REPO[:TAG] (docker-daemon:NAME[:TAG] loads into the Docker engine)\n' +
+        'hint: run `nixoci build --help` for usage\n',
+    );
+  });
 });
