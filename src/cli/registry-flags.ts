@@ -3,6 +3,7 @@ import { parseCredsFlag } from '../registry/auth/credentials.js';
 import { cacheDirOf } from '../layer/cache.js';
 import { isRegistryHost, parseReference, type ImageReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
+import { caFor } from '../registry/transport.js';
 import { intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
@@ -70,7 +71,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     1,
     64,
   );
-  const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  const caFile = caFileFlag(command, flags);
   const timeoutMs = timeoutFlag(command, flags);
   const target = new RegistryTarget(reference, {
     tags,
@@ -127,6 +128,20 @@ function credsFlag(command: string, flags: TargetFlags): { username: string; pas
   }
 }
 
+/** `--ca-file FILE`, checked to hold a PEM certificate; an error names the command as others do. */
+function caFileFlag(command: string, flags: TargetFlags): string | undefined {
+  const caFile = flags['ca-file'];
+  if (typeof caFile !== 'string' || caFile === '') return undefined;
+  try {
+    caFor(caFile);
+  } catch (e) {
+    if (e instanceof NixociError)
+      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
+    throw e;
+  }
+  return caFile;
+}
+
 /** `--timeout SECONDS` in milliseconds, or undefined when not given. */
 function timeoutFlag(command: string, flags: TargetFlags): number | undefined {
   const s = intFlag(
@@ -168,7 +183,7 @@ export function registryAccess(
   caFile?: string;
   timeoutMs?: number;
 } {
-  const caFile = typeof flags['ca-file'] === 'string' ? flags['ca-file'] : undefined;
+  const caFile = caFileFlag(command, flags);
   const timeoutMs = timeoutFlag(command, flags);
   return {
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),

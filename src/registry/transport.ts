@@ -35,8 +35,11 @@ export const DEFAULT_RETRY: RetryPolicy = {
 
 const agents = new Map<string, Promise<Agent>>();
 
-/** The extra CAs of --ca-file, read when the client is made so that a bad file fails at once. */
-function caFor(caFile: string | undefined): string[] {
+/**
+ * The extra CAs of --ca-file, read when the client is made so that a bad file fails at once (and by
+ * the CLI as it reads its flags, to name the command).
+ */
+export function caFor(caFile: string | undefined): string[] {
   if (!caFile) return [];
   let pem: string;
   try {

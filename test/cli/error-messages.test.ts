@@ -105,4 +105,30 @@ describe('error messages', () => {
         'hint: run `nixoci build --help` for usage\n',
     );
   });
+
+  it('names the command for a --ca-file that cannot be used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    writeFileSync(join(dir, 'x'), 'hi\n');
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const image = 'docker://127.0.0.1:1/hx-t-none:v1';
+    for (const args of [
+      ['push', '--path', path, image],
+      ['build', '--path', path, '--to', image],
+      ['inspect', image],
+      ['diff', image, image],
+    ]) {
+      const r = await nixoci([...args, '--ca-file', './x'], { cwd: dir });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: --ca-file ./x holds no PEM certificate\n` +
+          'hint: give a PEM file of CA certificates (-----BEGIN CERTIFICATE-----); convert a DER file with `openssl x509 -inform der -in FILE`\n',
+      );
+    }
+    const missing = await nixoci(['inspect', image, '--ca-file', './none'], { cwd: dir });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe(
+      "nixoci: error: nixoci inspect: cannot read --ca-file ./none: ENOENT: no such file or directory, open './none'\n" +
+        'hint: give a PEM file of CA certificates\n',
+    );
+  });
 });

@@ -58,7 +58,9 @@ describe('HTTPS registry', () => {
     execFileSync('openssl', ['x509', '-in', env.tlsCaFile, '-outform', 'der', '-out', der]);
     const notPem = await nixoci(['push', '--graph', graphFile, '--ca-file', der, ref]);
     expect(notPem.code).toBe(2);
-    expect(notPem.stderr).toContain(`nixoci: error: --ca-file ${der} holds no PEM certificate\n`);
+    expect(notPem.stderr).toContain(
+      `nixoci: error: nixoci push: --ca-file ${der} holds no PEM certificate\n`,
+    );
   });
 
   it('speaks plain HTTP to a non-loopback name only with --insecure-registry', async () => {
