@@ -86,6 +86,11 @@ export class RegistryClient {
     return this.o.what;
   }
 
+  /** How messages begin: `push X failed`, but `read X` as other read errors do (inspect, diff). */
+  private get failed(): string {
+    return this.o.reading ? this.o.what : `${this.o.what} failed`;
+  }
+
   /** HEAD /v2/R/blobs/D: the blob's size if the repository has it. */
   async blobExists(repo: string, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
     const res = await this.exchange('HEAD', `/v2/${repo}/blobs/${digest}`, {}, undefined, signal);
@@ -231,7 +236,7 @@ export class RegistryClient {
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     const digest = sha256Digest(bytes);
     if (isDigest(reference) && reference !== digest) {
-      throw new NixociError('REGISTRY', `${this.o.what} failed: manifest ${reference} has digest ${digest}`, {
+      throw new NixociError('REGISTRY', `${this.failed}: manifest ${reference} has digest ${digest}`, {
         hint: 'the registry served other bytes than it was asked for',
       });
     }
@@ -269,13 +274,9 @@ export class RegistryClient {
     if (res.status !== 200) throw await this.fail(`get blob ${short(digest)}`, res);
     const bytes = await this.small(res, MAX_CONFIG, `blob ${short(digest)}`, 'an image config');
     if (sha256Digest(bytes) !== digest) {
-      throw new NixociError(
-        'REGISTRY',
-        `${this.o.what} failed: blob ${short(digest)} does not match its digest`,
-        {
-          hint: 'the registry or a proxy altered the blob',
-        },
-      );
+      throw new NixociError('REGISTRY', `${this.failed}: blob ${short(digest)} does not match its digest`, {
+        hint: 'the registry or a proxy altered the blob',
+      });
     }
     return bytes;
   }
@@ -286,7 +287,7 @@ export class RegistryClient {
     if (!whole) {
       throw new NixociError(
         'REGISTRY',
-        `${this.o.what} failed: ${what} is larger than ${limit >> 20} MiB: not ${kind}`,
+        `${this.failed}: ${what} is larger than ${limit >> 20} MiB: not ${kind}`,
         { hint: 'the registry or a proxy in between sent something else; check the reference' },
       );
     }

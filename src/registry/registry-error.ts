@@ -104,7 +104,10 @@ function hintFor(
   return 'run again with --verbose for the exchange that failed';
 }
 
-/** A NixociError for an unexpected registry answer: `WHAT failed: OP: STATUS CODE: message`. */
+/**
+ * A NixociError for an unexpected registry answer: `WHAT failed: OP: STATUS CODE: message`, or
+ * `read REF: OP: …` when reading, as every read error of inspect and diff begins.
+ */
 export function registryError(
   what: string,
   op: string,
@@ -117,7 +120,7 @@ export function registryError(
   source?: string,
 ): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
-  const err = new NixociError(code, `${what} failed: ${op}: ${info.summary}`, {
+  const err = new NixociError(code, `${reading ? what : `${what} failed`}: ${op}: ${info.summary}`, {
     hint: hintFor(info, registry, auth, reading, source),
   });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });

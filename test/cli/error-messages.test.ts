@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nixoci } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
 
 describe('error messages', () => {
   it('says which flag lacks a value, or takes none, without parseArgs wording', async () => {
@@ -130,5 +131,38 @@ describe('error messages', () => {
       "nixoci: error: nixoci inspect: cannot read --ca-file ./none: ENOENT: no such file or directory, open './none'\n" +
         'hint: give a PEM file of CA certificates\n',
     );
+  });
+
+  it('begins every read error of inspect and diff with "read IMAGE:"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    writeFileSync(join(dir, 'hello.txt'), 'hello\n');
+    const denied = `docker://${testEnv().registryBasic}/nixoci-test/none:v1`;
+    const cases: [string[], string][] = [
+      [
+        ['inspect', denied],
+        `read ${denied}: get manifest v1: 401 UNAUTHORIZED: authentication required\n` +
+          `hint: log in with docker login ${testEnv().registryBasic}, or pass --creds USER:PASSWORD\n`,
+      ],
+      [
+        ['inspect', 'oci:./nope'],
+        "read oci:./nope: ENOENT: no such file or directory, open 'nope/index.json'\n" +
+          'hint: oci: must name an OCI image layout directory (with index.json)\n',
+      ],
+      [
+        ['diff', 'oci:./nope', 'docker-archive:./hello.txt'],
+        "read oci:./nope: ENOENT: no such file or directory, open 'nope/index.json'\n" +
+          'hint: oci: must name an OCI image layout directory (with index.json)\n',
+      ],
+      [
+        ['inspect', 'docker-archive:./hello.txt'],
+        'read docker-archive:./hello.txt: not a tar archive (6 bytes)\n' +
+          'hint: docker-archive: wants an uncompressed tar as `docker save` writes it\n',
+      ],
+    ];
+    for (const [args, text] of cases) {
+      const r = await nixoci(args, { cwd: dir, env: { NIXOCI_REGISTRY_USER: '', DOCKER_CONFIG: dir } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`nixoci: error: ${text}`);
+    }
   });
 });

@@ -64,7 +64,7 @@ describe('scanTar', () => {
       const r = await fileReader(file);
       await expect(scanTar(r, () => false, 'x.tar')).rejects.toMatchObject({
         code: 'IMAGE_INVALID',
-        message: `x.tar: not a tar archive (${tool}-compressed)`,
+        message: `read x.tar: not a tar archive (${tool}-compressed)`,
         hint: `decompress it first: ${unpack} -c FILE | nixoci inspect docker-archive:-`,
       });
       await r.close();

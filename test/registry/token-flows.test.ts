@@ -63,7 +63,7 @@ describe('reading an image the credentials may not pull', () => {
     }).manifest();
     await expect(p).rejects.toMatchObject({
       code: 'REGISTRY_AUTH',
-      message: expect.stringContaining(`read docker://${reg.host}/${repo}:v1 failed`),
+      message: expect.stringContaining(`read docker://${reg.host}/${repo}:v1: get manifest v1: `),
       hint: expect.stringContaining('do not grant reading this repository'),
     });
     await expect(p).rejects.toMatchObject({ hint: expect.not.stringMatching(/push/) });

@@ -116,7 +116,7 @@ export function someTags(tags: readonly string[], max = 10): string {
 }
 
 export function invalidImage(what: string, why: string): NixociError {
-  return new NixociError('IMAGE_INVALID', `${what}: ${why}`, {
+  return new NixociError('IMAGE_INVALID', `read ${what}: ${why}`, {
     hint: 'nixoci reads OCI and Docker schema 2 images; check the reference and what it points at',
   });
 }
@@ -263,7 +263,7 @@ export function pickPlatform(
     ];
     throw new NixociError(
       'IMAGE_NOT_FOUND',
-      `${what}: no ${platformName(want)} image in the index (it has: ${
+      `read ${what}: no ${platformName(want)} image in the index (it has: ${
         have.length > 0 ? have.join(', ') : manifests.length > 0 ? 'attestations only' : 'nothing'
       })`,
       { hint: 'pick one of its platforms with --arch (ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT])' },
@@ -313,7 +313,7 @@ export function requirePlatform(source: ImageSource, arch: string | undefined): 
       if (c.architecture !== undefined && !platformMatches(c, want))
         throw new NixociError(
           'IMAGE_NOT_FOUND',
-          `${source.description}: the image is ${platformName(c)}, not ${platformName(want)}`,
+          `read ${source.description}: the image is ${platformName(c)}, not ${platformName(want)}`,
           { hint: 'it holds one platform only; leave out --arch to read it' },
         );
     }));

@@ -179,7 +179,7 @@ const notTar = (
   what: string,
   why: string,
   hint = 'docker-archive: wants an uncompressed tar as `docker save` writes it',
-): NixociError => new NixociError('IMAGE_INVALID', `${what}: not a tar archive (${why})`, { hint });
+): NixociError => new NixociError('IMAGE_INVALID', `read ${what}: not a tar archive (${why})`, { hint });
 
 /** A compressed archive (`docker save app | gzip`), by its magic bytes. */
 function compressed(h: Buffer): 'gzip' | 'zstd' | undefined {
@@ -189,7 +189,7 @@ function compressed(h: Buffer): 'gzip' | 'zstd' | undefined {
 }
 
 const truncated = (what: string): NixociError =>
-  new NixociError('IMAGE_INVALID', `${what}: the archive ends in the middle of an entry`, {
+  new NixociError('IMAGE_INVALID', `read ${what}: the archive ends in the middle of an entry`, {
     hint: 'the file is truncated; write it again',
   });
 
