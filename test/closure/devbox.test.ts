@@ -172,7 +172,25 @@ describe('devbox project', () => {
 
     const shape = writeDevboxProject({ json: { packages: [1] }, lock: null });
     e = await errorOf(() => readDevboxProject(shape));
-    expect(e.message).toMatch(new RegExp(`^${join(shape, 'devbox.json')}: packages`));
+    expect(e.message).toBe(`${join(shape, 'devbox.json')}: packages.0: Expected string, received number`);
+
+    // a value that fits no form says what the forms are, not zod's "Invalid input"
+    for (const [json, text] of [
+      [{ packages: 3 }, 'packages: expected a list of "name@version" strings, or an object of name: version'],
+      [
+        { packages: { curl: 3 } },
+        'packages.curl: expected a version string, or an object with version, platforms, excluded_platforms, outputs',
+      ],
+      [{ packages: { curl: { version: 8 } } }, 'packages.curl.version: Expected string, received number'],
+      [
+        { shell: { init_hook: 3 } },
+        'shell.init_hook: expected a string, or a list of strings (one per line)',
+      ],
+    ] as const) {
+      const dir = writeDevboxProject({ json, lock: null });
+      e = await errorOf(() => readDevboxProject(dir));
+      expect(e.message).toBe(`${join(dir, 'devbox.json')}: ${text}`);
+    }
   });
 
   it('runs `devbox install` when devbox is on PATH and the lock is missing', async () => {

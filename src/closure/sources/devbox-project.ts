@@ -104,12 +104,25 @@ function parseFile<T extends z.ZodTypeAny>(file: string, schema: T, what: string
 function validate<T extends z.ZodTypeAny>(file: string, raw: unknown, schema: T, what: string): z.infer<T> {
   const r = schema.safeParse(raw);
   if (r.success) return r.data as z.infer<T>;
-  const issue = r.error.issues[0]!;
+  const issue = innermost(r.error.issues[0]!);
   const at = issue.path.join('.') || '(top level)';
   throw devboxError(
     `${file}: ${at}: ${issue.message}`,
     `see the ${what} reference at https://www.jetify.com/docs/devbox/`,
   );
+}
+
+/**
+ * Where a value fits no branch of a union: the issue of the branch that got furthest into it
+ * (`packages.0: Expected string` for `"packages": [3]`), or the union's own message when every
+ * branch failed at the value itself (zod would say only "Invalid input").
+ */
+function innermost(issue: z.ZodIssue): z.ZodIssue {
+  if (issue.code !== 'invalid_union') return issue;
+  let best: z.ZodIssue = issue;
+  for (const inner of issue.unionErrors.flatMap((e) => e.issues).map(innermost))
+    if (inner.path.length > best.path.length) best = inner;
+  return best;
 }
 
 /** `github:…`, `path:…`, `./flake#pkg`, `/abs#pkg`: a flake reference, locked under its own name. */

@@ -1,24 +1,38 @@
 import { z } from 'zod';
 
-/** A package in devbox.json's object form: a version string, or the full object. */
-const packageObjectSchema = z.union([
-  z.string(),
-  z
-    .object({
-      version: z.string().optional(),
-      platforms: z.array(z.string()).optional(),
-      excluded_platforms: z.array(z.string()).optional(),
-      outputs: z.array(z.string()).optional(),
-    })
-    .passthrough(),
-]);
+/** What a union says when its value fits none of its forms (zod says only "Invalid input"). */
+const fits = (message: string): z.RawCreateParams => ({ errorMap: () => ({ message }) });
 
-const stringOrLines = z.union([z.string(), z.array(z.string())]);
+/** A package in devbox.json's object form: a version string, or the full object. */
+const packageObjectSchema = z.union(
+  [
+    z.string(),
+    z
+      .object({
+        version: z.string().optional(),
+        platforms: z.array(z.string()).optional(),
+        excluded_platforms: z.array(z.string()).optional(),
+        outputs: z.array(z.string()).optional(),
+      })
+      .passthrough(),
+  ],
+  fits('expected a version string, or an object with version, platforms, excluded_platforms, outputs'),
+);
+
+const stringOrLines = z.union(
+  [z.string(), z.array(z.string())],
+  fits('expected a string, or a list of strings (one per line)'),
+);
 
 /** devbox.json: only what an image needs; unknown keys (include, nixpkgs, …) are ignored. */
 export const devboxJsonSchema = z
   .object({
-    packages: z.union([z.array(z.string()), z.record(z.string(), packageObjectSchema)]).optional(),
+    packages: z
+      .union(
+        [z.array(z.string()), z.record(z.string(), packageObjectSchema)],
+        fits('expected a list of "name@version" strings, or an object of name: version'),
+      )
+      .optional(),
     env: z.record(z.string(), z.string()).optional(),
     shell: z
       .object({
