@@ -27,10 +27,14 @@ export const pathInfoObjectSchema = z.record(
 );
 
 /** A hash in Nix's newer JSON formats: a string, or `{ algorithm, format, hash }`. */
-const nixHash = z.union([
-  z.string(),
-  z.object({ algorithm: z.string(), format: z.string().optional(), hash: z.string() }).passthrough(),
-]);
+const nixHash = z.union(
+  [
+    z.string(),
+    z.object({ algorithm: z.string(), format: z.string().optional(), hash: z.string() }).passthrough(),
+  ],
+  // zod says only "Invalid input" when a value fits no branch
+  { errorMap: () => ({ message: 'expected a hash string, or an object with algorithm, format, hash' }) },
+);
 
 /**
  * `nix path-info --json --json-format 2` (Nix ≥ 2.33): `{ version: 2, storeDir, info }`, `info`

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadGraphFile, parseGraph } from '../../src/closure/load.js';
 import { normaliseNarHash } from '../../src/closure/nar-hash.js';
@@ -250,6 +250,16 @@ let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       () => ({ closure: [{ ...entries[0]!, narHash: 'md5:xyz', references: [] }] }),
       'GRAPH_SHAPE',
       /narHash "md5:xyz" is not a sha256 hash/,
+    ],
+    [
+      'a narHash of the wrong type (path-info v2)',
+      () => ({
+        version: 2,
+        storeDir: '/nix/store',
+        info: { [basename(entries[0]!.path)]: { narHash: 3, narSize: 1, references: [] } },
+      }),
+      'GRAPH_SHAPE',
+      /: not a closure graph at info\..+\.narHash: expected a hash string, or an object with algorithm, format, hash$/,
     ],
     [
       'negative narSize',
