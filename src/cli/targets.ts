@@ -3,7 +3,7 @@ import type { Compression } from '../layer/compress.js';
 import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
-import { isRegistryHost } from '../registry/reference.js';
+import { fullName, MAX_NAME } from '../registry/reference.js';
 import { usage } from './flags.js';
 import { registryTarget } from './registry-flags.js';
 
@@ -101,19 +101,13 @@ const REPOSITORY_RE =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
-const MAX_NAME = 255;
-
 /**
  * Docker and Podman refuse a repository name longer than 255 characters as they normalise it
  * (`app` is `docker.io/library/app`): `docker load` of the archive, or the engine's load, would fail
  * after the whole image was written.
  */
 function checkNameLength(command: string, what: string, name: string): void {
-  const slash = name.indexOf('/');
-  const full =
-    slash > 0 && isRegistryHost(name.slice(0, slash))
-      ? name
-      : `docker.io/${slash > 0 ? '' : 'library/'}${name}`;
+  const full = fullName(name);
   if (full.length > MAX_NAME)
     throw usage(
       command,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { familiarName } from './reference.js';
 import { storePathName, type StorePath } from '../closure/store-path.js';
 import { isDigest, sha256Digest, type Digest } from '../core/digest.js';
 import { NixociError, reason } from '../core/errors.js';
@@ -508,15 +509,6 @@ export function loadGroups(
   }
   groups.push([start, sizes.length]);
   return groups;
-}
-
-/**
- * A repository name as Docker shows it (reference.FamiliarName): without the `docker.io/` (or
- * `index.docker.io/`) domain, and without `library/` before an official image's single component.
- */
-export function familiarName(name: string): string {
-  const rest = name.replace(/^(?:index\.)?docker\.io\//, '');
-  return /^library\/[^/]+$/.test(rest) ? rest.slice('library/'.length) : rest;
 }
 
 /** The store path name as a repository name: lower case, [a-z0-9._-], starting with a letter or digit. */

@@ -25,7 +25,8 @@ const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DOMAIN_LABEL = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const PORT = /^[0-9]{1,5}$/;
-const MAX_NAME = 255;
+/** The longest repository name, counted in full (`docker.io/library/app`), that registries and engines take. */
+export const MAX_NAME = 255;
 
 const HINT =
   'references look like [docker://]HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], e.g. docker://ghcr.io/org/app:v1';
@@ -34,6 +35,22 @@ function invalid(input: string, why: string, hint = HINT): never {
   throw new NixociError('REFERENCE_INVALID', `image reference ${JSON.stringify(input)} is invalid: ${why}`, {
     hint,
   });
+}
+
+/**
+ * A repository name as Docker shows it (reference.FamiliarName): without the `docker.io/` (or
+ * `index.docker.io/`) domain, and without `library/` before an official image's single component.
+ */
+export function familiarName(name: string): string {
+  const rest = name.replace(/^(?:index\.)?docker\.io\//, '');
+  return /^library\/[^/]+$/.test(rest) ? rest.slice('library/'.length) : rest;
+}
+
+/** A repository name in full, as engines count its length: `docker.io/library/app` for `app`. */
+export function fullName(name: string): string {
+  const slash = name.indexOf('/');
+  if (slash > 0 && isRegistryHost(name.slice(0, slash))) return name;
+  return `${DOCKER_HUB}/${slash > 0 ? '' : 'library/'}${name}`;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { familiarName } from '../reference.js';
 import { open, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -228,8 +229,7 @@ export async function readArchive(
 /** NAME[:TAG] as `docker save` writes it: Docker Hub names without docker.io/ and library/, a tag. */
 function familiar(ref: string): string {
   const tagged = ref.lastIndexOf(':') > ref.lastIndexOf('/');
-  const name = (tagged ? ref : `${ref}:latest`).replace(/^(?:docker\.io|index\.docker\.io)\//, '');
-  return name.startsWith('library/') && name.indexOf('/', 8) < 0 ? name.slice('library/'.length) : name;
+  return familiarName(tagged ? ref : `${ref}:latest`);
 }
 
 function layerMediaType(head: Buffer): string {
