@@ -94,6 +94,20 @@ export function usage(command: string, message: string): NixociError {
   });
 }
 
+/**
+ * `fn`'s result; a NixociError it throws (a bad reference, `--creds`, `--ca-file`) becomes a usage
+ * error of `command`, its hint kept.
+ */
+export function asUsage<T>(command: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof NixociError)
+      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
+    throw e;
+  }
+}
+
 /** A flag's value as a non-negative integer within bounds, or a usage error. */
 export function intFlag(
   command: string,

@@ -5,7 +5,7 @@ import { requirePlatform, type ImageSource } from '../registry/read/image-source
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
 import { parseReference } from '../registry/reference.js';
-import { usage, type OptionSpec } from './flags.js';
+import { asUsage, usage, type OptionSpec } from './flags.js';
 import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
 import type { TargetFlags } from './targets.js';
 
@@ -60,14 +60,7 @@ export function openImageSource(command: string, ref: string, flags: TargetFlags
 function openSource(command: string, ref: string, flags: TargetFlags, arch: string | undefined): ImageSource {
   const o = arch ? { arch } : {};
   if (ref.startsWith('docker://')) {
-    let parsed;
-    try {
-      parsed = parseReference(ref);
-    } catch (e) {
-      if (e instanceof NixociError)
-        throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
-      throw e;
-    }
+    const parsed = asUsage(command, () => parseReference(ref));
     return registrySource(parsed, { ...o, ...registryAccess(flags, command) });
   }
   const colon = ref.indexOf(':');

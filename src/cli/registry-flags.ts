@@ -4,7 +4,7 @@ import { cacheDirOf } from '../layer/cache.js';
 import { isRegistryHost, parseReference, type ImageReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { caFor } from '../registry/transport.js';
-import { intFlag, usage, type OptionSpec } from './flags.js';
+import { asUsage, intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
 /** Flags to reach a registry at all: what reading an image (`inspect`, `diff`) needs too. */
@@ -50,16 +50,8 @@ const strings = (v: TargetFlags[string]): string[] =>
  * a RegistryTarget.
  */
 export function registryTarget(command: string, ref: string, flags: TargetFlags): TargetChoice {
-  let reference;
-  let cacheFrom;
-  try {
-    reference = parseReference(ref);
-    cacheFrom = strings(flags['cache-from']).map((c) => parseReference(c));
-  } catch (e) {
-    if (e instanceof NixociError)
-      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
-    throw e;
-  }
+  const reference = asUsage(command, () => parseReference(ref));
+  const cacheFrom = asUsage(command, () => strings(flags['cache-from']).map((c) => parseReference(c)));
   const tags = strings(flags.tag);
   for (const t of tags)
     if (!/^[\w][\w.-]{0,127}$/.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
@@ -118,27 +110,15 @@ function mountSource(command: string, value: string, target: ImageReference): st
 
 /** `--creds USER:PASSWORD`, or undefined when not given; an error names the command as others do. */
 function credsFlag(command: string, flags: TargetFlags): { username: string; password: string } | undefined {
-  if (typeof flags.creds !== 'string') return undefined;
-  try {
-    return parseCredsFlag(flags.creds);
-  } catch (e) {
-    if (e instanceof NixociError)
-      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
-    throw e;
-  }
+  const creds = flags.creds;
+  return typeof creds === 'string' ? asUsage(command, () => parseCredsFlag(creds)) : undefined;
 }
 
 /** `--ca-file FILE`, checked to hold a PEM certificate; an error names the command as others do. */
 function caFileFlag(command: string, flags: TargetFlags): string | undefined {
   const caFile = flags['ca-file'];
   if (typeof caFile !== 'string' || caFile === '') return undefined;
-  try {
-    caFor(caFile);
-  } catch (e) {
-    if (e instanceof NixociError)
-      throw new NixociError('USAGE', `nixoci ${command}: ${e.message}`, { hint: e.hint });
-    throw e;
-  }
+  asUsage(command, () => caFor(caFile));
   return caFile;
 }
 
@@ -185,9 +165,10 @@ export function registryAccess(
 } {
   const caFile = caFileFlag(command, flags);
   const timeoutMs = timeoutFlag(command, flags);
+  const creds = credsFlag(command, flags);
   return {
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-    ...(typeof flags.creds === 'string' ? { creds: credsFlag(command, flags)! } : {}),
+    ...(creds ? { creds } : {}),
     insecureRegistries: insecureHosts(command, flags),
     ...(caFile ? { caFile } : {}),
   };
