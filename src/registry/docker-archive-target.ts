@@ -39,10 +39,9 @@ export class DockerArchiveTarget implements ImageTarget {
   }
 
   check(): void {
-    if (this.file === '-') return;
-    const given = resolve(this.file);
-    if (isSpecialFile(given)) return;
-    const path = symlinkTarget(given);
+    const where = this.where();
+    if (where.kind !== 'file') return;
+    const { path } = where;
     const st = statOrMissing(path);
     const problem =
       dirProblem(dirname(path), false) ??
@@ -60,13 +59,10 @@ export class DockerArchiveTarget implements ImageTarget {
       });
     }
     const image = images[0]!;
-    if (this.file === '-') return this.writeStdout(image, ctx);
-    const given = resolve(this.file);
-    // A FIFO, a device (/dev/null) or /dev/stdout is written into, as with `-`: renaming a file
-    // over it would replace the node itself (/dev/null a regular file, a reader left waiting).
-    if (isSpecialFile(given)) return this.writeInto(given, image, ctx);
-    // Through a symlink: the file it names is replaced, the link stays.
-    const path = symlinkTarget(given);
+    const where = this.where();
+    if (where.kind === 'stdout') return this.writeStdout(image, ctx);
+    if (where.kind === 'special') return this.writeInto(where.path, image, ctx);
+    const { path } = where;
     const partial = partialName(basename(path));
     const tmp = join(dirname(path), partial.name(process.pid));
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
@@ -83,6 +79,19 @@ export class DockerArchiveTarget implements ImageTarget {
         'check that the directory exists, is writable and has free space',
       );
     }
+  }
+
+  /**
+   * Where the archive goes: standard output (`-`); a FIFO, a device (/dev/null) or /dev/stdout,
+   * written into as with `-` (renaming a file over it would replace the node itself: /dev/null a
+   * regular file, a reader left waiting); else a file, through a symlink the file it names (the
+   * link stays).
+   */
+  private where(): { kind: 'stdout' } | { kind: 'special' | 'file'; path: string } {
+    if (this.file === '-') return { kind: 'stdout' };
+    const given = resolve(this.file);
+    if (isSpecialFile(given)) return { kind: 'special', path: given };
+    return { kind: 'file', path: symlinkTarget(given) };
   }
 
   /**
