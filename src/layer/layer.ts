@@ -54,12 +54,7 @@ export class Layer {
     private readonly options: LayerOptions,
   ) {
     this.mediaType = layerMediaType(options.compression);
-    this.cacheKey = DigestCache.key(
-      planned,
-      options.compression,
-      options.level ?? defaultLevel(options.compression),
-      options.keepSetuid,
-    );
+    this.cacheKey = DigestCache.key(planned, options.compression, this.level, options.keepSetuid);
   }
 
   /**

@@ -20,6 +20,9 @@ export interface RegistryErrorInfo {
   readonly challengeError?: string;
 }
 
+/** Text of a registry's answer for a message: one line, at most 200 characters. */
+const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim().slice(0, 200);
+
 /** Reads the distribution spec's error body (`{"errors":[{code,message,detail}]}`), if any. */
 export async function readRegistryError(res: Response): Promise<RegistryErrorInfo> {
   let text = '';
@@ -35,13 +38,12 @@ export async function readRegistryError(res: Response): Promise<RegistryErrorInf
     codes = body.errors.map((e) => e.code);
     // A detail given as text (distribution's "http: request body too large") says why; one given as
     // an object (the digest of a missing blob) is for programs.
-    const why = (d: unknown): string =>
-      typeof d === 'string' && d.trim() !== '' ? ` (${d.replace(/\s+/g, ' ').trim().slice(0, 200)})` : '';
+    const why = (d: unknown): string => (typeof d === 'string' && d.trim() !== '' ? ` (${oneLine(d)})` : '');
     detail = body.errors
       .map((e) => `${e.code}${e.message ? `: ${e.message}` : ''}${why(e.detail)}`)
       .join('; ');
   } catch {
-    detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+    detail = oneLine(text);
   }
   const challengeError = pickChallenge(parseChallenges(res.headers.get('www-authenticate')))?.params.error;
   return {

@@ -254,7 +254,7 @@ export class RegistryTarget implements ImageTarget {
             reported.add(p.digests.digest);
             return again && (p.action === 'uploaded' || p.action === 'mounted')
               ? { action: 'skipped', bytesSent: 0 }
-              : { action: p.action, bytesSent: again ? 0 : p.bytesSent };
+              : { action: p.action, bytesSent: p.bytesSent };
           }),
         );
       }
