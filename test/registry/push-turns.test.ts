@@ -5,7 +5,6 @@
 // workers only run from dist/).
 import { createCipheriv } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +13,7 @@ import { turns } from '../../src/core/turns.js';
 import { nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { forward } from '../robustness/robust-helpers.js';
 import { uniqueRepo, verifyPushed } from './push-helpers.js';
 
 const env = testEnv();
@@ -42,23 +42,12 @@ describe('push: turns to make blobs', () => {
     const paths = storePaths();
     const events: string[] = [];
     let patches = 0;
-    const [host, port] = env.registry.split(':');
     proxy.fault = (req, res) => {
       if (req.method !== 'PATCH') return false;
       const n = ++patches;
       req.once('data', () => events.push(`body ${n}`));
-      const up = request(
-        { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
-        // Every upload gets its answer late.
-        (ur) =>
-          setTimeout(() => {
-            events.push(`answer ${n}`);
-            res.writeHead(ur.statusCode ?? 502, ur.headers);
-            ur.pipe(res);
-          }, HOLD_MS),
-      );
-      up.on('error', () => res.destroy());
-      req.pipe(up);
+      // Every upload gets its answer late.
+      forward(env.registry, req, res, { delayMs: HOLD_MS, onAnswer: () => events.push(`answer ${n}`) });
       return true;
     };
     const repo = uniqueRepo('turns');

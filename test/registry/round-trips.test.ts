@@ -2,12 +2,12 @@
 // a push takes. A proxy in front of the real registry holds every answer back a little and gives
 // each request its depth: 1 + the deepest request answered before it was sent. Requests that do not
 // depend on each other must share a depth (counted, not timed).
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReference } from '../../src/registry/reference.js';
 import { RegistryTarget } from '../../src/registry/registry-target.js';
 import { testEnv } from '../helpers/env.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { forward } from '../robustness/robust-helpers.js';
 import { fixture, imageOf, uniqueRepo, verifyPushed } from './push-helpers.js';
 
 const env = testEnv();
@@ -27,7 +27,6 @@ describe('push: round trips to a remote registry', () => {
   let answered: Exchange[] = [];
   beforeAll(async () => {
     proxy = await startFaultProxy(env.registry);
-    const [host, port] = env.registry.split(':');
     proxy.fault = (req, res) => {
       const x: Exchange = {
         method: req.method ?? '',
@@ -35,18 +34,13 @@ describe('push: round trips to a remote registry', () => {
         depth: 1 + Math.max(0, ...answered.map((a) => a.depth)),
       };
       log.push(x);
-      const up = request(
-        { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
-        (ur) =>
-          setTimeout(() => {
-            x.status = ur.statusCode;
-            answered.push(x);
-            res.writeHead(ur.statusCode ?? 502, ur.headers);
-            ur.pipe(res);
-          }, HOLD_MS),
-      );
-      up.on('error', () => res.destroy());
-      req.pipe(up);
+      forward(env.registry, req, res, {
+        delayMs: HOLD_MS,
+        onAnswer: (status) => {
+          x.status = status;
+          answered.push(x);
+        },
+      });
       return true;
     };
   });

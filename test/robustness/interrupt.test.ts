@@ -102,7 +102,11 @@ describe('push killed with SIGINT and SIGKILL', () => {
       if (!upload) return false;
       // this request's record gets the registry's status: a session closed by a PUT that the
       // registry answered 201 is closed, not left open
-      forward(env.registry, req, res, { throttleBytesPerSec: 6 << 20, record: seen[seen.length - 1] });
+      const record = seen[seen.length - 1]!;
+      forward(env.registry, req, res, {
+        throttleBytesPerSec: 6 << 20,
+        onAnswer: (status) => (record.status = status),
+      });
       return true;
     };
   });

@@ -62,16 +62,16 @@ export function forward(
     delayMs?: number;
     truncate?: boolean;
     throttleBytesPerSec?: number;
-    /** The proxy's record of this request: given the registry's status, as unfaulted ones get. */
-    record?: { status?: number };
+    /** Told the registry's status as the answer goes back to the client (after any delay). */
+    onAnswer?: (status: number | undefined) => void;
   } = {},
 ): void {
   const [host, port] = upstream.split(':');
   const up = request(
     { host, port: Number(port), method: req.method, path: req.url, headers: req.headers },
     (ur) => {
-      if (o.record) o.record.status = ur.statusCode;
       const answer = (): void => {
+        o.onAnswer?.(ur.statusCode);
         if (!o.truncate) {
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           ur.pipe(res);
