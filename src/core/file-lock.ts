@@ -1,4 +1,4 @@
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NixociError } from './errors.js';
 import { removeQuietly } from './remove-quietly.js';
@@ -17,12 +17,7 @@ const EMPTY_STALE_MS = 5_000;
 export async function withFileLock<T>(lock: string, fn: () => T, signal?: AbortSignal): Promise<T> {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
-    try {
-      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
+    if (take(lock)) break;
     const holder = holderOf(lock);
     // Every way round the loop meets the deadline: a stale lock that cannot be removed, or that
     // keeps coming back, must not spin for ever.
@@ -41,6 +36,34 @@ export async function withFileLock<T>(lock: string, fn: () => T, signal?: AbortS
   } finally {
     removeQuietly(lock);
   }
+}
+
+/**
+ * Makes the lock with this process's pid in it; false when another has it. On a full disk (ENOSPC,
+ * EDQUOT) the lock is held empty: made exclusively, it excludes others all the same (they take an
+ * empty lock for one being written, for 5 s), and the cleanup after a failed write, which needs the
+ * lock, must still run on the disk that failed it. Any other failure to write gives the lock up.
+ */
+function take(lock: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(lock, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+  try {
+    writeSync(fd, `${process.pid}\n`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') {
+      removeQuietly(lock);
+      throw e;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return true;
 }
 
 /** The live pid in the lock, 'stale' when its process is gone, undefined when not yet known. */
