@@ -1,7 +1,8 @@
 import { childProcess } from '../core/builtins.js';
-import { writeFileSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Closure } from '../closure/closure.js';
+import { atomicWrite } from '../core/atomic-write.js';
 import { closureToDot } from '../closure/dot.js';
 import { NixociError, reason } from '../core/errors.js';
 import type { Arch } from '../image/image.js';
@@ -24,24 +25,38 @@ export async function writeGraph(
   for (const [arch, closure] of closures) {
     const out = closures.size > 1 ? `${file.slice(0, -ext.length)}.${arch}${ext}` : file;
     const dot = closureToDot(closure);
-    if (ext === '.svg') await renderSvg(dot, out, log);
-    else {
-      try {
-        writeFileSync(out, dot);
-      } catch (e) {
-        throw new NixociError('TARGET_WRITE', `cannot write ${out}: ${reason(e)}`, {
-          hint: 'check the directory',
-        });
-      }
+    const data = ext === '.svg' ? await renderSvg(dot, out, log) : dot;
+    // Replaced whole or not at all: a full disk must not leave a truncated graph, nor an empty one
+    // in place of the last (through a symlink, the file it names: the link stays).
+    try {
+      atomicWrite(existingTarget(out), data);
+    } catch (e) {
+      throw new NixociError('TARGET_WRITE', `cannot write ${out}: ${reason(e)}`, {
+        hint: 'check the directory',
+      });
     }
   }
 }
 
-function renderSvg(dot: string, out: string, log: (line: string) => void): Promise<void> {
+function existingTarget(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
+  }
+}
+
+/**
+ * The SVG that `dot -Tsvg` renders, read from its standard output: dot does not check its writes,
+ * and with `-o FILE` on a full disk leaves a truncated file and exits 0.
+ */
+function renderSvg(dot: string, out: string, log: (line: string) => void): Promise<Buffer> {
   const bin = process.env.NIXOCI_DOT ?? 'dot';
-  log(`running: ${bin} -Tsvg -o ${out}`);
+  log(`running: ${bin} -Tsvg (for ${out})`);
   return new Promise((resolve, reject) => {
-    const child = childProcess().spawn(bin, ['-Tsvg', '-o', out], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const child = childProcess().spawn(bin, ['-Tsvg'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const svg: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => svg.push(b));
     const err: Buffer[] = [];
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e: NodeJS.ErrnoException) => {
@@ -54,11 +69,11 @@ function renderSvg(dot: string, out: string, log: (line: string) => void): Promi
       );
     });
     child.on('close', (code) => {
-      if (code === 0) return resolve();
+      if (code === 0) return resolve(Buffer.concat(svg));
       const tail = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-2).join(' | ');
       reject(
         new NixociError('TARGET_WRITE', `${bin} -Tsvg failed: ${tail || `exit ${code}`}`, {
-          hint: `check that the output directory is writable, and ${bin} (Graphviz) with \`${bin} -V\``,
+          hint: `check ${bin} (Graphviz) with \`${bin} -V\``,
         }),
       );
     });

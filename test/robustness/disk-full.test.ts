@@ -2,7 +2,16 @@
 // `mount` is refused), filled with a filler file to just short of what a run needs. Each run must
 // fail with one clear line and exit 1, and leave nothing half-made behind.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,11 +34,12 @@ function mountTmpfs(): string | null {
   }
 }
 
-/** Empties the tmpfs, then fills it so that `free` bytes are left. */
-function leaveFree(fs: string, free: number): void {
-  for (const n of readdirSync(fs)) rmSync(path.join(fs, n), { recursive: true, force: true });
+/** Empties the tmpfs but for `keep`, then fills it so that `free` bytes are left. */
+function leaveFree(fs: string, free: number, keep: string[] = []): void {
+  for (const n of readdirSync(fs))
+    if (!keep.includes(n)) rmSync(path.join(fs, n), { recursive: true, force: true });
   const avail = statfsSync(fs).bavail * statfsSync(fs).bsize;
-  writeFileSync(path.join(fs, 'filler'), Buffer.alloc(avail - free));
+  writeFileSync(path.join(fs, 'filler'), Buffer.alloc(Math.max(0, avail - free)));
 }
 
 const fs = mountTmpfs();
@@ -82,6 +92,22 @@ describe.skipIf(fs === null)('a full disk', () => {
       expect(clearErrorProblems(r.stderr)).toEqual([]);
       expect(r.stderr).toMatch(/no space left on device/);
       expect(readdirSync(mnt)).toEqual(['filler']);
+    },
+  );
+
+  it.each(['g.dot', 'g.svg'])(
+    '--graph-out %s with no room: fails, and the last graph stays as it was',
+    async (name) => {
+      leaveFree(mnt, FS_SIZE);
+      const out = path.join(mnt, name);
+      writeFileSync(out, 'old');
+      leaveFree(mnt, 0, [name]);
+      const r = await nixoci(['inspect', '--path', storePath, '--graph-out', out]);
+      expect(r.code).toBe(1);
+      expect(clearErrorProblems(r.stderr)).toEqual([]);
+      expect(r.stderr).toContain(`cannot write ${out}: ENOSPC`);
+      expect(readFileSync(out, 'utf8')).toBe('old');
+      expect(readdirSync(mnt).sort()).toEqual(['filler', name]);
     },
   );
 });
