@@ -33,6 +33,7 @@ export async function writeGraph(
     } catch (e) {
       throw new NixociError('TARGET_WRITE', `cannot write ${out}: ${reason(e)}`, {
         hint: 'check the directory',
+        cause: e,
       });
     }
   }

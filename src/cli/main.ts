@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { fileLimitHint, isNixociError } from '../core/errors.js';
+import { diskFullHint, fileLimitHint, isNixociError } from '../core/errors.js';
 import { escapeControls } from '../core/escape-controls.js';
 import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
@@ -48,17 +48,19 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       io.err('nixoci: interrupted\n');
       return EXIT_INTERRUPTED;
     }
-    const outOfFiles = fileLimitHint(e);
+    // Out of file descriptors or of disk space: whatever failed, these say what to do better than a
+    // hint written for other causes.
+    const outOf = fileLimitHint(e) ?? diskFullHint(e);
     if (isNixociError(e)) {
       io.err(`nixoci: error: ${printable(e.message)}\n`);
-      const hint = outOfFiles ?? e.hint;
+      const hint = outOf ?? e.hint;
       if (hint) io.err(`hint: ${printable(hint)}\n`);
       return e.code === 'USAGE' ? EXIT_USAGE : e.code === 'ABORTED' ? EXIT_INTERRUPTED : EXIT_FAILURE;
     }
     const msg = printable(e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(e));
-    if (outOfFiles) {
-      // not a bug: the limit was reached wherever the next open happened to be
-      io.err(`nixoci: error: ${msg}\nhint: ${outOfFiles}\n`);
+    if (outOf) {
+      // not a bug: the limit was reached wherever the next open or write happened to be
+      io.err(`nixoci: error: ${msg}\nhint: ${outOf}\n`);
       return EXIT_FAILURE;
     }
     io.err(

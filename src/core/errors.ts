@@ -95,11 +95,27 @@ export function quote(s: string, max = 160): string {
  * store file), the cure is the limit or fewer connections, not the registry or the store.
  */
 export function fileLimitHint(e: unknown): string | undefined {
+  return hasCode(e, 'EMFILE', 'ENFILE')
+    ? 'nixoci ran out of file descriptors: raise the limit (`ulimit -n 1024`) or lower --concurrency'
+    : undefined;
+}
+
+/**
+ * The hint for a write that failed because the filesystem is full (ENOSPC, or EDQUOT: the user's
+ * quota) anywhere in the error's chain of causes: "check that the directory is writable" sends
+ * the user looking at permissions.
+ */
+export function diskFullHint(e: unknown): string | undefined {
+  return hasCode(e, 'ENOSPC', 'EDQUOT')
+    ? 'that filesystem is full (or your quota used up): free some space there, or write somewhere else'
+    : undefined;
+}
+
+function hasCode(e: unknown, ...codes: string[]): boolean {
   for (let c: unknown = e, depth = 0; c !== null && typeof c === 'object' && depth < 8; depth++) {
     const code = (c as { code?: unknown }).code;
-    if (code === 'EMFILE' || code === 'ENFILE')
-      return 'nixoci ran out of file descriptors: raise the limit (`ulimit -n 1024`) or lower --concurrency';
+    if (typeof code === 'string' && codes.includes(code)) return true;
     c = (c as { cause?: unknown }).cause;
   }
-  return undefined;
+  return false;
 }

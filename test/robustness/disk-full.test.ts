@@ -91,6 +91,7 @@ describe.skipIf(fs === null)('a full disk', () => {
       expect(r.code).toBe(1);
       expect(clearErrorProblems(r.stderr)).toEqual([]);
       expect(r.stderr).toMatch(/no space left on device/);
+      expect(r.stderr).toMatch(/^hint: that filesystem is full/m);
       expect(readdirSync(mnt)).toEqual(['filler']);
     },
   );
@@ -106,6 +107,7 @@ describe.skipIf(fs === null)('a full disk', () => {
       expect(r.code).toBe(1);
       expect(clearErrorProblems(r.stderr)).toEqual([]);
       expect(r.stderr).toContain(`cannot write ${out}: ENOSPC`);
+      expect(r.stderr).toMatch(/^hint: that filesystem is full/m);
       expect(readFileSync(out, 'utf8')).toBe('old');
       expect(readdirSync(mnt).sort()).toEqual(['filler', name]);
     },
