@@ -19,7 +19,7 @@ export const imageReadOptions = {
 export const HELP_IMAGE_REFS = `Images (IMAGE):
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]  an image in a registry
   oci:DIR[:TAG]                 an OCI image layout (default: its only image, else tag latest)
-  docker-archive:FILE[:NAME:TAG|:@N]  a docker-archive (\`docker save\`, plain or gzip-compressed; FILE - is
+  docker-archive:FILE[:NAME:TAG|:@N]  a docker-archive (\`docker save\`, plain, gzip or zstd; FILE - is
                                 standard input); of several images, the one tagged NAME:TAG or the Nth
                                 from 0; only its headers and JSON are read
   docker-daemon:NAME[:TAG]      an image in the Docker engine

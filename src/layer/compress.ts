@@ -2,6 +2,7 @@ import { zlib } from '../core/builtins.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
 import type * as ZstdBinding from 'zstd-napi/binding.js';
+import type * as ZstdNapi from 'zstd-napi';
 import { BufferPool } from '../core/buffer-pool.js';
 import { MediaType } from '../core/media-types.js';
 import { recycleChunk } from './tar-stream.js';
@@ -66,6 +67,15 @@ let binding: Binding | undefined;
 function zstd(): Binding {
   binding ??= createRequire(import.meta.url)('zstd-napi/binding.js') as Binding;
   return binding;
+}
+
+/**
+ * A streaming zstd decompressor (zstd-napi's, which reads concatenated frames as one stream), for
+ * archives kept compressed (`docker save app | zstd`); loaded on first use, like the binding.
+ */
+export function zstdDecompressor(): Transform {
+  const { DecompressStream } = createRequire(import.meta.url)('zstd-napi') as typeof ZstdNapi;
+  return new DecompressStream();
 }
 
 /**

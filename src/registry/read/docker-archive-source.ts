@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { z } from 'zod';
 import { isDigest, sha256Digest, type Digest } from '../../core/digest.js';
 import { NixociError, reason } from '../../core/errors.js';
+import { zstdDecompressor } from '../../layer/compress.js';
 import { MediaType } from '../../core/media-types.js';
 import {
   invalidImage,
@@ -48,17 +49,17 @@ export function dockerArchiveSource(file: string, repoTag: string | undefined): 
           throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
             hint: 'pipe the archive in: docker save IMAGE | nixoci inspect docker-archive:-',
           });
-        reader = streamReader(gunzipped(process.stdin, description), () => process.stdin.destroy());
+        reader = streamReader(decompressed(process.stdin, description), () => process.stdin.destroy());
       } else {
         const st = await stat(file);
         if (st.isDirectory())
           throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint });
-        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) or a gzip-compressed
-        // file (`docker save app | gzip`, which docker load reads too) as a stream
+        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) or a compressed
+        // file (`docker save app | gzip` or `| zstd`, which docker load reads too) as a stream
         reader =
-          st.isFile() && !(await isGzip(file))
+          st.isFile() && !(await isCompressed(file))
             ? await fileReader(file)
-            : streamReader(gunzipped(createReadStream(file, { highWaterMark: 1 << 20 }), description));
+            : streamReader(decompressed(createReadStream(file, { highWaterMark: 1 << 20 }), description));
       }
     } catch (e) {
       if (e instanceof NixociError) throw e;
@@ -73,49 +74,67 @@ export function dockerArchiveSource(file: string, repoTag: string | undefined): 
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
-async function isGzip(file: string): Promise<boolean> {
+/** How an archive is compressed, by its first bytes: gzip, zstd or (undefined) not at all. */
+function compressionOf(head: Buffer): 'gzip' | 'zstd' | undefined {
+  if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'gzip';
+  if (head.subarray(0, ZSTD_MAGIC.length).equals(ZSTD_MAGIC)) return 'zstd';
+  return undefined;
+}
+
+async function isCompressed(file: string): Promise<boolean> {
   const fh = await open(file, 'r');
   try {
-    const { buffer, bytesRead } = await fh.read(Buffer.alloc(2), 0, 2, 0);
-    return bytesRead === 2 && buffer.equals(GZIP_MAGIC);
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(ZSTD_MAGIC.length), 0, ZSTD_MAGIC.length, 0);
+    return compressionOf(buffer.subarray(0, bytesRead)) !== undefined;
   } finally {
     await fh.close();
   }
 }
 
 /**
- * The input as it is, or decompressed as it passes when it begins with gzip's magic bytes: nothing
- * is written to disk and no more than a chunk is held.
+ * The input as it is, or decompressed as it passes when it begins with gzip's or zstd's magic
+ * bytes: nothing is written to disk and no more than a chunk is held.
  */
-async function* gunzipped(input: AsyncIterable<Buffer>, description: string): AsyncGenerator<Buffer> {
+async function* decompressed(input: AsyncIterable<Buffer>, description: string): AsyncGenerator<Buffer> {
   const it = input[Symbol.asyncIterator]();
   let first = Buffer.alloc(0);
-  while (first.length < GZIP_MAGIC.length) {
+  while (first.length < ZSTD_MAGIC.length) {
     const next = await it.next();
     if (next.done) break;
     first = Buffer.concat([first, next.value]);
   }
+  // What reading the input threw (a read error), told apart from the decompressor's own errors.
+  let inputError: unknown;
   const rest = async function* (): AsyncGenerator<Buffer> {
     yield first;
-    for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+    try {
+      for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+    } catch (e) {
+      inputError = e;
+      throw e;
+    }
   };
-  if (!first.subarray(0, 2).equals(GZIP_MAGIC)) {
+  const packed = compressionOf(first);
+  if (packed === undefined) {
     yield* rest();
     return;
   }
-  const gunzip = createGunzip();
-  // A failure anywhere in the pipeline destroys gunzip with it, so it surfaces in the loop below;
-  // stopping early (the reader closed) destroys gunzip, which ends the pipeline.
-  pipeline(Readable.from(rest()), gunzip).catch(() => undefined);
+  const decompress = packed === 'gzip' ? createGunzip() : zstdDecompressor();
+  // A failure anywhere in the pipeline destroys the decompressor with it, so it surfaces in the
+  // loop below; stopping early (the reader closed) destroys it, which ends the pipeline.
+  pipeline(Readable.from(rest()), decompress).catch(() => undefined);
   try {
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) yield chunk;
+    for await (const chunk of decompress as AsyncIterable<Buffer>) yield chunk;
   } catch (e) {
-    // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR at a cut): the file, not the reading, is at fault
-    if (!String((e as { code?: unknown }).code).startsWith('Z_')) throw e;
+    // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR at a cut) and zstd's (which have no code): the
+    // file, not the reading, is at fault
+    if (e === inputError || (packed === 'gzip' && !String((e as { code?: unknown }).code).startsWith('Z_')))
+      throw e;
     throw new NixociError(
       'IMAGE_INVALID',
-      `${description}: the gzip data is damaged or cut short: ${(e as Error).message}`,
+      `${description}: the ${packed} data is damaged or cut short: ${(e as Error).message}`,
       {
         hint: 'the file is truncated or corrupt; write it again',
       },

@@ -1,0 +1,82 @@
+// `nixoci inspect` and `nixoci diff` on images with compressed layers and on compressed archives, as
+// skopeo writes them (`skopeo copy --dest-compress-format zstd|zstd:chunked|gzip`) and as users keep
+// them (`docker save app | zstd`). An image nixoci built is the reference: every copy must show
+// the same diffIDs and store paths.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { DiffReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-read-compressed-'));
+const base = join(work, 'base');
+let closure: FixtureClosure;
+let want: InspectImageJson['image'];
+
+const skopeo = (from: string, to: string, ...flags: string[]): void => {
+  execFileSync('skopeo', ['copy', '-q', ...flags, from, to]);
+};
+const rows = (img: InspectImageJson['image']) => img.layers.map((l) => [l.diffId, l.storePaths]);
+
+beforeAll(async () => {
+  closure = await buildFixtureClosure({ tag: 'read-compressed' });
+  await nixociJson(['build', '--graph', closure.graphFile, '--to', `oci:${base}:v1`, '--no-cache']);
+  want = (await nixociJson<InspectImageJson>(['inspect', `oci:${base}:v1`])).image;
+  expect(want.layers.map((l) => l.storePaths[0]).sort()).toEqual(closure.paths);
+});
+
+describe('compressed archives', () => {
+  it('reads a zstd-compressed docker-archive from a file and a pipe (it was: not a tar archive)', async () => {
+    const tar = join(work, 'plain.tar');
+    skopeo(`oci:${base}:v1`, `docker-archive:${tar}:hx-c-plain:v1`);
+    execFileSync('zstd', ['-q', tar, '-o', `${tar}.zst`]);
+    for (const script of [
+      `"$1" inspect --json "docker-archive:$2.zst"`,
+      `"$1" inspect --json docker-archive:- < "$2.zst"`,
+      `"$1" inspect --json docker-archive:<(cat "$2.zst")`,
+    ]) {
+      const r = spawnSync('bash', ['-c', script, 'bash', cliBin, tar], { encoding: 'utf8' });
+      expect(r.status, `${script}: ${r.stderr}`).toBe(0);
+      const got = (JSON.parse(r.stdout) as InspectImageJson).image;
+      expect(rows(got)).toEqual(rows(want));
+      expect(got.layers.every((l) => l.storePathsFrom === 'history')).toBe(true);
+    }
+    const d = await nixociJson<DiffReportJson>(['diff', `docker-archive:${tar}.zst`, `oci:${base}:v1`]);
+    expect([d.onlyA, d.onlyB]).toEqual([[], []]);
+    // cut short, and damaged: the zstd data is at fault, said as such, without a stack trace
+    const zst = readFileSync(`${tar}.zst`);
+    writeFileSync(join(work, 'cut.tar.zst'), zst.subarray(0, zst.length - 20));
+    const bad = Buffer.from(zst);
+    bad.fill(0x55, 40, 200);
+    writeFileSync(join(work, 'bad.tar.zst'), bad);
+    for (const f of ['cut.tar.zst', 'bad.tar.zst']) {
+      const r = await nixoci(['inspect', `docker-archive:${join(work, f)}`]);
+      expect(r.code, f).toBe(1);
+      expect(r.stderr, f).toContain(`${f}: the zstd data is damaged or cut short: `);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
+
+describe('compressed layers', () => {
+  it('reads zstd, zstd:chunked and gzip copies by skopeo; diff matches their layers by diffID', async () => {
+    const copies: Record<string, string> = {};
+    for (const format of ['zstd', 'zstd:chunked', 'gzip']) {
+      const dir = join(work, format.replace(':', '-'));
+      skopeo(`oci:${base}:v1`, `oci:${dir}:v1`, '--dest-compress', '--dest-compress-format', format);
+      copies[format] = `oci:${dir}:v1`;
+      const got = (await nixociJson<InspectImageJson>(['inspect', copies[format]])).image;
+      expect(rows(got), format).toEqual(rows(want));
+      const type = format === 'gzip' ? 'gzip' : 'zstd';
+      expect(got.layers.every((l) => l.mediaType === `application/vnd.oci.image.layer.v1.tar+${type}`)).toBe(
+        true,
+      );
+    }
+    const d = await nixociJson<DiffReportJson>(['diff', copies.zstd!, copies.gzip!]);
+    expect([d.onlyA, d.onlyB, d.storePaths.changed]).toEqual([[], [], []]);
+    expect(d.shared).toHaveLength(want.layerCount);
+  });
+});
