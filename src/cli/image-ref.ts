@@ -2,6 +2,7 @@ import { NixociError } from '../core/errors.js';
 import { dockerArchiveSource } from '../registry/read/docker-archive-source.js';
 import { engineSource } from '../registry/read/engine-source.js';
 import { requirePlatform, type ImageSource } from '../registry/read/image-source.js';
+import { ociArchiveSource } from '../registry/read/oci-archive-source.js';
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
 import { parseReference } from '../registry/reference.js';
@@ -19,6 +20,8 @@ export const imageReadOptions = {
 export const HELP_IMAGE_REFS = `Images (IMAGE):
   docker://HOST[:PORT]/REPO[:TAG|@DIGEST]  an image in a registry
   oci:DIR[:TAG]                 an OCI image layout (default: its only image, else tag latest)
+  oci-archive:FILE[:TAG]        an OCI layout as a tar (\`skopeo copy\`, \`podman save --format
+                                oci-archive\`; plain, gzip or zstd; FILE - is standard input)
   docker-archive:FILE[:NAME:TAG|:@N]  a docker-archive (\`docker save\`, plain, gzip or zstd; FILE - is
                                 standard input); of several images, the one tagged NAME:TAG or the Nth
                                 from 0; only its headers and JSON are read
@@ -33,14 +36,13 @@ export const HELP_IMAGE_READ_FLAGS = `Reading images:
                                 docker context, /var/run/docker.sock; for Podman CONTAINER_HOST)
 ${HELP_REGISTRY_ACCESS_FLAGS}`;
 
-const PREFIXES = ['docker://', 'oci:', 'docker-archive:', 'docker-daemon:', 'podman:'];
+const PREFIXES = ['docker://', 'oci:', 'oci-archive:', 'docker-archive:', 'docker-daemon:', 'podman:'];
 
 /** The transports, for messages. */
 export const IMAGE_TRANSPORTS = PREFIXES.join(', ');
 
 /** Transports skopeo users may reach for, which nixoci does not read: what to do instead. */
 const UNREAD: Readonly<Record<string, string>> = {
-  'oci-archive': 'unpack it (mkdir DIR && tar -xf FILE -C DIR) and read oci:DIR',
   'containers-storage': 'read it through Podman as podman:NAME[:TAG]',
   dir: 'copy it to a layout (skopeo copy dir:DIR oci:LAYOUT:TAG) and read oci:LAYOUT:TAG',
 };
@@ -72,10 +74,12 @@ function openSource(command: string, ref: string, flags: TargetFlags, arch: stri
     });
   if (rest === '') throw usage(command, `${ref}: names no image`);
   switch (transport) {
-    case 'oci': {
+    case 'oci':
+    case 'oci-archive': {
       const i = rest.lastIndexOf(':');
       const hasTag = i > 0 && /^[\w][\w.-]{0,127}$/.test(rest.slice(i + 1));
-      return ociLayoutSource(hasTag ? rest.slice(0, i) : rest, hasTag ? rest.slice(i + 1) : undefined, o);
+      const [path, tag] = hasTag ? [rest.slice(0, i), rest.slice(i + 1)] : [rest, undefined];
+      return transport === 'oci' ? ociLayoutSource(path, tag, o) : ociArchiveSource(path, tag, o);
     }
     case 'docker-archive': {
       const i = rest.indexOf(':');

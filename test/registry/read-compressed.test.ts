@@ -61,6 +61,68 @@ describe('compressed archives', () => {
   });
 });
 
+describe('oci-archive:', () => {
+  it('reads an OCI archive as skopeo writes it, plain, gzip- or zstd-compressed (it was: not read)', async () => {
+    const tar = join(work, 'zstd-layers.oci.tar');
+    skopeo(`oci:${base}:v1`, `oci-archive:${tar}:v1`, '--dest-compress', '--dest-compress-format', 'zstd');
+    execFileSync('zstd', ['-q', tar, '-o', `${tar}.zst`]);
+    execFileSync('sh', ['-c', 'gzip -c "$1" > "$1.gz"', 'sh', tar]);
+    const dir = join(work, 'zstd-layers');
+    skopeo(`oci:${base}:v1`, `oci:${dir}:v1`, '--dest-compress', '--dest-compress-format', 'zstd');
+    const layout = (await nixociJson<InspectImageJson>(['inspect', `oci:${dir}:v1`])).image;
+    for (const script of [
+      `"$1" inspect --json "oci-archive:$2"`,
+      `"$1" inspect --json "oci-archive:$2:v1"`,
+      `"$1" inspect --json "oci-archive:$2.gz"`,
+      `"$1" inspect --json oci-archive:- < "$2.zst"`,
+      `"$1" inspect --json oci-archive:<(cat "$2.zst"):v1`,
+    ]) {
+      const r = spawnSync('bash', ['-c', script, 'bash', cliBin, tar], { encoding: 'utf8' });
+      expect(r.status, `${script}: ${r.stderr}`).toBe(0);
+      const got = (JSON.parse(r.stdout) as InspectImageJson).image;
+      expect(rows(got)).toEqual(rows(want));
+      // the same manifest as the layout skopeo wrote with the same flags
+      expect([got.manifestDigest, got.layers]).toEqual([layout.manifestDigest, layout.layers]);
+    }
+    const d = await nixociJson<DiffReportJson>(['diff', `oci-archive:${tar}.zst`, `oci:${base}:v1`]);
+    expect([d.onlyA, d.onlyB]).toEqual([[], []]);
+    // a layout tarred by hand (entries named ./index.json, ./blobs/…)
+    const byHand = join(work, 'by-hand.tar');
+    execFileSync('tar', ['-cf', byHand, '-C', base, '.']);
+    const got = (await nixociJson<InspectImageJson>(['inspect', `oci-archive:${byHand}:v1`])).image;
+    expect(got.layers).toEqual(want.layers);
+  });
+
+  it('names what is wrong: a tag it lacks, a docker-archive, a file that is no tar', async () => {
+    const tar = join(work, 'zstd-layers.oci.tar');
+    const docker = join(work, 'plain.tar');
+    writeFileSync(join(work, 'text'), 'hello\n'.repeat(200));
+    for (const [ref, text, hint] of [
+      [`oci-archive:${tar}:v2`, `read oci-archive:${tar}:v2: no image tagged v2`, 'hint: its tags: v1'],
+      [
+        `oci-archive:${docker}`,
+        `read oci-archive:${docker}: it is a docker-archive (manifest.json, no index.json), not an OCI archive`,
+        'hint: read it as docker-archive:FILE',
+      ],
+      [
+        `docker-archive:${tar}`,
+        `docker-archive:${tar}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
+        'hint: read it as oci-archive:FILE[:TAG]',
+      ],
+      [
+        `oci-archive:${join(work, 'text')}`,
+        'not a tar archive (bad header checksum)',
+        'hint: oci-archive: must name a tar of an OCI layout',
+      ],
+    ]) {
+      const r = await nixoci(['inspect', ref!]);
+      expect(r.code, ref).toBe(1);
+      expect(r.stderr, ref).toContain(text);
+      expect(r.stderr, ref).toContain(hint);
+    }
+  });
+});
+
 describe('compressed layers', () => {
   it('reads zstd, zstd:chunked and gzip copies by skopeo; diff matches their layers by diffID', async () => {
     const copies: Record<string, string> = {};

@@ -40,37 +40,46 @@ const MAX_JSON = 16 << 20;
 export function dockerArchiveSource(file: string, repoTag: string | undefined): ImageSource {
   const description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
   return lazySource(description, async () => {
-    let reader: ByteReader;
-    const hint = 'docker-archive: must name a tar file, e.g. one written by `docker save`';
-    try {
-      if (file === '-') {
-        // standard input: `docker save app | nixoci inspect docker-archive:-`
-        if (process.stdin.isTTY)
-          throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
-            hint: 'pipe the archive in: docker save IMAGE | nixoci inspect docker-archive:-',
-          });
-        reader = streamReader(decompressed(process.stdin, description), () => process.stdin.destroy());
-      } else {
-        const st = await stat(file);
-        if (st.isDirectory())
-          throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint });
-        // a regular file is read by offset; a pipe or FIFO (`<(docker save app)`) or a compressed
-        // file (`docker save app | gzip` or `| zstd`, which docker load reads too) as a stream
-        reader =
-          st.isFile() && !(await isCompressed(file))
-            ? await fileReader(file)
-            : streamReader(decompressed(createReadStream(file, { highWaterMark: 1 << 20 }), description));
-      }
-    } catch (e) {
-      if (e instanceof NixociError) throw e;
-      throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, { hint });
-    }
+    const reader = await openArchive(file, description, {
+      what: 'docker-archive: must name a tar file, e.g. one written by `docker save`',
+      pipe: 'docker save IMAGE | nixoci inspect docker-archive:-',
+    });
     try {
       return await readArchive(reader, repoTag, description);
     } finally {
       await reader.close();
     }
   });
+}
+
+/**
+ * An archive file to scan: FILE - is standard input; a regular file is read by offset; a pipe or
+ * FIFO (`<(docker save app)`) or a compressed file (`docker save app | gzip` or `| zstd`, which
+ * docker load reads too) as a stream. `hints` say what the file should be and how to pipe one in.
+ */
+export async function openArchive(
+  file: string,
+  description: string,
+  hints: { readonly what: string; readonly pipe: string },
+): Promise<ByteReader> {
+  try {
+    if (file === '-') {
+      if (process.stdin.isTTY)
+        throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
+          hint: `pipe the archive in: ${hints.pipe}`,
+        });
+      return streamReader(decompressed(process.stdin, description), () => process.stdin.destroy());
+    }
+    const st = await stat(file);
+    if (st.isDirectory())
+      throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint: hints.what });
+    return st.isFile() && !(await isCompressed(file))
+      ? await fileReader(file)
+      : streamReader(decompressed(createReadStream(file, { highWaterMark: 1 << 20 }), description));
+  } catch (e) {
+    if (e instanceof NixociError) throw e;
+    throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, { hint: hints.what });
+  }
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
@@ -175,7 +184,7 @@ export async function readArchive(
       throw new NixociError(
         'IMAGE_INVALID',
         `${description}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
-        { hint: 'unpack it (mkdir DIR && tar -xf FILE -C DIR) and read oci:DIR' },
+        { hint: 'read it as oci-archive:FILE[:TAG]' },
       );
     throw invalidImage(description, 'no manifest.json: not a docker-archive');
   }

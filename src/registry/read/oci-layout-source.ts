@@ -14,6 +14,7 @@ import {
   parseManifest,
   someTags,
   type ImageSource,
+  type LoadedImage,
   type SourceOptions,
 } from './image-source.js';
 
@@ -38,74 +39,94 @@ const layoutIndexSchema = z.object({
  */
 export function ociLayoutSource(dir: string, tag: string | undefined, o: SourceOptions = {}): ImageSource {
   const description = `oci:${dir}${tag !== undefined ? `:${tag}` : ''}`;
-  const blob = async (d: Digest, what: string): Promise<Buffer> => {
-    let bytes: Buffer;
-    try {
-      bytes = await readSmall(
-        join(dir, 'blobs', 'sha256', digestHex(d)),
-        what === 'config' ? MAX_CONFIG : MAX_MANIFEST,
-      );
-    } catch (e) {
-      throw new NixociError('IMAGE_READ', `read ${description}: ${what} ${d}: ${reason(e)}`, {
-        hint: 'the layout is incomplete; rewrite it (e.g. with nixoci build --to oci:DIR)',
-      });
-    }
+  return lazySource(description, () =>
+    readLayout(description, tag, o, {
+      index: async () => {
+        try {
+          return await readSmall(join(dir, 'index.json'), MAX_CONFIG);
+        } catch (e) {
+          // An errno error names the file; the checks of readSmall do not.
+          const why = (e as NodeJS.ErrnoException).code ? reason(e) : `index.json: ${reason(e)}`;
+          throw new NixociError('IMAGE_READ', `read ${description}: ${why}`, {
+            hint: 'oci: must name an OCI image layout directory (with index.json)',
+          });
+        }
+      },
+      blob: async (d, what) => {
+        try {
+          return await readSmall(
+            join(dir, 'blobs', 'sha256', digestHex(d)),
+            what === 'config' ? MAX_CONFIG : MAX_MANIFEST,
+          );
+        } catch (e) {
+          throw new NixociError('IMAGE_READ', `read ${description}: ${what} ${d}: ${reason(e)}`, {
+            hint: 'the layout is incomplete; rewrite it (e.g. with nixoci build --to oci:DIR)',
+          });
+        }
+      },
+    }),
+  );
+}
+
+/** Where a layout's index.json and blobs come from: a directory, or an OCI archive's entries. */
+export interface LayoutFiles {
+  index(): Promise<Buffer>;
+  blob(d: Digest, what: 'manifest' | 'config'): Promise<Buffer>;
+}
+
+/** The image `tag` names in a layout (its only one without a tag, else `latest`), as oci: reads it. */
+export async function readLayout(
+  description: string,
+  tag: string | undefined,
+  o: SourceOptions,
+  files: LayoutFiles,
+): Promise<LoadedImage> {
+  const blob = async (d: Digest, what: 'manifest' | 'config'): Promise<Buffer> => {
+    const bytes = await files.blob(d, what);
     if (sha256Digest(bytes) !== d) throw invalidImage(description, `blob ${d} does not match its digest`);
     return bytes;
   };
-  return lazySource(description, async () => {
-    let indexBytes: Buffer;
-    try {
-      indexBytes = await readSmall(join(dir, 'index.json'), MAX_CONFIG);
-    } catch (e) {
-      // An errno error names the file; the checks of readSmall do not.
-      const why = (e as NodeJS.ErrnoException).code ? reason(e) : `index.json: ${reason(e)}`;
-      throw new NixociError('IMAGE_READ', `read ${description}: ${why}`, {
-        hint: 'oci: must name an OCI image layout directory (with index.json)',
-      });
-    }
-    const index = layoutIndexSchema.safeParse(parseJson(indexBytes, `${description} index.json`));
-    if (!index.success) throw invalidImage(description, 'index.json is not an OCI index');
-    const all = index.data.manifests;
-    const wanted = tag ?? (all.length === 1 ? undefined : 'latest');
-    const top = wanted === undefined ? all[0] : all.find((m) => m.annotations?.[REF_NAME] === wanted);
-    if (!top) {
-      const tags = all.flatMap((m) => m.annotations?.[REF_NAME] || []);
-      throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${wanted ?? ''}`, {
-        hint:
-          tags.length > 0
-            ? `its tags: ${someTags(tags)}`
-            : all.length > 0
-              ? `none of its ${all.length} images has a tag (${REF_NAME}); without one, only a layout's single image can be read`
-              : 'the layout holds no image',
-      });
-    }
-    const topDigest = checked(top.digest, description);
-    const read = async (d: { digest: Digest; mediaType?: string | undefined }) => ({
-      parsed: parseManifest(await blob(d.digest, 'manifest'), d.mediaType, description),
-      got: null,
+  const index = layoutIndexSchema.safeParse(parseJson(await files.index(), `${description} index.json`));
+  if (!index.success) throw invalidImage(description, 'index.json is not an OCI index');
+  const all = index.data.manifests;
+  const wanted = tag ?? (all.length === 1 ? undefined : 'latest');
+  const top = wanted === undefined ? all[0] : all.find((m) => m.annotations?.[REF_NAME] === wanted);
+  if (!top) {
+    const tags = all.flatMap((m) => m.annotations?.[REF_NAME] || []);
+    throw new NixociError('IMAGE_NOT_FOUND', `read ${description}: no image tagged ${wanted ?? ''}`, {
+      hint:
+        tags.length > 0
+          ? `its tags: ${someTags(tags)}`
+          : all.length > 0
+            ? `none of its ${all.length} images has a tag (${REF_NAME}); without one, only a layout's single image can be read`
+            : 'the layout holds no image',
     });
-    const { parsed, via } = await followIndexes(
-      await read({ digest: topDigest, mediaType: top.mediaType }),
-      read,
-      o.arch,
-      description,
-    );
-    const manifestDigest = via?.digest ?? topDigest;
-    const mediaType = (via ? via.mediaType : top.mediaType) ?? null;
-    const indexDigest = via ? topDigest : null;
-    const config = parseConfig(await blob(parsed.configDigest, 'config'), `${description} config`);
-    return {
-      manifest: {
-        mediaType,
-        digest: manifestDigest,
-        indexDigest,
-        configDigest: parsed.configDigest,
-        layers: parsed.layers,
-      },
-      config,
-    };
+  }
+  const topDigest = checked(top.digest, description);
+  const read = async (d: { digest: Digest; mediaType?: string | undefined }) => ({
+    parsed: parseManifest(await blob(d.digest, 'manifest'), d.mediaType, description),
+    got: null,
   });
+  const { parsed, via } = await followIndexes(
+    await read({ digest: topDigest, mediaType: top.mediaType }),
+    read,
+    o.arch,
+    description,
+  );
+  const manifestDigest = via?.digest ?? topDigest;
+  const mediaType = (via ? via.mediaType : top.mediaType) ?? null;
+  const indexDigest = via ? topDigest : null;
+  const config = parseConfig(await blob(parsed.configDigest, 'config'), `${description} config`);
+  return {
+    manifest: {
+      mediaType,
+      digest: manifestDigest,
+      indexDigest,
+      configDigest: parsed.configDigest,
+      layers: parsed.layers,
+    },
+    config,
+  };
 }
 
 function checked(d: string, what: string): Digest {

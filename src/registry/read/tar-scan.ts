@@ -101,12 +101,13 @@ export interface ScannedEntry {
 /**
  * Walks a tar archive's regular files, reading their headers (ustar, PAX and GNU long names) and
  * the first bytes of each; only entries for which `keep(name, size, head)` is true are read whole,
- * the others are skipped.
+ * the others are skipped. `expected` is the hint for input that is no tar: what it should be.
  */
 export async function scanTar(
   r: ByteReader,
   keep: (name: string, size: number, head: Buffer) => boolean,
   what: string,
+  expected?: string,
 ): Promise<ScannedEntry[]> {
   const out: ScannedEntry[] = [];
   let longName: string | undefined;
@@ -127,8 +128,10 @@ export async function scanTar(
         `decompress it first: ${packed === 'gzip' ? 'gunzip' : 'zstd -d'} -c FILE | nixoci inspect docker-archive:-`,
       );
     if (h.length < BLOCK)
-      throw out.length === 0 && longName === undefined ? notTar(what, `${h.length} bytes`) : truncated(what);
-    if (!checksumOk(h)) throw notTar(what, 'bad header checksum');
+      throw out.length === 0 && longName === undefined
+        ? notTar(what, `${h.length} bytes`, expected)
+        : truncated(what);
+    if (!checksumOk(h)) throw notTar(what, 'bad header checksum', expected);
     const type = String.fromCharCode(h[156]!);
     const headerSize = parseSize(h.subarray(124, 136));
     if (type === 'x' || type === 'L' || type === 'K') {
