@@ -156,7 +156,7 @@ describe('error messages', () => {
       [
         ['inspect', 'docker-archive:./hello.txt'],
         'read docker-archive:./hello.txt: not a tar archive (6 bytes)\n' +
-          'hint: docker-archive: wants an uncompressed tar as `docker save` writes it\n',
+          'hint: docker-archive: wants a tar as `docker save` writes it (plain, gzip- or zstd-compressed)\n',
       ],
     ];
     for (const [args, text] of cases) {

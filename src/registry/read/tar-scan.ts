@@ -181,7 +181,7 @@ export async function scanTar(
 const notTar = (
   what: string,
   why: string,
-  hint = 'docker-archive: wants an uncompressed tar as `docker save` writes it',
+  hint = 'docker-archive: wants a tar as `docker save` writes it (plain, gzip- or zstd-compressed)',
 ): NixociError => new NixociError('IMAGE_INVALID', `read ${what}: not a tar archive (${why})`, { hint });
 
 /** A compressed archive (`docker save app | gzip`), by its magic bytes. */
