@@ -1,5 +1,6 @@
 import { platformName, type ImageLayerInfo, type ImageSource } from '../registry/read/image-source.js';
 import { escapeControls } from '../core/escape-controls.js';
+import { isNixociError, NixociError } from '../core/errors.js';
 import { humanSize, type Io } from './output.js';
 
 /** One image as `inspect IMAGE --json` and `diff --json` report it (schema: report-schema.ts). */
@@ -23,7 +24,9 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
     source.manifest(signal),
     source.config(signal),
     source.layers(signal),
-  ]);
+  ]).catch((e: unknown) => {
+    throw readError(source.description, e);
+  });
   return {
     reference: source.description,
     manifestDigest: manifest.digest,
@@ -38,6 +41,19 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
     totalSize: layers.reduce((n, l) => n + l.size, 0),
     layers,
   };
+}
+
+/**
+ * Every failure to read an image begins with `read IMAGE:` (of two in a diff, which one failed):
+ * the sources say so themselves, but a registry or engine that cannot be reached at all is told by
+ * the transport, which knows no image.
+ */
+function readError(description: string, e: unknown): unknown {
+  if (!isNixociError(e) || e.code === 'ABORTED' || e.message.startsWith(`read ${description}`)) return e;
+  return new NixociError(e.code, `read ${description}: ${e.message}`, {
+    ...(e.hint !== undefined ? { hint: e.hint } : {}),
+    cause: e,
+  });
 }
 
 /** `1 layer`, `2 layers`. */

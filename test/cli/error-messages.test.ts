@@ -165,4 +165,27 @@ describe('error messages', () => {
       expect(r.stderr).toBe(`nixoci: error: ${text}`);
     }
   });
+
+  it('begins "read IMAGE:" a registry or engine that cannot be reached too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    const registry = 'docker://127.0.0.1:1/hx-t-none:v1';
+    const engine = 'docker-daemon:hx-t-none:v1';
+    const cases: [string[], string][] = [
+      [
+        ['inspect', registry],
+        `read ${registry}: cannot reach http://127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1\n` +
+          'hint: check the registry address and that it is running\n',
+      ],
+      [
+        ['inspect', engine, '-H', `unix://${dir}/none.sock`],
+        `read ${engine}: cannot connect to the Docker engine at unix://${dir}/none.sock: connect ENOENT ${dir}/none.sock\n` +
+          'hint: is the engine running? Start it, or name it with --host / DOCKER_HOST\n',
+      ],
+    ];
+    for (const [args, text] of cases) {
+      const r = await nixoci(args, { cwd: dir });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`nixoci: error: ${text}`);
+    }
+  });
 });
