@@ -47,8 +47,9 @@ export const outputOptions = {
 
 /** Parses argv strictly; an unknown flag or a missing value is a usage error naming the command. */
 export function parseFlags<T extends OptionSpec>(command: string, argv: readonly string[], options: T) {
+  let parsed;
   try {
-    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true, tokens: true });
   } catch (e) {
     const msg = (e as Error).message.split('\n')[0] ?? String(e);
     // `--cmd --version`, `--cmd "--port 8080"`: parseArgs refuses a value that starts with '-' unless
@@ -85,6 +86,35 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
     throw new NixociError('USAGE', `nixoci ${command}: ${what}`, {
       hint: `run \`nixoci ${command} --help\` for the list of flags`,
     });
+  }
+  checkRepeated(command, parsed.tokens, options);
+  const { values, positionals } = parsed;
+  return { values, positionals };
+}
+
+/**
+ * A flag of one value given twice: parseArgs keeps the last, so `--arch amd64 --arch arm64` built
+ * arm64 alone and `--max-layers 5 --max-layers 50` dropped one without a word. The values are not
+ * quoted (one may be --creds).
+ */
+function checkRepeated(
+  command: string,
+  tokens: readonly { kind: string; name?: string }[],
+  options: OptionSpec,
+): void {
+  const seen = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined) continue;
+    const spec = options[t.name];
+    if (spec?.type !== 'string' || spec.multiple) continue;
+    if (seen.has(t.name))
+      throw new NixociError('USAGE', `nixoci ${command}: --${t.name} is given twice; it takes one value`, {
+        hint:
+          t.name === 'arch'
+            ? 'several architectures are one list: --arch amd64,arm64'
+            : `give --${t.name} once (run \`nixoci ${command} --help\` for the flags that repeat)`,
+      });
+    seen.add(t.name);
   }
 }
 
