@@ -152,3 +152,19 @@ export function intFlag(
   }
   return Number(v);
 }
+
+/**
+ * Flags of one kind of destination or image (a registry's, an engine's) given to a run that has
+ * none of that kind: a usage error, as inspect refuses image flags for an image that exists. Left
+ * unchecked, `--concurrency 0` or `--ca-file /missing` passed without a word and did nothing.
+ */
+export function refuseUnused(
+  command: string,
+  values: Readonly<Record<string, unknown>>,
+  names: readonly string[],
+  why: string,
+  hint: string,
+): void {
+  const given = names.find((n) => values[n] !== undefined);
+  if (given !== undefined) throw new NixociError('USAGE', `nixoci ${command}: --${given} ${why}`, { hint });
+}

@@ -6,7 +6,7 @@ import { ociArchiveSource } from '../registry/read/oci-archive-source.js';
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
 import { parseReference } from '../registry/reference.js';
-import { asUsage, usage, type OptionSpec } from './flags.js';
+import { asUsage, refuseUnused, usage, type OptionSpec } from './flags.js';
 import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
 import type { TargetFlags } from './targets.js';
 
@@ -50,6 +50,30 @@ const UNREAD: Readonly<Record<string, string>> = {
 /** Whether an argument names an existing image rather than a closure source. */
 export const isImageRef = (s: string): boolean =>
   PREFIXES.some((p) => s.startsWith(p)) || Object.hasOwn(UNREAD, s.slice(0, Math.max(0, s.indexOf(':'))));
+
+/**
+ * The registry flags when no image of `refs` is in a registry, `--host` when none is in an engine:
+ * usage errors (with no image at all, `inspect` of a closure source, neither applies).
+ */
+export function refuseUnusedReadFlags(command: string, refs: readonly string[], flags: TargetFlags): void {
+  const none = refs.length === 0 ? 'a closure source reads no image' : `no image here is`;
+  if (!refs.some((r) => r.startsWith('docker://')))
+    refuseUnused(
+      command,
+      flags,
+      Object.keys(registryAccessOptions),
+      `is for reading an image from a registry, and ${refs.length === 0 ? none : `${none} docker://…`}`,
+      'leave it out',
+    );
+  if (!refs.some((r) => /^(docker-daemon|podman):/.test(r)))
+    refuseUnused(
+      command,
+      flags,
+      ['host'],
+      `is for reading an image from an engine, and ${refs.length === 0 ? none : `${none} docker-daemon: or podman:`}`,
+      'leave it out',
+    );
+}
 
 /** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
 export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {

@@ -1,6 +1,6 @@
 // The exact text and exit code of errors a user meets before anything is built: each names the
 // flag or argument the user gave, in nixoci's words rather than Node's or a library's.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -223,5 +223,64 @@ describe('error messages', () => {
     // repeatable flags and booleans stay as they were
     const ok = await nixoci(['inspect', '--path', path, '--env', 'A=1', '--env', 'B=2', '-q', '-q']);
     expect(ok.stderr).not.toContain('given twice');
+  });
+
+  it('refuses a registry or engine flag when no destination or image is of that kind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const registry = 'is for a registry destination, and no --to is docker://…\n';
+    const engine = 'is for an engine destination, and no --to is docker-daemon: or podman:\n';
+    const cases: [string[], string][] = [
+      // it was taken, out of range, and did nothing
+      [
+        ['build', '--path', path, '--to', 'oci:./o', '--concurrency', '0'],
+        `build: --concurrency ${registry}`,
+      ],
+      [['build', '--path', path, '--to', 'oci:./o', '--creds', 'u:s3cret'], `build: --creds ${registry}`],
+      [
+        ['build', '--path', path, '--to', 'docker-daemon:hx-t-a', '--ca-file', './none'],
+        `build: --ca-file ${registry}`,
+      ],
+      [
+        ['build', '--path', path, '--to', 'docker://127.0.0.1:1/hx-t-a', '-H', 'unix:///x'],
+        `build: --host ${engine}`,
+      ],
+      [
+        ['inspect', 'oci:./o', '--timeout', '0'],
+        'inspect: --timeout is for reading an image from a registry, and no image here is docker://…\n',
+      ],
+      [
+        ['diff', 'oci:./o', 'docker://127.0.0.1:1/hx-t-a', '-H', 'unix:///x'],
+        'diff: --host is for reading an image from an engine, and no image here is docker-daemon: or podman:\n',
+      ],
+      [
+        ['inspect', '--path', path, '--insecure-registry', 'h:1'],
+        'inspect: --insecure-registry is for reading an image from a registry, and a closure source reads no image\n',
+      ],
+    ];
+    for (const [args, text] of cases) {
+      const r = await nixoci(args, { cwd: dir });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr.split('\n')[0] + '\n').toBe(`nixoci: error: nixoci ${text}`);
+      expect(r.stderr).not.toContain('s3cret');
+    }
+    expect(readdirSync(dir)).toEqual([]);
+    // where one destination of the kind is among them, the flag is taken (and checked)
+    const both = await nixoci(
+      [
+        'build',
+        '--path',
+        path,
+        '--to',
+        'oci:./o',
+        '--to',
+        'docker://127.0.0.1:1/hx-t-a',
+        '--concurrency',
+        '0',
+      ],
+      { cwd: dir },
+    );
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--concurrency must be an integer from 1 to 64, got "0"');
   });
 });

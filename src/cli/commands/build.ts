@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { usage } from '../flags.js';
+import { refuseUnused, usage } from '../flags.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
 import { registryOptions } from '../registry-flags.js';
@@ -42,7 +42,25 @@ export const buildCommand: ImageCommandSpec = {
         'build',
         `--to ${archive}: a docker-archive holds one platform, --arch ${arch} asks for several (use an oci: layout or a registry for them)`,
       );
-    return to.map((d) => parseTarget('build', d, values));
+    // each destination's own error first: `--to docker:app --creds …` is told about docker:app
+    const targets = to.map((d) => parseTarget('build', d, values));
+    if (!to.some((d) => d.startsWith('docker://')))
+      refuseUnused(
+        'build',
+        values,
+        Object.keys(registryOptions),
+        'is for a registry destination, and no --to is docker://…',
+        'leave it out, or add --to docker://HOST[:PORT]/REPO[:TAG]',
+      );
+    if (!to.some((d) => /^(docker-daemon|podman):/.test(d)))
+      refuseUnused(
+        'build',
+        values,
+        ['host'],
+        'is for an engine destination, and no --to is docker-daemon: or podman:',
+        'leave it out, or add --to docker-daemon:NAME[:TAG] (or podman:NAME[:TAG])',
+      );
+    return targets;
   },
   help: `Usage: nixoci build [SOURCE] --to DEST [--to DEST ...] [flags]
 

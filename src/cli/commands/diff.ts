@@ -1,6 +1,12 @@
 import { diffImages, type ImageDiff } from '../../registry/read/image-diff.js';
 import { outputOptions, parseFlags, usage, type OptionSpec } from '../flags.js';
-import { HELP_IMAGE_READ_FLAGS, HELP_IMAGE_REFS, imageReadOptions, openImageSource } from '../image-ref.js';
+import {
+  HELP_IMAGE_READ_FLAGS,
+  HELP_IMAGE_REFS,
+  imageReadOptions,
+  openImageSource,
+  refuseUnusedReadFlags,
+} from '../image-ref.js';
 import {
   cell,
   count,
@@ -46,6 +52,7 @@ export async function diffCommand(argv: readonly string[], io: Io, signal?: Abor
   if (positionals.every((p) => /^docker-archive:-(:|$)/.test(p)))
     throw usage('diff', 'only one image can come from standard input (docker-archive:-)');
   const sources = positionals.map((p) => openImageSource('diff', p, values));
+  refuseUnusedReadFlags('diff', positionals, values);
   if (values.verbose) for (const s of sources) io.err(`reading ${s.description}\n`);
   const [a, b] = (await Promise.all(sources.map((s) => readImage(s, signal)))) as [ImageJson, ImageJson];
   const d = diffImages(a.layers, b.layers);

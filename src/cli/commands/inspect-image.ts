@@ -1,5 +1,5 @@
 import { imageOptions, sourceOptions, usage } from '../flags.js';
-import { openImageSource } from '../image-ref.js';
+import { openImageSource, refuseUnusedReadFlags } from '../image-ref.js';
 import { printImage, readImage } from '../image-report.js';
 import { JSON_SCHEMA_VERSION, type Io } from '../output.js';
 import type { TargetFlags } from '../targets.js';
@@ -22,6 +22,7 @@ export async function inspectImage(
   if (assembling)
     throw usage('inspect', `--${assembling} is for a closure; an existing image is read as it is`);
   const source = openImageSource('inspect', positionals[0]!, values);
+  refuseUnusedReadFlags('inspect', positionals, values);
   if (values.verbose) io.err(`reading ${source.description}\n`);
   const image = await readImage(source, signal);
   if (values.json) {

@@ -16,6 +16,7 @@ import {
   IMAGE_TRANSPORTS,
   imageReadOptions,
   isImageRef,
+  refuseUnusedReadFlags,
 } from '../image-ref.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
 import { resolveSource, type ResolvedSource, type SourceFlags } from '../source.js';
@@ -74,6 +75,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
     throw new NixociError('USAGE', `nixoci inspect: unexpected argument ${JSON.stringify(stray)}`, {
       hint: `an image is named with its transport (${IMAGE_TRANSPORTS}), a store path by its /nix/store path`,
     });
+  refuseUnusedReadFlags('inspect', [], values);
   const log = (l: string): void => {
     if (values.verbose) io.err(l + '\n');
   };
