@@ -88,8 +88,31 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
     });
   }
   checkRepeated(command, parsed.tokens, options);
+  checkEmpty(command, parsed.tokens, options);
   const { values, positionals } = parsed;
   return { values, positionals };
+}
+
+/** Flags whose empty value says something: `--entrypoint ''` and `--cmd ''` clear it, as in Docker. */
+const EMPTY_ALLOWED: ReadonlySet<string> = new Set(['entrypoint', 'cmd']);
+
+/**
+ * `--file ""` built ./default.nix, `--devbox ""` the working directory's project, `--cache-dir ""`
+ * turned the cache off and `--ca-file ""` was ignored: an empty value (an unset variable in a
+ * script, `--file "$NIX_FILE"`) is a usage error rather than a default taken in its place.
+ */
+function checkEmpty(
+  command: string,
+  tokens: readonly { kind: string; name?: string; value?: string | undefined }[],
+  options: OptionSpec,
+): void {
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined || t.value !== '' || EMPTY_ALLOWED.has(t.name)) continue;
+    if (options[t.name]?.type !== 'string') continue;
+    throw new NixociError('USAGE', `nixoci ${command}: --${t.name} is given an empty value`, {
+      hint: `give --${t.name} a value, or leave it out (is a variable unset?)`,
+    });
+  }
 }
 
 /**

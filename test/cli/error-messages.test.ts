@@ -283,4 +283,30 @@ describe('error messages', () => {
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('--concurrency must be an integer from 1 to 64, got "0"');
   });
+
+  it('refuses an empty flag value rather than taking a default in its place', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    // --file '' built ./default.nix, --devbox '' the project here, --cache-dir '' turned the cache off
+    writeFileSync(join(dir, 'default.nix'), 'throw "read"\n');
+    writeFileSync(join(dir, 'devbox.json'), '{}\n');
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    for (const [args, flag] of [
+      [['build', '--file', '', '--to', 'oci:./o'], 'file'],
+      [['build', '--devbox=', '--to', 'oci:./o'], 'devbox'],
+      [['build', '--path', path, '--to', 'oci:./o', '--cache-dir', ''], 'cache-dir'],
+      [['inspect', 'docker://127.0.0.1:1/hx-t-a', '--ca-file', ''], 'ca-file'],
+      [['load', '--path', path, 'hx-t-a', '-H', ''], 'host'],
+    ] as const) {
+      const r = await nixoci([...args], { cwd: dir });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: --${flag} is given an empty value\n` +
+          `hint: give --${flag} a value, or leave it out (is a variable unset?)\n`,
+      );
+    }
+    expect(readdirSync(dir).sort()).toEqual(['default.nix', 'devbox.json']);
+    // an empty --cmd or --entrypoint clears it, as in Docker
+    const r = await nixoci(['inspect', '--path', path, '--cmd', '', '--entrypoint=']);
+    expect(r.stderr).not.toContain('empty value');
+  });
 });
