@@ -1,6 +1,7 @@
 import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Closure } from '../closure/closure.js';
+import { NixociError } from '../core/errors.js';
 import { closureFromPaths, loadGraphFile } from '../closure/load.js';
 import { devboxClosure, loadDevboxProject, type DevboxClosure } from '../closure/sources/devbox.js';
 import type { DevboxProject } from '../closure/sources/devbox-project.js';
@@ -8,7 +9,7 @@ import { closureFromInstallable, closureFromNixFile } from '../closure/sources/i
 import { nixSystem } from '../closure/sources/system.js';
 import { parseStorePath, storeDirFromEnv } from '../closure/store-path.js';
 import type { Arch } from '../image/image.js';
-import { usage } from './flags.js';
+import { asUsage, usage } from './flags.js';
 
 export interface SourceFlags {
   readonly graph?: readonly string[];
@@ -124,9 +125,12 @@ export async function resolveSource(
         throw usage(command, `give one --graph per architecture (${arch} has ${file.length})`);
       out.set(arch, await loadGraphFile(file[0]!, nix));
     } else {
-      const ps = pick(command, paths, arch, '--path').map((p) =>
-        parseStorePath(throughResultLink(p, log), '--path'),
-      );
+      // a value that is no store path is a mistake in the command line, as a malformed image
+      // reference is (exit 2); a store path that is not on disk is a failure (exit 1)
+      const ps = pick(command, paths, arch, '--path').map((p) => {
+        const target = throughResultLink(p, log);
+        return asUsage(command, () => parseStorePath(target, '--path'));
+      });
       // none for this architecture (all prefixed for another): `nix path-info` with no path would
       // read whatever the working directory holds
       if (ps.length === 0) throw usage(command, `no --path for ${arch} (give ${arch}=STOREPATH, or --arch)`);
@@ -174,6 +178,12 @@ function throughResultLink(given: string, log: (line: string) => void): string {
   const p = given.length > 1 ? given.replace(/\/+$/, '') || '/' : given;
   if (p.startsWith(storeDir + '/')) return p;
   let at = resolve(p);
+  // `--path ./result` before nix-build made it: said "not a store path: relative path" (exit 2),
+  // when what is wrong is that nothing is there yet, as for a store path not on disk (exit 1)
+  if (!isAbsolute(p) && !lexists(at))
+    throw new NixociError('STORE_PATH_MISSING', `--path ${given}: no such file or symlink`, {
+      hint: 'give a store path, or the result symlink nix-build / nix build leaves (build it first)',
+    });
   for (let hops = 0; !at.startsWith(storeDir + '/'); hops++) {
     try {
       if (hops === 40 || !lstatSync(at).isSymbolicLink()) return p;
@@ -185,6 +195,15 @@ function throughResultLink(given: string, log: (line: string) => void): string {
   }
   log(`--path ${given}: ${at}`);
   return at;
+}
+
+function lexists(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** devbox.json settings that change a devbox shell but that nixoci does not read. */

@@ -309,4 +309,42 @@ describe('error messages', () => {
     const r = await nixoci(['inspect', '--path', path, '--cmd', '', '--entrypoint=']);
     expect(r.stderr).not.toContain('empty value');
   });
+
+  it('tells a --path that is no store path (exit 2) from one that is not there (exit 1)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    writeFileSync(join(dir, 'plain'), 'x\n');
+    const cases: [string, number, string][] = [
+      [
+        '/tmp',
+        2,
+        'nixoci build: --path: "/tmp" is not a store path: outside the store dir /nix/store\n' +
+          'hint: store paths look like /nix/store/<hash>-<name>\n',
+      ],
+      [
+        'plain',
+        2,
+        'nixoci build: --path: "plain" is not a store path: relative path\n' +
+          'hint: store paths look like /nix/store/<hash>-<name>\n',
+      ],
+      // not built yet: it said "not a store path: relative path" though a result symlink is taken
+      [
+        './result',
+        1,
+        '--path ./result: no such file or symlink\n' +
+          'hint: give a store path, or the result symlink nix-build / nix build leaves (build it first)\n',
+      ],
+      [
+        '/nix/store/00000000000000000000000000000000-hx-t-none',
+        1,
+        '/nix/store/00000000000000000000000000000000-hx-t-none does not exist on disk\n' +
+          'hint: build it first (nix-build / nix build) or check the path for typos\n',
+      ],
+    ];
+    for (const [path, code, text] of cases) {
+      const r = await nixoci(['build', '--path', path, '--to', 'oci:./o'], { cwd: dir });
+      expect(r.code, path).toBe(code);
+      expect(r.stderr).toBe(`nixoci: error: ${text}`);
+    }
+    expect(readdirSync(dir)).toEqual(['plain']);
+  });
 });

@@ -101,8 +101,11 @@ describe('sources', () => {
     const inside = join(fx.app, readdirSync(fx.app)[0]!);
     symlinkSync(inside, join(dir, 'inside'));
     const bad = await nixoci(['inspect', '--path', join(dir, 'inside')], { env });
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain(`"${inside}" is not a store path: a path inside a store path`);
+    // a mistake in the command line, as a malformed image reference is
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      `nixoci inspect: --path: "${inside}" is not a store path: a path inside a store path`,
+    );
   });
 
   it('--path takes a result symlink to a store path that is itself a symlink, and a trailing slash', async () => {
