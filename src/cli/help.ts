@@ -79,7 +79,11 @@ Commands:
 ${COMMANDS.map(([n, s]) => `  ${n.padEnd(12)}${s}`).join('\n')}
 
 Run \`nixoci COMMAND --help\` for the flags of a command; \`nixoci --version\` prints the version.
-Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
+Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted. A usage error is a command line
+wrong in itself: an unknown, repeated or empty flag, a bad value, a malformed reference or store
+path, a flag for a kind of destination or image the run does not have. What it names being absent
+or unreadable (a store path not on disk, a file, an image, a registry) is a failure, as in skopeo
+and crane.
 
 Environment (besides the registry and engine variables named by each command's flags):
   XDG_CACHE_HOME          the digest cache and the start-up code cache live in its nixoci/
