@@ -90,6 +90,10 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
   checkRepeated(command, parsed.tokens, options);
   checkEmpty(command, parsed.tokens, options);
   const { values, positionals } = parsed;
+  // -q printed the --verbose lines all the same: which was meant cannot be guessed
+  const v = values as Record<string, unknown>;
+  if (v.quiet === true && v.verbose === true)
+    throw usage(command, '-q/--quiet and -v/--verbose contradict each other; give one of them');
   return { values, positionals };
 }
 

@@ -347,4 +347,20 @@ describe('error messages', () => {
     }
     expect(readdirSync(dir)).toEqual(['plain']);
   });
+
+  it('refuses -q with -v: the verbose lines were printed all the same', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    for (const args of [
+      ['build', '-qv', '--path', path, '--to', 'oci:./o'],
+      ['inspect', '--path', path, '--quiet', '--verbose'],
+      ['diff', 'oci:./a', 'oci:./b', '-v', '-q'],
+    ]) {
+      const r = await nixoci(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: -q/--quiet and -v/--verbose contradict each other; give one of them\n` +
+          `hint: run \`nixoci ${args[0]} --help\` for usage\n`,
+      );
+    }
+  });
 });
