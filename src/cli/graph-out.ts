@@ -8,6 +8,23 @@ import { NixociError, reason } from '../core/errors.js';
 import type { Arch } from '../image/image.js';
 
 /**
+ * `--graph-out FILE`'s name, checked before the closure is built: found after it, a wrong suffix
+ * failed the run once nix-build was done.
+ */
+export function checkGraphOut(command: string, file: string): void {
+  const ext = extname(file).toLowerCase();
+  if (ext !== '.dot' && ext !== '.gv' && ext !== '.svg') {
+    throw new NixociError(
+      'USAGE',
+      `nixoci ${command}: --graph-out ${file}: expected a .dot or .svg file name`,
+      {
+        hint: 'e.g. --graph-out closure.svg',
+      },
+    );
+  }
+}
+
+/**
  * `--graph-out FILE`: the closure graph as Graphviz dot, or as SVG rendered by `dot -Tsvg` when
  * FILE ends in .svg. With several architectures, each gets its own file (`graph.arm64.svg`).
  */
@@ -17,11 +34,7 @@ export async function writeGraph(
   log: (line: string) => void,
 ): Promise<void> {
   const ext = extname(file).toLowerCase();
-  if (ext !== '.dot' && ext !== '.gv' && ext !== '.svg') {
-    throw new NixociError('USAGE', `--graph-out ${file}: expected a .dot or .svg file name`, {
-      hint: 'e.g. --graph-out closure.svg',
-    });
-  }
+  checkGraphOut('inspect', file);
   for (const [arch, closure] of closures) {
     const out = closures.size > 1 ? `${file.slice(0, -ext.length)}.${arch}${ext}` : file;
     const dot = closureToDot(closure);

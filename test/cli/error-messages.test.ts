@@ -363,4 +363,16 @@ describe('error messages', () => {
       );
     }
   });
+
+  it('refuses a --graph-out name before the closure is built, naming the command', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    // reached only if the closure were built first
+    writeFileSync(join(dir, 'x.nix'), 'throw "hx-t-built"\n');
+    const r = await nixoci(['inspect', '--file', 'x.nix', '--graph-out', 'g.png'], { cwd: dir });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      'nixoci: error: nixoci inspect: --graph-out g.png: expected a .dot or .svg file name\n' +
+        'hint: e.g. --graph-out closure.svg\n',
+    );
+  });
 });

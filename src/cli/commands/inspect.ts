@@ -8,7 +8,7 @@ import type { LayerPlan } from '../../layer/plan.js';
 import { imageSettings, Assembly, type ImageFlagValues } from '../assemble.js';
 import { applyCustomisation, type CustomiseFlagValues } from '../customise.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from '../flags.js';
-import { writeGraph } from '../graph-out.js';
+import { checkGraphOut, writeGraph } from '../graph-out.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import {
   HELP_IMAGE_READ_FLAGS,
@@ -76,6 +76,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
       hint: `an image is named with its transport (${IMAGE_TRANSPORTS}), a store path by its /nix/store path`,
     });
   refuseUnusedReadFlags('inspect', [], values);
+  if (values['graph-out'] !== undefined) checkGraphOut('inspect', values['graph-out']);
   const log = (l: string): void => {
     if (values.verbose) io.err(l + '\n');
   };
