@@ -87,6 +87,16 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
     io.out(HELP_MAIN);
     return command === undefined ? EXIT_USAGE : EXIT_OK;
   }
+  // `nixoci help build x`, `nixoci --version --json`: the rest was ignored with exit 0
+  if (
+    (command === '--version' || command === 'version' || command === 'help') &&
+    rest.length > (command === 'help' ? 1 : 0)
+  ) {
+    io.err(
+      `nixoci: error: unexpected argument ${JSON.stringify(rest[command === 'help' ? 1 : 0])} after ${command}\nhint: run \`nixoci --help\` for usage\n`,
+    );
+    return EXIT_USAGE;
+  }
   if (command === '--version' || command === 'version') {
     io.out(`nixoci ${typeof __NIXOCI_VERSION__ === 'string' ? __NIXOCI_VERSION__ : 'dev'}\n`);
     return EXIT_OK;

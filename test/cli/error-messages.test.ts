@@ -375,4 +375,20 @@ describe('error messages', () => {
         'hint: e.g. --graph-out closure.svg\n',
     );
   });
+
+  it('refuses arguments after --version and after help COMMAND rather than ignoring them', async () => {
+    for (const [args, extra] of [
+      [['--version', '--json'], '"--json" after --version'],
+      [['version', 'x'], '"x" after version'],
+      [['help', 'build', 'push'], '"push" after help'],
+    ] as const) {
+      const r = await nixoci([...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        `nixoci: error: unexpected argument ${extra}\nhint: run \`nixoci --help\` for usage\n`,
+      );
+    }
+    expect((await nixoci(['help', 'build'])).code).toBe(0);
+  });
 });
