@@ -137,12 +137,22 @@ export function checkCompressionLevel(
       command,
       `--compression-level ${level}: --compression none compresses nothing (give gzip or zstd)`,
     );
-  if (level === undefined || level <= 9) return;
-  for (const { target, defaultCompression } of targets) {
-    if ((target.requiredCompression ?? settings.compression ?? defaultCompression) !== 'gzip') continue;
+  if (level === undefined) return;
+  const compression = (t: (typeof targets)[number]): Compression =>
+    t.target.requiredCompression ?? settings.compression ?? t.defaultCompression;
+  // no --compression, and every destination's default is none (oci:, docker-archive:, engines): the
+  // level was taken and nothing was compressed
+  if (targets.length > 0 && targets.every((t) => compression(t) === 'none'))
     throw usage(
       command,
-      `--compression-level ${level}: gzip takes 1–9, and ${target.description} gets gzip layers (give --compression zstd for levels up to 19)`,
+      `--compression-level ${level}: ${targets[0]!.target.description} gets uncompressed layers (give --compression gzip or zstd)`,
+    );
+  if (level <= 9) return;
+  for (const t of targets) {
+    if (compression(t) !== 'gzip') continue;
+    throw usage(
+      command,
+      `--compression-level ${level}: gzip takes 1–9, and ${t.target.description} gets gzip layers (give --compression zstd for levels up to 19)`,
     );
   }
 }

@@ -391,4 +391,21 @@ describe('error messages', () => {
     }
     expect((await nixoci(['help', 'build'])).code).toBe(0);
   });
+
+  it('refuses a --compression-level where every destination gets uncompressed layers by default', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    for (const [args, target] of [
+      [['build', '--path', path, '--to', 'oci:./o:v1', '--compression-level', '5'], 'oci:./o:v1'],
+      [['load', '--path', path, 'hx-t-a:v1', '--compression-level', '5'], 'docker-daemon:hx-t-a:v1'],
+    ] as const) {
+      const r = await nixoci([...args], { cwd: dir });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: --compression-level 5: ${target} gets uncompressed layers (give --compression gzip or zstd)\n` +
+          `hint: run \`nixoci ${args[0]} --help\` for usage\n`,
+      );
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
 });
