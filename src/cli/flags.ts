@@ -87,7 +87,7 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
       hint: `run \`nixoci ${command} --help\` for the list of flags`,
     });
   }
-  checkRepeated(command, parsed.tokens, options);
+  checkRepeated(command, parsed.tokens);
   checkEmpty(command, parsed.tokens, options);
   const { values, positionals } = parsed;
   // -q printed the --verbose lines all the same: which was meant cannot be guessed
@@ -120,29 +120,15 @@ function checkEmpty(
 }
 
 /**
- * A flag of one value given twice: parseArgs keeps the last, so `--arch amd64 --arch arm64` built
- * arm64 alone and `--max-layers 5 --max-layers 50` dropped one without a word. The values are not
- * quoted (one may be --creds).
+ * `--arch amd64 --arch arm64` built arm64 alone: parseArgs keeps the last value, as docker, skopeo
+ * and crane do (so a wrapper's default can be overridden: `nixoci push $FLAGS --compression gzip`),
+ * but a second --arch was meant as a list, and is refused with the way to write one.
  */
-function checkRepeated(
-  command: string,
-  tokens: readonly { kind: string; name?: string }[],
-  options: OptionSpec,
-): void {
-  const seen = new Set<string>();
-  for (const t of tokens) {
-    if (t.kind !== 'option' || t.name === undefined) continue;
-    const spec = options[t.name];
-    if (spec?.type !== 'string' || spec.multiple) continue;
-    if (seen.has(t.name))
-      throw new NixociError('USAGE', `nixoci ${command}: --${t.name} is given twice; it takes one value`, {
-        hint:
-          t.name === 'arch'
-            ? 'several architectures are one list: --arch amd64,arm64'
-            : `give --${t.name} once (run \`nixoci ${command} --help\` for the flags that repeat)`,
-      });
-    seen.add(t.name);
-  }
+function checkRepeated(command: string, tokens: readonly { kind: string; name?: string }[]): void {
+  if (tokens.filter((t) => t.kind === 'option' && t.name === 'arch').length > 1)
+    throw new NixociError('USAGE', `nixoci ${command}: --arch is given twice; it takes one list`, {
+      hint: 'several architectures are one list: --arch amd64,arm64',
+    });
 }
 
 export function usage(command: string, message: string): NixociError {
