@@ -150,7 +150,7 @@ describe('the entry point', () => {
     expect([archive.status, archive.stderr]).toEqual([
       1,
       'nixoci: error: cannot write docker-archive:-: ENOSPC: no space left on device, write\n' +
-        'hint: check where standard output goes (free space, a writable file or device)\n',
+        'hint: that filesystem is full (or your quota used up): free some space there, or write somewhere else\n',
     ]);
   });
 
