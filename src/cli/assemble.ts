@@ -3,6 +3,7 @@ import type { Closure } from '../closure/closure.js';
 import { NixociError } from '../core/errors.js';
 import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
+import { BlobCopies } from '../layer/blob-copy.js';
 import { DigestCache, cacheDirOf } from '../layer/cache.js';
 import { COMPRESSIONS, type Compression } from '../layer/compress.js';
 import { LayerWorkerPool } from '../layer/worker-pool.js';
@@ -204,6 +205,8 @@ export class Assembly {
   private readonly layers = new Map<string, Layer[]>();
   /** Worker threads for big layers, shared by every target of this run. */
   private readonly pool = LayerWorkerPool.create();
+  /** Blobs a target wrote to a file, read back by a later target instead of the store. */
+  private readonly copies = new BlobCopies();
 
   constructor(
     readonly closures: ReadonlyMap<Arch, Closure>,
@@ -246,6 +249,7 @@ export class Assembly {
           keepSetuid: this.settings.keepSetuid,
           onProgress: this.onLayerProgress,
           pool: this.pool,
+          copies: this.copies,
         });
         this.layers.set(key, layers);
       }
@@ -263,8 +267,8 @@ export class Assembly {
   }
 
   /**
-   * Writes the targets one after the other (a layer made for one is known to the next, which only
-   * tars it again); `onWritten` hears of each as it is done, before a later one may fail.
+   * Writes the targets one after the other (a layer made for one is known to the next, which reads
+   * it back from the file the earlier one wrote, if any, else tars it again); `onWritten` hears of each as it is done, before a later one may fail.
    */
   async writeAll(
     targets: readonly { target: ImageTarget; defaultCompression: Compression }[],

@@ -2,6 +2,7 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
 import { collectAll } from '../core/memory.js';
+import { CheckedDigestStream, copyStream, type BlobCopy } from './blob-copy.js';
 import type { LayerDigests } from './cache.js';
 import { compressor, type CompressionOptions } from './compress.js';
 import { tarSize, tarStream, type ReadStats } from './tar-stream.js';
@@ -9,23 +10,27 @@ import type { SourcedEntry } from './tree.js';
 
 /**
  * tar → diffID hash → compressor → blob hash → sink, as one `pipeline` with an AbortSignal. Used
- * in-process and inside the layer workers, so both produce the same bytes by construction.
+ * in-process and inside the layer workers, so both produce the same bytes by construction. The tar
+ * comes from the store (`entries`), or from a copy of it an earlier target of the run wrote, whose
+ * diffID is then checked before the sink is ended.
  */
 export async function streamLayer(
-  entries: readonly SourcedEntry[],
+  source: readonly SourcedEntry[] | BlobCopy,
   compression: CompressionOptions,
   stats: ReadStats,
   sink: Writable,
   signal: AbortSignal | undefined,
   onTarBytes?: (bytes: number) => void,
 ): Promise<LayerDigests> {
-  const expectedTar = tarSize(entries);
-  const diff = new DigestStream(onTarBytes);
+  const copy = 'file' in source ? source : undefined;
+  const entries = copy ? [] : (source as readonly SourcedEntry[]);
+  const expectedTar = copy ? copy.size : tarSize(entries);
+  const diff = copy ? new CheckedDigestStream(copy, onTarBytes) : new DigestStream(onTarBytes);
   const z = compressor(compression);
   // Uncompressed, the blob is the tar: hashing it a second time would only cost CPU.
   const blob = z ? new DigestStream() : diff;
   const stages = z ? [diff, z, blob] : [diff];
-  const src = tarStream(entries, stats);
+  const src = copy ? copyStream(copy) : tarStream(entries, stats);
   const streams = [src, ...stages, sink] as [Readable, ...Writable[]];
   try {
     await (signal ? pipeline(streams, { signal }) : pipeline(streams));
@@ -52,4 +57,20 @@ export async function streamTar(
 ): Promise<void> {
   const src = tarStream(entries, stats);
   await (signal ? pipeline(src, sink, { signal }) : pipeline(src, sink));
+}
+
+/**
+ * A whole blob copied from a copy an earlier target of the run wrote, hashed on the way and checked
+ * against the digest it had before the sink is ended.
+ */
+export async function streamCopy(
+  copy: BlobCopy,
+  sink: Writable,
+  signal: AbortSignal | undefined,
+  onBytes?: (bytes: number) => void,
+): Promise<{ digest: LayerDigests['digest']; size: number }> {
+  const checked = new CheckedDigestStream(copy, onBytes);
+  const src = copyStream(copy);
+  await (signal ? pipeline(src, checked, sink, { signal }) : pipeline(src, checked, sink));
+  return checked.result();
 }

@@ -2,6 +2,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { NixociError } from '../core/errors.js';
+import type { BlobCopy } from './blob-copy.js';
 import { recycleOutput, type CompressionOptions } from './compress.js';
 import { streamLayer, streamTar } from './layer-pipeline.js';
 import { recycleChunk } from './tar-stream.js';
@@ -20,6 +21,11 @@ export interface LayerJob {
   readonly compression: CompressionOptions;
   /** The layer's entries when the main thread has walked them already (else the worker walks). */
   readonly entries?: readonly SourcedEntry[];
+  /**
+   * Compress this copy of the layer's tar, which an earlier target of the run wrote, instead of
+   * tarring the store (compressed layers only).
+   */
+  readonly copy?: BlobCopy;
   /** Only the tar (uncompressed layers): the main thread hashes it as it arrives. */
   readonly bare?: boolean;
   /**
@@ -120,10 +126,16 @@ async function run(job: LayerJob): Promise<void> {
   try {
     // r+, not w: the caller made the file, and one it removed since (an abort) must stay removed.
     if (job.file !== undefined) fd = openSync(job.file, 'r+');
-    const entries = job.entries ? job.entries.map(asBuffers) : collectEntries(job.planned, job.tree);
+    const entries = job.copy
+      ? job.copy
+      : job.entries
+        ? job.entries.map(asBuffers)
+        : collectEntries(job.planned, job.tree);
     let digests: import('./cache.js').LayerDigests | undefined;
-    if (job.bare) await streamTar(entries, stats, sink, abort.signal);
-    else
+    if (job.bare) {
+      if ('file' in entries) throw new Error('internal: a bare job from a copy');
+      await streamTar(entries, stats, sink, abort.signal);
+    } else
       digests = await streamLayer(entries, job.compression, stats, sink, abort.signal, (n) => {
         tarBytes += n;
       });

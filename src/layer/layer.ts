@@ -3,9 +3,10 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
 import type { MediaType } from '../core/media-types.js';
+import type { BlobCopies, BlobCopy } from './blob-copy.js';
 import { DigestCache, type LayerDigests } from './cache.js';
 import { defaultLevel, layerMediaType, type Compression } from './compress.js';
-import { streamLayer } from './layer-pipeline.js';
+import { streamCopy, streamLayer } from './layer-pipeline.js';
 import type { LayerPlan, PlannedLayer } from './plan.js';
 import { tarSize, type ReadStats } from './tar-stream.js';
 import { collectEntries, type SourcedEntry, type TreeOptions } from './tree.js';
@@ -20,6 +21,8 @@ export interface LayerOptions extends TreeOptions {
   readonly level?: number;
   readonly cache: DigestCache;
   readonly stats: ReadStats;
+  /** Copies of blobs that targets of this run wrote, read back instead of the store when complete. */
+  readonly copies?: BlobCopies;
   /** Worker threads for big layers (null: everything on the calling thread). */
   readonly pool?: LayerWorkerPool | null;
   /** Progress of a layer being tarred: bytes of its uncompressed tar out of `total`. */
@@ -92,8 +95,19 @@ export class Layer {
   }
 
   /**
+   * Tells that this run left the whole blob in the regular file `file` from `offset` on (an OCI
+   * layout's blob, a layer inside a docker-archive): a later write of this layer, or of the same
+   * layer compressed, reads it back from there instead of the store while the file is unchanged.
+   */
+  keptIn(file: string, offset: number): void {
+    const d = this.known;
+    if (d) this.options.copies?.add(this.cacheKey, { file, offset, size: d.size, digest: d.digest });
+  }
+
+  /**
    * Streams the blob into `sink`, or into an existing empty `{ file }`, and resolves with its
-   * digests once everything was written.
+   * digests once everything was written. A copy of the blob this run wrote (`keptIn`) is read back
+   * instead of the store; a compressed layer is made from a copy of its tar if there is one.
    * `hashHere`: an uncompressed layer made by a worker is hashed on this thread as its bytes arrive,
    * the worker only reading the store. For a caller that streams one layer at a time (an archive),
    * reading and hashing then overlap on two cores instead of taking turns on one; a layer whose
@@ -114,6 +128,14 @@ export class Layer {
         );
       return this.known;
     }
+    const known = this.known;
+    const own = known && this.options.copies?.get(this.cacheKey);
+    if (known && own) return this.writeCopy(own, known, sink, signal);
+    // The same layer uncompressed: its copy is the tar to compress.
+    const tar =
+      this.options.compression === 'none'
+        ? undefined
+        : this.options.copies?.get(DigestCache.key(this.planned, 'none', 0, this.options.keepSetuid));
     const compression = { compression: this.options.compression, level: this.options.level };
     const pool = this.options.pool;
     // Big layers go to a worker, so that layers written at the same time use several cores (a
@@ -131,6 +153,7 @@ export class Layer {
     // one's tar is several times its NAR: 4.0 KiB of 800 B).
     const total =
       this.known?.tarSize ??
+      tar?.size ??
       (progress && (!useWorker || this.entries) ? this.tarSize() : this.planned.narSize);
     const onTarBytes =
       progress && ((bytes: number) => progress({ layer: this, phase: 'bytes', bytes, total }));
@@ -140,7 +163,7 @@ export class Layer {
       tree: { storeDir: this.options.storeDir, keepSetuid: this.options.keepSetuid },
       compression,
       // walked already for tarSize() (archives): the worker need not walk again
-      ...(this.entries ? { entries: this.entries } : {}),
+      ...(tar ? { copy: tar } : this.entries ? { entries: this.entries } : {}),
     };
     const onReadBytes = (n: number): void => {
       this.options.stats.bytesRead += n;
@@ -157,7 +180,14 @@ export class Layer {
         // caller has removed the file.
         const out = createWriteStream('', { fd: openSync(sink.file, 'r+') });
         try {
-          digests = await streamLayer(this.tree(), compression, this.options.stats, out, signal, onTarBytes);
+          digests = await streamLayer(
+            tar ?? this.tree(),
+            compression,
+            this.options.stats,
+            out,
+            signal,
+            onTarBytes,
+          );
         } finally {
           out.destroy();
         }
@@ -179,12 +209,54 @@ export class Layer {
       const cb = { onTarBytes, onReadBytes, ...(o.onProduced ? { onProduced: o.onProduced } : {}) };
       digests = (await pool.run(job, sink, cb, signal))!;
     } else {
-      digests = await streamLayer(this.tree(), compression, this.options.stats, sink, signal, onTarBytes);
+      digests = await streamLayer(
+        tar ?? this.tree(),
+        compression,
+        this.options.stats,
+        sink,
+        signal,
+        onTarBytes,
+      );
     }
     this.known = digests;
     this.options.cache.put(this.cacheKey, digests);
     progress?.({ layer: this, phase: 'done', bytes: 0, total });
     return digests;
+  }
+
+  /**
+   * The blob read back from a copy, hashed on this thread and checked against `known` before the
+   * sink is ended. Progress counts tar bytes: a compressed copy's bytes are scaled to them.
+   */
+  private async writeCopy(
+    copy: BlobCopy,
+    known: LayerDigests,
+    sink: Writable | { readonly file: string },
+    signal: AbortSignal | undefined,
+  ): Promise<LayerDigests> {
+    const progress = this.options.onProgress;
+    const total = known.tarSize;
+    let read = 0;
+    let told = 0;
+    const onBytes =
+      progress &&
+      ((n: number): void => {
+        read += n;
+        const now = Math.round((read * total) / copy.size);
+        progress({ layer: this, phase: 'bytes', bytes: now - told, total });
+        told = now;
+      });
+    progress?.({ layer: this, phase: 'start', bytes: 0, total });
+    if ('file' in sink) {
+      const out = createWriteStream('', { fd: openSync(sink.file, 'r+') });
+      try {
+        await streamCopy(copy, out, signal, onBytes);
+      } finally {
+        out.destroy();
+      }
+    } else await streamCopy(copy, sink, signal, onBytes);
+    progress?.({ layer: this, phase: 'done', bytes: 0, total });
+    return known;
   }
 
   /**

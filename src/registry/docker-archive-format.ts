@@ -67,6 +67,8 @@ export interface ArchiveOptions {
 export interface ArchiveResult {
   readonly rendered: Rendered;
   readonly layerNames: readonly string[];
+  /** Per layer, where its content starts in the archive (undefined for one left out). */
+  readonly layerOffsets: readonly (number | undefined)[];
 }
 
 /**
@@ -100,6 +102,8 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
   const { image } = o;
   const names = image.layers.map((l, i) => layerEntryName(l, i));
   const digests: LayerDigests[] = [];
+  const offsets: (number | undefined)[] = [];
+  let at = 0; // bytes of the archive yielded so far
   for (const [i, layer] of image.layers.entries()) {
     if (layer.compression !== 'none') {
       throw new NixociError('INTERNAL', `docker-archive: layer ${i} is compressed (${layer.compression})`, {
@@ -110,10 +114,13 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       if (!layer.known)
         throw new NixociError('INTERNAL', `docker-archive: layer ${i} omitted without known digests`);
       digests.push(layer.known);
+      offsets.push(undefined);
       continue;
     }
     const size = layer.tarSize();
-    yield fileHeader(names[i]!, size);
+    const header = fileHeader(names[i]!, size);
+    yield header;
+    offsets.push((at += header.length));
     // One layer at a time: the worker reads the store while this thread hashes (see Layer.writeTo).
     const { stream, digests: done } = layer.open(o.signal, { hashHere: true });
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -125,6 +132,7 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       throw new NixociError('INTERNAL', `docker-archive: layer ${i} size ${d.tarSize} != ${size}`);
     const pad = padding(size);
     if (pad > 0) yield Buffer.alloc(pad);
+    at += size + pad;
     digests.push(d);
     o.onLayerDone?.(i, d);
   }
@@ -137,5 +145,5 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
     manifestJson([{ Config: configName, RepoTags: o.repoTags, Layers: names }]),
   );
   yield END_OF_ARCHIVE;
-  return { rendered, layerNames: names };
+  return { rendered, layerNames: names, layerOffsets: offsets };
 }

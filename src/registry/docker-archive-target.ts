@@ -68,8 +68,12 @@ export class DockerArchiveTarget implements ImageTarget {
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
     removeStaleFiles(dirname(path), partial.pattern);
     try {
-      const written = await this.streamTo(createWriteStream(tmp), image, ctx);
-      renameSync(tmp, path);
+      const written = await this.streamTo(createWriteStream(tmp), image, ctx, true, (offsets) => {
+        renameSync(tmp, path);
+        // Complete and in place: a later destination of this run reads the layers back from here.
+        for (const [i, offset] of offsets.entries())
+          if (offset !== undefined) image.layers[i]!.keptIn(path, offset);
+      });
       return written;
     } catch (e) {
       removeQuietly(tmp);
@@ -95,14 +99,16 @@ export class DockerArchiveTarget implements ImageTarget {
   }
 
   /**
-   * Streams the archive into `dest` and reports it once the archive is complete. Standard output is
-   * not ended at the end (`end: false`): it stays the process's own.
+   * Streams the archive into `dest` and reports it once the archive is complete (`complete` hears
+   * where each layer's content starts in it). Standard output is not ended at the end
+   * (`end: false`): it stays the process's own.
    */
   private async streamTo(
     dest: NodeJS.WritableStream,
     image: Image,
     ctx: WriteContext,
     end = true,
+    complete?: (layerOffsets: readonly (number | undefined)[]) => void,
   ): Promise<TargetResult> {
     const archive = dockerArchive({
       image,
@@ -110,7 +116,8 @@ export class DockerArchiveTarget implements ImageTarget {
       signal: ctx.signal,
     });
     await pipeline(archive.stream, dest, { end, ...(ctx.signal ? { signal: ctx.signal } : {}) });
-    const { rendered } = await archive.result;
+    const { rendered, layerOffsets } = await archive.result;
+    complete?.(layerOffsets);
     return {
       target: this.description,
       manifestDigest: rendered.manifest.digest,

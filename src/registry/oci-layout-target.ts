@@ -89,6 +89,7 @@ export class OciLayoutTarget implements ImageTarget {
           this.commitBlob(tmp, digests.digest);
           committed.add(digestHex(digests.digest));
           tmps.delete(tmp);
+          layer.keptIn(this.blobPath(digests.digest), 0);
           return { digests, written: true };
         };
         // Biggest layers first (results stay in layer order): the last layer to finish is then a
