@@ -78,8 +78,19 @@ process.on('exit', () => {
   if (hungUp) process.kill(process.pid, 'SIGHUP');
 });
 
+// A stop signal before the CLI has taken over (loading it takes tens of milliseconds, more on a busy
+// machine): nothing has been started, so the run ends as an interrupted one does (exit 130), not by
+// the signal's default action. main() puts its own handlers in place in the same turn as these go.
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+const stoppedEarly = () => {
+  process.stderr.write('nixoci: interrupted\n');
+  process.exit(130);
+};
+for (const s of STOP_SIGNALS) process.once(s, stoppedEarly);
+
 void (async () => {
   const { main } = existsSync(bundle) ? loadBundle(bundle) : await import(pathToFileURL(unbundled).href);
+  for (const s of STOP_SIGNALS) process.off(s, stoppedEarly);
   const code = await main(process.argv.slice(2));
   saveCodeCache();
   process.exitCode = code;
