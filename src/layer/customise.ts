@@ -132,7 +132,7 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
     link(rel(CERT_FILE), bundle);
     env.push(`SSL_CERT_FILE=${CERT_FILE}`);
   }
-  for (const c of options.copies ?? []) entries.push(...copyEntries(c));
+  for (const c of options.copies ?? []) entries.push(...copyEntries(c, closure.storeDir));
   return { entries: dedupe(entries), env, shell };
 }
 
@@ -235,7 +235,7 @@ function ancestors(p: string): string[] {
 }
 
 /** Files of `--copy`, read now: text as UTF-8, anything else as base64. Modes: 0755 if executable. */
-function copyEntries(c: CopySpec): ExtraEntry[] {
+function copyEntries(c: CopySpec, storeDir: string): ExtraEntry[] {
   const dest = c.dest.endsWith('/') ? posix.join(c.dest, basename(c.src)) : c.dest;
   if (!dest.startsWith('/') || rel(dest).split('/').includes('..')) {
     throw new NixociError(
@@ -244,6 +244,17 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
       {
         hint: 'e.g. --copy ./config.toml:/app/config.toml',
       },
+    );
+  }
+  // The store layers hold the store and the directories above it: a copy there would change a store
+  // path's files and make its read-only directories 0755 (or, as a file at /nix, hide the store).
+  const store = rel(storeDir);
+  const at = rel(dest);
+  if (at === store || at.startsWith(`${store}/`) || ancestors(storeDir).includes(at)) {
+    throw new NixociError(
+      'CUSTOMISE',
+      `--copy ${c.src}:${c.dest}: /${at} is in or above the Nix store (${storeDir}), which the store layers hold`,
+      { hint: `copy to a path outside ${storeDir} (e.g. /app/...), or add the files to a Nix package` },
     );
   }
   const out: ExtraEntry[] = []; // missing parents are added by the tree walker (0755)
@@ -285,7 +296,7 @@ function copyEntries(c: CopySpec): ExtraEntry[] {
       });
     }
   };
-  walk(c.src, rel(dest));
+  walk(c.src, at);
   return out;
 }
 

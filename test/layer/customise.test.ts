@@ -109,6 +109,29 @@ describe('customisation layer', () => {
     expect(byPath(entries, 'srv/app')).toMatchObject({ uid: 1000, gid: 1000 });
   });
 
+  it('refuses a --copy into or above the store: it would change store paths or hide the store', () => {
+    const closure = fakeClosure();
+    const [tool] = closure.roots;
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-copy-'));
+    writeFileSync(join(project, 'f.txt'), 'x\n');
+    const src = join(project, 'f.txt');
+    const parent = closure.storeDir.replace(/\/[^/]+$/, '');
+    for (const dest of [
+      `${tool}/bin/evil`,
+      `${tool}/bin/`,
+      `${closure.storeDir}/new`,
+      closure.storeDir,
+      parent,
+    ]) {
+      expect(() => customisationLayer(closure, { copies: [{ src, dest }] }), dest).toThrow(
+        /is in or above the Nix store/,
+      );
+    }
+    // beside the store is fine
+    const { entries } = customisationLayer(closure, { copies: [{ src, dest: `${parent}-other/f.txt` }] });
+    expect(entries.some((e) => e.kind === 'file' && e.path.endsWith('-other/f.txt'))).toBe(true);
+  });
+
   it('refuses a --copy file name or symlink target that is not UTF-8, naming it', () => {
     const closure = fakeClosure();
     const copy = (make: (dir: string) => void): (() => unknown) => {
