@@ -19,7 +19,7 @@ export const ROOT_USER: ImageUser = { name: 'root', uid: 0, gid: 0, home: '/root
 export interface CopySpec {
   /** A file or directory on the host. */
   readonly src: string;
-  /** Absolute path in the image; a trailing `/` puts `src` inside it under its own name. */
+  /** Absolute path in the image; a trailing `/` (or the root) puts `src` inside it under its own name. */
   readonly dest: string;
 }
 
@@ -236,7 +236,10 @@ function ancestors(p: string): string[] {
 
 /** Files of `--copy`, read now: text as UTF-8, anything else as base64. Modes: 0755 if executable. */
 function copyEntries(c: CopySpec, storeDir: string): ExtraEntry[] {
-  const dest = c.dest.endsWith('/') ? posix.join(c.dest, basename(c.src)) : c.dest;
+  // `/.` or `/app/..` names the root as `/` does: the source goes in it under its own name (as the
+  // root itself it would be a tar entry with an empty name, which engines refuse or misread).
+  const intoDir = c.dest.endsWith('/') || rel(c.dest) === '';
+  const dest = intoDir ? posix.join(c.dest, basename(c.src)) : c.dest;
   if (!dest.startsWith('/') || rel(dest).split('/').includes('..')) {
     throw new NixociError(
       'CUSTOMISE',

@@ -132,6 +132,29 @@ describe('customisation layer', () => {
     expect(entries.some((e) => e.kind === 'file' && e.path.endsWith('-other/f.txt'))).toBe(true);
   });
 
+  it('puts a --copy whose DEST is the root (/, /., /app/..) in it under its own name, never as an empty name', () => {
+    const closure = fakeClosure();
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-copy-'));
+    mkdirSync(join(project, 'site'));
+    writeFileSync(join(project, 'site', 'index.html'), 'hi\n');
+    writeFileSync(join(project, 'f.txt'), 'x\n');
+    for (const dest of ['/', '/.', '/..', '/app/..', '//']) {
+      const { entries } = customisationLayer(closure, {
+        copies: [
+          { src: join(project, 'f.txt'), dest },
+          { src: join(project, 'site'), dest },
+        ],
+      });
+      expect(
+        entries.filter((e) => e.path === ''),
+        dest,
+      ).toEqual([]);
+      expect(byPath(entries, 'f.txt'), dest).toMatchObject({ kind: 'file', content: 'x\n' });
+      expect(byPath(entries, 'site'), dest).toMatchObject({ kind: 'dir' });
+      expect(byPath(entries, 'site/index.html'), dest).toMatchObject({ kind: 'file', content: 'hi\n' });
+    }
+  });
+
   it('refuses a --copy file name or symlink target that is not UTF-8, naming it', () => {
     const closure = fakeClosure();
     const copy = (make: (dir: string) => void): (() => unknown) => {
