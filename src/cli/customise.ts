@@ -56,7 +56,8 @@ function parseUser(command: string, v: string | undefined): UserFlag {
     if (m[2] !== undefined && m[2] !== '0') throw usage(command, `--user ${v}: root has uid 0`);
     return { kind: 'create', user: ROOT_USER, explicitUid: m[2] !== undefined };
   }
-  const uid = m[2] === undefined ? 1000 : Number(m[2]);
+  // nobody is 65534 everywhere (the overflow uid of NFS and user namespaces), never a uid of the app.
+  const uid = m[2] === undefined ? (name === 'nobody' ? 65534 : 1000) : Number(m[2]);
   if (uid > 0x7fffffff) throw usage(command, `--user ${v}: uid out of range`);
   return {
     kind: 'create',

@@ -44,9 +44,9 @@ Customisation layer (added as the last layer for a devbox source, --preset, --us
                                 /tmp (1777), /etc/passwd, /etc/group, /etc/nsswitch.conf, a home
                                 directory, /etc/ssl/certs/ca-certificates.crt + SSL_CERT_FILE when
                                 the closure has a CA bundle
-  --user NAME[:UID]             with the layer: create this user (uid default 1000; gid = uid) and
-                                run as it (default: root); without it, a NAME alone is refused (no
-                                /etc/passwd to find it in) and root is written as 0:0
+  --user NAME[:UID]             with the layer: create this user (uid default 1000, nobody's 65534;
+                                gid = uid) and run as it (default: root); without it, a NAME alone
+                                is refused (no /etc/passwd to find it in) and root is written as 0:0
   --preset runtime|devcontainer runtime: user app (uid 1000), WorkingDir /app owned by it;
                                 devcontainer: user vscode (uid 1000), HOME, bash as shell if present
   --copy SRC:DEST               add a project file or directory at the absolute path DEST (repeatable)

@@ -1,0 +1,62 @@
+// The customisation layer's flags as the CLI takes them (--user, --copy, --bin-farm), checked in the
+// OCI layout it writes: the config's User and the files of the last layer.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nixociJson } from '../helpers/cli.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nixoci-customise-cli-'));
+const env = { NIX_REMOTE: '' };
+let fx: FixtureClosure;
+
+beforeAll(async () => {
+  fx = await buildFixtureClosure({ tag: 'customise-cli' });
+});
+
+interface Built {
+  user: string | undefined;
+  env: string[];
+  /** A file of the customisation layer (the last one), as text. */
+  file: (path: string) => string;
+}
+
+let n = 0;
+async function build(args: string[]): Promise<Built> {
+  const dir = join(work, `oci-${n++}`);
+  const r = await nixociJson<{ manifestDigest: string }>(
+    ['build', '--path', fx.app, ...args, '--to', `oci:${dir}`, '--no-cache'],
+    { env },
+  );
+  const blob = (d: string): string => join(dir, 'blobs', 'sha256', d.slice(7));
+  const manifest = JSON.parse(readFileSync(blob(r.manifestDigest), 'utf8')) as {
+    config: { digest: string };
+    layers: { digest: string }[];
+  };
+  const config = JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as {
+    config: { User?: string; Env: string[] };
+  };
+  const last = blob(manifest.layers.at(-1)!.digest);
+  return {
+    user: config.config.User,
+    env: config.config.Env,
+    file: (path) => execFileSync('tar', ['-xOf', last, path], { encoding: 'utf8' }),
+  };
+}
+
+describe('customisation flags', () => {
+  it('--user nobody is uid and gid 65534, as everywhere, not the 1000 of an app user', async () => {
+    const img = await build(['--bin-farm', '--user', 'nobody']);
+    expect(img.user).toBe('65534:65534');
+    expect(
+      img
+        .file('etc/passwd')
+        .split('\n')
+        .filter((l) => l.startsWith('nobody:')),
+    ).toEqual(['nobody:x:65534:65534:nobody:/home/nobody:/bin/sh']);
+    // another name still defaults to 1000
+    expect((await build(['--bin-farm', '--user', 'svc'])).user).toBe('1000:1000');
+  });
+});
