@@ -141,10 +141,11 @@ export function applyCustomisation(
       env: mergeEnv([...layer.env, ...devboxEnv, ...settings.run.env]),
     });
   }
+  // Numeric, so that runAsNonRoot checks work: --user root (or root:0) as 0:0, as without the layer.
   const configUser =
     user.kind === 'raw'
       ? user.value
-      : imageUser.name === 'root'
+      : user.kind === 'none' && imageUser.name === 'root'
         ? settings.run.user
         : `${imageUser.uid}:${imageUser.gid}`;
   return {

@@ -59,4 +59,12 @@ describe('customisation flags', () => {
     // another name still defaults to 1000
     expect((await build(['--bin-farm', '--user', 'svc'])).user).toBe('1000:1000');
   });
+
+  it('--user root or root:0 with the layer is written as 0:0, numeric like every other user', async () => {
+    for (const user of ['root', 'root:0']) {
+      expect((await build(['--bin-farm', '--user', user])).user, user).toBe('0:0');
+    }
+    // no --user: no User in the config, as before
+    expect((await build(['--bin-farm'])).user).toBeUndefined();
+  });
 });
