@@ -38,9 +38,16 @@ type UserFlag =
   /** UID or UID:GID: written to the config as given. */
   | { readonly kind: 'raw'; readonly value: string };
 
+const MAX_ID = 0x7fffffff;
+
 function parseUser(command: string, v: string | undefined): UserFlag {
   if (v === undefined) return { kind: 'none' };
-  if (/^\d+(:\d+)?$/.test(v)) return { kind: 'raw', value: v };
+  // As the engines: docker and runc refuse to run an image whose uid or gid is above 2^31-1.
+  if (/^\d+(:\d+)?$/.test(v)) {
+    if (v.split(':').some((id) => Number(id) > MAX_ID))
+      throw usage(command, `--user ${v}: uids and gids must be in the range 0-${MAX_ID}`);
+    return { kind: 'raw', value: v };
+  }
   const m = /^([a-z_][a-z0-9_-]{0,31})(?::(\d+))?$/.exec(v);
   // USER:GROUP with a group name (1000:users, app:staff): nixoci writes no /etc/group entries.
   if (!m && /^[\w-]+:[a-z_][a-z0-9_-]*$/.test(v))
@@ -58,7 +65,7 @@ function parseUser(command: string, v: string | undefined): UserFlag {
   }
   // nobody is 65534 everywhere (the overflow uid of NFS and user namespaces), never a uid of the app.
   const uid = m[2] === undefined ? (name === 'nobody' ? 65534 : 1000) : Number(m[2]);
-  if (uid > 0x7fffffff) throw usage(command, `--user ${v}: uid out of range`);
+  if (uid > MAX_ID) throw usage(command, `--user ${v}: uids must be in the range 0-${MAX_ID}`);
   return {
     kind: 'create',
     user: { name, uid, gid: uid, home: `/home/${name}` },

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { nixociJson } from '../helpers/cli.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-customise-cli-'));
@@ -66,5 +66,20 @@ describe('customisation flags', () => {
     }
     // no --user: no User in the config, as before
     expect((await build(['--bin-farm'])).user).toBeUndefined();
+  });
+
+  it('refuses a numeric --user above 2^31-1, which docker and runc refuse to run', async () => {
+    for (const user of ['2147483648', '4294967295', '1000:2147483648', 'app:2147483648']) {
+      const r = await nixoci(
+        ['build', '--path', fx.app, '--user', user, '--to', `oci:${join(work, 'big')}`],
+        {
+          env,
+        },
+      );
+      expect(r.code, user).toBe(2);
+      expect(r.stderr).toContain(`--user ${user}: uids`);
+      expect(r.stderr).toContain('must be in the range 0-2147483647');
+    }
+    expect((await build(['--user', '2147483647:0'])).user).toBe('2147483647:0');
   });
 });
