@@ -262,14 +262,26 @@ function copyEntries(c: CopySpec, storeDir: string): ExtraEntry[] {
   }
   const out: ExtraEntry[] = []; // missing parents are added by the tree walker (0755)
   let total = 0;
-  const walk = (src: string, to: string): void => {
+  // SRC itself is followed when it is a symlink (nix-build's `result`, a link to a shared config):
+  // copied as a link it would point at a path the image does not have. Links below it stay links.
+  const walk = (src: string, to: string, follow = false): void => {
     let st;
     try {
       st = lstatSync(src);
+      if (follow && st.isSymbolicLink()) st = statSync(src);
     } catch (e) {
-      throw new NixociError('CUSTOMISE', `--copy ${c.src}: cannot read ${src}: ${reason(e)}`, {
-        hint: 'the source is relative to the current directory',
-      });
+      const link = follow && lstatSync(src, { throwIfNoEntry: false })?.isSymbolicLink();
+      throw new NixociError(
+        'CUSTOMISE',
+        link
+          ? `--copy ${c.src}: ${src} is a symlink to ${readlinkSync(src)}, which cannot be read: ${reason(e)}`
+          : `--copy ${c.src}: cannot read ${src}: ${reason(e)}`,
+        {
+          hint: link
+            ? 'point the link at an existing file or directory'
+            : 'the source is relative to the current directory',
+        },
+      );
     }
     if (st.isDirectory()) {
       out.push({ kind: 'dir', path: to, mode: 0o755 });
@@ -299,7 +311,7 @@ function copyEntries(c: CopySpec, storeDir: string): ExtraEntry[] {
       });
     }
   };
-  walk(c.src, at);
+  walk(c.src, at, true);
   return out;
 }
 

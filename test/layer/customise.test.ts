@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Closure, PathInfo } from '../../src/closure/closure.js';
 import type { StorePath } from '../../src/closure/store-path.js';
@@ -153,6 +153,47 @@ describe('customisation layer', () => {
       expect(byPath(entries, 'site'), dest).toMatchObject({ kind: 'dir' });
       expect(byPath(entries, 'site/index.html'), dest).toMatchObject({ kind: 'file', content: 'hi\n' });
     }
+  });
+
+  it('follows a --copy SRC that is a symlink (a `result` link), keeping the links below it', () => {
+    const closure = fakeClosure();
+    const [tool] = closure.roots;
+    const project = mkdtempSync(join(tmpdir(), 'nixoci-copy-'));
+    symlinkSync(tool!, join(project, 'result'));
+    symlinkSync('../outside.toml', join(project, 'config.toml'));
+    // a relative link out of the project, to a file that the image does not have
+    const shared = `${project}-shared.toml`;
+    writeFileSync(shared, 'k = 1\n');
+    symlinkSync(`../${basename(shared)}`, join(project, 'shared.toml'));
+    mkdirSync(join(project, 'site'));
+    symlinkSync('index.html', join(project, 'site', 'home.html'));
+    symlinkSync(join(project, 'site'), join(project, 'site-link'));
+    const { entries } = customisationLayer(closure, {
+      copies: [
+        { src: join(project, 'result'), dest: '/srv/tool' },
+        { src: join(project, 'shared.toml'), dest: '/app/' },
+        { src: join(project, 'site-link'), dest: '/www' },
+      ],
+    });
+    expect(byPath(entries, 'srv/tool')).toMatchObject({ kind: 'dir' });
+    expect(byPath(entries, 'srv/tool/bin/tool')).toMatchObject({
+      kind: 'file',
+      content: '#!/bin/sh\n',
+      mode: 0o755,
+    });
+    // under the link's own name, with the content of its target
+    expect(byPath(entries, 'app/shared.toml')).toMatchObject({ kind: 'file', content: 'k = 1\n' });
+    expect(byPath(entries, 'www/home.html')).toEqual({
+      kind: 'symlink',
+      path: 'www/home.html',
+      target: 'index.html',
+    });
+    // a SRC link to nothing is named as such
+    expect(() =>
+      customisationLayer(closure, {
+        copies: [{ src: join(project, 'config.toml'), dest: '/app/config.toml' }],
+      }),
+    ).toThrow(/config\.toml is a symlink to \.\.\/outside\.toml, which cannot be read: ENOENT/);
   });
 
   it('refuses a --copy file name or symlink target that is not UTF-8, naming it', () => {
