@@ -49,7 +49,9 @@ Customisation layer (added as the last layer for a devbox source, --preset, --us
                                 is refused (no /etc/passwd to find it in) and root is written as 0:0
   --preset runtime|devcontainer runtime: user app (uid 1000), WorkingDir /app owned by it;
                                 devcontainer: user vscode (uid 1000), HOME, bash as shell if present
-  --copy SRC:DEST               add a project file or directory at the absolute path DEST (repeatable)
+  --copy SRC:DEST               add a project file or directory at the absolute path DEST (repeatable);
+                                a DEST ending in / puts SRC in it under its own name; a SRC symlink
+                                is followed
   --ignore-collisions           when two packages have the same bin/NAME, keep the first one
 `;
 
