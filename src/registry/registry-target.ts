@@ -218,7 +218,10 @@ export class RegistryTarget implements ImageTarget {
       const reports: ImageReport[] = [];
       const reported = new Set<Digest>();
       const manifests: { manifest: Blob; platform: Image['platform'] }[] = [];
-      const tags = [ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined);
+      // `--tag v1 --tag v1`, or a --tag equal to the reference's own: one PUT and one name each
+      const tags = [
+        ...new Set([ref.tag, ...(this.options.tags ?? [])].filter((t): t is string => t !== undefined)),
+      ];
       const rendered = images.map((image, i) =>
         renderImage(
           image,

@@ -1,0 +1,57 @@
+// `nixoci push` with references, tags and digests written as docker, skopeo and crane users write
+// them (bin/nixoci.js on dist/, built by `npm run build`), against the real registries of
+// scripts/services.
+import { randomBytes } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { nixoci } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+
+interface Report {
+  manifestDigest: string;
+  targets: { target: string; tags?: string[] }[];
+}
+
+const env = testEnv();
+let v1: FixtureClosure;
+
+beforeAll(async () => {
+  v1 = await buildFixtureClosure({ tag: 'v1' });
+});
+
+const repoName = (what: string): string => `hx-f-${what}-${randomBytes(4).toString('hex')}`;
+
+async function tagsOf(repo: string): Promise<string[]> {
+  const r = await fetch(`http://${env.registry}/v2/${repo}/tags/list`);
+  return ((await r.json()) as { tags: string[] }).tags.sort();
+}
+
+describe('nixoci push: tags', () => {
+  it('puts a --tag given twice, or equal to the reference tag, once, and names each tag once', async () => {
+    const repo = repoName('tags');
+    const ref = `docker://${env.registry}/${repo}:v1`;
+    const r = await nixoci([
+      'push',
+      '--graph',
+      v1.graphFile,
+      ref,
+      '--tag',
+      'v2',
+      '--tag',
+      'v2',
+      '--tag',
+      'v1',
+      '--json',
+      '-v',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as Report;
+    expect(report.targets[0]!.tags).toEqual([`${env.registry}/${repo}:v1`, `${env.registry}/${repo}:v2`]);
+    const puts = r.stderr.split('\n').filter((l) => l.startsWith(`PUT /v2/${repo}/manifests/`));
+    expect(puts.map((l) => l.split(' ')[1])).toEqual([
+      `/v2/${repo}/manifests/v1`,
+      `/v2/${repo}/manifests/v2`,
+    ]);
+    expect(await tagsOf(repo)).toEqual(['v1', 'v2']);
+  });
+});
