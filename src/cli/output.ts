@@ -61,7 +61,9 @@ export function summary(r: TargetResult, bytesRead: number, run?: string): strin
   // the index is what the tag points at, and what a deployment pins: say its digest too
   const all = r.images.length === 1 ? lines : [...lines, `${r.target}: index ${r.manifestDigest}, ${read}`];
   // --tag: the other names the image now has, which the target's own name does not tell
-  const others = (r.tags ?? []).filter((t) => !r.target.endsWith(`/${t}`) && !r.target.endsWith(`:${t}`));
+  // (a pinned `REPO:TAG@sha256:…` names its tag before the digest)
+  const named = r.target.replace(/@sha256:[0-9a-f]{64}$/, '');
+  const others = (r.tags ?? []).filter((t) => !named.endsWith(`/${t}`) && !named.endsWith(`:${t}`));
   const tagged = others.length > 0 ? [`${r.target}: also tagged ${others.join(', ')}`] : [];
   // e.g. that an engine got one platform of several: not for --json readers only
   const runIt = run ? [`${r.target}: run it with: ${run}`] : [];

@@ -55,3 +55,20 @@ describe('nixoci push: tags', () => {
     expect(await tagsOf(repo)).toEqual(['v1', 'v2']);
   });
 });
+
+describe('nixoci push: pinned digests', () => {
+  it('does not tell a REPO:TAG@sha256:… push that its own tag is another name', async () => {
+    const repo = repoName('pinned');
+    const first = await nixoci(['push', '--graph', v1.graphFile, `${env.registry}/${repo}:a`, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    const digest = (JSON.parse(first.stdout) as Report).manifestDigest;
+    const ref = `docker://${env.registry}/${repo}:b@${digest}`;
+    const r = await nixoci(['push', '--graph', v1.graphFile, ref, '--tag', 'c']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`${ref} (amd64): ${digest}`);
+    expect(r.stderr.split('\n').filter((l) => l.includes('also tagged'))).toEqual([
+      `${ref}: also tagged ${env.registry}/${repo}:c`,
+    ]);
+    expect(await tagsOf(repo)).toEqual(['a', 'b', 'c']);
+  });
+});
