@@ -2,6 +2,9 @@
 // them (bin/nixoci.js on dist/, built by `npm run build`), against the real registries of
 // scripts/services.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nixoci } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
@@ -70,5 +73,33 @@ describe('nixoci push: pinned digests', () => {
       `${ref}: also tagged ${env.registry}/${repo}:c`,
     ]);
     expect(await tagsOf(repo)).toEqual(['a', 'b', 'c']);
+  });
+});
+
+describe('nixoci push: credentials from the docker config', () => {
+  it('uses the auths entry docker login wrote for the host, not another spelling of it before it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hx-f-docker-config-'));
+    const auth = (s: string): { auth: string } => ({ auth: Buffer.from(s).toString('base64') });
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        auths: {
+          [`https://${env.registryBasic}/v1/`]: auth('old:stale'),
+          [env.registryBasic]: auth(`${env.registryBasicUser}:${env.registryBasicPassword}`),
+        },
+      }),
+    );
+    const repo = repoName('auth');
+    const r = await nixoci(['push', '--graph', v1.graphFile, `${env.registryBasic}/${repo}:v1`], {
+      env: {
+        DOCKER_CONFIG: dir,
+        XDG_RUNTIME_DIR: dir,
+        XDG_CONFIG_HOME: dir,
+        REGISTRY_AUTH_FILE: '',
+        NIXOCI_REGISTRY_USER: '',
+        NIXOCI_REGISTRY_PASSWORD: '',
+      },
+    });
+    expect(r.code, r.stderr).toBe(0);
   });
 });

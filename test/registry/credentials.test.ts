@@ -102,6 +102,53 @@ describe('resolveCredentials', () => {
     expect(await resolveCredentials('other.io', 'x', { env })).toBeUndefined();
   });
 
+  it('takes the key docker login wrote before other spellings of the same host, as docker does', async () => {
+    const dir = temp();
+    writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        auths: {
+          'docker.io': { auth: b64('stale:hub') },
+          'https://index.docker.io/v1/': { auth: b64('hub:new') },
+          'https://reg.example:5000/v1/': { auth: b64('stale:reg') },
+          'reg.example:5000': { auth: b64('reg:new') },
+        },
+      }),
+    );
+    const env = { DOCKER_CONFIG: dir, HOME: temp() };
+    expect((await resolveCredentials('docker.io', 'library/x', { env }))?.credentials).toEqual({
+      username: 'hub',
+      password: 'new',
+    });
+    expect((await resolveCredentials('reg.example:5000', 'x', { env }))?.credentials).toEqual({
+      username: 'reg',
+      password: 'new',
+    });
+    // podman's auth.json: `podman login` writes docker.io, and a namespace key still beats the host
+    const file = path.join(dir, 'auth.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        auths: {
+          'https://index.docker.io/v1/': { auth: b64('stale:hub') },
+          'docker.io': { auth: b64('pod:hub') },
+          'http://quay.io/team': { auth: b64('stale:team') },
+          'quay.io/team': { auth: b64('pod:team') },
+          'quay.io': { auth: b64('pod:all') },
+        },
+      }),
+    );
+    const podEnv = { REGISTRY_AUTH_FILE: file, HOME: temp() };
+    expect((await resolveCredentials('docker.io', 'library/x', { env: podEnv }))?.credentials).toEqual({
+      username: 'pod',
+      password: 'hub',
+    });
+    expect((await resolveCredentials('quay.io', 'team/app', { env: podEnv }))?.credentials).toEqual({
+      username: 'pod',
+      password: 'team',
+    });
+  });
+
   it('falls back to ~/.docker/config.json', async () => {
     const home = temp();
     mkdirSync(path.join(home, '.docker'));

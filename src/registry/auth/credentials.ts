@@ -134,6 +134,13 @@ async function fromConfig(
   const auths = config.auths ?? {};
   // podman allows entries for a namespace or repository (`host/org`): the longest match wins.
   const candidates = podman ? namespaces(registry, repository) : [registry];
+  // A key spelled exactly as `docker login` (or `podman login`) writes it comes first, as docker
+  // and containers/image look it up: a stale `https://host/v1/` entry must not shadow it.
+  for (const key of podman ? candidates : [serverUrl]) {
+    const entry = Object.hasOwn(auths, key) ? auths[key] : undefined;
+    const c = entry && fromEntry(entry, file, key);
+    if (c) return { credentials: c, source: file };
+  }
   for (const want of candidates) {
     for (const [key, entry] of Object.entries(auths)) {
       if (normaliseKey(key, podman) !== want) continue;
