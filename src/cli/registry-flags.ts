@@ -87,19 +87,20 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
  */
 function mountSource(command: string, value: string, target: ImageReference): string {
   const hasHost = value.includes('/') && isRegistryHost(value.split('/')[0]!);
+  let parsed: ImageReference;
+  try {
+    // parsed first: a USER:PASSWORD@ in it is refused without being echoed
+    parsed = parseReference(hasHost ? value : `${target.registry}/${value}`);
+  } catch (e) {
+    if (e instanceof NixociError) throw usage(command, `--mount-from: ${e.message}`);
+    throw e;
+  }
   const last = value.slice(value.lastIndexOf('/') + 1);
   if (last.includes(':') || last.includes('@'))
     throw usage(
       command,
       `--mount-from ${value}: names an image; give its repository (leave out the tag or digest)`,
     );
-  let parsed: ImageReference;
-  try {
-    parsed = parseReference(hasHost ? value : `${target.registry}/${value}`);
-  } catch (e) {
-    if (e instanceof NixociError) throw usage(command, `--mount-from: ${e.message}`);
-    throw e;
-  }
   if (parsed.registry !== target.registry)
     throw usage(
       command,

@@ -67,6 +67,16 @@ export function isRegistryHost(first: string): boolean {
  * otherwise (with `library/` for single names); no tag and no digest means `latest`.
  */
 export function parseReference(input: string): ImageReference {
+  // USER:PASSWORD@HOST/… (an @ before the first /; a digest's @ comes after it), with or without
+  // a scheme (`https://USER:PASSWORD@HOST/app`, pasted from a URL): refused before anything else
+  // is said about the reference, so that no message echoes the password.
+  const masked = input.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)*)[^/]*@(?=[^/]*\/)/i, '$1***@');
+  if (masked !== input)
+    invalid(
+      masked,
+      'credentials do not go in an image reference',
+      'give them with --creds USER:PASSWORD, NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD, or `docker login`',
+    );
   let s = input;
   if (s.startsWith('docker://')) s = s.slice('docker://'.length);
   // A URL or another transport where a registry reference belongs (`push … oci:./dir`,
@@ -88,15 +98,6 @@ export function parseReference(input: string): ImageReference {
       'this takes a registry image, [docker://]HOST[:PORT]/REPO[:TAG]; write other destinations with nixoci build --to',
     );
   if (s === '') invalid(input, 'empty');
-  // USER:PASSWORD@HOST/… (an @ with a / after it; a digest's @ has none): never echoed back.
-  const userinfo = s.indexOf('@');
-  if (userinfo >= 0 && s.indexOf('/', userinfo) > userinfo) {
-    invalid(
-      `${input.startsWith('docker://') ? 'docker://' : ''}***@${s.slice(userinfo + 1)}`,
-      'credentials do not go in an image reference',
-      'give them with --creds USER:PASSWORD, NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD, or `docker login`',
-    );
-  }
   if (/\s/.test(s)) invalid(input, 'contains whitespace');
 
   let digest: Digest | undefined;

@@ -103,3 +103,20 @@ describe('nixoci push: credentials from the docker config', () => {
     expect(r.code, r.stderr).toBe(0);
   });
 });
+
+describe('nixoci push: credentials written into a reference', () => {
+  it('refuses them with exit 2 and never echoes the password, in the reference or in --mount-from', async () => {
+    const target = `${env.registry}/${repoName('creds')}`;
+    for (const args of [
+      [`https://me:s3cret@${target}:v1`],
+      [`docker://https://me:s3cret@${target}:v1`],
+      [target, '--mount-from', `me:s3cret@${env.registry}/app:v1`],
+      [target, '--cache-from', `http://me:s3cret@${env.registry}/app:v1`],
+    ]) {
+      const r = await nixoci(['push', '--graph', v1.graphFile, ...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain('credentials do not go in an image reference');
+      expect(r.stderr).not.toContain('s3cret');
+    }
+  });
+});

@@ -126,6 +126,30 @@ describe('parseReference', () => {
     expect((err as { hint?: string }).hint).toBeTruthy();
   });
 
+  it('never echoes a password written into a reference, whatever else is wrong with it', () => {
+    for (const [input, shown] of [
+      ['https://me:s3cret@127.0.0.1:5000/app', 'https://***@127.0.0.1:5000/app'],
+      ['docker://https://me:s3cret@ghcr.io/org/app:v1', 'docker://https://***@ghcr.io/org/app:v1'],
+      ['ftp://me:s3cret@ghcr.io/app', 'ftp://***@ghcr.io/app'],
+      ['oci:me:s3cret@ghcr.io/app', '***@ghcr.io/app'],
+      ['me:p@ss:s3cret@ghcr.io/App:Bad Tag', '***@ghcr.io/App:Bad Tag'],
+    ]) {
+      let err: unknown;
+      try {
+        parseReference(input!);
+      } catch (e) {
+        err = e;
+      }
+      expect(isNixociError(err) && err.code).toBe('REFERENCE_INVALID');
+      expect((err as Error).message).toBe(
+        `image reference ${JSON.stringify(shown)} is invalid: credentials do not go in an image reference`,
+      );
+      expect(JSON.stringify(err)).not.toContain('s3cret');
+    }
+    // a digest's @ comes after the first /
+    expect(parseReference(`ghcr.io/org/app@${D}`).digest).toBe(D);
+  });
+
   it('formats canonically', () => {
     expect(formatReference(parseReference('alpine'))).toBe('docker.io/library/alpine:latest');
     expect(formatReference(parseReference(`127.0.0.1:5000/a:v@${D}`))).toBe(`127.0.0.1:5000/a:v@${D}`);
