@@ -138,6 +138,22 @@ export function usage(command: string, message: string): NixociError {
 }
 
 /**
+ * Checks a `--tag` value. A name with a tag (`--tag ghcr.io/org/app:v2`, as `docker build -t` and
+ * `docker tag` take it) is refused saying that only the tag goes there: the repository is the
+ * destination's.
+ */
+export function checkTagFlag(command: string, tag: string): void {
+  const valid = (t: string): boolean => /^[\w][\w.-]{0,127}$/.test(t);
+  if (valid(tag)) return;
+  const colon = tag.lastIndexOf(':');
+  const own = colon > tag.lastIndexOf('/') ? tag.slice(colon + 1) : '';
+  const named = /[:/]/.test(tag)
+    ? `: --tag takes the tag alone (e.g. ${valid(own) ? own : 'v2'}), for the destination's repository`
+    : '';
+  throw usage(command, `--tag ${JSON.stringify(tag)} is not a valid tag${named}`);
+}
+
+/**
  * `fn`'s result; a NixociError it throws (a bad reference, `--creds`, `--ca-file`) becomes a usage
  * error of `command`, its hint kept.
  */

@@ -4,7 +4,7 @@ import { cacheDirOf } from '../layer/cache.js';
 import { isRegistryHost, parseReference, type ImageReference } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { caFor } from '../registry/transport.js';
-import { asUsage, intFlag, usage, type OptionSpec } from './flags.js';
+import { asUsage, checkTagFlag, intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
 /** Flags to reach a registry at all: what reading an image (`inspect`, `diff`) needs too. */
@@ -53,8 +53,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
   const reference = asUsage(command, () => parseReference(ref));
   const cacheFrom = asUsage(command, () => strings(flags['cache-from']).map((c) => parseReference(c)));
   const tags = strings(flags.tag);
-  for (const t of tags)
-    if (!/^[\w][\w.-]{0,127}$/.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
+  for (const t of tags) checkTagFlag(command, t);
   const creds = credsFlag(command, flags);
   const concurrency = intFlag(
     command,

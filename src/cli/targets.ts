@@ -4,7 +4,7 @@ import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
 import { fullName, MAX_NAME } from '../registry/reference.js';
-import { usage } from './flags.js';
+import { checkTagFlag, usage } from './flags.js';
 import { registryTarget } from './registry-flags.js';
 
 export interface TargetChoice {
@@ -159,8 +159,7 @@ export function engineTarget(
   // said as `--to oci:DIR:TAG` and push's --tag say it: which of the tags given is wrong
   for (const t of tags)
     if (!TAG_RE.test(t)) throw usage(command, `${scheme}:${ref}: ${JSON.stringify(t)} is not a valid tag`);
-  for (const t of extraTags)
-    if (!TAG_RE.test(t)) throw usage(command, `--tag ${JSON.stringify(t)} is not a valid tag`);
+  for (const t of extraTags) checkTagFlag(command, t);
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
   const target = new DaemonTarget({ engine, host, name, tags, extraTags, cacheFrom });

@@ -55,6 +55,21 @@ describe('error messages', () => {
     );
   });
 
+  it('says that --tag takes the tag alone when given NAME:TAG as docker build -t takes it', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    for (const [command, dest] of [
+      ['push', '127.0.0.1:1/hx-t-app:v1'],
+      ['load', 'hx-t-app:v1'],
+    ]) {
+      const r = await nixoci([command!, '--path', path, dest!, '--tag', 'ghcr.io/org/hx-t-app:v2']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${command}: --tag "ghcr.io/org/hx-t-app:v2" is not a valid tag: --tag takes the tag alone (e.g. v2), for the destination's repository\n` +
+          `hint: run \`nixoci ${command} --help\` for usage\n`,
+      );
+    }
+  });
+
   it('names the command for a --creds without a colon, and never echoes the value', async () => {
     for (const command of ['inspect', 'diff']) {
       // read from a registry: --creds is for nothing else
