@@ -298,9 +298,13 @@ export class Transport {
       );
     }
     return new NixociError('REGISTRY_UNREACHABLE', `cannot reach ${this.baseUrl}: ${reason(cause)}`, {
-      hint: tlsHint
-        ? 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP'
-        : 'check the registry address and that it is running',
+      hint: !tlsHint
+        ? 'check the registry address and that it is running'
+        : this.switched
+          ? // spoken to in plain HTTP first (loopback, --insecure-registry), it answered that it speaks
+            // only HTTPS: plain HTTP is no way round its certificate
+            `${this.host} serves HTTPS only: pass --ca-file with the CA that signed its certificate (nixoci does not skip certificate checks, --insecure-registry included)`
+          : 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP',
       cause: e,
     });
   }

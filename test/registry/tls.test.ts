@@ -48,6 +48,24 @@ describe('HTTPS registry', () => {
     expect(viaEnv.manifestDigest).toBe(pushed.manifestDigest);
     expect(viaEnv.layers.map((l) => l.action)).toEqual(['skipped', 'skipped', 'skipped']);
 
+    // --insecure-registry for it (docker's way to skip verification): plain HTTP is answered with
+    // "HTTPS only", and the hint must not send the user back to --insecure-registry
+    const insecure = await nixoci([
+      'push',
+      '--graph',
+      graphFile,
+      '--insecure-registry',
+      env.registryTls,
+      ref,
+    ]);
+    expect(insecure.code).toBe(1);
+    expect(insecure.stderr).toMatch(
+      /^nixoci: error: cannot reach https:\/\/registry\.nixoci\.test:5443: .*certificate/,
+    );
+    expect(insecure.stderr).toContain(
+      `hint: ${env.registryTls} serves HTTPS only: pass --ca-file with the CA that signed its certificate (nixoci does not skip certificate checks, --insecure-registry included)\n`,
+    );
+
     const missing = await nixoci(['push', '--graph', graphFile, '--ca-file', '/nonexistent/ca.pem', ref]);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/ca\.pem/);
@@ -204,7 +222,8 @@ describe('HTTPS registry', () => {
       expect(untrusted.stderr).toMatch(
         /^nixoci: error: cannot reach https:\/\/127\.0\.0\.1:\d+: .*certificate/,
       );
-      expect(untrusted.stderr).toMatch(/hint: pass --ca-file/);
+      // loopback: plain HTTP was tried first, so --insecure-registry would change nothing
+      expect(untrusted.stderr).toMatch(/hint: 127\.0\.0\.1:\d+ serves HTTPS only: pass --ca-file/);
     } finally {
       server.close();
       tls.close();
