@@ -3,6 +3,8 @@ import type { Layer, LayerProgress } from '../layer/layer.js';
 import type { PlannedLayer } from '../layer/plan.js';
 import { humanSize } from './output.js';
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * Progress on a terminal: one line per layer being read, with bytes and rate, under an overall
  * line. Quiet when stderr is not a TTY (CI logs stay clean), on TERM=dumb, and with --quiet /
@@ -34,9 +36,15 @@ export class Progress {
       cliProgress.Presets.legacy,
     );
     this.overall = this.multi.create(Math.max(1, totalLayers), 0, { label: 'layers read', detail: '' });
+    // The first signal clears the bars at once: the winding down may take a while, and a second
+    // signal meets Node's default, which ends the process without giving the terminal back (its
+    // cursor hidden, its line wrapping off).
+    for (const s of STOP_SIGNALS) process.once(s, this.stop);
   }
 
   readonly onLayerProgress = (e: LayerProgress): void => {
+    // a layer still read while the run winds down would draw the bars (and hide the cursor) again
+    if (this.stopped) return;
     if (e.phase === 'start') {
       const label = layerName(e.layer);
       const bar = this.multi.create(Math.max(1, e.total), 0, { label, detail: '' });
@@ -72,11 +80,12 @@ export class Progress {
   private stopped = false;
 
   /** Clears the bars (once; later calls do nothing). */
-  stop(): void {
+  readonly stop = (): void => {
     if (this.stopped) return;
     this.stopped = true;
+    for (const s of STOP_SIGNALS) process.off(s, this.stop);
     this.multi.stop();
-  }
+  };
 }
 
 function layerName(layer: Layer): string {

@@ -1,12 +1,15 @@
 // Progress on a terminal: the built CLI run in a pseudo-TTY made by util-linux `script`, which
 // copies everything the program writes to the terminal onto its own stdout.
-import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cliBin, nixoci } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { startFaultProxy } from '../registry/fault-proxy.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-progress-'));
 let fx: FixtureClosure;
@@ -15,9 +18,22 @@ beforeAll(async () => {
   fx = await buildFixtureClosure({ tag: 'progress' });
 });
 
+/** A store path of 48 MB of deterministic noise: seconds to read at gzip -9, time to signal. */
+function bigStorePath(): string {
+  const dir = join(work, 'noise');
+  mkdirSync(dir);
+  const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 3), Buffer.alloc(16, 4));
+  writeFileSync(join(dir, 'noise.bin'), c.update(Buffer.alloc(48 << 20)));
+  return execFileSync('nix-store', ['--add', dir], { encoding: 'utf8' }).trim();
+}
+
 /** Runs nixoci in a pty; the arguments are store paths and temp paths (no shell metacharacters). */
 function inPty(args: string[], term = 'xterm'): Promise<{ code: number; output: string }> {
-  const command = [cliBin, ...args].join(' ');
+  return inPtyShell([cliBin, ...args].join(' '), term);
+}
+
+/** Runs a shell command line in a pty. */
+function inPtyShell(command: string, term = 'xterm'): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
     const child = execFile(
       'script',
@@ -92,4 +108,27 @@ describe('progress', () => {
     expect(r.output).not.toContain('layers read');
     expect(r.output).toContain(`${dest}:latest (amd64): sha256:`);
   });
+
+  it('leaves the cursor shown and line wrapping on when a second signal ends the run at once', async () => {
+    // Ctrl-C pressed twice: the first signal starts the winding down (here held up by a registry
+    // that never answers the DELETE of the open upload), the second meets Node's default and ends
+    // the process there, so the terminal must be given back by then. A non-interactive shell
+    // ignores SIGINT for a background job: SIGTERM, handled the same way, stands in for it.
+    const proxy = await startFaultProxy(testEnv().registry);
+    proxy.fault = (req) => req.method === 'DELETE'; // never answered
+    try {
+      const push = [cliBin, 'push', '--path', bigStorePath(), `${proxy.host}/hx-progress/twice:t`]
+        .concat(['--no-cache', '--compression-level', '9'])
+        .join(' ');
+      const r = await inPtyShell(
+        `${push} & p=$!; sleep 1.5; kill -TERM $p; sleep 0.5; kill -TERM $p; wait $p; echo exit=$?`,
+      );
+      expect(r.output).toContain('layers read'); // the bars were drawn when the signals came
+      expect(r.output).toContain('exit=143'); // ended by the second signal
+      expect(r.output.lastIndexOf('\x1b[?25h')).toBeGreaterThan(r.output.lastIndexOf('\x1b[?25l'));
+      expect(r.output.lastIndexOf('\x1b[?7h')).toBeGreaterThan(r.output.lastIndexOf('\x1b[?7l'));
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
 });
