@@ -25,13 +25,15 @@ export class Progress {
         stream: stream as NodeJS.WriteStream,
         clearOnComplete: true,
         hideCursor: true,
-        barsize: 24,
         forceRedraw: false,
-        format: (options, params, payload: { label: string; detail: string }) => {
-          const size = options.barsize ?? 24;
-          const filled = Math.round(params.progress * size);
-          return `${payload.label.padEnd(28).slice(0, 28)} [${'#'.repeat(filled)}${'.'.repeat(size - filled)}] ${payload.detail}`;
-        },
+        // the width is read at every redraw: a resized terminal gets lines that fit it
+        format: (_options, params, payload: { label: string; detail: string }) =>
+          progressLine(
+            payload.label,
+            params.progress,
+            payload.detail,
+            (stream as NodeJS.WriteStream).columns,
+          ),
       },
       cliProgress.Presets.legacy,
     );
@@ -86,6 +88,30 @@ export class Progress {
     for (const s of STOP_SIGNALS) process.off(s, this.stop);
     this.multi.stop();
   };
+}
+
+const LABEL = 28;
+const BAR = 24;
+
+/**
+ * One line of at most `columns` characters (80 when the terminal does not say, as cli-progress
+ * assumes): the terminal cuts what is longer, and the end of the line is the bytes and the rate.
+ * So the bar narrows first, down to 8, then goes, then the label narrows (a cut one ends in `…`),
+ * down to 6, then goes too.
+ */
+function progressLine(label: string, progress: number, detail: string, columns = 0): string {
+  const width = columns > 0 ? columns : 80;
+  const bar = Math.min(BAR, width - LABEL - detail.length - 4);
+  if (bar >= 8) {
+    const filled = Math.round(progress * bar);
+    return `${fit(label, LABEL)} [${'#'.repeat(filled)}${'.'.repeat(bar - filled)}] ${detail}`;
+  }
+  const room = Math.min(LABEL, width - detail.length - 1);
+  return room >= 6 ? `${fit(label, room)} ${detail}` : detail;
+}
+
+function fit(s: string, width: number): string {
+  return s.length <= width ? s.padEnd(width) : `${s.slice(0, width - 1)}…`;
 }
 
 function layerName(layer: Layer): string {

@@ -21,7 +21,7 @@ beforeAll(async () => {
 /** A store path of 48 MB of deterministic noise: seconds to read at gzip -9, time to signal. */
 function bigStorePath(): string {
   const dir = join(work, 'noise');
-  mkdirSync(dir);
+  mkdirSync(dir, { recursive: true });
   const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 3), Buffer.alloc(16, 4));
   writeFileSync(join(dir, 'noise.bin'), c.update(Buffer.alloc(48 << 20)));
   return execFileSync('nix-store', ['--add', dir], { encoding: 'utf8' }).trim();
@@ -108,6 +108,30 @@ describe('progress', () => {
     expect(r.output).not.toContain('layers read');
     expect(r.output).toContain(`${dest}:latest (amd64): sha256:`);
   });
+
+  it('fits every line to the terminal, keeping the bytes and the rate at its end', async () => {
+    // The terminal cuts a longer line (line wrapping is off while drawing): on 80 columns that was
+    // the overall rate, on narrower ones every number.
+    const big = bigStorePath();
+    for (const cols of [80, 40]) {
+      const build = [cliBin, 'build', '--path', big, '--to', `oci:${join(work, `cols-${cols}`)}`]
+        .concat(['--no-cache', '--compression', 'gzip'])
+        .join(' ');
+      const r = await inPtyShell(`stty cols ${cols} rows 24; ${build}`);
+      expect(r.code).toBe(0);
+      // what each redraw writes: from the cursor's move to column 1 to the clearing of the line's rest
+      const lines = [...r.output.matchAll(/\x1b\[1G([^\x1b]+)\x1b\[0K/g)].map((m) => m[1]!);
+      if (cols >= 80) {
+        expect(lines.some((l) => /^layers read +\[#*\.*\] /.test(l))).toBe(true);
+        expect(lines.some((l) => /^noise +\[#*\.*\] /.test(l))).toBe(true);
+      }
+      expect(lines.some((l) => l.endsWith('/s'))).toBe(true);
+      for (const l of lines) {
+        expect(l.length, l).toBeLessThanOrEqual(cols);
+        if (/B read|B\//.test(l)) expect(l, l).toMatch(/ [\d.]+ (B|KiB|MiB|GiB)\/s$/);
+      }
+    }
+  }, 60_000);
 
   it('leaves the cursor shown and line wrapping on when a second signal ends the run at once', async () => {
     // Ctrl-C pressed twice: the first signal starts the winding down (here held up by a registry
