@@ -32,11 +32,13 @@ export function humanSize(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) {
+  // a rate is a fraction of bytes; a number that rounds up to 1024 is shown in the next unit
+  const shown = (): number => (i === 0 ? Math.round(v) : Math.round(v * 10) / 10);
+  while (shown() >= 1024 && i < units.length - 1) {
     v /= 1024;
     i++;
   }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+  return i === 0 ? `${shown()} B` : `${shown().toFixed(1)} ${units[i]}`;
 }
 
 /**
