@@ -25,9 +25,25 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       signal: options.signal,
     });
     const out: Buffer[] = [];
-    const err: Buffer[] = [];
+    const err: string[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    // --verbose: Nix's own lines (what it builds, fetches, warns of) as they come, or a long build
+    // is minutes of silence on a terminal and in a CI log
+    const name = bin.slice(bin.lastIndexOf('/') + 1);
+    let partial = '';
+    const tell = (text: string, end: boolean): void => {
+      const lines = (partial + text).split('\n');
+      partial = end ? '' : lines.pop()!;
+      for (const l of lines) {
+        const clean = l.replace(ANSI_ESCAPE, '').replace(CONTROL, '').trimEnd();
+        if (clean !== '') options.log?.(`${name}: ${clean}`);
+      }
+    };
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => {
+      err.push(text);
+      if (options.log) tell(text, false);
+    });
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {
         reject(
@@ -52,9 +68,10 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       }
     });
     child.on('close', (code, sig) => {
+      if (options.log) tell('', true);
       if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
-      const lines = Buffer.concat(err)
-        .toString('utf8')
+      const lines = err
+        .join('')
         .replace(ANSI_ESCAPE, '')
         .replace(CONTROL, '')
         .split('\n')

@@ -223,6 +223,31 @@ describe('sources', () => {
     expect(rest).toEqual(['']);
   });
 
+  it('--verbose shows what Nix builds as it goes, not only the command line', async () => {
+    // a derivation no earlier run built: nix-build builds it now, for a couple of seconds
+    const dir = mkdtempSync(join(work, 'nix-building-'));
+    writeFileSync(
+      join(dir, 'slow.nix'),
+      `let fx = import ${fixtureClosureNix} { }; in derivation {
+        name = "hx-slow"; system = builtins.currentSystem; builder = "\${fx.busybox}/bin/sh";
+        stamp = "${dir}"; args = [ "-c" "\${fx.busybox}/bin/sleep 1; \${fx.busybox}/bin/mkdir $out" ];
+      }`,
+    );
+    const r = await nixoci(['inspect', '--file', 'slow.nix', '--verbose', '--json'], { env, cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split('\n');
+    const running = lines.findIndex((l) => l.startsWith('running: nix-build '));
+    const building = lines.findIndex((l) =>
+      /^nix-build: building '\/nix\/store\/\w{32}-hx-slow\.drv'/.test(l),
+    );
+    expect(running, r.stderr).toBeGreaterThanOrEqual(0);
+    expect(building, r.stderr).toBeGreaterThan(running);
+    JSON.parse(r.stdout); // standard output stays the report alone
+    // without --verbose, nothing of it
+    const quiet = await nixoci(['inspect', '--file', 'slow.nix', '--json'], { env, cwd: dir });
+    expect(quiet.stderr).toBe('');
+  });
+
   it('an architecture prefix named the Nix or OCI way is a usage error, not a file or path to look for', async () => {
     for (const [flag, prefix] of [
       ['--path', 'x86_64-linux'],
