@@ -96,6 +96,9 @@ Environment (besides the registry and engine variables named by each command's f
   NIXOCI_WORKERS          layer worker threads (default: 2, or 1 on one CPU; 0: none)
   NIXOCI_LOAD_GROUP_BYTES a load into Docker's classic image store that sends more than this goes
                           as several archives in a row (default: 134217728, 128 MiB)
+  NIXOCI_STATUS_INTERVAL  where no progress bars are drawn (standard error not a terminal: a CI
+                          log; --verbose; TERM=dumb), seconds between the status lines of a long
+                          run (default: 30; 0: none)
   NIXOCI_NO_CODE_CACHE=1  compile nixoci afresh on every start instead of using a V8 code cache
   NIXOCI_DEBUG=1          add the stack trace to an internal error
   NODE_EXTRA_CA_CERTS     extra CAs to trust for HTTPS registries and token realms, as in any

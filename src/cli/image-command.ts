@@ -1,6 +1,7 @@
 import { checkCompressionLevel, imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
 import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
 import type { Progress } from './progress.js';
+import { StatusLines, statusInterval } from './status-lines.js';
 import { jsonReport, summary, type Io } from './output.js';
 import { applyCustomisation, type CustomiseFlagValues } from './customise.js';
 import { resolveSource, type SourceFlags } from './source.js';
@@ -42,6 +43,10 @@ export async function runImageCommand(
   const log = (line: string): void => {
     if (verbose) io.err(`${line}\n`);
   };
+  // TERM=dumb (Emacs' shell, some CI terminals): a terminal that cannot move the cursor back up
+  const showProgress = io.isTTY && !v.quiet && !verbose && process.env.TERM !== 'dumb';
+  // elsewhere (a CI log, --verbose), a status line now and then while a long run reads layers
+  const interval = showProgress || v.quiet ? 0 : statusInterval(spec.name);
   const baseSettings = imageSettings(spec.name, v as ImageFlagValues);
   const targets = spec.targets(
     v,
@@ -63,17 +68,17 @@ export async function runImageCommand(
   if (!v.quiet) for (const w of source.warnings ?? []) io.err(`nixoci: warning: ${w}\n`);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
   const closures = source.closures;
-  // TERM=dumb (Emacs' shell, some CI terminals): a terminal that cannot move the cursor back up
-  const showProgress = io.isTTY && !v.quiet && !verbose && process.env.TERM !== 'dumb';
   let progress: Progress | undefined;
+  let status: StatusLines | undefined;
   const assembly = new Assembly(
     closures,
     settings,
-    showProgress ? (e) => progress?.onLayerProgress(e) : undefined,
+    showProgress || interval > 0 ? (e) => (progress ?? status)?.onLayerProgress(e) : undefined,
   );
   // cli-progress is loaded only for a terminal: a few ms of start-up that scripts never need.
   if (showProgress)
     progress = new (await import('./progress.js')).Progress(process.stderr, assembly.layerCount);
+  else if (interval > 0) status = new StatusLines((l) => io.err(`${l}\n`), assembly.layerCount, interval);
   let results;
   // The targets are written one after the other: what one read from the store is what the run's
   // count grew by while it was written (a second target may read nothing, or read it all again).
@@ -97,10 +102,12 @@ export async function runImageCommand(
     // When a later destination fails, the user still learns which ones were written (with --json
     // too: no report is printed then, and standard error is where the failure is told).
     progress?.stop();
+    status?.stop();
     tell(written);
     throw e;
   } finally {
     progress?.stop();
+    status?.stop();
   }
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
   else tell(results);

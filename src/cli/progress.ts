@@ -7,8 +7,8 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /**
  * Progress on a terminal: one line per layer being read, with bytes and rate, under an overall
- * line. Quiet when stderr is not a TTY (CI logs stay clean), on TERM=dumb, and with --quiet /
- * --verbose.
+ * line. Not drawn when stderr is not a TTY, on TERM=dumb, and with --quiet / --verbose (a CI log
+ * gets a status line now and then instead: src/cli/status-lines.ts).
  */
 export class Progress {
   private readonly multi: cliProgress.MultiBar;
