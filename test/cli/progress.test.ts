@@ -139,9 +139,18 @@ describe('progress', () => {
     // the process there, so the terminal must be given back by then. A non-interactive shell
     // ignores SIGINT for a background job: SIGTERM, handled the same way, stands in for it.
     const proxy = await startFaultProxy(testEnv().registry);
-    proxy.fault = (req) => req.method === 'DELETE'; // never answered
+    // never answered: the upload's closing PUT (the run is still going when the signals come, however
+    // fast it made the layer) and the DELETE that cancels it
+    proxy.fault = (req) =>
+      req.method === 'DELETE' || (req.method === 'PUT' && /[?&]digest=/.test(req.url ?? ''));
     try {
-      const push = [cliBin, 'push', '--path', bigStorePath(), `${proxy.host}/hx-progress/twice:t`]
+      const push = [
+        cliBin,
+        'push',
+        '--path',
+        bigStorePath(),
+        `${proxy.host}/hx-progress/twice-${Date.now().toString(36)}:t`,
+      ]
         .concat(['--no-cache', '--compression-level', '9'])
         .join(' ');
       const r = await inPtyShell(
