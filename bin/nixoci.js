@@ -19,7 +19,11 @@
 'use strict';
 const { createHash } = require('node:crypto');
 const {
+  closeSync,
+  constants,
   existsSync,
+  fstatSync,
+  openSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -41,6 +45,8 @@ setFlagsFromString('--liftoff-only');
 
 /** Code caches kept (~0.5–0.8 MB each; one per command and build of nixoci). */
 const MAX_CODE_CACHES = 16;
+/** A code cache larger than this is not one of ours (they are under 1 MB). */
+const MAX_CODE_CACHE_BYTES = 64 << 20;
 
 const root = dirname(__dirname);
 const bundle = join(root, 'dist', 'nixoci.cjs');
@@ -114,14 +120,7 @@ void (async () => {
 function loadBundle(file) {
   const source = readFileSync(file, 'utf8');
   const cacheFile = codeCacheFile(source);
-  let cachedData;
-  if (cacheFile) {
-    try {
-      cachedData = readFileSync(cacheFile);
-    } catch {
-      // first run with this bundle: the cache is written after the command
-    }
-  }
+  const cachedData = cacheFile ? readCodeCache(cacheFile) : undefined;
   const script = new Script(Module.wrap(source), { filename: file, cachedData });
   if (cacheFile && (!cachedData || script.cachedDataRejected)) {
     // Written after the command, so that it holds the functions the command compiled too.
@@ -131,7 +130,8 @@ function loadBundle(file) {
         // the bundle's own mkdir -p (src/core/make-dirs.ts): Node's recursive mkdirSync spins
         // forever on a parent that cannot hold the child (XDG_CACHE_HOME under /proc)
         module.exports.makeDirs(dirname(cacheFile));
-        writeFileSync(tmp, script.createCachedData());
+        const data = script.createCachedData();
+        writeFileSync(tmp, Buffer.concat([createHash('sha256').update(data).digest(), data]));
         renameSync(tmp, cacheFile);
         pruneCodeCaches(dirname(cacheFile));
         // a run killed while writing (SIGKILL, power) left its temp file: removed once it is gone
@@ -149,6 +149,32 @@ function loadBundle(file) {
   const module = { exports: {} };
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
   return module.exports;
+}
+
+/**
+ * The code cache in `file` when it is whole: the file is the sha256 of the cached data, then the
+ * data. V8 checks that a cache belongs to its version, flags and source, but not that its bytes are
+ * intact (Node 20's release build skips the checksum): a cache damaged on disk (bit rot, a
+ * truncated copy, a restored CI cache) crashed every run with a V8 fatal error or a segfault.
+ * Opened non-blocking and read only when it is a regular file: a FIFO there would block for ever.
+ */
+function readCodeCache(file) {
+  let bytes;
+  let fd;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > MAX_CODE_CACHE_BYTES) return undefined;
+    bytes = readFileSync(fd);
+  } catch {
+    return undefined; // first run with this bundle: the cache is written after the command
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  const data = bytes.subarray(32);
+  if (bytes.length <= 32 || !createHash('sha256').update(data).digest().equals(bytes.subarray(0, 32)))
+    return undefined;
+  return data;
 }
 
 /**

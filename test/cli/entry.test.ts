@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { nixoci } from '../helpers/cli.js';
+import { cliBin, nixoci } from '../helpers/cli.js';
 import { repoRoot } from '../helpers/env.js';
 import { buildExampleClosure } from '../helpers/nix.js';
 
@@ -70,6 +70,39 @@ describe('the entry point', () => {
     const rewritten = readFileSync(cache);
     expect(rewritten.equals(Buffer.alloc(written.length, 0xab))).toBe(false);
     expect(rewritten.length).toBeGreaterThan(10_000);
+  });
+
+  it('does not hand V8 a code cache damaged on disk, nor block on a FIFO in its place', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-entry-damaged-'));
+    try {
+      const env = { XDG_CACHE_HOME: dir };
+      const first = await nixoci(['--help'], { env });
+      expect(first.code).toBe(0);
+      const v8 = join(dir, 'nixoci', 'v8');
+      const cache = join(v8, readdirSync(v8)[0]!);
+      const good = readFileSync(cache);
+      // V8 checks version, flags and source of a cache, not its bytes: a few bytes changed inside
+      // one (bit rot, a bad copy) ended every run in a V8 fatal error or a segfault.
+      for (const at of [0.1, 0.3, 0.5, 0.7, 0.9]) {
+        const damaged = Buffer.from(good);
+        damaged.fill(0xfd, Math.floor(damaged.length * at), Math.floor(damaged.length * at) + 8);
+        writeFileSync(cache, damaged);
+        const r = await nixoci(['--help'], { env });
+        expect(r, `damaged at ${at}`).toEqual(first);
+        expect(readFileSync(cache).equals(damaged)).toBe(false);
+      }
+      rmSync(cache);
+      spawnSync('mkfifo', [cache]);
+      const fifo = spawnSync(cliBin, ['--help'], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+        timeout: 20_000,
+        killSignal: 'SIGKILL',
+      });
+      expect({ code: fifo.status, stdout: fifo.stdout, stderr: fifo.stderr }).toEqual(first);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps the 16 newest code caches when it writes one', async () => {
