@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
+import { readSmallFile } from '../core/read-small-file.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import { ZSTD_FRAMING, type Compression } from './compress.js';
@@ -28,6 +28,9 @@ const entrySchema = z.object({
   size: z.number().int().nonnegative(),
   tarSize: z.number().int().nonnegative(),
 });
+
+/** An entry is ~200 bytes; a bigger file is not one. */
+const MAX_ENTRY_BYTES = 4096;
 
 export function defaultCacheDir(): string {
   // The XDG spec: a relative path is invalid and ignored (it would put a cache in every working
@@ -85,12 +88,8 @@ export class DigestCache {
   private read(key: string): LayerDigests | undefined {
     if (!this.dir) return undefined;
     const file = this.file(key);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      return undefined;
-    }
+    const text = readSmallFile(file, MAX_ENTRY_BYTES);
+    if (text === undefined) return undefined;
     try {
       return entrySchema.parse(JSON.parse(text));
     } catch {

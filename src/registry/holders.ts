@@ -1,14 +1,16 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
+import { readSmallFile } from '../core/read-small-file.js';
 import { digestHex, isDigest, sha256Digest, type Digest } from '../core/digest.js';
 
 /** Repositories remembered per blob (most recent first), and blobs per registry (most recent kept). */
 const MAX_REPOSITORIES = 4;
 const MAX_BLOBS = 4096;
+/** The file at most (4096 blobs of 4 repository names each), with room to spare. */
+const MAX_FILE_BYTES = 64 << 20;
 
 const fileSchema = z.object({
   version: z.literal(1),
@@ -95,8 +97,10 @@ export class BlobHolders {
 
 /** The file's blobs; empty when it is missing, unreadable, of another registry or malformed. */
 function read(file: string, registry: string): Map<string, string[]> {
+  const text = readSmallFile(file, MAX_FILE_BYTES);
+  if (text === undefined) return new Map();
   try {
-    const f = fileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+    const f = fileSchema.parse(JSON.parse(text));
     if (f.registry !== registry) return new Map();
     return new Map(Object.entries(f.blobs).filter(([d]) => isDigest(d)));
   } catch {

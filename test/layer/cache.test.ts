@@ -1,12 +1,21 @@
 // The digest cache (src/layer/cache.ts) in the places users put it: a read-only volume (a CI cache
 // mounted read-only, here a read-only bind mount made with mount(8), as root), and where
 // XDG_CACHE_HOME says.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
@@ -59,6 +68,45 @@ describe('the digest cache', () => {
     } finally {
       execFileSync('umount', [ro]);
     }
+  });
+
+  it('takes an entry that is a FIFO or a device for a miss, instead of blocking on it for ever', async () => {
+    const cache = path.join(work, 'cache-fifo');
+    const clean = await nixociJson<{ manifestDigest: string }>([
+      'build',
+      '--graph',
+      fx.graphFile,
+      '--to',
+      `oci:${path.join(work, 'fifo-clean')}`,
+      '--cache-dir',
+      cache,
+    ]);
+    const [fifo, device, ...rest] = entries(cache);
+    expect(rest.length).toBeGreaterThan(0);
+    rmSync(fifo!);
+    execFileSync('mkfifo', [fifo!]);
+    rmSync(device!);
+    symlinkSync('/dev/zero', device!);
+    // A synchronous read of a FIFO nobody writes to cannot be interrupted, not even by SIGTERM.
+    const r = spawnSync(
+      cliBin,
+      [
+        'build',
+        '--graph',
+        fx.graphFile,
+        '--to',
+        `oci:${path.join(work, 'fifo-out')}`,
+        '--cache-dir',
+        cache,
+        '--json',
+      ],
+      { encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL' },
+    );
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect((JSON.parse(r.stdout) as { manifestDigest: string }).manifestDigest).toBe(clean.manifestDigest);
+    // The two were made again and written in their place.
+    expect(entries(cache).length).toBe(rest.length + 2);
+    expect(lstatSync(fifo!).isFile() && lstatSync(device!).isFile()).toBe(true);
   });
 
   it('ignores a relative XDG_CACHE_HOME, as the XDG spec says, instead of caching into the working directory', async () => {

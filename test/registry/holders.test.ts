@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -48,4 +49,35 @@ describe('the mount holders file', () => {
         if (!all.get(digest(p, i) as never).includes(`repo-${p}`)) lost.push(`${p}/${i}`);
     expect(lost).toEqual([]);
   }, 60_000);
+
+  it('takes a FIFO in place of the file for no holders, instead of blocking on it for ever', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-holders-fifo-'));
+    const module = pathToFileURL(join(repoRoot, 'dist', 'registry', 'holders.js')).href;
+    const file = join(
+      dir,
+      'holders',
+      'v1',
+      `${createHash('sha256').update('registry.test').digest('hex').slice(0, 32)}.json`,
+    );
+    mkdirSync(join(dir, 'holders', 'v1'), { recursive: true });
+    execFileSync('mkfifo', [file]);
+    const script = `
+      const { BlobHolders } = await import(${JSON.stringify(module)});
+      const h = BlobHolders.for('registry.test', ${JSON.stringify(dir)});
+      const d = 'sha256:' + 'a'.repeat(64);
+      console.log(JSON.stringify(h.get(d)));
+      h.add(d, 'repo');
+      await h.save();`;
+    // A synchronous read of a FIFO nobody writes to cannot be interrupted, not even by SIGTERM.
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      killSignal: 'SIGKILL',
+    });
+    expect([r.status, r.stdout, r.stderr]).toEqual([0, '[]\n', '']);
+    // saved over it
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({
+      blobs: { [`sha256:${'a'.repeat(64)}`]: ['repo'] },
+    });
+  });
 });
