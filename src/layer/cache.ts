@@ -99,6 +99,12 @@ export class DigestCache {
     }
   }
 
+  /** Drops an entry found wrong (the layer's content disagrees with it): a miss from now on. */
+  forget(key: string): void {
+    this.mem.set(key, null);
+    if (this.dir) removeQuietly(this.file(key));
+  }
+
   put(key: string, d: LayerDigests): void {
     this.mem.set(key, d);
     if (!this.dir) return;

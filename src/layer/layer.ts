@@ -2,6 +2,7 @@ import { createWriteStream, openSync, writeFileSync } from 'node:fs';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
+import { NixociError } from '../core/errors.js';
 import type { MediaType } from '../core/media-types.js';
 import type { BlobCopies, BlobCopy } from './blob-copy.js';
 import { DigestCache, type LayerDigests } from './cache.js';
@@ -203,7 +204,10 @@ export class Layer {
       await piped;
       const d = diff.result();
       const expected = this.tarSize();
-      if (d.size !== expected) throw new Error(`internal: tar size ${d.size} != planned ${expected}`);
+      if (d.size !== expected) {
+        if (this.known) throw this.wrongCache(expected, d.size);
+        throw new Error(`internal: tar size ${d.size} != planned ${expected}`);
+      }
       digests = { diffId: d.digest, digest: d.digest, size: d.size, tarSize: d.size };
     } else if (useWorker && pool) {
       const cb = { onTarBytes, onReadBytes, ...(o.onProduced ? { onProduced: o.onProduced } : {}) };
@@ -257,6 +261,25 @@ export class Layer {
     } else await streamCopy(copy, sink, signal, onBytes);
     progress?.({ layer: this, phase: 'done', bytes: 0, total });
     return known;
+  }
+
+  /**
+   * The error for a tar size known up front (the cache) that this layer's tar, now made,
+   * contradicts: `actual` bytes, not the `cached` size that an archive's header already announced.
+   * A wrong entry not yet replaced by this write's digests is dropped, so that the next run makes
+   * the layer afresh instead of failing the same way.
+   */
+  wrongCache(cached: number, actual: number): NixociError {
+    if (this.known?.tarSize !== actual) {
+      this.known = undefined;
+      this.options.cache.forget(this.cacheKey);
+    }
+    const what = this.planned.storePaths.length > 0 ? this.planned.storePaths.join(', ') : 'customisation';
+    return new NixociError(
+      'CACHE',
+      `the digest cache was wrong about the layer of ${what}: its tar is ${actual} bytes, not ${cached}`,
+      { hint: 'the wrong entry is gone: run the command again' },
+    );
   }
 
   /**

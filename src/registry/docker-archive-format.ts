@@ -118,6 +118,7 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       continue;
     }
     const size = layer.tarSize();
+    const cached = layer.known !== undefined;
     const header = fileHeader(names[i]!, size);
     yield header;
     offsets.push((at += header.length));
@@ -128,8 +129,11 @@ async function* archiveChunks(o: ArchiveOptions): AsyncGenerator<Buffer, Archive
       yield chunk;
     }
     const d = await done;
-    if (d.tarSize !== size)
+    if (d.tarSize !== size) {
+      // the header announced the cached size: the entry was wrong
+      if (cached) throw layer.wrongCache(size, d.tarSize);
       throw new NixociError('INTERNAL', `docker-archive: layer ${i} size ${d.tarSize} != ${size}`);
+    }
     const pad = padding(size);
     if (pad > 0) yield Buffer.alloc(pad);
     at += size + pad;

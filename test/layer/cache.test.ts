@@ -8,6 +8,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -107,6 +108,34 @@ describe('the digest cache', () => {
     // The two were made again and written in their place.
     expect(entries(cache).length).toBe(rest.length + 2);
     expect(lstatSync(fifo!).isFile() && lstatSync(device!).isFile()).toBe(true);
+  });
+
+  it('fails in one line and drops the entry when it gives a docker-archive a wrong tar size', async () => {
+    const cache = path.join(work, 'cache-size');
+    const archive = path.join(work, 'size.tar');
+    const build = () =>
+      nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${archive}`, '--cache-dir', cache]);
+    const clean = await build();
+    expect(clean.code, clean.stderr).toBe(0);
+    const good = readFileSync(archive);
+    // The biggest layer (made by a layer worker) and the smallest (made here) said to be 512 bytes
+    // longer: the archive's header announced that size, then the layer was shorter. Each run failed
+    // with "internal: tar size … != planned …", the same every time, until the cache was removed.
+    const sized = entries(cache)
+      .map((f) => ({ f, e: JSON.parse(readFileSync(f, 'utf8')) as { tarSize: number } }))
+      .sort((a, b) => a.e.tarSize - b.e.tarSize);
+    for (const { f, e } of [sized[0]!, sized.at(-1)!])
+      writeFileSync(f, JSON.stringify({ ...e, size: e.tarSize + 512, tarSize: e.tarSize + 512 }));
+    for (let run = 0; run < 2; run++) {
+      const r = await build();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /^nixoci: error: the digest cache was wrong about the layer of \/nix\/store\/\S+: its tar is \d+ bytes, not \d+\nhint: the wrong entry is gone: run the command again\n$/,
+      );
+    }
+    const r = await build();
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(archive).equals(good)).toBe(true);
   });
 
   it('ignores a relative XDG_CACHE_HOME, as the XDG spec says, instead of caching into the working directory', async () => {
