@@ -270,16 +270,32 @@ export class Layer {
    * the layer afresh instead of failing the same way.
    */
   wrongCache(cached: number, actual: number): NixociError {
-    if (this.known?.tarSize !== actual) {
-      this.known = undefined;
-      this.options.cache.forget(this.cacheKey);
-    }
-    const what = this.planned.storePaths.length > 0 ? this.planned.storePaths.join(', ') : 'customisation';
-    return new NixociError(
-      'CACHE',
-      `the digest cache was wrong about the layer of ${what}: its tar is ${actual} bytes, not ${cached}`,
-      { hint: 'the wrong entry is gone: run the command again' },
+    if (this.known?.tarSize === actual) return this.cacheError(`its tar is ${actual} bytes, not ${cached}`);
+    return this.forgetWrong(`its tar is ${actual} bytes, not ${cached}`);
+  }
+
+  /**
+   * The error for cached digests that a registry contradicts (a blob of another size under the
+   * layer's digest: the descriptor would be wrong); the entry is dropped.
+   */
+  wrongSize(registrySize: number): NixociError {
+    const d = this.known;
+    return this.forgetWrong(
+      `the registry holds ${registrySize} bytes under its digest ${d?.digest ?? ''}, not ${d?.size ?? '?'}`,
     );
+  }
+
+  private forgetWrong(fact: string): NixociError {
+    this.known = undefined;
+    this.options.cache.forget(this.cacheKey);
+    return this.cacheError(fact);
+  }
+
+  private cacheError(fact: string): NixociError {
+    const what = this.planned.storePaths.length > 0 ? this.planned.storePaths.join(', ') : 'customisation';
+    return new NixociError('CACHE', `the digest cache was wrong about the layer of ${what}: ${fact}`, {
+      hint: 'the wrong entry is gone: run the command again',
+    });
   }
 
   /**

@@ -61,8 +61,13 @@ export async function pushLayer(
   if (d) {
     ctx.onDigests?.(d);
     if (ctx.present?.has(d.digest)) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
-    if ((await client.blobExists(repository, d.digest, signal)) !== undefined)
+    const size = await client.blobExists(repository, d.digest, signal);
+    if (size !== undefined) {
+      // A digest names its bytes, and the registry checked them when they came: a cached size that
+      // differs (an entry edited or damaged) would give the manifest a descriptor pulls refuse.
+      if (!reusedFrom && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
+    }
   } else if (ctx.mountFrom.length > 0) {
     // A mount needs the digest: hash the layer without sending it, then look again.
     const giveBack = await takeTurn(signal);

@@ -17,7 +17,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'nixoci-cache-'));
 let fx: FixtureClosure;
@@ -136,6 +138,37 @@ describe('the digest cache', () => {
     const r = await build();
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(archive).equals(good)).toBe(true);
+  });
+
+  it('fails in one line and drops the entry when a registry holds another size under its digest', async () => {
+    const cache = path.join(work, 'cache-blob-size');
+    const repo = uniqueRepo('cache-size');
+    const push = (tag: string) =>
+      nixoci([
+        'push',
+        '--graph',
+        fx.graphFile,
+        `docker://${testEnv().registry}/${repo}:${tag}`,
+        '--cache-dir',
+        cache,
+      ]);
+    const first = await push('a');
+    expect(first.code, first.stderr).toBe(0);
+    // A gzip entry whose size was changed: the blob is in the repository (HEAD finds it under its
+    // digest), and a manifest with the cached size was pushed with exit 0; pulls then refuse it.
+    const [f] = entries(cache).filter((e) => readFileSync(e, 'utf8').includes('"tarSize"'));
+    const e = JSON.parse(readFileSync(f!, 'utf8')) as { size: number };
+    writeFileSync(f!, JSON.stringify({ ...e, size: 999 }));
+    const r = await push('b');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^nixoci: error: the digest cache was wrong about the layer of \\/nix\\/store\\/\\S+: the registry holds ${e.size} bytes under its digest sha256:[0-9a-f]{64}, not 999\\nhint: the wrong entry is gone: run the command again\\n$`,
+      ),
+    );
+    const again = await push('b');
+    expect(again.code, again.stderr).toBe(0);
+    await verifyPushed(testEnv().registry, repo, 'b');
   });
 
   it('ignores a relative XDG_CACHE_HOME, as the XDG spec says, instead of caching into the working directory', async () => {
