@@ -143,9 +143,16 @@ export function applyCustomisation(
     const devboxEnv = Object.entries(source.devbox?.project.env ?? {}).map(
       ([k, val]) => `${k}=${expand(val)}`,
     );
+    // A numeric --user that is not the layer's user has no passwd entry, so no home of its own:
+    // HOME is / for it, as the engines make it, not the layer user's home it could not enter.
+    const rawUid = user.kind === 'raw' ? Number(user.value.split(':')[0]) : undefined;
+    const layerEnv =
+      rawUid !== undefined && rawUid !== imageUser.uid
+        ? layer.env.map((e) => (e.startsWith('HOME=') ? 'HOME=/' : e))
+        : layer.env;
     perArch.set(arch, {
       extra: layer.entries,
-      env: mergeEnv([...layer.env, ...devboxEnv, ...settings.run.env]),
+      env: mergeEnv([...layerEnv, ...devboxEnv, ...settings.run.env]),
     });
   }
   // Numeric, so that runAsNonRoot checks work: --user root (or root:0) as 0:0, as without the layer.

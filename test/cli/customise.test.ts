@@ -68,6 +68,18 @@ describe('customisation flags', () => {
     expect((await build(['--bin-farm'])).user).toBeUndefined();
   });
 
+  it('a numeric --user without a passwd entry gets HOME=/, as the engines give it, not /root', async () => {
+    const home = (img: Built): string | undefined => img.env.find((e) => e.startsWith('HOME='));
+    // /root is 0700 and root's: uid 1000 could not use it
+    expect(home(await build(['--bin-farm', '--user', '1000']))).toBe('HOME=/');
+    expect(home(await build(['--bin-farm', '--user', '1234:1234']))).toBe('HOME=/');
+    // the layer's own user keeps its home
+    expect(home(await build(['--bin-farm', '--user', '0']))).toBe('HOME=/root');
+    expect(home(await build(['--preset', 'runtime', '--user', '1000']))).toBe('HOME=/home/app');
+    // and --env HOME=… still wins
+    expect(home(await build(['--bin-farm', '--user', '1000', '--env', 'HOME=/data']))).toBe('HOME=/data');
+  });
+
   it('refuses a numeric --user above 2^31-1, which docker and runc refuse to run', async () => {
     for (const user of ['2147483648', '4294967295', '1000:2147483648', 'app:2147483648']) {
       const r = await nixoci(
