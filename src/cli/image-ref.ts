@@ -5,7 +5,7 @@ import { requirePlatform, type ImageSource } from '../registry/read/image-source
 import { ociArchiveSource } from '../registry/read/oci-archive-source.js';
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
-import { parseReference } from '../registry/reference.js';
+import { parseImageReference } from '../registry/reference.js';
 import { asUsage, refuseUnused, usage, type OptionSpec } from './flags.js';
 import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
 import type { TargetFlags } from './targets.js';
@@ -86,7 +86,7 @@ export function openImageSource(command: string, ref: string, flags: TargetFlags
 function openSource(command: string, ref: string, flags: TargetFlags, arch: string | undefined): ImageSource {
   const o = arch ? { arch } : {};
   if (ref.startsWith('docker://')) {
-    const parsed = asUsage(command, () => parseReference(ref));
+    const parsed = asUsage(command, () => parseImageReference(ref));
     return registrySource(parsed, { ...o, ...registryAccess(flags, command) });
   }
   const colon = ref.indexOf(':');

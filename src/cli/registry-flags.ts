@@ -1,7 +1,12 @@
 import { NixociError } from '../core/errors.js';
 import { parseCredsFlag } from '../registry/auth/credentials.js';
 import { cacheDirOf } from '../layer/cache.js';
-import { isRegistryHost, parseReference, type ImageReference } from '../registry/reference.js';
+import {
+  isRegistryHost,
+  parseImageReference,
+  parseReference,
+  type ImageReference,
+} from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { caFor } from '../registry/transport.js';
 import { asUsage, checkTagFlag, intFlag, usage, type OptionSpec } from './flags.js';
@@ -50,8 +55,8 @@ const strings = (v: TargetFlags[string]): string[] =>
  * a RegistryTarget.
  */
 export function registryTarget(command: string, ref: string, flags: TargetFlags): TargetChoice {
-  const reference = asUsage(command, () => parseReference(ref));
-  const cacheFrom = asUsage(command, () => strings(flags['cache-from']).map((c) => parseReference(c)));
+  const reference = asUsage(command, () => parseImageReference(ref));
+  const cacheFrom = asUsage(command, () => strings(flags['cache-from']).map((c) => parseImageReference(c)));
   const tags = strings(flags.tag);
   for (const t of tags) checkTagFlag(command, t);
   const creds = credsFlag(command, flags);

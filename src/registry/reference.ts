@@ -62,6 +62,24 @@ export function isRegistryHost(first: string): boolean {
 }
 
 /**
+ * Parses a reference as `parseReference` does, first refusing one that names a registry and no
+ * repository: `localhost:5000`, `127.0.0.1:5000`, `registry.example.com:443`. Docker's grammar reads
+ * those as an image of Docker Hub (`docker.io/library/localhost`, tag `5000`), which is never what
+ * was meant where an image to push or read is asked for.
+ */
+export function parseImageReference(input: string): ImageReference {
+  const s = input.startsWith('docker://') ? input.slice('docker://'.length) : input;
+  const m = /^(localhost|\[[0-9a-fA-F:.]+\]|[^/:@]*\.[^/:@]*):(\d{1,5})$/.exec(s);
+  if (m)
+    invalid(
+      input,
+      'it names a registry, not a repository',
+      `write ${m[1]}:${m[2]}/REPO[:TAG] (as it stands it would be docker.io/library/${m[1]}, tag ${m[2]})`,
+    );
+  return parseReference(input);
+}
+
+/**
  * Parses `docker://HOST[:PORT]/REPO[:TAG][@DIGEST]` or a bare reference the way docker and skopeo
  * do: the first component is a registry when it has a `.` or `:` or is `localhost`, Docker Hub
  * otherwise (with `library/` for single names); no tag and no digest means `latest`.

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { isNixociError } from '../../src/core/errors.js';
-import { formatReference, isLoopbackHost, parseReference } from '../../src/registry/reference.js';
+import {
+  formatReference,
+  isLoopbackHost,
+  parseImageReference,
+  parseReference,
+} from '../../src/registry/reference.js';
 import { parseChallenges } from '../../src/registry/auth/challenge.js';
 import { retryAfterMs } from '../../src/registry/retry.js';
 import { DEFAULT_RETRY } from '../../src/registry/transport.js';
@@ -189,5 +194,33 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs(new Date(10_000).toUTCString(), DEFAULT_RETRY, 5_000)).toBe(5000);
     expect(retryAfterMs('99999', DEFAULT_RETRY)).toBe(DEFAULT_RETRY.maxRetryAfterMs);
     expect(retryAfterMs('soon', DEFAULT_RETRY)).toBeUndefined();
+  });
+});
+
+describe('parseImageReference', () => {
+  it('refuses a registry without a repository, which docker would read as a Docker Hub image', () => {
+    for (const [input, host] of [
+      ['localhost:5000', 'localhost:5000'],
+      ['docker://127.0.0.1:5000', '127.0.0.1:5000'],
+      ['ghcr.io:443', 'ghcr.io:443'],
+    ] as const) {
+      let err: unknown;
+      try {
+        parseImageReference(input);
+      } catch (e) {
+        err = e;
+      }
+      expect(isNixociError(err) && err.message, input).toBe(
+        `image reference ${JSON.stringify(input)} is invalid: it names a registry, not a repository`,
+      );
+      expect(isNixociError(err) && err.hint).toMatch(
+        new RegExp(`^write ${host.replace(/\./g, '\\.')}/REPO\\[:TAG\\]`),
+      );
+    }
+  });
+
+  it('parses everything else as parseReference does', () => {
+    for (const input of ['localhost:5000/app', 'app:5000', 'ubuntu:22.04', `ghcr.io/org/app@${D}`, 'a.b/c:1'])
+      expect(parseImageReference(input)).toEqual(parseReference(input));
   });
 });
