@@ -90,11 +90,17 @@ function* readCopy(copy: BlobCopy): Generator<Buffer> {
  * should be: a sink downstream is then destroyed, never ended, and keeps no wrong blob.
  */
 export class CheckedDigestStream extends DigestStream {
+  /**
+   * `counted`: only the size is checked, the bytes are not hashed (a blob copied whole, whose file
+   * `stat` showed unchanged: a run hashes no layer twice). A tar being compressed is hashed anyway,
+   * for the diffID, and so is checked in full.
+   */
   constructor(
     private readonly copy: BlobCopy,
     onChunk?: (bytes: number) => void,
+    counted = false,
   ) {
-    super(onChunk);
+    super(onChunk, counted ? { digest: copy.digest } : undefined);
   }
 
   override _flush(cb: TransformCallback): void {

@@ -60,8 +60,10 @@ export async function streamTar(
 }
 
 /**
- * A whole blob copied from a copy an earlier target of the run wrote, hashed on the way and checked
- * against the digest it had before the sink is ended.
+ * A whole blob copied from a copy an earlier target of the run wrote, its size checked before the
+ * sink is ended. It is counted, not hashed again (as a store tar whose digests are known is): the
+ * copy's file is the one this run wrote, as `stat` shows (BlobCopies.get), and a registry or an
+ * engine checks the digest of what it receives.
  */
 export async function streamCopy(
   copy: BlobCopy,
@@ -69,7 +71,7 @@ export async function streamCopy(
   signal: AbortSignal | undefined,
   onBytes?: (bytes: number) => void,
 ): Promise<{ digest: LayerDigests['digest']; size: number }> {
-  const checked = new CheckedDigestStream(copy, onBytes);
+  const checked = new CheckedDigestStream(copy, onBytes, true);
   const src = copyStream(copy);
   await (signal ? pipeline(src, checked, sink, { signal }) : pipeline(src, checked, sink));
   return checked.result();
