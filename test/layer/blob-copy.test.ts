@@ -84,6 +84,30 @@ async function writeStream(layer: Layer): Promise<{ bytes: Buffer; error?: unkno
   }
 }
 
+/** Writes one byte `X` into the file at `at`, in place (same size). */
+function spoilAt(file: string, at: number): void {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.from('X'), 0, 1, at);
+  closeSync(fd);
+}
+
+/**
+ * The biggest uncompressed layer written to a file, then spoiled in place before the copy is
+ * recorded, as a change within the file system's clock tick would look to stat.
+ */
+async function spoiledCopy(): Promise<{
+  r: ReturnType<typeof run>;
+  layer: Layer;
+  first: { file: string; bytes: Buffer };
+}> {
+  const r = run();
+  const layer = biggest(r.layers('none'));
+  const first = await writeFile(layer);
+  spoilAt(first.file, first.bytes.length - 2000);
+  layer.keptIn(first.file, 0);
+  return { r, layer, first };
+}
+
 describe('blob copies', () => {
   it('reads a later write back from the copy, the same bytes, nothing from the store', async () => {
     const r = run();
@@ -107,12 +131,7 @@ describe('blob copies', () => {
   it('tars the store again when the copy was truncated or rewritten since', async () => {
     for (const spoil of [
       (f: string) => truncateSync(f, 1000),
-      (f: string) => {
-        // same size, one byte different
-        const fd = openSync(f, 'r+');
-        writeSync(fd, Buffer.from('X'), 0, 1, 700);
-        closeSync(fd);
-      },
+      (f: string) => spoilAt(f, 700), // same size, one byte different
     ]) {
       const r = run();
       const layer = biggest(r.layers('none'));
@@ -132,14 +151,7 @@ describe('blob copies', () => {
   });
 
   it('fails, without ending the sink, on a tar copy whose bytes are not the tar (a change its file does not show)', async () => {
-    const r = run();
-    const layer = biggest(r.layers('none'));
-    const first = await writeFile(layer);
-    // spoiled before it is recorded, as a change within the file system's clock tick would look
-    const fd = openSync(first.file, 'r+');
-    writeSync(fd, Buffer.from('X'), 0, 1, first.bytes.length - 2000);
-    closeSync(fd);
-    layer.keptIn(first.file, 0);
+    const { r, first } = await spoiledCopy();
     // the compressed layer made from that tar: its diffID, hashed anyway, is not the copy's digest
     const gz = biggest(r.layers('zstd'));
     const made = await writeStream(gz);
@@ -148,15 +160,9 @@ describe('blob copies', () => {
   });
 
   it('copies a whole blob counted, not hashed again: a run hashes no layer twice', async () => {
-    const r = run();
-    const layer = biggest(r.layers('none'));
-    const first = await writeFile(layer);
     // A change that stat cannot show (within the clock tick of the write) goes through: hashing the
     // copy would cost what tarring the store again saved; a registry or engine checks the digest.
-    const fd = openSync(first.file, 'r+');
-    writeSync(fd, Buffer.from('X'), 0, 1, first.bytes.length - 2000);
-    closeSync(fd);
-    layer.keptIn(first.file, 0);
+    const { layer, first } = await spoiledCopy();
     const again = await writeStream(layer);
     expect(again.error).toBeUndefined();
     expect(again.ended).toBe(true);
