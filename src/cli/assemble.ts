@@ -47,6 +47,8 @@ export interface ImageFlagValues {
   user?: string;
   expose?: string[];
   label?: string[];
+  volume?: string[];
+  'stop-signal'?: string;
   created?: string;
   'cache-dir'?: string;
   'no-cache'?: boolean;
@@ -102,6 +104,7 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
       throw usage(command, `--expose ${p}: expected PORT (1–65535) or PORT/tcp|udp|sctp`);
     return `${m[1]}/${(m[2] ?? 'tcp').toLowerCase()}`;
   });
+  const volumes = (v.volume ?? []).map((d) => volumeFlag(command, d));
   return {
     arches: arches as Arch[],
     maxLayers: intFlag(command, 'max-layers', v['max-layers'], 1, 125) ?? DEFAULT_MAX_LAYERS,
@@ -115,6 +118,8 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
       user: v.user,
       exposedPorts,
       labels,
+      ...(volumes.length > 0 ? { volumes: [...new Set(volumes)] } : {}),
+      ...(v['stop-signal'] !== undefined ? { stopSignal: stopSignalFlag(command, v['stop-signal']) } : {}),
     },
     created,
     cache: new DigestCache(cacheDirOf(v)),
@@ -186,6 +191,50 @@ function parseCommand(command: string, name: string, v: string): string[] {
       `--${name} ${v}: quotes and backslashes are not parsed in the space-separated form; give a JSON array, e.g. --${name} '["sh","-c","echo hi"]'`,
     );
   return v.split(' ').filter((s) => s.length > 0);
+}
+
+/**
+ * `--volume DIR`: a mount point the runtime makes an anonymous volume at, absolute as Docker and
+ * Podman require at run time (they refuse a relative one, and `/`, only when the container starts).
+ * A bind mount (`SRC:DEST`) is the runtime's to give (`docker run -v`), not the image's.
+ */
+function volumeFlag(command: string, d: string): string {
+  if (d.includes(':'))
+    throw usage(
+      command,
+      `--volume ${d}: an image declares a mount point only (e.g. --volume /data); a bind mount SRC:DEST is given at run time (docker run -v)`,
+    );
+  if (!d.startsWith('/') || d.includes('\0'))
+    throw usage(command, `--volume ${JSON.stringify(d)}: must be an absolute path (e.g. /data)`);
+  if (/^\/+$/.test(d)) throw usage(command, `--volume ${d}: the root directory cannot be a volume`);
+  return d;
+}
+
+/** Linux signal names as Docker's `STOPSIGNAL` and `docker stop --signal` accept them (without SIG). */
+const SIGNALS: ReadonlySet<string> = new Set([
+  ...'ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX'.split(
+    ' ',
+  ),
+  ...Array.from({ length: 15 }, (_, i) => `RTMIN+${i + 1}`),
+  ...Array.from({ length: 14 }, (_, i) => `RTMAX-${i + 1}`),
+]);
+
+/**
+ * `--stop-signal`: a signal name with or without SIG, in any case (written SIGNAME, so that
+ * `term` and `SIGTERM` give one digest), or a number 1–64, as Docker validates `STOPSIGNAL`. An
+ * unknown one would be written and refused by `docker stop` alone, long after the push.
+ */
+function stopSignalFlag(command: string, s: string): string {
+  if (/^\d+$/.test(s)) {
+    if (Number(s) >= 1 && Number(s) <= 64) return String(Number(s));
+  } else {
+    const name = s.toUpperCase().replace(/^SIG/, '');
+    if (SIGNALS.has(name)) return `SIG${name}`;
+  }
+  throw usage(
+    command,
+    `--stop-signal ${JSON.stringify(s)}: not a signal; expected a name (SIGTERM, TERM, SIGRTMIN+3) or a number 1–64`,
+  );
 }
 
 /** PATH defaults to the `bin` directories of the closure's top-level paths. */

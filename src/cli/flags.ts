@@ -27,6 +27,8 @@ export const imageOptions = {
   user: { type: 'string' },
   expose: { type: 'string', multiple: true },
   label: { type: 'string', multiple: true },
+  volume: { type: 'string', multiple: true },
+  'stop-signal': { type: 'string' },
   created: { type: 'string' },
   'cache-dir': { type: 'string' },
   'no-cache': { type: 'boolean' },

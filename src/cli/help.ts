@@ -32,6 +32,9 @@ export const HELP_IMAGE_FLAGS = `Image:
   --user UID[:GID]|NAME         User (group names are refused; NAME[:UID]: see the customisation layer)
   --expose PORT[/PROTO]         ExposedPorts (repeatable)
   --label KEY=VALUE             label (repeatable)
+  --volume DIR                  Volumes: an absolute mount point for an anonymous volume (repeatable)
+  --stop-signal SIG             StopSignal, the signal \`docker stop\` sends: a name (SIGTERM, TERM,
+                                SIGRTMIN+3) or a number 1–64
   --created TIME                creation time, RFC 3339 (default: 1970-01-01T00:00:01Z, reproducible)
   --cache-dir DIR               digest cache, and where pushed blobs are (for mounts); default:
                                 $XDG_CACHE_HOME/nixoci or ~/.cache/nixoci

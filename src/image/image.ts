@@ -17,6 +17,10 @@ export interface RunConfig {
   readonly user?: string;
   readonly exposedPorts: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
+  /** Mount points for anonymous volumes (Volumes); absent or empty: none. */
+  readonly volumes?: readonly string[];
+  /** The signal `docker stop` sends (StopSignal), as SIGNAME or a number. */
+  readonly stopSignal?: string;
 }
 
 export interface Platform {
@@ -117,6 +121,10 @@ export function renderImage(image: Image, digests: readonly LayerDigests[]): Ren
   if (run.cmd) cfg.Cmd = [...run.cmd];
   if (run.workdir) cfg.WorkingDir = run.workdir;
   if (Object.keys(run.labels).length > 0) cfg.Labels = sortedRecord(run.labels);
+  // A set as well, in key order; both only when given, so that other images keep their digests.
+  if (run.volumes && run.volumes.length > 0)
+    cfg.Volumes = Object.fromEntries([...run.volumes].sort(byKey).map((v) => [v, {}]));
+  if (run.stopSignal) cfg.StopSignal = run.stopSignal;
   const config = {
     created: image.created,
     architecture: image.platform.architecture,

@@ -87,6 +87,27 @@ describe('nix/ library', () => {
     ]);
   });
 
+  it('takes volumes (a list, or the OCI form { "/data" = { }; }) and stopSignal, also by their OCI names', async () => {
+    const f = expr(
+      'volumes',
+      `let c = (import ${lib} { }).configFlags; in [
+        (c { volumes = [ "/data" "/var/log" ]; stopSignal = "SIGINT"; })
+        (c { volumes = { "/var/log" = { }; "/data" = { }; }; stopSignal = 3; })
+      ]`,
+    );
+    expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', f]))).toEqual([
+      ['--volume', '/data', '--volume', '/var/log', '--stop-signal', 'SIGINT'],
+      ['--volume', '/data', '--volume', '/var/log', '--stop-signal', '3'],
+    ]);
+    const oci = expr(
+      'volumes-oci',
+      `(import ${lib} { }).configFlags { Volumes = { "/data" = { }; }; StopSignal = "SIGINT"; }`,
+    );
+    await expect(nix('nix-instantiate', ['--eval', '--strict', '--json', oci])).rejects.toThrow(
+      "unknown attribute StopSignal (nixoci's name: stopSignal), Volumes (nixoci's name: volumes)",
+    );
+  });
+
   it('builds the closure graph, the plan and a copyTo app without nixpkgs; the app runs nixoci', async () => {
     const f = expr(
       'image',
