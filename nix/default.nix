@@ -59,7 +59,7 @@ let
       command = name: flag: if config ? ${name} then [ flag (builtins.toJSON (list config.${name})) ] else [ ];
       # an unknown attribute (often nix2container's or dockerTools' Entrypoint, Env, …) would
       # otherwise be dropped without a word, and the image would lack it
-      known = [ "entrypoint" "cmd" "env" "workdir" "user" "expose" "labels" "volumes" "stopSignal" "preset" "copy" "maxLayers" "created" "binFarm" "ignoreCollisions" ];
+      known = [ "entrypoint" "cmd" "env" "workdir" "user" "expose" "labels" "volumes" "stopSignal" "annotations" "preset" "copy" "maxLayers" "created" "binFarm" "ignoreCollisions" ];
       renamed = { Entrypoint = "entrypoint"; Cmd = "cmd"; Env = "env"; WorkingDir = "workdir"; User = "user"; ExposedPorts = "expose"; Labels = "labels"; Volumes = "volumes"; StopSignal = "stopSignal"; };
       unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames config);
       explain = k: if renamed ? ${k} then "${k} (nixoci's name: ${renamed.${k}})" else k;
@@ -91,6 +91,8 @@ let
         each "volumes" "--volume" toString
     )
     ++ opt "stopSignal" "--stop-signal"
+    # annotations: { "org.opencontainers.image.source" = "…"; "index:…" = "…"; } (or "K=V" strings)
+    ++ each "annotations" "--annotation" toString
     ++ opt "preset" "--preset"
     # copy: [ "SRC:/DEST" ] or { "/DEST" = SRC; } (a destination is a string; a source is often a path)
     ++ (

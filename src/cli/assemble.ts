@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import type { Closure } from '../closure/closure.js';
 import { NixociError } from '../core/errors.js';
-import { ARCHES, DEFAULT_CREATED, type Arch, type Image, type RunConfig } from '../image/image.js';
+import {
+  ANNOTATION_PREFIX,
+  ARCHES,
+  DEFAULT_CREATED,
+  type Arch,
+  type Image,
+  type ImageAnnotations,
+  type RunConfig,
+} from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { BlobCopies } from '../layer/blob-copy.js';
 import { DigestCache, cacheDirOf } from '../layer/cache.js';
@@ -22,6 +30,7 @@ export interface ImageSettings {
   readonly level: number | undefined;
   readonly run: Omit<RunConfig, 'env'> & { readonly env: readonly string[] };
   readonly created: string;
+  readonly annotations: ImageAnnotations;
   readonly cache: DigestCache;
   readonly keepSetuid: boolean;
   readonly extra?: readonly ExtraEntry[];
@@ -49,6 +58,7 @@ export interface ImageFlagValues {
   label?: string[];
   volume?: string[];
   'stop-signal'?: string;
+  annotation?: string[];
   created?: string;
   'cache-dir'?: string;
   'no-cache'?: boolean;
@@ -122,6 +132,7 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
       ...(v['stop-signal'] !== undefined ? { stopSignal: stopSignalFlag(command, v['stop-signal']) } : {}),
     },
     created,
+    annotations: annotationFlags(command, v.annotation ?? [], arches.length),
     cache: new DigestCache(cacheDirOf(v)),
     keepSetuid: v['keep-setuid'] ?? false,
   };
@@ -208,6 +219,43 @@ function volumeFlag(command: string, d: string): string {
     throw usage(command, `--volume ${JSON.stringify(d)}: must be an absolute path (e.g. /data)`);
   if (/^\/+$/.test(d)) throw usage(command, `--volume ${d}: the root directory cannot be a volume`);
   return d;
+}
+
+/**
+ * `--annotation [manifest:|index:]KEY=VALUE`, as `docker buildx --annotation` writes them: with
+ * `manifest:` on each platform's manifest, with `index:` on the index of a multi-platform image,
+ * and without a prefix on both (GHCR reads `org.opencontainers.image.source`, `.description` from
+ * the one the tag points at: the manifest of a single platform, the index of several). nixoci's
+ * own `dev.nixoci.` keys are refused: a later run reads them back.
+ */
+function annotationFlags(command: string, given: readonly string[], arches: number): ImageAnnotations {
+  const manifest: Record<string, string> = {};
+  const index: Record<string, string> = {};
+  for (const a of given) {
+    const eq = a.indexOf('=');
+    const colon = a.indexOf(':');
+    const typed = colon >= 0 && (eq < 0 || colon < eq);
+    const type = typed ? a.slice(0, colon) : '';
+    const kv = typed ? a.slice(colon + 1) : a;
+    const i = kv.indexOf('=');
+    if (typed && type !== 'manifest' && type !== 'index')
+      throw usage(
+        command,
+        `--annotation ${a}: ${JSON.stringify(type)} is not where an annotation goes; prefix manifest: or index:, or none for both`,
+      );
+    if (i <= 0) throw usage(command, `--annotation ${a}: expected [manifest:|index:]KEY=VALUE`);
+    const key = kv.slice(0, i);
+    if (key.startsWith(ANNOTATION_PREFIX))
+      throw usage(command, `--annotation ${a}: keys starting with ${ANNOTATION_PREFIX} are nixoci's own`);
+    if (type === 'index' && arches === 1)
+      throw usage(
+        command,
+        `--annotation ${a}: one --arch makes no index (the tag names the manifest); use manifest: or no prefix`,
+      );
+    if (type !== 'index') manifest[key] = kv.slice(i + 1);
+    if (type !== 'manifest' && arches > 1) index[key] = kv.slice(i + 1);
+  }
+  return { manifest, index };
 }
 
 /** Linux signal names as Docker's `STOPSIGNAL` and `docker stop --signal` accept them (without SIG). */
@@ -311,6 +359,7 @@ export class Assembly {
           env: this.settings.perArch?.get(arch)?.env ?? envFor(closure, this.settings.run.env),
         },
         created: this.settings.created,
+        annotations: this.settings.annotations,
       };
     });
   }

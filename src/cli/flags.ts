@@ -29,6 +29,7 @@ export const imageOptions = {
   label: { type: 'string', multiple: true },
   volume: { type: 'string', multiple: true },
   'stop-signal': { type: 'string' },
+  annotation: { type: 'string', multiple: true },
   created: { type: 'string' },
   'cache-dir': { type: 'string' },
   'no-cache': { type: 'boolean' },

@@ -35,6 +35,12 @@ export const HELP_IMAGE_FLAGS = `Image:
   --volume DIR                  Volumes: an absolute mount point for an anonymous volume (repeatable)
   --stop-signal SIG             StopSignal, the signal \`docker stop\` sends: a name (SIGTERM, TERM,
                                 SIGRTMIN+3) or a number 1–64
+  --annotation [manifest:|index:]KEY=VALUE
+                                annotation (repeatable) of each platform's manifest (manifest:), of
+                                the index of several --arch (index:), or of both (no prefix), as
+                                \`docker buildx --annotation\`; e.g. org.opencontainers.image.source.
+                                Registries and oci: layouts keep them; engines and docker-archives
+                                have no manifest
   --created TIME                creation time, RFC 3339 (default: 1970-01-01T00:00:01Z, reproducible)
   --cache-dir DIR               digest cache, and where pushed blobs are (for mounts); default:
                                 $XDG_CACHE_HOME/nixoci or ~/.cache/nixoci

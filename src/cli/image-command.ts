@@ -1,5 +1,5 @@
 import { checkCompressionLevel, imageSettings, Assembly, type ImageFlagValues } from './assemble.js';
-import { imageOptions, outputOptions, parseFlags, sourceOptions, type OptionSpec } from './flags.js';
+import { imageOptions, outputOptions, parseFlags, sourceOptions, usage, type OptionSpec } from './flags.js';
 import type { Progress } from './progress.js';
 import { StatusLines, statusInterval } from './status-lines.js';
 import { jsonReport, summary, type Io } from './output.js';
@@ -53,6 +53,12 @@ export async function runImageCommand(
     positionals.filter((p) => !p.startsWith('/')),
   );
   checkCompressionLevel(spec.name, baseSettings, targets);
+  // an engine or a docker-archive keeps no manifest: the annotations would be dropped unseen
+  if ((v.annotation as string[] | undefined)?.length && !targets.some((t) => t.target.keepsManifest))
+    throw usage(
+      spec.name,
+      `--annotation: ${targets[0]?.target.description ?? 'the destination'} keeps no manifest to annotate (an OCI layout or a registry does); use --label for the image config`,
+    );
   // before the closure is built and before any target is written: a later target's missing
   // directory must not fail the run after an earlier one was written
   for (const t of targets) t.target.check?.();

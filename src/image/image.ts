@@ -36,6 +36,13 @@ export interface Image {
   readonly layers: readonly Layer[];
   readonly run: RunConfig;
   readonly created: string;
+  /** The user's annotations of this platform's manifest, and of the index over all platforms. */
+  readonly annotations?: ImageAnnotations;
+}
+
+export interface ImageAnnotations {
+  readonly manifest: Readonly<Record<string, string>>;
+  readonly index: Readonly<Record<string, string>>;
 }
 
 export interface Descriptor {
@@ -60,6 +67,8 @@ export interface Rendered {
   readonly diffIds: readonly Digest[];
 }
 
+/** The prefix of nixoci's own annotation keys, which users cannot set. */
+export const ANNOTATION_PREFIX = 'dev.nixoci.';
 export const ANNOTATION_STORE_PATHS = 'dev.nixoci.store-paths';
 export const ANNOTATION_NAR_HASHES = 'dev.nixoci.nar-hashes';
 export const ANNOTATION_DIFF_ID = 'dev.nixoci.diff-id';
@@ -148,12 +157,16 @@ export function renderImage(image: Image, digests: readonly LayerDigests[]): Ren
     mediaType: MediaType.ociManifest,
     config: { mediaType: MediaType.ociConfig, digest: configBlob.digest, size: configBlob.bytes.length },
     layers,
+    ...annotationsField(image.annotations?.manifest),
   };
   return { config: configBlob, manifest: jsonBlob(manifest, MediaType.ociManifest), layers, diffIds };
 }
 
-/** An OCI index over several platforms' manifests. */
-export function renderIndex(entries: readonly { manifest: Blob; platform: Platform }[]): Blob {
+/** An OCI index over several platforms' manifests, with the user's index annotations. */
+export function renderIndex(
+  entries: readonly { manifest: Blob; platform: Platform }[],
+  annotations?: Readonly<Record<string, string>>,
+): Blob {
   const index = {
     schemaVersion: 2,
     mediaType: MediaType.ociIndex,
@@ -163,8 +176,16 @@ export function renderIndex(entries: readonly { manifest: Blob; platform: Platfo
       size: e.manifest.bytes.length,
       platform: e.platform,
     })),
+    ...annotationsField(annotations),
   };
   return jsonBlob(index, MediaType.ociIndex);
+}
+
+/** `annotations` in key order, or nothing at all when there are none (the digest stays as it was). */
+function annotationsField(a: Readonly<Record<string, string>> | undefined): {
+  annotations?: Record<string, string>;
+} {
+  return a && Object.keys(a).length > 0 ? { annotations: sortedRecord(a) } : {};
 }
 
 const byKey = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -82,6 +82,11 @@ export interface PrepareContext extends WriteContext {
 export interface ImageTarget {
   /** The target as the user named it, without credentials. */
   readonly description: string;
+  /**
+   * Whether the image's manifest (and index) reach the target as written, with their annotations:
+   * a registry's and an OCI layout's do; an engine and a docker-archive keep no manifest.
+   */
+  readonly keepsManifest?: boolean;
   /** Compression this target requires whatever the user asked for (archives and engines: none). */
   readonly requiredCompression?: Compression;
   /**

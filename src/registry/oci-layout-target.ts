@@ -47,6 +47,7 @@ type Index = z.infer<typeof indexSchema>;
  */
 export class OciLayoutTarget implements ImageTarget {
   readonly description: string;
+  readonly keepsManifest = true;
   private readonly dir: string;
 
   constructor(
@@ -122,7 +123,7 @@ export class OciLayoutTarget implements ImageTarget {
       let top: Blob;
       if (manifests.length === 1) top = manifests[0]!.manifest;
       else {
-        top = renderIndex(manifests);
+        top = renderIndex(manifests, images[0]?.annotations?.index);
         this.putJsonBlob(top, committed);
       }
       await withFileLock(this.lockFile, () => this.tagTop(top), ctx.signal);

@@ -74,6 +74,7 @@ const IN_MEMORY_MAX = 256 << 10;
 /** Pushes images to a registry: stateless skip, HEAD, mount, streamed upload, manifest last. */
 export class RegistryTarget implements ImageTarget {
   readonly description: string;
+  readonly keepsManifest = true;
   private early:
     | Prepared<{ client: RegistryClient; architectures: readonly string[]; notes: string[]; found: Reusable }>
     | undefined;
@@ -263,7 +264,9 @@ export class RegistryTarget implements ImageTarget {
       }
 
       // (4) Several platforms: an index over the manifests pushed by digest.
-      const top: Blob = multi ? renderIndex(manifests) : manifests[0]!.manifest;
+      const top: Blob = multi
+        ? renderIndex(manifests, images[0]?.annotations?.index)
+        : manifests[0]!.manifest;
       if (multi) this.checkPinned(top.digest);
       if (multi && tags.length > 0) {
         if (top.digest !== topDigest) await client.putManifest(repo, tags[0]!, top, signal);

@@ -155,4 +155,99 @@ describe('image config fields', () => {
     await nixociJson(['build', '--path', golden, '--to', `oci:${tmp('num')}:t`, '--stop-signal', '15']);
     expect(layoutConfig(tmp('num')).config.StopSignal).toBe('15');
   });
+
+  it('writes --annotation on the manifests and the index a registry gets, as skopeo reads them', async () => {
+    const repo = `${testEnv().registry}/hx-m-annotations`;
+    const raw = async (
+      ref: string,
+    ): Promise<{ annotations?: Record<string, string>; manifests?: { digest: string }[] }> =>
+      JSON.parse((await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`])).stdout);
+    const push = (tag: string, flags: string[]): Promise<{ manifestDigest: string }> =>
+      nixociJson(['push', '--path', golden, '--arch', 'amd64,arm64', `docker://${repo}:${tag}`, ...flags]);
+    const source = 'org.opencontainers.image.source=https://example.com/app';
+    const pushed = await push('multi', [
+      ...['--annotation', 'index:org.opencontainers.image.description=an app'],
+      ...[
+        '--annotation',
+        source,
+        '--annotation',
+        'manifest:com.example.z=1',
+        '--annotation',
+        'manifest:com.example.a=2',
+      ],
+    ]);
+    const index = await raw(`${repo}:multi`);
+    expect(index.annotations).toEqual({
+      'org.opencontainers.image.description': 'an app',
+      'org.opencontainers.image.source': 'https://example.com/app',
+    });
+    expect(index.manifests).toHaveLength(2);
+    for (const m of index.manifests!) {
+      const manifest = await raw(`${repo}@${m.digest}`);
+      // in key order, and nixoci's own layer annotations as before
+      expect(Object.entries(manifest.annotations!)).toEqual([
+        ['com.example.a', '2'],
+        ['com.example.z', '1'],
+        ['org.opencontainers.image.source', 'https://example.com/app'],
+      ]);
+      expect(JSON.stringify(manifest)).toContain('"dev.nixoci.store-paths"');
+    }
+    // another description: a new index under the tag; the same flags again: the same digest
+    const again = await push('multi', ['--annotation', 'index:org.opencontainers.image.description=v2']);
+    expect(again.manifestDigest).not.toBe(pushed.manifestDigest);
+    expect((await raw(`${repo}:multi`)).annotations).toEqual({
+      'org.opencontainers.image.description': 'v2',
+    });
+
+    // one platform: the manifest the tag names carries them
+    await nixociJson(['push', '--path', golden, `docker://${repo}:single`, '--annotation', source]);
+    expect((await raw(`${repo}:single`)).annotations).toEqual({
+      'org.opencontainers.image.source': 'https://example.com/app',
+    });
+  });
+
+  it('writes --annotation into an OCI layout that umoci reads, and refuses it where no manifest is kept', async () => {
+    const dir = tmp('annotated');
+    await nixociJson(['build', '--path', golden, '--to', `oci:${dir}:t`, '--annotation', 'com.example.k=v']);
+    expect(layoutTop(dir).json.annotations).toEqual({ 'com.example.k': 'v' });
+    const stat = JSON.parse(
+      execFileSync('umoci', ['stat', '--json', '--image', `${dir}:t`], { encoding: 'utf8' }),
+    );
+    expect(stat.history).toHaveLength(1);
+    // umoci 0.4 reads the layout (and its annotated manifest) and unpacks it; it copies only the
+    // config's labels into the bundle, so the annotation is checked in the manifest above
+    execFileSync('umoci', ['unpack', '--rootless', '--image', `${dir}:t`, tmp('annotated-bundle')]);
+
+    const cases: [string[], string][] = [
+      [['--annotation', 'novalue'], '--annotation novalue: expected [manifest:|index:]KEY=VALUE'],
+      [['--annotation', '=v'], '--annotation =v: expected [manifest:|index:]KEY=VALUE'],
+      [['--annotation', 'manifest-descriptor:a=b'], '"manifest-descriptor" is not where an annotation goes'],
+      [['--annotation', 'dev.nixoci.store-paths=x'], "keys starting with dev.nixoci. are nixoci's own"],
+      [['--annotation', 'index:a=b'], '--annotation index:a=b: one --arch makes no index'],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await nixoci(['build', '--path', golden, '--to', `oci:${tmp('refused')}`, ...flags]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+    const load = await nixoci(['load', '--path', golden, 'hx-m-annotated:t', '--annotation', 'a=b']);
+    expect(load.code, load.stderr).toBe(2);
+    expect(load.stderr).toContain('keeps no manifest to annotate');
+    const archive = await nixoci([
+      'build',
+      '--path',
+      golden,
+      '--to',
+      `docker-archive:${tmp('a.tar')}`,
+      '--annotation',
+      'a=b',
+    ]);
+    expect(archive.code, archive.stderr).toBe(2);
+    // with an OCI layout beside it, the archive is written as ever
+    await nixociJson([
+      ...['build', '--path', golden, '--annotation', 'a=b'],
+      ...['--to', `docker-archive:${tmp('b.tar')}`, '--to', `oci:${tmp('beside')}:t`],
+    ]);
+    expect(layoutTop(tmp('beside')).json.annotations).toEqual({ a: 'b' });
+  });
 });

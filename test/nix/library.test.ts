@@ -87,7 +87,7 @@ describe('nix/ library', () => {
     ]);
   });
 
-  it('takes volumes (a list, or the OCI form { "/data" = { }; }) and stopSignal, also by their OCI names', async () => {
+  it('takes volumes (a list, or the OCI form { "/data" = { }; }), stopSignal and annotations', async () => {
     const f = expr(
       'volumes',
       `let c = (import ${lib} { }).configFlags; in [
@@ -98,6 +98,13 @@ describe('nix/ library', () => {
     expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', f]))).toEqual([
       ['--volume', '/data', '--volume', '/var/log', '--stop-signal', 'SIGINT'],
       ['--volume', '/data', '--volume', '/var/log', '--stop-signal', '3'],
+    ]);
+    const annotated = expr(
+      'annotations',
+      `(import ${lib} { }).configFlags { annotations = { "org.opencontainers.image.source" = "https://x/y"; "index:a" = "b"; }; }`,
+    );
+    expect(JSON.parse(await nix('nix-instantiate', ['--eval', '--strict', '--json', annotated]))).toEqual([
+      ...['--annotation', 'index:a=b', '--annotation', 'org.opencontainers.image.source=https://x/y'],
     ]);
     const oci = expr(
       'volumes-oci',
