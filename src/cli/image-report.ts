@@ -14,6 +14,10 @@ export interface ImageJson {
   readonly os: string | null;
   readonly variant: string | null;
   readonly created: string | null;
+  /** The config's run-time `config` (Entrypoint, Env, Volumes, StopSignal, …) as written, or null. */
+  readonly runConfig: Readonly<Record<string, unknown>> | null;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly indexAnnotations: Readonly<Record<string, string>> | null;
   readonly layerCount: number;
   readonly totalSize: number;
   readonly layers: readonly ImageLayerInfo[];
@@ -37,6 +41,9 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
     os: config.os ?? null,
     variant: config.variant ?? null,
     created: config.created ?? null,
+    runConfig: config.config ?? null,
+    annotations: manifest.annotations,
+    indexAnnotations: manifest.indexAnnotations,
     layerCount: layers.length,
     totalSize: layers.reduce((n, l) => n + l.size, 0),
     layers,
@@ -84,12 +91,37 @@ export const platformOf = (img: ImageJson): string =>
     variant: img.variant ?? undefined,
   });
 
+/**
+ * The run-time settings worth a line each (Env and Labels, often long, are in --json), in the
+ * order a user reads them: what runs, as whom, where, then what the runtime sets up around it.
+ */
+function runConfigLines(c: Readonly<Record<string, unknown>>): [string, string][] {
+  const keys = (v: unknown): string =>
+    v && typeof v === 'object' ? Object.keys(v).join(', ') : JSON.stringify(v);
+  const text = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
+  const fields: [string, string, (v: unknown) => string][] = [
+    ['Entrypoint', 'entrypoint', JSON.stringify],
+    ['Cmd', 'cmd', JSON.stringify],
+    ['User', 'user', text],
+    ['WorkingDir', 'workdir', text],
+    ['ExposedPorts', 'ports', keys],
+    ['Volumes', 'volumes', keys],
+    ['StopSignal', 'stopsignal', text],
+  ];
+  return fields.filter(([k]) => c[k] !== undefined && c[k] !== null).map(([k, name, f]) => [name, f(c[k])]);
+}
+
 export function printImage(io: Io, img: ImageJson): void {
   io.out(`${cell(img.reference)}\n`);
   if (img.indexDigest) io.out(`  index     ${img.indexDigest}\n`);
   if (img.manifestDigest) io.out(`  manifest  ${img.manifestDigest}\n`);
   io.out(`  config    ${img.configDigest}\n`);
   io.out(cell(`  platform  ${platformOf(img)}${img.created ? `, created ${img.created}` : ''}`) + '\n');
+  for (const [name, value] of runConfigLines(img.runConfig ?? {}))
+    io.out(cell(`  ${(name + ' ').padEnd(10)}${value}`) + '\n');
+  for (const [k, v] of Object.entries(img.indexAnnotations ?? {}))
+    io.out(cell(`  index annotation ${k}=${v}`) + '\n');
+  for (const [k, v] of Object.entries(img.annotations)) io.out(cell(`  annotation ${k}=${v}`) + '\n');
   io.out(`${'LAYER'.padEnd(6)}${'SIZE'.padStart(11)}  ${'DIGEST'.padEnd(19)}  STORE PATHS\n`);
   for (const l of img.layers) {
     io.out(

@@ -94,6 +94,9 @@ export const imageSummarySchema = z.object({
   os: z.string().nullable(),
   variant: z.string().nullable(),
   created: z.string().nullable(),
+  runConfig: z.record(z.unknown()).nullable(),
+  annotations: z.record(z.string()),
+  indexAnnotations: z.record(z.string()).nullable(),
   layerCount: z.number().int().nonnegative(),
   totalSize: z.number().int().nonnegative(),
 });

@@ -88,6 +88,8 @@ describe('image config fields', () => {
     expect(cfg.Volumes).toEqual({ '/data': {}, '/var/log': {} });
     expect(Object.keys(cfg.Volumes as object)).toEqual(['/data', '/var/log']);
     expect(cfg.StopSignal).toBe('SIGUSR1');
+    const shown = await nixoci(['inspect', `oci:${tmp('vol-a')}:t`]);
+    expect(shown.stdout).toContain('\n  volumes   /data, /var/log\n  stopsignal SIGUSR1\n');
     execFileSync('umoci', ['unpack', '--rootless', '--image', `${tmp('vol-a')}:t`, tmp('vol-bundle')]);
     const spec = JSON.parse(readFileSync(join(tmp('vol-bundle'), 'config.json'), 'utf8')) as {
       annotations: Record<string, string>;
@@ -114,6 +116,10 @@ describe('image config fields', () => {
     }[];
     expect(inspect[0]!.Config.Volumes).toEqual({ '/data': {} });
     expect(inspect[0]!.Config.StopSignal).toBe('SIGUSR1');
+    const read = await nixociJson<{ image: { runConfig: Record<string, unknown> } }>([
+      ...['inspect', `docker-daemon:${loaded}`, '-H', testEnv().dockerHost],
+    ]);
+    expect(read.image.runConfig).toMatchObject({ Volumes: { '/data': {} }, StopSignal: 'SIGUSR1' });
     const id = (await docker(['run', '-d', '--network', 'none', loaded])).stdout.trim();
     try {
       for (let i = 0; i < 50 && !(await docker(['logs', id])).stdout.includes('up'); i++)
@@ -192,6 +198,13 @@ describe('image config fields', () => {
       ]);
       expect(JSON.stringify(manifest)).toContain('"dev.nixoci.store-paths"');
     }
+    type Inspected = { image: { annotations: Record<string, string>; indexAnnotations: unknown } };
+    const inspected = await nixociJson<Inspected>(['inspect', `docker://${repo}:multi`, '--arch', 'arm64']);
+    expect(inspected.image.indexAnnotations).toEqual(index.annotations);
+    expect(inspected.image.annotations).toMatchObject({ 'com.example.a': '2' });
+    const text = (await nixoci(['inspect', `docker://${repo}:multi`])).stdout;
+    expect(text).toContain('\n  index annotation org.opencontainers.image.description=an app\n');
+    expect(text).toContain('\n  annotation com.example.a=2\n');
     // another description: a new index under the tag; the same flags again: the same digest
     const again = await push('multi', ['--annotation', 'index:org.opencontainers.image.description=v2']);
     expect(again.manifestDigest).not.toBe(pushed.manifestDigest);

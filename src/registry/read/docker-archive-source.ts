@@ -247,6 +247,8 @@ export async function readArchive(
       mediaType: null,
       digest: null,
       indexDigest: null,
+      annotations: {},
+      indexAnnotations: null,
       configDigest: sha256Digest(configBytes),
       layers,
     },

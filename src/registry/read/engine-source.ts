@@ -64,7 +64,15 @@ function withoutLayers(i: ImageInspect, description: string): LoadedImage {
   if (!isDigest(id))
     throw invalidImage(description, `the engine names it ${JSON.stringify(i.id)}, no digest`);
   return {
-    manifest: { mediaType: null, digest: null, indexDigest: null, configDigest: id, layers: [] },
+    manifest: {
+      mediaType: null,
+      digest: null,
+      indexDigest: null,
+      configDigest: id,
+      layers: [],
+      annotations: {},
+      indexAnnotations: null,
+    },
     config: {
       ...(i.architecture !== undefined ? { architecture: i.architecture } : {}),
       ...(i.os !== undefined ? { os: i.os } : {}),

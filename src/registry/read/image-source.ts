@@ -40,6 +40,10 @@ export interface SourceManifest {
   readonly indexDigest: Digest | null;
   readonly configDigest: Digest;
   readonly layers: readonly LayerDescriptor[];
+  /** The manifest's own annotations (none for a docker-archive or an engine image). */
+  readonly annotations: Readonly<Record<string, string>>;
+  /** The annotations of the index the reference named; null when it named no index. */
+  readonly indexAnnotations: Readonly<Record<string, string>> | null;
 }
 
 const digest = z.string().refine(isDigest, 'not a sha256 digest') as unknown as z.ZodType<Digest>;
@@ -83,13 +87,27 @@ const manifestSchema = z.object({
   mediaType: z.string().optional(),
   config: descriptorSchema,
   layers: z.array(descriptorSchema),
+  annotations: z.record(z.string()).optional(),
 });
-const indexSchema = z.object({ mediaType: z.string().optional(), manifests: z.array(descriptorSchema) });
+const indexSchema = z.object({
+  mediaType: z.string().optional(),
+  manifests: z.array(descriptorSchema),
+  annotations: z.record(z.string()).optional(),
+});
 export type IndexDescriptor = z.infer<typeof descriptorSchema>;
 
 export type ParsedManifest =
-  | { readonly kind: 'index'; readonly manifests: readonly IndexDescriptor[] }
-  | { readonly kind: 'manifest'; readonly configDigest: Digest; readonly layers: LayerDescriptor[] };
+  | {
+      readonly kind: 'index';
+      readonly manifests: readonly IndexDescriptor[];
+      readonly annotations: Readonly<Record<string, string>>;
+    }
+  | {
+      readonly kind: 'manifest';
+      readonly configDigest: Digest;
+      readonly layers: LayerDescriptor[];
+      readonly annotations: Readonly<Record<string, string>>;
+    };
 
 export interface ImageLayerInfo {
   readonly index: number;
@@ -166,7 +184,7 @@ export function parseManifest(bytes: Buffer, mediaType: string | undefined, what
   if (isIndex) {
     const i = indexSchema.safeParse(json);
     if (!i.success) throw invalidImage(what, `not a valid image index: ${i.error.issues[0]?.message}`);
-    return { kind: 'index', manifests: i.data.manifests };
+    return { kind: 'index', manifests: i.data.manifests, annotations: i.data.annotations ?? {} };
   }
   const m = manifestSchema.safeParse(json);
   if (!m.success) throw invalidImage(what, `not a valid image manifest (${type ?? 'no media type'})`);
@@ -179,6 +197,7 @@ export function parseManifest(bytes: Buffer, mediaType: string | undefined, what
       size: l.size,
       annotations: l.annotations ?? {},
     })),
+    annotations: m.data.annotations ?? {},
   };
 }
 

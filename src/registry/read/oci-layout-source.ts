@@ -107,12 +107,8 @@ export async function readLayout(
     parsed: parseManifest(await blob(d.digest, 'manifest'), d.mediaType, description),
     got: null,
   });
-  const { parsed, via } = await followIndexes(
-    await read({ digest: topDigest, mediaType: top.mediaType }),
-    read,
-    o.arch,
-    description,
-  );
+  const topRead = await read({ digest: topDigest, mediaType: top.mediaType });
+  const { parsed, via } = await followIndexes(topRead, read, o.arch, description);
   const manifestDigest = via?.digest ?? topDigest;
   const mediaType = (via ? via.mediaType : top.mediaType) ?? null;
   const indexDigest = via ? topDigest : null;
@@ -124,6 +120,8 @@ export async function readLayout(
       indexDigest,
       configDigest: parsed.configDigest,
       layers: parsed.layers,
+      annotations: parsed.annotations,
+      indexAnnotations: via ? topRead.parsed.annotations : null,
     },
     config,
   };

@@ -33,12 +33,13 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
         hint: `check the repository and tag (e.g. \`skopeo inspect ${description}\`)`,
       });
     }
+    const topParsed = parseManifest(top.bytes, top.mediaType, description);
     const {
       parsed,
       got: manifest,
       via,
     } = await followIndexes(
-      { parsed: parseManifest(top.bytes, top.mediaType, description), got: top },
+      { parsed: topParsed, got: top },
       async (child) => {
         const got = await client.getManifest(repo, child.digest, signal);
         if (!got)
@@ -64,6 +65,8 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
         indexDigest,
         configDigest: parsed.configDigest,
         layers: parsed.layers,
+        annotations: parsed.annotations,
+        indexAnnotations: via ? topParsed.annotations : null,
       },
       config,
     };
