@@ -77,20 +77,54 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l.length > 0);
-      // Nix's error is the last `error:` line and the few after it (position, source line, build
-      // log tail); the last lines alone may be only the source excerpt or the builder's output.
-      const at = lines.findLastIndex((l) => l.startsWith('error:'));
-      const shown = at >= 0 ? lines.slice(at, at + 4) : lines.slice(-3);
+      const { shown, logCommand } = nixError(lines);
       const tail = shown.join(' | ') || `exit ${code ?? sig}`;
       const what = args[0] !== undefined && !args[0].startsWith('-') ? `${bin} ${args[0]}` : bin;
       reject(
         new NixociError('NIX_FAILED', `${what} failed: ${tail}`, {
-          hint: 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
+          hint:
+            logCommand !== undefined
+              ? `fix the build; its whole log: ${logCommand}`
+              : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),
       );
     });
   });
 }
+
+/**
+ * The lines of Nix's stderr worth one error line. Nix's error is the last `error:` line and the few
+ * after it (position, source line); the last lines alone may be only the source excerpt or the
+ * builder's output. A failed build is the builder's error and the end of its log, where the reason
+ * usually is (Nix prints the log's last lines oldest first), even when a later `error: 1
+ * dependencies of derivation … failed to build` closes the output; the `nix log` command Nix names
+ * goes in the hint.
+ */
+function nixError(lines: readonly string[]): { shown: string[]; logCommand?: string } {
+  const at = lines.findIndex((l) => BUILD_FAILED.test(l));
+  if (at < 0) {
+    const last = lines.findLastIndex((l) => l.startsWith('error:'));
+    return { shown: last >= 0 ? lines.slice(last, last + 4) : lines.slice(-3) };
+  }
+  const next = lines.findIndex((l, i) => i > at && l.startsWith('error:'));
+  const block = lines.slice(at, next < 0 ? lines.length : next);
+  // the error and its reason (newer Nix: "Reason: builder failed …"), up to the outputs or the log
+  const head = block.findIndex(
+    (l, i) => i > 0 && /^(last \d+ log lines:|output paths:|for full logs)/i.test(l),
+  );
+  const log = block.filter((l) => l.startsWith('>')).slice(-LOG_LINES_SHOWN);
+  const logCommand = /\bnix log (\S+\.drv)\b/.exec(block.join('\n'))?.[1];
+  return {
+    shown: [...block.slice(0, head < 0 ? 1 : head), ...log],
+    ...(logCommand !== undefined && { logCommand: `nix log ${logCommand}` }),
+  };
+}
+
+// Nix ≤ 2.23: "error: builder for '…drv' failed with exit code 1;"; newer: "error: Cannot build
+// '…drv'." (or "error: build of '…drv' failed: Cannot build '…drv'."), then "Reason: …"
+const BUILD_FAILED =
+  /^error: (builder for '[^']+\.drv' failed|(build of '[^']+' failed: )?Cannot build '[^']+\.drv'\.$)/;
+const LOG_LINES_SHOWN = 5;
 
 /** NIXOCI_NIX, the nix command to run; empty is unset, as for other path variables. */
 export function nixFromEnv(): string | undefined {

@@ -223,6 +223,32 @@ describe('sources', () => {
     expect(rest).toEqual(['']);
   });
 
+  it("a failed build is reported by the builder's error and the end of its log, with nix log in the hint", async () => {
+    // the app's dependency fails after 200 lines; Nix then closes with "1 dependencies … failed"
+    const dir = mkdtempSync(join(work, 'nix-build-fails-'));
+    writeFileSync(
+      join(dir, 'dep.nix'),
+      `let fx = import ${fixtureClosureNix} { }; sh = "\${fx.busybox}/bin/sh";
+        lib = derivation {
+          name = "hx-lib-fails"; system = builtins.currentSystem; builder = sh; stamp = "${dir}";
+          args = [ "-c" "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done; echo 'lib.c:3: the real problem' >&2; exit 1" ];
+        };
+      in derivation {
+        name = "hx-app"; system = builtins.currentSystem; builder = sh; args = [ "-c" "echo \${lib}; exit 1" ];
+      }`,
+    );
+    const r = await nixoci(['inspect', '--file', 'dep.nix'], { env, cwd: dir });
+    expect(r.code).toBe(1);
+    const [line, hint, ...rest] = r.stderr.split('\n');
+    expect(line).toMatch(
+      /^nixoci: error: nix-build failed: error: builder for '\S+-hx-lib-fails\.drv' failed with exit code 1; \| > line 196 \| > line 197 \| > line 198 \| > line 199 \| > lib\.c:3: the real problem$/,
+    );
+    expect(hint).toMatch(
+      /^hint: fix the build; its whole log: nix log \/nix\/store\/\w{32}-hx-lib-fails\.drv$/,
+    );
+    expect(rest).toEqual(['']);
+  });
+
   it('--verbose shows what Nix builds as it goes, not only the command line', async () => {
     // a derivation no earlier run built: nix-build builds it now, for a couple of seconds
     const dir = mkdtempSync(join(work, 'nix-building-'));
