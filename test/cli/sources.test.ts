@@ -195,6 +195,26 @@ describe('sources', () => {
     );
   });
 
+  it("a derivation fixed to another system than the --arch's says so, not only Nix's 'but I am a …'", async () => {
+    const dir = mkdtempSync(join(work, 'fixed-system-'));
+    writeFileSync(
+      join(dir, 'x86.nix'),
+      `let fx = import ${fixtureClosureNix} { system = "x86_64-linux"; }; in derivation {
+        name = "hx-x86-only"; system = "x86_64-linux"; builder = "\${fx.busybox}/bin/sh"; args = [ "-c" "mkdir $out" ];
+      }`,
+    );
+    const r = await nixoci(['inspect', '--file', 'x86.nix', '--arch', 'arm64'], { env, cwd: dir });
+    expect(r.code).toBe(1);
+    const [line, hint, ...rest] = r.stderr.split('\n');
+    expect(line).toMatch(
+      /^nixoci: error: nix-build failed: a derivation is for x86_64-linux, not aarch64-linux \(the system of --arch arm64\): error: a 'x86_64-linux' with features \{\} is required to build '\S+-hx-x86-only\.drv'/,
+    );
+    expect(hint).toBe(
+      'hint: give --arch amd64, or let the Nix file build for the system nixoci asks for (builtins.currentSystem; in a flake, packages.SYSTEM)',
+    );
+    expect(rest).toEqual(['']);
+  });
+
   it("a Nix error is reported by its error line, not its last lines, and without Nix's control characters", async () => {
     const dir = mkdtempSync(join(work, 'nix-errors-'));
     writeFileSync(join(dir, 'eval.nix'), 'let x = 1;\nin x.y\n');

@@ -4,7 +4,7 @@ import type { Closure } from '../closure.js';
 import { closureFromPaths, type LoadOptions } from '../load.js';
 import { NIX_FEATURES, nixFromEnv, runNix, type NixRunOptions } from '../nix.js';
 import { parseStorePath, storeDirFromEnv, type StorePath } from '../store-path.js';
-import type { NixSystem } from './system.js';
+import { archOfSystem, nixSystem, type NixSystem } from './system.js';
 
 export interface BuildOptions extends LoadOptions, NixRunOptions {
   /** Evaluate and build for this system (Nix's `system` setting). */
@@ -99,8 +99,26 @@ async function runBuild(args: readonly string[], options: BuildOptions): Promise
     return await runNix(args, options);
   } catch (e) {
     const { system } = options;
-    if (!isNixociError(e) || e.code !== 'NIX_FAILED' || !system || system === HOST_SYSTEM) throw e;
-    if (!/exec format error/i.test(e.message)) throw e;
+    if (!isNixociError(e) || e.code !== 'NIX_FAILED' || !system) throw e;
+    // A derivation whose system is fixed to another than the one asked for: Nix says "but I am a
+    // 'aarch64-linux'" of an amd64 machine, the system nixoci set for --arch arm64.
+    const wanted = SYSTEM_REQUIRED.exec(e.message);
+    const other = wanted?.[1] ?? wanted?.[2];
+    if (other !== undefined && other !== system) {
+      const arch = archOfSystem(other);
+      throw new NixociError(
+        'NIX_FAILED',
+        e.message.replace(
+          ' failed: ',
+          ` failed: a derivation is for ${other}, not ${system} (the system of --arch ${archOfSystem(system) ?? system}): `,
+        ),
+        {
+          hint: `${arch === undefined ? `nixoci builds images for ${nixSystem('amd64')} and ${nixSystem('arm64')}: ` : `give --arch ${arch}, or `}let the Nix file build for the system nixoci asks for (builtins.currentSystem; in a flake, packages.SYSTEM)`,
+          cause: e,
+        },
+      );
+    }
+    if (system === HOST_SYSTEM || !/exec format error/i.test(e.message)) throw e;
     throw new NixociError(
       'NIX_FAILED',
       e.message.replace(
@@ -114,6 +132,10 @@ async function runBuild(args: readonly string[], options: BuildOptions): Promise
     );
   }
 }
+
+// Nix ≤ 2.23: "a 'aarch64-linux' with features {} is required to build '…drv', but I am a
+// 'x86_64-linux' …"; newer: "Required system: 'aarch64-linux' with features {}"
+const SYSTEM_REQUIRED = /a '([^']+)' with features \{[^}]*\} is required to build|Required system: '([^']+)'/;
 
 /** `nix-build` / `nix-store` next to the configured `nix` (NIXOCI_NIX may point at a Nix elsewhere). */
 export function nixBuildBin(nixBin: string | undefined, tool = 'nix-build'): string {

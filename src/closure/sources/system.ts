@@ -6,3 +6,7 @@ export type ImageArch = 'amd64' | 'arm64';
 const SYSTEMS: Readonly<Record<ImageArch, NixSystem>> = { amd64: 'x86_64-linux', arm64: 'aarch64-linux' };
 
 export const nixSystem = (arch: ImageArch): NixSystem => SYSTEMS[arch];
+
+/** The image architecture of a Nix system, if it is one nixoci builds. */
+export const archOfSystem = (system: string): ImageArch | undefined =>
+  (Object.keys(SYSTEMS) as ImageArch[]).find((a) => SYSTEMS[a] === system);
