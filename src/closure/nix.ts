@@ -78,12 +78,17 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
         .map((l) => l.trim())
         .filter((l) => l.length > 0);
       const { shown, logCommand } = nixError(lines);
+      // Nix 2.3 and older know neither the flag nor the nix subcommands' current shape
+      const tooOld = lines.some((l) =>
+        l.startsWith("error: unrecognised flag '--extra-experimental-features'"),
+      );
       const tail = shown.join(' | ') || `exit ${code ?? sig}`;
       const what = args[0] !== undefined && !args[0].startsWith('-') ? `${bin} ${args[0]}` : bin;
       reject(
         new NixociError('NIX_FAILED', `${what} failed: ${tail}`, {
-          hint:
-            logCommand !== undefined
+          hint: tooOld
+            ? `nixoci needs Nix 2.4 or newer; check \`${bin} --version\``
+            : logCommand !== undefined
               ? `fix the build; its whole log: ${logCommand}`
               : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),

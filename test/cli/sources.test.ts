@@ -338,6 +338,27 @@ describe('sources', () => {
     }
   });
 
+  it('a Nix older than 2.4 (no --extra-experimental-features) is told apart from a Nix error', async () => {
+    // what Nix 2.3 answers to a flag it does not know
+    const bin = mkdtempSync(join(work, 'nix-2.3-'));
+    writeFileSync(
+      join(bin, 'nix'),
+      `#!/bin/sh
+[ "$1" = --version ] && { echo 'nix (Nix) 2.3.16'; exit 0; }
+for a; do [ "$a" = --extra-experimental-features ] && { echo "error: unrecognised flag '$a'" >&2; echo "Try 'nix --help' for more information." >&2; exit 1; }; done
+exit 1
+`,
+      { mode: 0o755 },
+    );
+    const nix = join(bin, 'nix');
+    const r = await nixoci(['inspect', '--path', fx.app], { env: { ...env, NIXOCI_NIX: nix } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: ${nix} path-info failed: error: unrecognised flag '--extra-experimental-features' | Try 'nix --help' for more information.\n` +
+        `hint: nixoci needs Nix 2.4 or newer; check \`${nix} --version\`\n`,
+    );
+  });
+
   it('an empty NIXOCI_NIX is unset; one that names no program is named in the error', async () => {
     const r = await nixoci(['inspect', '--path', fx.app], { env: { ...env, NIXOCI_NIX: '' } });
     expect(r.code, r.stderr).toBe(0);
