@@ -82,15 +82,25 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       const tooOld = lines.some((l) =>
         l.startsWith("error: unrecognised flag '--extra-experimental-features'"),
       );
+      // A binary cache Nix could not reach is only a warning; its error is then "no substituter
+      // can build it" (nix build) or "build of … failed" (nix-store --realise), which reads as if
+      // the cache lacked the path.
+      // A failed build has its own reason.
+      const unreachable = lines.some((l) => BUILD_FAILED.test(l))
+        ? undefined
+        : lines.findLast((l) => UNREACHABLE.test(l))?.replace(/^warning: /, '');
+      if (unreachable !== undefined) shown.push(`${SUBSTITUTER_UNREACHABLE}: ${unreachable}`);
       const tail = shown.join(' | ') || `exit ${code ?? sig}`;
       const what = args[0] !== undefined && !args[0].startsWith('-') ? `${bin} ${args[0]}` : bin;
       reject(
         new NixociError('NIX_FAILED', `${what} failed: ${tail}`, {
           hint: tooOld
             ? `nixoci needs Nix 2.4 or newer; check \`${bin} --version\``
-            : logCommand !== undefined
-              ? `fix the build; its whole log: ${logCommand}`
-              : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
+            : unreachable !== undefined
+              ? SUBSTITUTER_HINT
+              : logCommand !== undefined
+                ? `fix the build; its whole log: ${logCommand}`
+                : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),
       );
     });
@@ -130,6 +140,14 @@ function nixError(lines: readonly string[]): { shown: string[]; logCommand?: str
 const BUILD_FAILED =
   /^error: (builder for '[^']+\.drv' failed|(build of '[^']+' failed: )?Cannot build '[^']+\.drv'\.$)/;
 const LOG_LINES_SHOWN = 5;
+
+// the warning Nix gives when all its tries of a download failed (those it retries are "warning:
+// error: … retrying in …")
+const UNREACHABLE = /^warning: unable to download '[^']+': /;
+/** Said in a NIX_FAILED message when a substituter could not be reached. */
+export const SUBSTITUTER_UNREACHABLE = 'a substituter was unreachable';
+export const SUBSTITUTER_HINT =
+  'check that Nix reaches its substituters (substituters in nix.conf, the network, a proxy), or build the paths here';
 
 /** NIXOCI_NIX, the nix command to run; empty is unset, as for other path variables. */
 export function nixFromEnv(): string | undefined {

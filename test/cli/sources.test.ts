@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
 import { writeTestFlake } from '../helpers/flake.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
+import { absentPath, writeDevboxProject } from '../helpers/devbox.js';
 import { buildFixtureClosure, fixtureClosureNix, type FixtureClosure } from '../helpers/nix.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-sources-'));
@@ -267,6 +268,38 @@ describe('sources', () => {
       /^hint: fix the build; its whole log: nix log \/nix\/store\/\w{32}-hx-lib-fails\.drv$/,
     );
     expect(rest).toEqual(['']);
+  });
+
+  it('a path no substituter provided because the one configured was unreachable says so', async () => {
+    // nothing listens on this loopback port: Nix warns it cannot reach the cache, then fails
+    const port = 20000 + Math.floor(Math.random() * 10000);
+    const cache = `http://127.0.0.1:${port}`;
+    const unreachable = { ...env, NIX_CONFIG: `substituters = ${cache}\nconnect-timeout = 2` };
+    const missing = absentPath('hx-not-here');
+    const hint =
+      'hint: check that Nix reaches its substituters (substituters in nix.conf, the network, a proxy), or build the paths here';
+    const said = `a substituter was unreachable: unable to download '${cache}/nix-cache-info': Couldn't connect to server (7)`;
+    const r = await nixoci(['inspect', '--installable', missing], { env: unreachable });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: nix build failed: error: path '${missing}' is required, but there is no substituter that can build it | ${said}\n${hint}\n`,
+    );
+    const project = writeDevboxProject({
+      json: { packages: ['hello@2.12'] },
+      lock: {
+        lockfile_version: '1',
+        packages: {
+          'hello@2.12': {
+            systems: { 'x86_64-linux': { outputs: [{ name: 'out', path: missing, default: true }] } },
+          },
+        },
+      },
+    });
+    const d = await nixoci(['inspect', '--devbox', project], { env: unreachable });
+    expect(d.code).toBe(1);
+    const [line, dhint] = d.stderr.split('\n');
+    expect(line).toContain(said);
+    expect(`${dhint}`).toBe(hint);
   });
 
   it('--verbose shows what Nix builds as it goes, not only the command line', async () => {

@@ -3,7 +3,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { NixociError, isNixociError } from '../../core/errors.js';
 import type { Closure } from '../closure.js';
 import { closureFromPaths } from '../load.js';
-import { runNix } from '../nix.js';
+import { runNix, SUBSTITUTER_HINT, SUBSTITUTER_UNREACHABLE } from '../nix.js';
 import { parseStorePath, storeDirFromEnv, type StorePath } from '../store-path.js';
 import {
   includedOn,
@@ -197,7 +197,9 @@ async function realise(paths: readonly StorePath[], at: string, system: NixSyste
       'DEVBOX',
       `${at}: cannot realise ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}: it is not in the local store and no substituter could provide it (${detail})`,
       {
-        hint: `configure a binary cache that has ${system} paths (substituters in nix.conf), or build the package on a ${system} machine`,
+        hint: detail.includes(SUBSTITUTER_UNREACHABLE)
+          ? SUBSTITUTER_HINT
+          : `configure a binary cache that has ${system} paths (substituters in nix.conf), or build the package on a ${system} machine`,
         cause: e,
       },
     );
