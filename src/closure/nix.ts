@@ -85,6 +85,7 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
       // A binary cache Nix could not reach is only a warning; its error is then "no substituter
       // can build it" (nix build) or "build of … failed" (nix-store --realise), which reads as if
       // the cache lacked the path.
+      const store = lines.find((l) => STORE_ACCESS.test(l));
       // A failed build has its own reason.
       const unreachable = lines.some((l) => BUILD_FAILED.test(l))
         ? undefined
@@ -96,11 +97,13 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
         new NixociError('NIX_FAILED', `${what} failed: ${tail}`, {
           hint: tooOld
             ? `nixoci needs Nix 2.4 or newer; check \`${bin} --version\``
-            : unreachable !== undefined
-              ? SUBSTITUTER_HINT
-              : logCommand !== undefined
-                ? `fix the build; its whole log: ${logCommand}`
-                : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
+            : store !== undefined
+              ? storeHint(store)
+              : unreachable !== undefined
+                ? SUBSTITUTER_HINT
+                : logCommand !== undefined
+                  ? `fix the build; its whole log: ${logCommand}`
+                  : 'fix the Nix error it reports; --verbose shows the full nix command nixoci ran',
         }),
       );
     });
@@ -140,6 +143,18 @@ function nixError(lines: readonly string[]): { shown: string[]; logCommand?: str
 const BUILD_FAILED =
   /^error: (builder for '[^']+\.drv' failed|(build of '[^']+' failed: )?Cannot build '[^']+\.drv'\.$)/;
 const LOG_LINES_SHOWN = 5;
+
+// Nix cannot open its database, lock files or daemon socket (under its state directory, usually
+// /nix/var/nix): a user who is not the single-user store's owner, or no nix-daemon running.
+const STORE_ACCESS =
+  /^error: .*\/var\/nix\/.*: (Permission denied|Operation not permitted|No such file or directory|Connection refused)$/;
+
+function storeHint(line: string): string {
+  if (/daemon-socket\/socket'?: (No such file or directory|Connection refused)$/.test(line))
+    return 'no nix-daemon answers: start it (multi-user Nix), or for a single-user Nix leave NIX_REMOTE unset and run as the user who owns the store';
+  const uid = process.getuid?.();
+  return `this user${uid === undefined ? '' : ` (uid ${uid})`} may not use the Nix store: run nixoci as the user who owns it (single-user Nix), or through a nix-daemon this user may reach (multi-user Nix)`;
+}
 
 // the warning Nix gives when all its tries of a download failed (those it retries are "warning:
 // error: … retrying in …")

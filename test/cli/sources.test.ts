@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
 import { writeTestFlake } from '../helpers/flake.js';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { absentPath, writeDevboxProject } from '../helpers/devbox.js';
 import { buildFixtureClosure, fixtureClosureNix, type FixtureClosure } from '../helpers/nix.js';
 
@@ -389,6 +389,45 @@ exit 1
     expect(r.stderr).toBe(
       `nixoci: error: ${nix} path-info failed: error: unrecognised flag '--extra-experimental-features' | Try 'nix --help' for more information.\n` +
         `hint: nixoci needs Nix 2.4 or newer; check \`${nix} --version\`\n`,
+    );
+  });
+
+  it('a store this user may not use, or no nix-daemon, is told apart from a Nix error', async () => {
+    const noDaemon = await nixoci(['inspect', '--path', fx.app], { env: { ...env, NIX_REMOTE: 'daemon' } });
+    expect(noDaemon.code).toBe(1);
+    expect(noDaemon.stderr).toMatch(
+      /^nixoci: error: nix path-info failed: error: cannot connect to socket at '\S+\/daemon-socket\/socket'/,
+    );
+    expect(noDaemon.stderr).toContain(
+      '\nhint: no nix-daemon answers: start it (multi-user Nix), or for a single-user Nix leave NIX_REMOTE unset and run as the user who owns the store\n',
+    );
+    // the single-user store is root's; nobody may not open it (its HOME: a directory it may read)
+    const home = mkdtempSync(join(tmpdir(), 'nixoci-nobody-'));
+    chmodSync(home, 0o777);
+    const nobody = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          cliBin,
+          'inspect',
+          '--path',
+          fx.app,
+        ],
+        { env: { ...process.env, ...env, HOME: home }, encoding: 'utf8' },
+        (error, _stdout, stderr) =>
+          resolve({ code: typeof error?.code === 'number' ? error.code : 0, stderr }),
+      ),
+    );
+    expect(nobody.code).toBe(1);
+    expect(nobody.stderr).toMatch(
+      /^nixoci: error: nix path-info failed: error: .*\/var\/nix\/.*: Permission denied\n/,
+    );
+    expect(nobody.stderr).toContain(
+      '\nhint: this user (uid 65534) may not use the Nix store: run nixoci as the user who owns it (single-user Nix), or through a nix-daemon this user may reach (multi-user Nix)\n',
     );
   });
 
