@@ -1,3 +1,14 @@
+/** The proxy variables, honoured as Go programs (skopeo, crane, docker) honour them. */
+export const HELP_PROXY_ENV = `  HTTPS_PROXY             proxy for HTTPS registries and token realms (CONNECT tunnel), as in
+                          skopeo and crane: http://[USER:PASSWORD@]HOST:PORT (http:// if no
+                          scheme); https_proxy if unset
+  HTTP_PROXY              proxy for plain-HTTP registries (--insecure-registry) and token realms;
+                          http_proxy if unset
+  NO_PROXY                hosts reached directly (no_proxy if unset): a comma list of *, HOST
+                          (and its subdomains), .DOMAIN, HOST:PORT, IP, CIDR; localhost and
+                          loopback addresses never go through a proxy
+`;
+
 export const HELP_SOURCE_FLAGS = `Source (where the closure comes from; default: the devbox project in the
 working directory, if it has a devbox.json):
   --devbox DIR                  a devbox project (its directory, or its devbox.json): packages
@@ -110,6 +121,6 @@ Environment (besides the registry and engine variables named by each command's f
                           run (default: 30; 0: none)
   NIXOCI_NO_CODE_CACHE=1  compile nixoci afresh on every start instead of using a V8 code cache
   NIXOCI_DEBUG=1          add the stack trace to an internal error
-  NODE_EXTRA_CA_CERTS     extra CAs to trust for HTTPS registries and token realms, as in any
+${HELP_PROXY_ENV}  NODE_EXTRA_CA_CERTS     extra CAs to trust for HTTPS registries and token realms, as in any
                           Node program (read on the first HTTPS connection; see --ca-file)
 `;

@@ -3,6 +3,8 @@ import { Readable } from 'node:stream';
 import type { Agent, buildConnector as BuildConnector, Dispatcher, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
+import { proxySettings, type ProxySettings } from './proxy.js';
+import { proxyDispatcher } from './proxy-dispatcher.js';
 import { hostname, isLoopbackHost } from './reference.js';
 import { backoffDelay, isRetryableStatus, retryAfterMs, sleep, type RetryPolicy } from './retry.js';
 import { undici } from './undici.js';
@@ -19,6 +21,8 @@ export interface TransportOptions {
    */
   readonly timeoutMs?: number;
   readonly retry?: Partial<RetryPolicy>;
+  /** Told which proxy a registry or token realm is reached through (for --verbose). */
+  readonly log?: (line: string) => void;
 }
 
 export const DEFAULT_TIMEOUT_MS = 300_000;
@@ -101,6 +105,10 @@ export class Transport {
   private readonly ca: readonly string[];
   private readonly caFile: string | undefined;
   private readonly timeoutMs: number;
+  /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY as they were when this client was made. */
+  private readonly proxies: ProxySettings;
+  private routed: Promise<Dispatcher> | undefined;
+  private readonly log: ((line: string) => void) | undefined;
   readonly retry: RetryPolicy;
 
   constructor(
@@ -116,11 +124,30 @@ export class Transport {
     this.ca = caFor(options.caFile);
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    this.proxies = proxySettings();
+    this.log = options.log;
   }
 
-  /** The connection pool for this registry's requests (and its token realm's). */
+  /**
+   * The connection pool for this registry's requests (and its token realm's): through the proxies
+   * of the environment when it names any, as skopeo and crane go (src/registry/proxy.ts).
+   */
   dispatcher(): Promise<Dispatcher> {
-    return agentFor(this.caFile, this.ca, this.timeoutMs);
+    const direct = agentFor(this.caFile, this.ca, this.timeoutMs);
+    if (!this.proxies.any) return direct;
+    const pool = { ca: this.ca, caKey: this.caFile ?? '', timeoutMs: this.timeoutMs };
+    this.routed ??= direct.then((d) => proxyDispatcher(d, this.proxies, pool, this.log));
+    return this.routed;
+  }
+
+  /** The proxy the registry is reached through, for messages (never with its password). */
+  private proxyNote(): string {
+    try {
+      const p = this.proxies.proxyFor(new URL(this.base));
+      return p ? ` through the proxy ${p.shown}` : '';
+    } catch {
+      return '';
+    }
   }
 
   /** `http://HOST` or `https://HOST`: plain HTTP until a registry shows it speaks only HTTPS. */
@@ -284,10 +311,14 @@ export class Transport {
     const cause = (e as { cause?: unknown }).cause ?? e;
     const tlsHint = /certificate|self.signed|SSL|TLS|EPROTO|wrong version number/i.test(reason(cause));
     if (/TIMEOUT/i.test(reason(cause))) {
-      return new NixociError('REGISTRY_UNREACHABLE', `${this.baseUrl} did not answer: ${reason(cause)}`, {
-        hint: 'check that the registry is up and not overloaded, or give it longer with --timeout SECONDS',
-        cause: e,
-      });
+      return new NixociError(
+        'REGISTRY_UNREACHABLE',
+        `${this.baseUrl}${this.proxyNote()} did not answer: ${reason(cause)}`,
+        {
+          hint: 'check that the registry is up and not overloaded, or give it longer with --timeout SECONDS',
+          cause: e,
+        },
+      );
     }
     // OpenSSL's text for a server that answers TLS in plain HTTP is a path into its sources.
     if ((cause as { code?: unknown })?.code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
@@ -297,16 +328,20 @@ export class Transport {
         { hint: `pass --insecure-registry ${this.host} if it serves plain HTTP`, cause: e },
       );
     }
-    return new NixociError('REGISTRY_UNREACHABLE', `cannot reach ${this.baseUrl}: ${reason(cause)}`, {
-      hint: !tlsHint
-        ? 'check the registry address and that it is running'
-        : this.switched
-          ? // spoken to in plain HTTP first (loopback, --insecure-registry), it answered that it speaks
-            // only HTTPS: plain HTTP is no way round its certificate
-            `${this.host} serves HTTPS only: pass --ca-file with the CA that signed its certificate (nixoci does not skip certificate checks, --insecure-registry included)`
-          : 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP',
-      cause: e,
-    });
+    return new NixociError(
+      'REGISTRY_UNREACHABLE',
+      `cannot reach ${this.baseUrl}${this.proxyNote()}: ${reason(cause)}`,
+      {
+        hint: !tlsHint
+          ? 'check the registry address and that it is running'
+          : this.switched
+            ? // spoken to in plain HTTP first (loopback, --insecure-registry), it answered that it speaks
+              // only HTTPS: plain HTTP is no way round its certificate
+              `${this.host} serves HTTPS only: pass --ca-file with the CA that signed its certificate (nixoci does not skip certificate checks, --insecure-registry included)`
+            : 'pass --ca-file for a private CA, or --insecure-registry HOST for a registry that serves plain HTTP',
+        cause: e,
+      },
+    );
   }
 }
 

@@ -85,6 +85,8 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
     text = (await readAtMost(res, MAX_TOKEN_ANSWER)).bytes.toString();
   } catch (e) {
     if (req.signal?.aborted) throw new NixociError('ABORTED', 'aborted', { cause: e });
+    // A proxy's refusal, already said in full (src/registry/proxy-dispatcher.ts).
+    if (e instanceof NixociError) throw e;
     throw new NixociError(
       'REGISTRY_UNREACHABLE',
       `authentication to ${req.registry} failed: cannot reach token server ${url.origin}: ${reason((e as { cause?: unknown }).cause ?? e)}`,

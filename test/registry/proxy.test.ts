@@ -1,0 +1,268 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { proxySettings, showProxy } from '../../src/registry/proxy.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+import { startHttpProxy, type HttpProxy } from '../helpers/http-proxy.js';
+import { buildExampleClosure } from '../helpers/nix.js';
+import { startTokenRegistry, type TokenRegistry } from '../helpers/token-registry.js';
+
+// Which proxy a URL takes, as Go's httpproxy (what skopeo, crane and docker use) decides it.
+describe('proxy settings from the environment', () => {
+  const via = (env: NodeJS.ProcessEnv, url: string): string =>
+    proxySettings(env).proxyFor(new URL(url))?.shown ?? 'direct';
+
+  it('takes HTTPS_PROXY for https, HTTP_PROXY for http, upper case first, http:// when no scheme', () => {
+    const env = {
+      HTTPS_PROXY: 'proxy.corp:3128',
+      https_proxy: 'http://lower:1',
+      http_proxy: '10.0.0.1:8080',
+    };
+    expect(via(env, 'https://ghcr.io/v2/')).toBe('http://proxy.corp:3128');
+    expect(via(env, 'http://ghcr.io/v2/')).toBe('http://10.0.0.1:8080');
+    expect(via({ HTTPS_PROXY: '', https_proxy: 'http://lower:1' }, 'https://ghcr.io')).toBe('http://lower:1');
+    expect(via({ HTTP_PROXY: 'http://p:1' }, 'https://ghcr.io')).toBe('direct');
+    expect(proxySettings({}).any).toBe(false);
+  });
+
+  it('never proxies localhost or loopback IP literals, but does a name that resolves to loopback', () => {
+    const env = { HTTPS_PROXY: 'http://p:1', HTTP_PROXY: 'http://p:1' };
+    for (const u of [
+      'http://localhost:5000',
+      'http://127.0.0.1:5000',
+      'https://127.9.8.7',
+      'https://[::1]:5000',
+    ])
+      expect(via(env, u), u).toBe('direct');
+    expect(via(env, 'https://registry.nixoci.test:5443')).toBe('http://p:1');
+  });
+
+  it('honours NO_PROXY: *, domains and their subdomains, .suffix, *.suffix, host:port, IPs, CIDRs', () => {
+    const NO_PROXY =
+      'corp.example, .internal.net,*.svc.local, registry.io:5443, 10.0.0.0/8, 192.168.1.5, 192.168.1.6:5000, [fd00::2]:443';
+    const env = { HTTPS_PROXY: 'http://p:1', HTTP_PROXY: 'http://p:1', no_proxy: NO_PROXY };
+    const direct = [
+      'https://corp.example',
+      'https://reg.corp.example',
+      'https://REG.CORP.EXAMPLE',
+      'https://a.internal.net',
+      'https://a.svc.local',
+      'https://registry.io:5443',
+      'https://10.20.30.40',
+      'https://192.168.1.5:8443',
+      'http://192.168.1.6:5000',
+      'https://[fd00::2]',
+    ];
+    const proxied = [
+      'https://notcorp.example',
+      'https://internal.net',
+      'https://svc.local',
+      'https://registry.io',
+      'https://11.0.0.1',
+      'https://192.168.1.6',
+      'https://[fd00::2]:444',
+    ];
+    for (const u of direct) expect(via(env, u), u).toBe('direct');
+    for (const u of proxied) expect(via(env, u), u).toBe('http://p:1');
+    expect(via({ ...env, NO_PROXY: '*' }, 'https://ghcr.io')).toBe('direct');
+  });
+
+  it('masks the password, and refuses a SOCKS proxy when it would be used', () => {
+    expect(showProxy(new URL('http://user:s3cret@proxy:3128'))).toBe('http://user:***@proxy:3128');
+    const socks = proxySettings({ HTTPS_PROXY: 'socks5://user:s3cret@proxy:1080' });
+    expect(() => socks.proxyFor(new URL('https://ghcr.io'))).toThrow(
+      /HTTPS_PROXY: socks5 proxies are not supported/,
+    );
+    expect(socks.proxyFor(new URL('https://127.0.0.1:5000'))).toBeUndefined();
+  });
+});
+
+// A registry reached by a name that is not loopback by its spelling goes through the proxy, as
+// it would on a CI runner behind a corporate proxy.
+describe('pushing and reading through an HTTP proxy', () => {
+  const env = testEnv();
+  let proxy: HttpProxy;
+  let authProxy: HttpProxy;
+  let graphFile: string;
+  const tlsRef = (tag: string): string => `docker://${env.registryTls}/hx-i-proxy/app:${tag}-${Date.now()}`;
+  const plainName = `registry.nixoci.test:${env.registry.split(':')[1]}`;
+
+  beforeAll(async () => {
+    proxy = await startHttpProxy();
+    authProxy = await startHttpProxy({ credentials: 'puser:p-s3cret' });
+    ({ graphFile } = await buildExampleClosure());
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await authProxy?.close();
+  });
+
+  it('pushes to and inspects an HTTPS registry through CONNECT, and says so with --verbose', async () => {
+    const ref = tlsRef('connect');
+    const before = proxy.records.length;
+    const proxied = { HTTPS_PROXY: proxy.url };
+    const pushed = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, ref, '-v'], {
+      env: proxied,
+    });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stderr).toContain(
+      `https://${env.registryTls}: through the proxy ${proxy.url} (HTTPS_PROXY)`,
+    );
+    const tunnels = proxy.records.slice(before);
+    expect(tunnels.length).toBeGreaterThan(0);
+    expect(
+      tunnels.every((r) => r.method === 'CONNECT' && r.target === env.registryTls && r.status === 200),
+    ).toBe(true);
+    // keep-alive: a handful of tunnels for the whole push, not one per request
+    expect(tunnels.length).toBeLessThanOrEqual(8);
+
+    const mid = proxy.records.length;
+    const read = await nixociJson<{ image: unknown }>(['inspect', '--ca-file', env.tlsCaFile, ref], {
+      env: proxied,
+    });
+    expect(read.image).toBeDefined();
+    expect(proxy.records.length).toBeGreaterThan(mid);
+  });
+
+  it('sends plain HTTP (--insecure-registry NAME) to the proxy whole, streamed uploads included', async () => {
+    const ref = `docker://${plainName}/hx-i-proxy/plain:${Date.now()}`;
+    const before = proxy.records.length;
+    const r = await nixociJson<{ layers: { action: string }[] }>(
+      ['push', '--graph', graphFile, '--insecure-registry', plainName, '--compression', 'none', ref],
+      { env: { HTTP_PROXY: proxy.url } },
+    );
+    expect(r.layers.length).toBe(3);
+    const forwarded = proxy.records.slice(before);
+    expect(forwarded.some((f) => f.method === 'PUT' && f.target.includes('/manifests/'))).toBe(true);
+    expect(forwarded.every((f) => f.target.startsWith(`http://${plainName}/v2/`))).toBe(true);
+  });
+
+  it('goes direct to NO_PROXY hosts and to loopback registries', async () => {
+    const before = proxy.records.length;
+    const bypass = await nixoci(
+      ['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, tlsRef('no-proxy')],
+      {
+        env: { HTTPS_PROXY: proxy.url, NO_PROXY: 'localhost,.nixoci.test' },
+      },
+    );
+    expect(bypass.code, bypass.stderr).toBe(0);
+    const loopback = await nixoci(
+      ['push', '--graph', graphFile, `docker://${env.registry}/hx-i-proxy/lo:1`],
+      {
+        env: { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url },
+      },
+    );
+    expect(loopback.code, loopback.stderr).toBe(0);
+    expect(proxy.records.length).toBe(before);
+  });
+
+  it('a proxy that wants credentials: one line naming the proxy, without its password', async () => {
+    const ref = tlsRef('auth');
+    const bare = authProxy.url.replace('http://', '');
+    const none = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, ref], {
+      env: { HTTPS_PROXY: bare },
+    });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe(
+      `nixoci: error: the proxy ${authProxy.url} (HTTPS_PROXY) refused the connection to ${env.registryTls}: 407 Proxy Authentication Required\n` +
+        `hint: the proxy, not the registry, wants a user and password: set HTTPS_PROXY to http://USER:PASSWORD@${bare}\n`,
+    );
+
+    const wrong = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, ref, '-v'], {
+      env: { HTTPS_PROXY: `http://puser:wrong-s3cret@${bare}` },
+    });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain(`nixoci: error: the proxy http://puser:***@${bare} (HTTPS_PROXY) refused`);
+    expect(wrong.stderr).toContain('refused the user and password in HTTPS_PROXY');
+    expect(wrong.stderr).not.toContain('wrong-s3cret');
+    // refused once, not retried five times
+    expect(authProxy.records.filter((r) => r.status === 407)).toHaveLength(2);
+
+    const right = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, ref, '-v'], {
+      env: { HTTPS_PROXY: `http://puser:p-s3cret@${bare}` },
+    });
+    expect(right.code, right.stderr).toBe(0);
+    expect(right.stderr).toContain(`through the proxy http://puser:***@${bare} (HTTPS_PROXY)`);
+    expect(right.stderr).not.toContain('p-s3cret');
+    expect(authProxy.records.at(-1)).toMatchObject({ method: 'CONNECT', status: 200 });
+
+    // plain HTTP is forwarded, and the proxy's 407 is told the same way
+    const plain = await nixoci(
+      [
+        'push',
+        '--graph',
+        graphFile,
+        '--insecure-registry',
+        plainName,
+        `docker://${plainName}/hx-i-proxy/p:1`,
+      ],
+      { env: { HTTP_PROXY: authProxy.url } },
+    );
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(
+      /^nixoci: error: the proxy http:\/\/127\.0\.0\.1:\d+ \(HTTP_PROXY\) refused the connection to registry\.nixoci\.test:\d+: 407/,
+    );
+  });
+
+  it('a proxy that is not there: says it is the proxy, not the registry', async () => {
+    const r = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, tlsRef('down')], {
+      env: { HTTPS_PROXY: 'http://puser:p-s3cret@127.0.0.1:1' },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: cannot reach the proxy http://puser:***@127.0.0.1:1 (HTTPS_PROXY) for https://${env.registryTls}: connect ECONNREFUSED 127.0.0.1:1\n` +
+        'hint: the proxy, not the registry, is unreachable: check HTTPS_PROXY, or add the host to NO_PROXY to connect directly\n',
+    );
+  });
+});
+
+describe('token auth through a proxy', () => {
+  let reg: TokenRegistry;
+  let proxy: HttpProxy;
+  beforeAll(async () => {
+    reg = await startTokenRegistry({ tls: true, users: { alice: 'alice-secret' } });
+    proxy = await startHttpProxy();
+  });
+  afterAll(async () => {
+    await reg?.close();
+    await proxy?.close();
+  });
+
+  it('reaches the registry by CONNECT and its plain-HTTP token realm by HTTP_PROXY', async () => {
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const home = mkdtempSync(path.join(tmpdir(), 'nixoci-home-'));
+    // --insecure-registry lets credentials go to the plain-HTTP realm (the registry answers that it
+    // speaks HTTPS only, and is spoken to over HTTPS from then on).
+    const r = await nixoci(
+      [
+        'push',
+        '--graph',
+        graphFile,
+        '--creds',
+        'alice:alice-secret',
+        '--insecure-registry',
+        reg.host,
+        '--ca-file',
+        env.tlsCaFile,
+        `docker://${reg.host}/hx-i-proxy/token:1`,
+      ],
+      { env: { HOME: home, HTTPS_PROXY: proxy.url, HTTP_PROXY: proxy.url } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(
+      proxy.records.some((q) => q.method === 'CONNECT' && q.target === reg.host && q.status === 200),
+    ).toBe(true);
+    expect(
+      proxy.records.some(
+        (q) =>
+          q.method === 'GET' &&
+          q.target.startsWith(`http://registry.nixoci.test:${reg.tokenServer.port}/token?`) &&
+          q.status === 200,
+      ),
+    ).toBe(true);
+    expect(reg.tokenServer.requests.some((q) => q.user === 'alice' && q.status === 200)).toBe(true);
+  });
+});
