@@ -37,6 +37,10 @@ function proxyAgent(proxy: Proxy, o: ProxyPoolOptions, u: Undici): ProxyAgentTyp
     uri: proxy.url.href,
     proxyTunnel: false,
     ...pool,
+    // The CONNECT is part of connecting: a proxy that takes the connection and never answers it
+    // must fail as a connection that is never accepted does, not after undici's 5 minutes (nor
+    // hold up Ctrl-C that long: a request is only aborted once it has a connection).
+    clientFactory: (origin, opts) => new Pool(origin, { ...opts, headersTimeout: timeout }),
     // ProxyAgent hands the pools of plain-HTTP forwarding only `connect`: the timeouts come here.
     factory: (origin, opts) => new Pool(origin, { ...pool, ...opts }),
     requestTls: { timeout, ...trust },
@@ -62,7 +66,10 @@ export async function proxyDispatcher(
   // undici's types declare none of the methods DecoratorHandler has: each passes the call on.
   const DecoratorHandler = u.DecoratorHandler as unknown as new (
     handler: DispatcherType.DispatchHandlers,
-  ) => DispatcherType.DispatchHandlers & { onError(err: Error): void };
+  ) => DispatcherType.DispatchHandlers & {
+    onConnect(abort: (err?: Error) => void): void;
+    onError(err: Error): void;
+  };
   const logged = new Set<string>();
 
   class ProxyErrors extends DecoratorHandler {
@@ -74,8 +81,15 @@ export async function proxyDispatcher(
       super(handler);
     }
 
+    private connected = false;
+
+    override onConnect(abort: (err?: Error) => void): void {
+      this.connected = true;
+      super.onConnect(abort);
+    }
+
     override onError(err: Error): void {
-      super.onError(proxyError(err, this.proxy, this.target) ?? err);
+      super.onError(proxyError(err, this.proxy, this.target, this.connected) ?? err);
     }
   }
 
@@ -112,7 +126,7 @@ export async function proxyDispatcher(
 }
 
 /** A failure of the proxy (not of the registry behind it) as one clear error; else undefined. */
-function proxyError(err: Error, proxy: Proxy, target: URL): NixociError | undefined {
+function proxyError(err: Error, proxy: Proxy, target: URL, connected: boolean): NixociError | undefined {
   if (err instanceof NixociError) return undefined;
   const where = `the proxy ${proxy.shown} (${proxy.variable})`;
   const dest = target.host + (target.port ? '' : target.protocol === 'https:' ? ':443' : ':80');
@@ -134,6 +148,12 @@ function proxyError(err: Error, proxy: Proxy, target: URL): NixociError | undefi
   if (status) {
     return new NixociError('REGISTRY_UNREACHABLE', `${where} refused the connection to ${dest}: ${status}`, {
       hint: `the proxy, not the registry, refused: check that it lets through ${dest}, or add the host to NO_PROXY to connect directly`,
+      cause: err,
+    });
+  }
+  if (!connected && (err as { code?: unknown }).code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new NixociError('REGISTRY_UNREACHABLE', `${where} did not answer the CONNECT for ${dest}`, {
+      hint: `the proxy, not the registry, is not answering: check ${proxy.variable}, or add the host to NO_PROXY to connect directly`,
       cause: err,
     });
   }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { proxySettings, showProxy } from '../../src/registry/proxy.js';
@@ -216,6 +217,46 @@ describe('pushing and reading through an HTTP proxy', () => {
         'hint: the proxy, not the registry, is unreachable: check HTTPS_PROXY, or add the host to NO_PROXY to connect directly\n',
     );
   });
+});
+
+describe('a proxy that takes the connection and never answers the CONNECT', () => {
+  it('fails within --timeout, not after 5 minutes, naming the proxy', async () => {
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const held = new Set<Socket>();
+    const silent = createNetServer((s) => {
+      held.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) =>
+      silent.listen(20000 + Math.floor(Math.random() * 30000), '127.0.0.1', resolve),
+    );
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const started = Date.now();
+      const r = await nixoci(
+        [
+          'push',
+          '--graph',
+          graphFile,
+          '--timeout',
+          '2',
+          '--ca-file',
+          env.tlsCaFile,
+          `docker://${env.registryTls}/hx-i-proxy/silent:1`,
+        ],
+        { env: { HTTPS_PROXY: url } },
+      );
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(
+        `nixoci: error: the proxy ${url} (HTTPS_PROXY) did not answer the CONNECT for ${env.registryTls}\n`,
+      );
+      expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  }, 60_000);
 });
 
 describe('token auth through a proxy', () => {
