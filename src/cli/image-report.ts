@@ -77,9 +77,15 @@ export function cell(s: string): string {
   return escapeControls(s, (c) => (c === '\n' || c === '\r' || c === '\t' ? ' ' : undefined));
 }
 
+/** Store paths shown in a layer's row; a bucket of hundreds is cut (all of them are in --json). */
+const SHOWN_PATHS = 4;
+
 /** A layer's store paths, or (without any) what its history says it is. */
 export function pathsLabel(l: ImageLayerInfo): string {
-  if (l.storePaths.length > 0) return cell(l.storePaths.join(' '));
+  const n = l.storePaths.length;
+  if (n > SHOWN_PATHS + 1)
+    return `${cell(l.storePaths.slice(0, SHOWN_PATHS).join(' '))} … +${n - SHOWN_PATHS} more (--json lists all)`;
+  if (n > 0) return cell(l.storePaths.join(' '));
   return l.createdBy ? `(${cell(l.createdBy).slice(0, 60)})` : '(no store paths)';
 }
 
@@ -112,13 +118,14 @@ function runConfigLines(c: Readonly<Record<string, unknown>>): [string, string][
 }
 
 export function printImage(io: Io, img: ImageJson): void {
+  // one column for every label, the longest (entrypoint, stopsignal) included
+  const line = (name: string, value: string): void => io.out(cell(`  ${name.padEnd(11)}${value}`) + '\n');
   io.out(`${cell(img.reference)}\n`);
-  if (img.indexDigest) io.out(`  index     ${img.indexDigest}\n`);
-  if (img.manifestDigest) io.out(`  manifest  ${img.manifestDigest}\n`);
-  io.out(`  config    ${img.configDigest}\n`);
-  io.out(cell(`  platform  ${platformOf(img)}${img.created ? `, created ${img.created}` : ''}`) + '\n');
-  for (const [name, value] of runConfigLines(img.runConfig ?? {}))
-    io.out(cell(`  ${(name + ' ').padEnd(10)}${value}`) + '\n');
+  if (img.indexDigest) line('index', img.indexDigest);
+  if (img.manifestDigest) line('manifest', img.manifestDigest);
+  line('config', img.configDigest);
+  line('platform', `${platformOf(img)}${img.created ? `, created ${img.created}` : ''}`);
+  for (const [name, value] of runConfigLines(img.runConfig ?? {})) line(name, value);
   for (const [k, v] of Object.entries(img.indexAnnotations ?? {}))
     io.out(cell(`  index annotation ${k}=${v}`) + '\n');
   for (const [k, v] of Object.entries(img.annotations)) io.out(cell(`  annotation ${k}=${v}`) + '\n');

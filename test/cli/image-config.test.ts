@@ -89,7 +89,7 @@ describe('image config fields', () => {
     expect(Object.keys(cfg.Volumes as object)).toEqual(['/data', '/var/log']);
     expect(cfg.StopSignal).toBe('SIGUSR1');
     const shown = await nixoci(['inspect', `oci:${tmp('vol-a')}:t`]);
-    expect(shown.stdout).toContain('\n  volumes   /data, /var/log\n  stopsignal SIGUSR1\n');
+    expect(shown.stdout).toContain('\n  volumes    /data, /var/log\n  stopsignal SIGUSR1\n');
     execFileSync('umoci', ['unpack', '--rootless', '--image', `${tmp('vol-a')}:t`, tmp('vol-bundle')]);
     const spec = JSON.parse(readFileSync(join(tmp('vol-bundle'), 'config.json'), 'utf8')) as {
       annotations: Record<string, string>;

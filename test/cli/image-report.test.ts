@@ -60,6 +60,12 @@ describe('image text in tables', () => {
     expect(pathsLabel(layer('COPY a\n/b'))).toBe('(COPY a /b)');
     expect(pathsLabel(layer(null, ['/nix/store/x\x1b]0;t\x07']))).toBe('/nix/store/x\\x1b]0;t\\x07');
     expect(pathsLabel(layer(null))).toBe('(no store paths)');
+    // a bucket of many paths: the first four, and how many more
+    const many = Array.from({ length: 7 }, (_, i) => `/nix/store/${i}`);
+    expect(pathsLabel(layer(null, many))).toBe(
+      '/nix/store/0 /nix/store/1 /nix/store/2 /nix/store/3 … +3 more (--json lists all)',
+    );
+    expect(pathsLabel(layer(null, many.slice(0, 5)))).toBe(many.slice(0, 5).join(' '));
   });
 
   it('takes store paths from history entries that describe a layer, not from commands that mention one', () => {

@@ -65,7 +65,7 @@ describe('nixoci inspect IMAGE', () => {
 
     const text = await nixoci(['inspect', `oci:${ociA}:v1`]);
     expect(text.code).toBe(0);
-    expect(text.stdout).toContain(`manifest  ${built.manifestDigest}`);
+    expect(text.stdout).toContain(`manifest   ${built.manifestDigest}`);
     for (const p of v1.paths) expect(text.stdout).toContain(p);
     expect(text.stdout).toMatch(new RegExp(`total: ${v1.paths.length} layers, .*from annotation`));
   });
@@ -275,7 +275,7 @@ describe('nixoci inspect IMAGE', () => {
     });
     // the platform as the index names it, variant included
     const text = await nixoci(['inspect', `oci:${dir}`, '--arch', 'arm64']);
-    expect(text.stdout).toMatch(/^  platform  linux\/arm64\/v8, created /m);
+    expect(text.stdout).toMatch(/^  platform   linux\/arm64\/v8, created /m);
     expect(r.image.layers.map((l) => l.digest)).toEqual(arm.layers.map((l) => l.digest));
     const amd = await nixociJson<InspectImageJson>(['inspect', `oci:${dir}`]);
     expect(amd.image).toMatchObject({ architecture: 'amd64', os: 'linux', variant: null });
