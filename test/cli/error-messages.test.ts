@@ -204,6 +204,26 @@ describe('error messages', () => {
     }
   });
 
+  it('refuses the same tag of one OCI layout given twice, however it is written', async () => {
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    const r = await nixoci([
+      'build',
+      '--path',
+      path,
+      '--to',
+      'oci:./o',
+      '--to',
+      `oci:${process.cwd()}/o:latest`,
+    ]);
+    expect([r.code, r.stderr.split('\n')[0]]).toEqual([
+      2,
+      `nixoci: error: nixoci build: two destinations write the same tag of one OCI layout, oci:${process.cwd()}/o:latest`,
+    ]);
+    // two tags of one layout are two images
+    const two = await nixoci(['build', '--path', path, '--to', 'oci:./o:a', '--to', 'oci:./o:b']);
+    expect(two.stderr).not.toContain('same tag');
+  });
+
   it('refuses --arch given twice (a list was meant); other flags of one value keep the last', async () => {
     const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
     const arch = await nixoci([
