@@ -53,6 +53,9 @@ export class StatusLines {
   }
 }
 
+/** setInterval's longest delay (2^31-1 ms, ~24.8 days); a longer one is taken as 1 ms by Node. */
+const MAX_STATUS_INTERVAL = Math.floor(0x7fffffff / 1000);
+
 /** NIXOCI_STATUS_INTERVAL: seconds between status lines (0: none), checked like a flag. */
 export function statusInterval(command: string, value = process.env.NIXOCI_STATUS_INTERVAL): number {
   if (value === undefined || value === '') return DEFAULT_STATUS_INTERVAL;
@@ -61,5 +64,6 @@ export function statusInterval(command: string, value = process.env.NIXOCI_STATU
     throw new NixociError('USAGE', `nixoci ${command}: NIXOCI_STATUS_INTERVAL=${value}: expected seconds`, {
       hint: 'give a number of seconds between status lines, e.g. NIXOCI_STATUS_INTERVAL=30 (0: none)',
     });
-  return n;
+  // a huge value means "never" to the user; Node would turn it into a line every millisecond
+  return Math.min(n, MAX_STATUS_INTERVAL);
 }
