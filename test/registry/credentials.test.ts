@@ -58,6 +58,16 @@ describe('resolveCredentials', () => {
       message:
         'cannot use credentials for a.io: NIXOCI_REGISTRY_USER is set but NIXOCI_REGISTRY_PASSWORD is not',
     });
+    // an empty password is a missing one (a CI secret that does not exist), not a password to send
+    await expect(
+      resolveCredentials('a.io', 'x', {
+        env: { ...base, NIXOCI_REGISTRY_USER: 'ci', NIXOCI_REGISTRY_PASSWORD: '' },
+      }),
+    ).rejects.toMatchObject({
+      code: 'CREDENTIALS',
+      message:
+        'cannot use credentials for a.io: NIXOCI_REGISTRY_USER is set but NIXOCI_REGISTRY_PASSWORD is empty',
+    });
     await expect(
       resolveCredentials('a.io', 'x', { env: { ...base, NIXOCI_REGISTRY_PASSWORD: 'secret-1' } }),
     ).rejects.toMatchObject({

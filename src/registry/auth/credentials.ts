@@ -64,22 +64,24 @@ export async function resolveCredentials(
   if (options.creds) return { credentials: { ...options.creds }, source: '--creds' };
   const user = env.NIXOCI_REGISTRY_USER;
   const pass = env.NIXOCI_REGISTRY_PASSWORD;
-  if (user && pass !== undefined) {
+  if (user && pass) {
     return {
       credentials: { username: user, password: pass },
       source: 'NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD',
     };
   }
   // One of the two alone is a mistake (a secret missing in CI), not a wish to push anonymously.
+  // An empty one is missing too: GitHub Actions gives `${{ secrets.X }}` of no such secret as ''.
   if (user || pass) {
     const [set, unset] = user
       ? ['NIXOCI_REGISTRY_USER', 'NIXOCI_REGISTRY_PASSWORD']
       : ['NIXOCI_REGISTRY_PASSWORD', 'NIXOCI_REGISTRY_USER'];
+    const missing = env[unset] === '' ? 'is empty' : 'is not';
     throw new NixociError(
       'CREDENTIALS',
-      `cannot use credentials for ${registry}: ${set} is set but ${unset} is not`,
+      `cannot use credentials for ${registry}: ${set} is set but ${unset} ${missing}`,
       {
-        hint: `set ${unset} too, or unset ${set}`,
+        hint: `set ${unset} too (a CI secret that does not exist is empty), or unset ${set}`,
       },
     );
   }
