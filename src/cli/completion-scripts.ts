@@ -50,10 +50,15 @@ function flagsOf(c: CommandInfo): Flag[] {
     .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-/** The description column (from column 32) of the flag's first line in the help text. */
+/**
+ * The description column (from column 32) of the flag's first line in the help text; of the line
+ * after it when the flag and its value run past that column (`--annotation [manifest:|index:]…`).
+ */
 function describe(help: string, name: string): string {
   const re = new RegExp(`^ {2}(?:-\\w, )?--${name.replace(/-/g, '\\-')}(?![\\w-])`);
-  const line = help.split('\n').find((l) => re.test(l));
+  const lines = help.split('\n');
+  const at = lines.findIndex((l) => re.test(l));
+  const line = at >= 0 && lines[at]!.length > 31 && lines[at]![31] !== ' ' ? lines[at + 1] : lines[at];
   return (line && line.length > 32 ? line.slice(32).trim() : '').replace(/[,;:]$/, '');
 }
 

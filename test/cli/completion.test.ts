@@ -76,6 +76,13 @@ describe('nixoci completion', () => {
     const fishText = execFileSync('cat', [fish], { encoding: 'utf8' });
     const zshBuild = zshText.slice(zshText.indexOf('    build)'), zshText.indexOf('    push)'));
     expect(buildFlags.length).toBeGreaterThan(30);
+    // a flag whose synopsis fills the flag column has its description on the next help line
+    expect(fishText).toContain(
+      `__nixoci_command_is build' -l annotation -x -d 'annotation (repeatable) of each platform\\'s manifest (manifest`,
+    );
+    expect(zshBuild).toContain(
+      `'*--annotation=[annotation (repeatable) of each platform'\\''s manifest (manifest`,
+    );
     for (const f of buildFlags) {
       expect(zshBuild).toMatch(new RegExp(`'\\*?--${f}[=\\[':]`));
       expect(fishText).toContain(`-n '__nixoci_command_is build'`);
