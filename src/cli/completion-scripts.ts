@@ -51,15 +51,32 @@ function flagsOf(c: CommandInfo): Flag[] {
 }
 
 /**
- * The description column (from column 32) of the flag's first line in the help text; of the line
- * after it when the flag and its value run past that column (`--annotation [manifest:|index:]…`).
+ * The description column (from column 32) of the flag's help, its wrapped lines joined (of the line
+ * after the flag when the flag and its value run past that column: `--annotation
+ * [manifest:|index:]…`), up to the first `; ` (or `: ` after a lead of 20 characters: `Cmd: …` keeps its
+ * explanation) outside parentheses, and at most 90
+ * characters, cut at a word: a shell shows one line per flag.
  */
 function describe(help: string, name: string): string {
   const re = new RegExp(`^ {2}(?:-\\w, )?--${name.replace(/-/g, '\\-')}(?![\\w-])`);
   const lines = help.split('\n');
   const at = lines.findIndex((l) => re.test(l));
-  const line = at >= 0 && lines[at]!.length > 31 && lines[at]![31] !== ' ' ? lines[at + 1] : lines[at];
-  return (line && line.length > 32 ? line.slice(32).trim() : '').replace(/[,;:]$/, '');
+  if (at < 0) return '';
+  const first = lines[at]!.length > 31 && lines[at]![31] !== ' ' ? at + 1 : at;
+  const parts = [(lines[first] ?? '').slice(32).trim()];
+  for (let i = first + 1; i < lines.length && /^ {32}\S/.test(lines[i]!); i++) parts.push(lines[i]!.trim());
+  let text = parts.join(' ');
+  let depth = 0;
+  for (let i = 0; i < text.length - 1; i++) {
+    const c = text[i]!;
+    depth += c === '(' ? 1 : c === ')' ? -1 : 0;
+    if (depth === 0 && (c === ';' || (c === ':' && i >= 20)) && text[i + 1] === ' ') {
+      text = text.slice(0, i);
+      break;
+    }
+  }
+  if (text.length > 90) text = `${text.slice(0, text.lastIndexOf(' ', 89))}…`;
+  return text.replace(/[,;:.]$/, '');
 }
 
 const words = (fs: readonly Flag[]): string =>

@@ -83,6 +83,16 @@ describe('nixoci completion', () => {
     expect(zshBuild).toContain(
       `'*--annotation=[annotation (repeatable) of each platform'\\''s manifest (manifest`,
     );
+    // wrapped help lines are joined, up to the end of the first clause, at most 90 characters
+    expect(fishText).toContain(
+      `__nixoci_command_is build' -l stop-signal -x -d 'StopSignal, the signal \`docker stop\` sends'\n`,
+    );
+    expect(fishText).toContain(
+      `__nixoci_command_is build' -l cmd -x -d 'Cmd: a JSON array or a space-separated string (no quotes)'\n`,
+    );
+    for (const line of fishText.split('\n').filter((l) => l.includes(' -d '))) {
+      expect(line.slice(line.indexOf(" -d '") + 5).length, line).toBeLessThanOrEqual(96);
+    }
     for (const f of buildFlags) {
       expect(zshBuild).toMatch(new RegExp(`'\\*?--${f}[=\\[':]`));
       expect(fishText).toContain(`-n '__nixoci_command_is build'`);
