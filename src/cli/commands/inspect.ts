@@ -27,8 +27,9 @@ export const INSPECT_HELP = `Usage: nixoci inspect IMAGE [flags]
 With IMAGE, read an existing image and print its digests, platform, run-time settings
 (entrypoint, cmd, user, workdir, ports, volumes, stop signal; all of them with --json) and the
 annotations of its manifest and index, then one row per layer: index, size, digest and the store
-paths it holds (from nixoci's layer annotations, else from the config's history), then the totals. Only manifests and the config are read (an engine's image archive streams by and only its
-JSON is kept); never a layer's content.
+paths it holds (from nixoci's layer annotations, else from the config's history; a layer of many
+paths shows four, --json all), then the totals. Only manifests and the config are read (an
+engine's image archive streams by and only its JSON is kept); never a layer's content.
 
 ${HELP_IMAGE_REFS}
 ${HELP_IMAGE_READ_FLAGS}
