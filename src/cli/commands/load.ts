@@ -38,7 +38,8 @@ layers the engine does not have yet (docs/daemon.md).
 Default NAME is the name part of the closure's top-level store path, default TAG a hash of the
 whole image (its layers' store paths, narHashes and files, and its config), so that two different
 images get two tags (TAG is latest when NAME is given without one). Same as
-\`nixoci build --to docker-daemon:NAME:TAG\`. Give podman:NAME[:TAG] (or --engine podman) to load into Podman instead.
+\`nixoci build --to docker-daemon:NAME:TAG\`. Give podman:NAME[:TAG] (or --engine podman) to load
+into Podman instead.
 
 ${HELP_SOURCE_FLAGS}
 Engine:
