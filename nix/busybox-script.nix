@@ -1,5 +1,7 @@
 # A derivation built by busybox's sh running SCRIPT with busybox on PATH: how the example, the test
-# fixtures and the bench make store paths without nixpkgs.
+# fixtures and the bench make store paths without nixpkgs. The build runs `busybox.buildBusybox`
+# when there is one (nix/busybox.nix: a busybox for another architecture cannot run here); what the
+# script writes should refer to `busybox` (`#!${busybox}/bin/sh`), the one the image holds.
 #
 #   mk = import ./busybox-script.nix { inherit busybox system; };
 #   hello = mk "hello" ''mkdir -p $out/bin; …'' { };        # last argument: extra attributes
@@ -8,14 +10,17 @@
   system ? builtins.currentSystem,
 }:
 name: script: attrs:
+let
+  build = busybox.buildBusybox or busybox;
+in
 derivation (
   {
     inherit name system;
-    builder = "${busybox}/bin/sh";
+    builder = "${build}/bin/sh";
     args = [
       "-e"
       "-c"
-      ("export PATH=${busybox}/bin\n" + script)
+      ("export PATH=${build}/bin\n" + script)
     ];
   }
   // attrs

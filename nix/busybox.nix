@@ -4,36 +4,48 @@
 #
 #   busybox = import ./busybox.nix { };                       # host's /bin/busybox
 #   busybox = import ./busybox.nix { busybox = /some/static/busybox; };
+#   busybox = import ./busybox.nix { system = "aarch64-linux"; };
+#
+# For a system whose static busybox scripts/setup fetched (the other architecture's Debian
+# busybox-static, in /usr/local/lib/nixoci/busybox/<system>/busybox), $out/bin/busybox is that
+# binary: an aarch64-linux image then holds an AArch64 busybox on an x86-64 machine. Its applet
+# links are those of the host's busybox (the same Debian version). Without it, the host's.
+#
+# A binary that cannot run here cannot run builders either: `busybox.buildBusybox` is a busybox
+# that runs on this machine (the package itself when it does); build with it, refer to `busybox`
+# in what the build writes (`#!${busybox}/bin/sh`). nix/busybox-script.nix does so.
 #
 # The binary must be static: the store path is copied into images as is.
 {
   # Path to a static busybox binary. Default: Debian's busybox-static (/bin/busybox; on a
-  # merged-/usr system /bin is a symlink, so the real directory /usr/bin is used).
+  # merged-/usr system /bin is a symlink, so the real directory /usr/bin is used), or the one
+  # scripts/setup fetched for `system`.
   busybox ? null,
   system ? builtins.currentSystem,
+  # where scripts/setup puts other architectures' static busyboxes (<system>/busybox)
+  foreignDir ? /usr/local/lib/nixoci/busybox,
 }:
 let
-  binary =
-    if busybox != null then
-      busybox
-    else if builtins.pathExists /usr/bin/busybox then
-      /usr/bin/busybox
-    else
-      /bin/busybox;
+  hostBinary = if builtins.pathExists /usr/bin/busybox then /usr/bin/busybox else /bin/busybox;
+  foreignBinary = foreignDir + "/${system}/busybox";
+  foreign = busybox == null && builtins.pathExists foreignBinary;
+  binary = if busybox != null then busybox else hostBinary;
+
   # Busybox picks the applet from argv[0]; Nix runs a builder with argv[0] = the builder's
   # base name, so the binary must be called "busybox" (not "<hash>-busybox"): add the
   # directory with a filter that keeps only that one file.
-  src = builtins.path {
-    name = "busybox-static-src";
-    path = dirOf binary;
-    filter = p: _type: p == toString binary;
-  };
-  bb = "${src}/${baseNameOf (toString binary)}";
-in
-if baseNameOf (toString binary) != "busybox" then
-  throw "busybox.nix: the binary must be named 'busybox' (got ${toString binary})"
-else
-  derivation {
+  storeCopy =
+    name: file:
+    "${
+      builtins.path {
+        inherit name;
+        path = dirOf file;
+        filter = p: _type: p == toString file;
+      }
+    }/${baseNameOf (toString file)}";
+  bb = storeCopy "busybox-static-src" binary;
+
+  native = derivation {
     name = "busybox";
     inherit system;
     builder = bb;
@@ -52,4 +64,33 @@ else
         "$out/bin/sh" -c 'echo busybox ok' >/dev/null
       ''
     ];
-  }
+  };
+
+  # the host's busybox runs the build and lists the applets; the foreign binary is only copied
+  # (it cannot run here, so no self-check)
+  other = derivation {
+    name = "busybox";
+    inherit system;
+    builder = bb;
+    args = [
+      "sh"
+      "-e"
+      "-c"
+      ''
+        b=${bb}
+        $b mkdir -p "$out/bin"
+        $b cp ${storeCopy "busybox-static-${system}-src" foreignBinary} "$out/bin/busybox"
+        $b chmod 0555 "$out/bin/busybox"
+        for a in $($b --list); do
+          case "$a" in busybox|*/*) ;; *) $b ln -s busybox "$out/bin/$a" ;; esac
+        done
+      ''
+    ];
+  };
+in
+if baseNameOf (toString binary) != "busybox" then
+  throw "busybox.nix: the binary must be named 'busybox' (got ${toString binary})"
+else if foreign then
+  other // { buildBusybox = native; }
+else
+  native // { buildBusybox = native; }

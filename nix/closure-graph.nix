@@ -64,7 +64,9 @@ let
       < "''${NIX_ATTRS_JSON_FILE:-''${NIX_BUILD_TOP:-.}/.attrs.json}" > "$out"
   '';
 
-  busybox = if shell != null then shell else import ./busybox.nix { inherit system; };
+  # a busybox that runs here (nix/busybox.nix's buildBusybox; the graph refers to no busybox)
+  busybox =
+    if shell != null then shell.buildBusybox or shell else (import ./busybox.nix { inherit system; }).buildBusybox;
 in
 if runCommand != null then
   runCommand name graphAttrs extractScript

@@ -43,7 +43,9 @@ let
     }
     .${s} or (throw "nixoci image ${name}: ${s} is not a Linux system: give arch = \"amd64\" or \"arm64\"");
 
-  busyboxFor = shell: if shell != null then shell else import ./busybox.nix { inherit system; };
+  # the plan and the apps run on this machine: a busybox that runs here (nix/busybox.nix)
+  busyboxFor =
+    shell: if shell != null then shell.buildBusybox or shell else (import ./busybox.nix { inherit system; }).buildBusybox;
 
   # POSIX single quotes: safe for any string in a generated shell script.
   quote = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] (toString s) + "'";

@@ -5,9 +5,11 @@
 #   nix-build example/offline -A graph   # → closure graph JSON for `nixoci --graph`
 #
 # Closure: hello-nixoci → hello-nixoci-lib → busybox, hello-nixoci → busybox.
+# For system = "aarch64-linux" (nixoci --arch arm64) busybox is Debian's arm64 one, fetched by
+# scripts/setup, while the host's runs the builds (see nix/busybox.nix).
 {
   system ? builtins.currentSystem,
-  # a static busybox binary named "busybox" (default: Debian's busybox-static)
+  # a static busybox binary named "busybox" that runs here (default: Debian's busybox-static)
   busyboxBinary ? null,
 }:
 let
