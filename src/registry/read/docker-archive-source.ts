@@ -143,7 +143,7 @@ async function* decompressed(input: AsyncIterable<Buffer>, description: string):
       throw e;
     throw new NixociError(
       'IMAGE_INVALID',
-      `${description}: the ${packed} data is damaged or cut short: ${(e as Error).message}`,
+      `read ${description}: the ${packed} data is damaged or cut short: ${(e as Error).message}`,
       {
         hint: 'the file is truncated or corrupt; write it again',
       },
@@ -183,7 +183,7 @@ export async function readArchive(
     if (byName.has('oci-layout') || byName.has('index.json'))
       throw new NixociError(
         'IMAGE_INVALID',
-        `${description}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
+        `read ${description}: it is an OCI archive (index.json, no manifest.json), not a docker-archive`,
         { hint: 'read it as oci-archive:FILE[:TAG]' },
       );
     throw invalidImage(description, 'no manifest.json: not a docker-archive');
