@@ -76,22 +76,25 @@ export class DaemonTarget implements ImageTarget {
   }
 
   async write(images: readonly Image[], ctx: WriteContext): Promise<TargetResult> {
-    const { engine } = this.opts;
     let view = await (this.early?.result ?? this.look(undefined, ctx));
     const { client, version } = view;
-    ctx.log?.(`${engine} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`);
+    // Podman's service answers on DOCKER_HOST too (Podman's docs suggest it for Docker tools): its
+    // loader needs every layer in every archive, whichever API path it is reached by.
+    const podman = this.opts.engine === 'podman' || EngineClient.isPodman(version);
+    ctx.log?.(
+      `${podman ? 'podman' : 'docker'} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`,
+    );
     const notes: string[] = [];
     const image = pickImage(images, version.Arch, notes);
     const { name, tags } = this.names(image);
     // Asked again when not asked yet (name derived from the closure), or when reading the closure
     // took long enough (a Nix build) for the engine's images to have changed meanwhile.
-    if (engine !== 'podman' && (!view.held || !this.early?.fresh))
-      view = await this.look({ name, tags }, ctx, view);
+    if (!podman && (!view.held || !this.early?.fresh)) view = await this.look({ name, tags }, ctx, view);
 
     let prefix = 0;
     // Several archives in a row: only Docker's classic store looks earlier layers up by chain ID.
     let grouped = false;
-    if (engine === 'podman') {
+    if (podman) {
       notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
     } else {
       const { info } = view.held!;
@@ -142,7 +145,7 @@ export class DaemonTarget implements ImageTarget {
     // that take only the first RepoTag (so with one tag there is nothing to do). Not for Podman:
     // its loader applies every RepoTag (short names as localhost/NAME), while its compat tag call
     // would add docker.io/NAME duplicates.
-    if (engine !== 'podman' && tags.length > 1)
+    if (!podman && tags.length > 1)
       await Promise.all(tags.map((t) => client.tagImage(rendered.config.digest, name, t, ctx.signal)));
 
     return {

@@ -72,7 +72,7 @@ describe('nixoci load into Podman', () => {
   });
 
   afterAll(async () => {
-    await podmanRmi(...['one', 'also', 'two', 'env'].map((t) => `${name}:${t}`));
+    await podmanRmi(...['one', 'also', 'two', 'env', 'docker'].map((t) => `${name}:${t}`));
   });
 
   it('loads a Nix closure with every layer sent; podman sees its diffIDs, Entrypoint and files', async () => {
@@ -180,6 +180,24 @@ describe('nixoci load into Podman', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect((await podmanInspect(`${name}:env`)).RootFS.Layers).toEqual(first.layers.map((l) => l.diffId));
+  });
+
+  it('loads into Podman named by DOCKER_HOST (docker-daemon:) with every layer, also when grouped', async () => {
+    // Podman's docs suggest DOCKER_HOST=<its socket> for Docker tools. name:one shares the first
+    // layers, and a tiny group size makes a grouped load: neither may leave layers out, as Podman's
+    // loader needs every layer in every archive.
+    const r = await nixociJson<LoadReport>(
+      ['load', '--graph', v2.graphFile, `${name}:docker`, '--cache-dir', cacheDir],
+      {
+        env: { DOCKER_HOST: host, NIXOCI_LOAD_GROUP_BYTES: '1000', CONTAINER_HOST: '', DOCKER_CONTEXT: '' },
+      },
+    );
+    expect(r.targets[0]!.target).toBe(`docker-daemon:${name}:docker`);
+    expect(r.layers.every((l) => l.action === 'sent' && l.bytesSent === l.size)).toBe(true);
+    const notes = r.targets[0]!.notes ?? [];
+    expect(notes).toContainEqual(expect.stringContaining('every layer sent, none omitted'));
+    expect(notes.join('\n')).not.toMatch(/omitted: the engine has them|retried/);
+    expect((await podmanInspect(`${name}:docker`)).RootFS.Layers).toEqual(r.layers.map((l) => l.diffId));
   });
 
   it("negotiates Podman's compat API and reports a rejected archive with its message", async () => {

@@ -28,7 +28,15 @@ interface RequestInit {
 }
 
 const versionSchema = z
-  .object({ ApiVersion: z.string(), Version: z.string(), Arch: z.string().optional() })
+  .object({
+    ApiVersion: z.string(),
+    Version: z.string(),
+    Arch: z.string().optional(),
+    Components: z
+      .array(z.object({ Name: z.string() }).passthrough())
+      .nullable()
+      .optional(),
+  })
   .passthrough();
 const infoSchema = z
   .object({
@@ -151,6 +159,11 @@ export class EngineClient {
 
   async info(signal?: AbortSignal): Promise<EngineInfo> {
     return this.parse(infoSchema, await this.json('GET', '/info', { raw: true, signal }), 'GET /info');
+  }
+
+  /** Whether `GET /version` was answered by Podman's service (its Docker-compatible API). */
+  static isPodman(version: EngineVersion): boolean {
+    return (version.Components ?? []).some((c) => c.Name === 'Podman Engine');
   }
 
   /** The containerd image store keeps layers per snapshotter and needs every layer in a load. */
