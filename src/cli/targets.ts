@@ -115,6 +115,28 @@ function checkNameLength(command: string, what: string, name: string): void {
     );
 }
 
+/**
+ * An engine's `--cache-from`: NAME[:TAG], NAME[:TAG]@DIGEST or an image ID. The engine answers an
+ * inspection of anything else with 400 (`invalid reference format`), which would end the load after
+ * the closure was read, where a misspelt cache hint should be a usage error before.
+ */
+function checkCacheFrom(command: string, ref: string): void {
+  if (/^(?:sha256:)?[0-9a-f]{6,64}$/.test(ref)) return;
+  const at = ref.indexOf('@');
+  const { name, tag } = splitTag(at < 0 ? ref : ref.slice(0, at));
+  const digest = at < 0 ? undefined : ref.slice(at + 1);
+  if (
+    REPOSITORY_RE.test(name) &&
+    (tag === undefined || TAG_RE.test(tag)) &&
+    (digest === undefined || /^sha256:[0-9a-f]{64}$/.test(digest))
+  )
+    return;
+  throw usage(
+    command,
+    `--cache-from ${JSON.stringify(ref)} is not an image reference: expected NAME[:TAG] (lower case), NAME@sha256:DIGEST or an image ID`,
+  );
+}
+
 /** `NAME[:TAG]`: the tag is after the last `:` only when that comes after the last `/` (a port). */
 function splitTag(ref: string): { name: string; tag?: string } {
   const colon = ref.lastIndexOf(':');
@@ -162,6 +184,7 @@ export function engineTarget(
   for (const t of extraTags) checkTagFlag(command, t);
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
+  for (const c of cacheFrom) checkCacheFrom(command, c);
   const target = new DaemonTarget({ engine, host, name, tags, extraTags, cacheFrom });
   return { target, defaultCompression: 'none' };
 }

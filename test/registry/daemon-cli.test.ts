@@ -272,6 +272,45 @@ describe('nixoci load', () => {
     );
   });
 
+  it('refuses a --cache-from that is no image reference before loading, and takes image IDs and names', async () => {
+    const name = `nixoci-cli-cachefrom-${run}`;
+    for (const bad of ['Upper:v1', 'two words', `${name}:a@sha256:abc`]) {
+      const r = await cli([
+        'load',
+        '--graph',
+        v1.graphFile,
+        '--cache-dir',
+        cacheDir,
+        '--cache-from',
+        bad,
+        `${name}:x`,
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--cache-from ${JSON.stringify(bad)} is not an image reference`);
+    }
+    const ls = await docker(['image', 'ls', '--no-trunc', '--format', '{{.ID}}', `${name}:x`]);
+    expect(ls.stdout.trim()).toBe('');
+
+    const a = await cli(['load', '--graph', v1.graphFile, '--cache-dir', cacheDir, `${name}:a`, '-q']);
+    expect(a.code).toBe(0);
+    const id = (await docker(['image', 'inspect', '--format', '{{.Id}}', `${name}:a`])).stdout.trim();
+    for (const good of [id, id.slice('sha256:'.length, 'sha256:'.length + 12), `${name}:a`]) {
+      const r = await cli([
+        'load',
+        '--graph',
+        v1.graphFile,
+        '--cache-dir',
+        cacheDir,
+        '--cache-from',
+        good,
+        `${name}:b`,
+        '-q',
+      ]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+    }
+  });
+
   it('fails clearly when the engine is not there', async () => {
     const r = await cli([
       'load',
