@@ -139,6 +139,7 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
 }
 
 /**
+ * --compression gzip|zstd where every destination takes uncompressed layers only is a usage error.
  * gzip has levels 1–9 only: a higher --compression-level (accepted for zstd) is a usage error as
  * soon as a destination would be gzipped, which a registry is by default when --compression is not
  * given. Checked before anything is written, not left to zlib in the middle of a push.
@@ -149,6 +150,17 @@ export function checkCompressionLevel(
   targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
 ): void {
   const level = settings.level;
+  // Engines and docker-archives take uncompressed layers whatever --compression says: a gzip or zstd
+  // asked for where no destination can have it would be dropped without a word.
+  const asked = settings.compression;
+  if (asked !== undefined && asked !== 'none' && targets.length > 0) {
+    const fixed = targets.filter((t) => t.target.requiredCompression !== undefined);
+    if (fixed.length === targets.length && fixed.every((t) => t.target.requiredCompression !== asked))
+      throw usage(
+        command,
+        `--compression ${asked}: ${targets[0]!.target.description} takes uncompressed layers only (an engine or a docker-archive); leave --compression out`,
+      );
+  }
   if (level !== undefined && settings.compression === 'none')
     throw usage(
       command,

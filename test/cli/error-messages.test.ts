@@ -432,4 +432,30 @@ describe('error messages', () => {
     }
     expect(readdirSync(dir)).toEqual([]);
   });
+
+  it('refuses --compression gzip|zstd where every destination takes uncompressed layers only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hx-errors-'));
+    const path = '/nix/store/00000000000000000000000000000000-hx-t-none';
+    for (const [args, what, target] of [
+      [['load', '--path', path, 'hx-t-a:v1', '--compression', 'zstd'], 'zstd', 'docker-daemon:hx-t-a:v1'],
+      [
+        ['load', '--path', path, 'podman:hx-t-a:v1', '--compression', 'zstd', '--compression-level', '5'],
+        'zstd',
+        'podman:hx-t-a:v1',
+      ],
+      [
+        ['build', '--path', path, '--to', 'docker-archive:./a.tar', '--compression', 'gzip'],
+        'gzip',
+        'docker-archive:./a.tar',
+      ],
+    ] as const) {
+      const r = await nixoci([...args], { cwd: dir });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(
+        `nixoci: error: nixoci ${args[0]}: --compression ${what}: ${target} takes uncompressed layers only (an engine or a docker-archive); leave --compression out\n` +
+          `hint: run \`nixoci ${args[0]} --help\` for usage\n`,
+      );
+    }
+    expect(readdirSync(dir)).toEqual([]);
+  });
 });
