@@ -39,6 +39,11 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const onSignal = (): void => {
     for (const s of STOP_SIGNALS) process.off(s, onSignal);
     controller.abort();
+    // Winding down can take seconds (upload sessions cancelled, an engine's answer awaited to
+    // remove what it took in): on a terminal, say so at once, after the progress bars are cleared
+    // (their own handler runs next), so that the run does not look as if it ignored the key.
+    if (io.isTTY)
+      setImmediate(() => io.err('nixoci: stopping: cancelling what was started (again to end at once)\n'));
   };
   for (const s of STOP_SIGNALS) process.on(s, onSignal);
   try {

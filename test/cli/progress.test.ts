@@ -158,6 +158,10 @@ describe('progress', () => {
       );
       expect(r.output).toContain('layers read'); // the bars were drawn when the signals came
       expect(r.output).toContain('exit=143'); // ended by the second signal
+      // the first one was answered at once, on a line of its own after the bars were cleared
+      expect(r.output).toMatch(
+        /\x1b\[\?7h(\x1b\[\d*[A-Z])*nixoci: stopping: cancelling what was started \(again to end at once\)\r?\n/,
+      );
       expect(r.output.lastIndexOf('\x1b[?25h')).toBeGreaterThan(r.output.lastIndexOf('\x1b[?25l'));
       expect(r.output.lastIndexOf('\x1b[?7h')).toBeGreaterThan(r.output.lastIndexOf('\x1b[?7l'));
     } finally {
