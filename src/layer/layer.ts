@@ -131,7 +131,12 @@ export class Layer {
     }
     const known = this.known;
     const own = known && this.options.copies?.get(this.cacheKey);
-    if (known && own) return this.writeCopy(own, known, sink, signal);
+    if (known && own) {
+      // Read back from a file: nothing to make, so a push's turn to make layers is free at once
+      // for a layer that must come from the store.
+      o.onProduced?.();
+      return this.writeCopy(own, known, sink, signal);
+    }
     // The same layer uncompressed: its copy is the tar to compress.
     const tar =
       this.options.compression === 'none'

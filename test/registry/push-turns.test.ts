@@ -20,13 +20,13 @@ const env = testEnv();
 const HOLD_MS = 1500;
 
 /** Three store paths of 3 MiB of noise each: big enough for the layer workers and a streamed upload. */
-function storePaths(): string[] {
+function storePaths(size = 3 << 20): string[] {
   const root = mkdtempSync(join(tmpdir(), 'nixoci-turns-'));
   return [1, 2, 3].map((seed) => {
     const dir = join(root, `blob-${seed}`);
     mkdirSync(dir);
-    const noise = createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16, 9));
-    writeFileSync(join(dir, 'noise.bin'), noise.update(Buffer.alloc(3 << 20)));
+    const noise = createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16, size >> 20));
+    writeFileSync(join(dir, 'noise.bin'), noise.update(Buffer.alloc(size)));
     return execFileSync('nix-store', ['--add', dir], { encoding: 'utf8' }).trim();
   });
 }
@@ -65,6 +65,51 @@ describe('push: turns to make blobs', () => {
     // Two layers are made at once; the third one's bytes flow before any upload has its answer.
     expect(events.indexOf('body 3')).toBeGreaterThan(-1);
     expect(events.indexOf('body 3')).toBeLessThan(events.findIndex((e) => e.startsWith('answer')));
+    await verifyPushed(env.registry, repo, 't');
+  });
+
+  it('layers read back from an earlier destination take no turn to make: all go out at once', async () => {
+    // bigger than the loopback socket's buffers, which would take a small blob whole at once
+    const size = 24 << 20;
+    const paths = storePaths(size);
+    const received = [0, 0, 0, 0];
+    let atThird: number[] | undefined;
+    let uploads = 0;
+    proxy.fault = (req, res) => {
+      // digests known (from the layout), each layer goes as one PUT with its body (the config too,
+      // but small); a slow link: each body takes about a second to go up
+      const big = Number(req.headers['content-length'] ?? 0) > 1 << 20;
+      if (req.method !== 'PUT' || !(req.url ?? '').includes('/blobs/uploads/') || !big) return false;
+      const n = ++uploads;
+      req.on('data', (c: Buffer) => {
+        if (n === 3 && !atThird) atThird = [...received];
+        received[n]! += c.length;
+      });
+      forward(env.registry, req, res, { throttleBytesPerSec: size });
+      return true;
+    };
+    const repo = uniqueRepo('turns-copy');
+    const layout = join(mkdtempSync(join(tmpdir(), 'nixoci-turns-')), 'oci');
+    // the layout first: the registry then reads each zstd blob back from it
+    const report = await nixociJson<{ bytesRead: number }>([
+      'build',
+      ...paths.flatMap((p) => ['--path', p]),
+      '--compression',
+      'zstd',
+      '--no-cache',
+      '--to',
+      `oci:${layout}`,
+      '--to',
+      `docker://${proxy.host}/${repo}:t`,
+    ]);
+    proxy.fault = undefined;
+    expect(uploads).toBe(3);
+    // read from the store once, for the layout
+    expect(report.bytesRead).toBe(3 * size);
+    // The third upload begins with the first two barely begun: with two turns to make layers, it
+    // waited until one of them had been read to its last megabytes.
+    expect(atThird, received.join(', ')).toBeDefined();
+    expect(Math.max(...atThird!), atThird!.join(', ')).toBeLessThan(size / 2);
     await verifyPushed(env.registry, repo, 't');
   });
 
