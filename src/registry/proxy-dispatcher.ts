@@ -13,17 +13,47 @@ export interface ProxyPoolOptions {
   readonly timeoutMs: number;
 }
 
-const proxyAgents = new Map<string, ProxyAgentType>();
+/**
+ * The requests of one proxy pool that wait for a connection (queued, or for their CONNECT), and the
+ * signal its CONNECTs are sent with: when the last of those requests is aborted (Ctrl-C), the
+ * CONNECTs are given up at once. undici aborts a request only once it has a connection, and a CONNECT
+ * has no signal of its own: a silent proxy held an interrupted run for the whole connect timeout.
+ */
+class Waiting {
+  count = 0;
+  private stop = new AbortController();
+
+  get signal(): AbortSignal {
+    return this.stop.signal;
+  }
+
+  /** No request wants a connection any more: the CONNECTs under way are dropped. */
+  giveUp(): void {
+    // A code, so that a request queued at this very moment is retried (isConnectionError).
+    const reason = Object.assign(new Error('no request waits for this CONNECT any more'), {
+      code: 'ECONNABORTED',
+    });
+    this.stop.abort(reason);
+    this.stop = new AbortController();
+  }
+}
+
+const proxyAgents = new Map<string, { agent: ProxyAgentType; waiting: Waiting }>();
 
 /**
  * One keep-alive pool per proxy (and CA and timeout setting), shared by every client in the
  * process. An https URL goes through a CONNECT tunnel, with the registry's TLS (and --ca-file)
  * inside it; an http URL is sent to the proxy whole (absolute-form), as Go's net/http does.
  */
-function proxyAgent(proxy: Proxy, o: ProxyPoolOptions, u: Undici): ProxyAgentType {
+function proxyAgent(
+  proxy: Proxy,
+  o: ProxyPoolOptions,
+  u: Undici,
+): { agent: ProxyAgentType; waiting: Waiting } {
   const key = `${proxy.url.href}\n${o.caKey}\n${o.timeoutMs}`;
   const known = proxyAgents.get(key);
   if (known) return known;
+  const waiting = new Waiting();
   const { ProxyAgent, Pool } = u;
   const timeout = Math.min(15_000, o.timeoutMs);
   const trust = tlsTrust(o.ca);
@@ -40,14 +70,23 @@ function proxyAgent(proxy: Proxy, o: ProxyPoolOptions, u: Undici): ProxyAgentTyp
     // The CONNECT is part of connecting: a proxy that takes the connection and never answers it
     // must fail as a connection that is never accepted does, not after undici's 5 minutes (nor
     // hold up Ctrl-C that long: a request is only aborted once it has a connection).
-    clientFactory: (origin, opts) => new Pool(origin, { ...opts, headersTimeout: timeout }),
+    clientFactory: (origin, opts) => {
+      const client = new Pool(origin, { ...opts, headersTimeout: timeout });
+      const connect = client.connect.bind(client) as (
+        c: DispatcherType.ConnectOptions,
+      ) => Promise<DispatcherType.ConnectData>;
+      return Object.assign(client, {
+        connect: (c: DispatcherType.ConnectOptions) => connect({ ...c, signal: waiting.signal }),
+      });
+    },
     // ProxyAgent hands the pools of plain-HTTP forwarding only `connect`: the timeouts come here.
     factory: (origin, opts) => new Pool(origin, { ...pool, ...opts }),
     requestTls: { timeout, ...trust },
     proxyTls: { timeout, ...trust },
   });
-  proxyAgents.set(key, agent);
-  return agent;
+  const made = { agent, waiting };
+  proxyAgents.set(key, made);
+  return made;
 }
 
 /**
@@ -73,22 +112,50 @@ export async function proxyDispatcher(
   const logged = new Set<string>();
 
   class ProxyErrors extends DecoratorHandler {
+    private connected = false;
+    /** Failed already (aborted while it waited for a connection): what undici says later is dropped. */
+    private done = false;
+    private unwait: (() => void) | undefined;
+    private waits = true;
+
     constructor(
       handler: DispatcherType.DispatchHandlers,
       private readonly proxy: Proxy,
       private readonly target: URL,
+      private readonly waiting: Waiting,
+      signal: AbortSignal | undefined,
     ) {
       super(handler);
+      waiting.count++;
+      if (!signal) return;
+      const onAbort = (): void => {
+        this.stopWaiting();
+        this.done = true;
+        if (this.waiting.count === 0) this.waiting.giveUp();
+        super.onError(abortError(signal));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.unwait = () => signal.removeEventListener('abort', onAbort);
     }
 
-    private connected = false;
+    private stopWaiting(): void {
+      if (!this.waits) return;
+      this.waits = false;
+      this.waiting.count--;
+      this.unwait?.();
+    }
 
     override onConnect(abort: (err?: Error) => void): void {
+      this.stopWaiting();
+      if (this.done) return abort();
       this.connected = true;
       super.onConnect(abort);
     }
 
     override onError(err: Error): void {
+      this.stopWaiting();
+      if (this.done) return;
+      this.done = true;
       super.onError(proxyError(err, this.proxy, this.target, this.connected) ?? err);
     }
   }
@@ -111,7 +178,13 @@ export async function proxyDispatcher(
         logged.add(target.origin);
         log(`${target.origin}: through the proxy ${proxy.shown} (${proxy.variable})`);
       }
-      return proxyAgent(proxy, o, u).dispatch(opts, new ProxyErrors(handler, proxy, target));
+      const signal = (opts as { signal?: AbortSignal }).signal;
+      if (signal?.aborted) {
+        handler.onError?.(abortError(signal));
+        return true;
+      }
+      const { agent, waiting } = proxyAgent(proxy, o, u);
+      return agent.dispatch(opts, new ProxyErrors(handler, proxy, target, waiting, signal));
     }
 
     override async close(): Promise<void> {
@@ -123,6 +196,10 @@ export async function proxyDispatcher(
     }
   }
   return new Router();
+}
+
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('aborted', 'AbortError');
 }
 
 /** A failure of the proxy (not of the registry behind it) as one clear error; else undefined. */

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { proxySettings, showProxy } from '../../src/registry/proxy.js';
-import { nixoci, nixociJson } from '../helpers/cli.js';
+import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { startHttpProxy, type HttpProxy } from '../helpers/http-proxy.js';
 import { buildExampleClosure } from '../helpers/nix.js';
@@ -252,6 +253,50 @@ describe('a proxy that takes the connection and never answers the CONNECT', () =
         `nixoci: error: the proxy ${url} (HTTPS_PROXY) did not answer the CONNECT for ${env.registryTls}\n`,
       );
       expect(Date.now() - started).toBeLessThan(20_000);
+    } finally {
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  }, 60_000);
+});
+
+describe('Ctrl-C while a CONNECT is unanswered', () => {
+  it('ends the run at once, not when the connect timeout gives up', async () => {
+    const env = testEnv();
+    const { graphFile } = await buildExampleClosure();
+    const held = new Set<Socket>();
+    const silent = createNetServer((s) => {
+      held.add(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) =>
+      silent.listen(20000 + Math.floor(Math.random() * 30000), '127.0.0.1', resolve),
+    );
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const child = spawn(
+        cliBin,
+        [
+          'push',
+          '--graph',
+          graphFile,
+          '--ca-file',
+          env.tlsCaFile,
+          `docker://${env.registryTls}/hx-i-proxy/interrupted:1`,
+        ],
+        { env: { ...process.env, HTTPS_PROXY: url }, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      // the CONNECT has been sent: the proxy holds the connection
+      while (held.size === 0) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      const t = Date.now();
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(Date.now() - t).toBeLessThan(5_000);
+      expect(stderr).toBe('nixoci: interrupted\n');
     } finally {
       for (const s of held) s.destroy();
       silent.close();
