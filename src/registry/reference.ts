@@ -85,10 +85,14 @@ export function parseImageReference(input: string): ImageReference {
  * otherwise (with `library/` for single names); no tag and no digest means `latest`.
  */
 export function parseReference(input: string): ImageReference {
-  // USER:PASSWORD@HOST/… (an @ before the first /; a digest's @ comes after it), with or without
-  // a scheme (`https://USER:PASSWORD@HOST/app`, pasted from a URL): refused before anything else
-  // is said about the reference, so that no message echoes the password.
-  const masked = input.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)*)[^/]*@(?=[^/]*\/)/i, '$1***@');
+  // USER:PASSWORD@HOST/… (an @ followed by a registry host and a /, or by a registry host alone; a
+  // digest's @ is followed by ALGORITHM:HEX, without a /), with or without a scheme
+  // (`https://USER:PASSWORD@HOST/app`, pasted from a URL), the password possibly with a / of its
+  // own: refused before anything else is said about the reference, so that no message echoes it.
+  const masked = input.replace(
+    /^((?:[a-z][a-z0-9+.-]*:\/\/)*).*@(?=[^@]*\/|(?:localhost|[^/:@]*\.[^/:@]*)(?::\d+)?$)/i,
+    '$1***@',
+  );
   if (masked !== input)
     invalid(
       masked,

@@ -138,6 +138,12 @@ describe('parseReference', () => {
       ['ftp://me:s3cret@ghcr.io/app', 'ftp://***@ghcr.io/app'],
       ['oci:me:s3cret@ghcr.io/app', '***@ghcr.io/app'],
       ['me:p@ss:s3cret@ghcr.io/App:Bad Tag', '***@ghcr.io/App:Bad Tag'],
+      // a password with a / in it (base64 tokens, cloud secrets): its @ comes after the first /
+      ['me:s3/cret@127.0.0.1:5000/app:v1', '***@127.0.0.1:5000/app:v1'],
+      ['https://me:s3/cret@ghcr.io/org/app', 'https://***@ghcr.io/org/app'],
+      ['docker://me:s3/cr@t@ghcr.io/app', 'docker://***@ghcr.io/app'],
+      ['me:s3/cret@ghcr.io', '***@ghcr.io'],
+      ['me:s3/cret@localhost:5000', '***@localhost:5000'],
     ]) {
       let err: unknown;
       try {
@@ -151,8 +157,10 @@ describe('parseReference', () => {
       );
       expect(JSON.stringify(err)).not.toContain('s3cret');
     }
-    // a digest's @ comes after the first /
+    // a digest's @ comes after the first /, and no / nor registry host comes after it
     expect(parseReference(`ghcr.io/org/app@${D}`).digest).toBe(D);
+    expect(parseReference(`127.0.0.1:5000/org/app:v1.2@${D}`).digest).toBe(D);
+    expect(() => parseReference('ghcr.io/app@sha256:abc')).toThrow(/is not a sha256 digest/);
   });
 
   it('formats canonically', () => {
