@@ -23,8 +23,11 @@ export interface PushContext {
   readonly mountFrom: readonly string[];
   /** Repositories of this registry known to hold each blob (earlier pushes): mount sources. */
   readonly holders: BlobHolders;
-  /** Blobs the repository is known to hold (named by its current manifests): no HEAD needed. */
-  readonly present?: ReadonlySet<Digest>;
+  /**
+   * Blobs the repository is known to hold (named by its current manifests), with the size their
+   * descriptors give: no HEAD needed for a layer of that size.
+   */
+  readonly present?: ReadonlyMap<Digest, number>;
   readonly signal?: AbortSignal;
   readonly onProgress?: (e: ProgressEvent) => void;
   /**
@@ -58,14 +61,17 @@ export async function pushLayer(
     );
 
   let d = layer.known;
+  // digests from the digest cache, not made nor read from a manifest here: their size is checked
+  const cached = d !== undefined && !reusedFrom;
   if (d) {
     ctx.onDigests?.(d);
-    if (ctx.present?.has(d.digest)) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
+    // A cached size that the repository's manifest contradicts is settled by the HEAD below.
+    if (ctx.present?.get(d.digest) === d.size) return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
     const size = await client.blobExists(repository, d.digest, signal);
     if (size !== undefined) {
       // A digest names its bytes, and the registry checked them when they came: a cached size that
       // differs (an entry edited or damaged) would give the manifest a descriptor pulls refuse.
-      if (!reusedFrom && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
+      if (cached && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
     }
   } else if (ctx.mountFrom.length > 0) {
@@ -86,7 +92,14 @@ export async function pushLayer(
     for (const from of candidates(d.digest)) {
       if (session) await client.cancelUpload(session);
       const m = await client.mountBlob(repository, d.digest, from, signal);
-      if (m.mounted) return done(ctx, id, d, 'mounted', 0);
+      if (m.mounted) {
+        // A mount is by digest alone: a cached size is checked against what was mounted.
+        if (cached) {
+          const size = await client.blobExists(repository, d.digest, signal);
+          if (size !== undefined && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
+        }
+        return done(ctx, id, d, 'mounted', 0);
+      }
       session = m.location;
     }
   }

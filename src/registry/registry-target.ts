@@ -64,7 +64,7 @@ const PRODUCERS = 2;
 /** What the registry's manifests offer: annotated layers, the blobs it holds, the tag's digest. */
 interface Reusable {
   readonly layers: readonly ReusableLayer[];
-  readonly present: ReadonlySet<Digest>;
+  readonly present: ReadonlyMap<Digest, number>;
   readonly topDigest: Digest | undefined;
 }
 
@@ -341,11 +341,11 @@ export class RegistryTarget implements ImageTarget {
   private reuse(
     images: readonly Image[],
     found: Reusable,
-  ): { matched: Map<Layer, ReusableLayer>; present: Set<Digest>; topDigest: Digest | undefined } {
+  ): { matched: Map<Layer, ReusableLayer>; present: Map<Digest, number>; topDigest: Digest | undefined } {
     const matched = new Map<Layer, ReusableLayer>();
     for (const image of images)
       for (const [l, r] of applyReuse(image.layers, found.layers)) matched.set(l, r);
-    return { matched, present: new Set(found.present), topDigest: found.topDigest };
+    return { matched, present: new Map(found.present), topDigest: found.topDigest };
   }
 
   /**
@@ -360,7 +360,7 @@ export class RegistryTarget implements ImageTarget {
     notes: string[],
   ): Promise<Reusable> {
     const found: ReusableLayer[] = [];
-    const present = new Set<Digest>();
+    const present = new Map<Digest, number>();
     let topDigest: Digest | undefined;
     const target = this.ref.tag ?? this.ref.digest;
     // The target's and every --cache-from's manifests are read at once: none depends on another,
@@ -382,7 +382,7 @@ export class RegistryTarget implements ImageTarget {
     if (target) {
       const own = await findReusableLayers(client, this.ref.repository, target, arches, ctx.signal);
       found.push(...own.layers);
-      for (const b of own.blobs) present.add(b);
+      for (const [b, size] of own.blobs) present.set(b, size);
       topDigest = own.topDigest;
     }
     for (const r of await Promise.all(fromCache)) {
@@ -395,7 +395,8 @@ export class RegistryTarget implements ImageTarget {
         continue;
       }
       const { src, layers, blobs } = r;
-      if (src === client && c.repository === this.ref.repository) for (const b of blobs) present.add(b);
+      if (src === client && c.repository === this.ref.repository)
+        for (const [b, size] of blobs) present.set(b, size);
       // A descriptor from another registry gives digests but no mount source.
       found.push(
         ...(src === client ? layers : layers.map((l) => ({ ...l, repository: this.ref.repository }))),

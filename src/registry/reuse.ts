@@ -63,9 +63,10 @@ export interface FoundImage {
   /**
    * Every blob (config and layers) the manifests name: the registry accepted those manifests, so
    * the repository holds these blobs and a push need not ask for them again. Also the digests of
-   * an index's manifests that were read: those need not be PUT again.
+   * an index's manifests that were read: those need not be PUT again. Each with the size its
+   * descriptor gives.
    */
-  readonly blobs: ReadonlySet<Digest>;
+  readonly blobs: ReadonlyMap<Digest, number>;
   /** Digest of the manifest or index at the reference, if there is one. */
   readonly topDigest: Digest | undefined;
 }
@@ -81,7 +82,7 @@ export async function findReusableLayers(
   architectures: readonly string[],
   signal?: AbortSignal,
 ): Promise<FoundImage> {
-  const blobs = new Set<Digest>();
+  const blobs = new Map<Digest, number>();
   const top = await client.getManifest(repository, reference, signal);
   if (!top) return { layers: [], blobs, topDigest: undefined };
   // A manifest that is not JSON offers nothing to reuse (and the push replaces it).
@@ -100,7 +101,7 @@ export async function findReusableLayers(
     const fetched = await Promise.all(children.map((m) => client.getManifest(repository, m.digest, signal)));
     for (const f of fetched)
       if (f) {
-        blobs.add(f.digest);
+        blobs.set(f.digest, f.bytes.length);
         manifests.push(jsonOrNull(f.bytes));
       }
   } else {
@@ -110,9 +111,9 @@ export async function findReusableLayers(
   for (const m of manifests) {
     const parsed = manifestSchema.safeParse(m);
     if (!parsed.success) continue;
-    if (parsed.data.config) blobs.add(parsed.data.config.digest);
+    if (parsed.data.config) blobs.set(parsed.data.config.digest, parsed.data.config.size);
     for (const l of parsed.data.layers) {
-      blobs.add(l.digest);
+      blobs.set(l.digest, l.size);
       const diffId = l.annotations?.[ANNOTATION_DIFF_ID];
       const storePaths = l.annotations?.[ANNOTATION_STORE_PATHS];
       const narHashes = l.annotations?.[ANNOTATION_NAR_HASHES];
