@@ -59,9 +59,13 @@ export class BlobCopies {
 
 const CHUNK = 1 << 20;
 
-/** The copy's bytes, in 1 MiB chunks (each owning its memory, so a worker can transfer it). */
+/**
+ * The copy's bytes, in 1 MiB chunks (each owning its memory, so a worker can transfer it), read no
+ * more than one chunk ahead: the file is in the page cache, and a push sends all of its
+ * --concurrency blobs from copies at once, each stream with its own read-ahead.
+ */
 export function copyStream(copy: BlobCopy): Readable {
-  return Readable.from(readCopy(copy), { objectMode: false, highWaterMark: 4 * CHUNK });
+  return Readable.from(readCopy(copy), { objectMode: false, highWaterMark: CHUNK });
 }
 
 function* readCopy(copy: BlobCopy): Generator<Buffer> {

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Closure } from '../../src/closure/closure.js';
 import { loadGraphFile } from '../../src/closure/load.js';
 import { sha256Digest } from '../../src/core/digest.js';
-import { BlobCopies } from '../../src/layer/blob-copy.js';
+import { BlobCopies, copyStream } from '../../src/layer/blob-copy.js';
 import { DigestCache } from '../../src/layer/cache.js';
 import type { Compression } from '../../src/layer/compress.js';
 import { makeLayers, type Layer } from '../../src/layer/layer.js';
@@ -168,5 +168,20 @@ describe('blob copies', () => {
     expect(again.ended).toBe(true);
     expect(again.bytes.equals(readFileSync(first.file))).toBe(true);
     expect(again.bytes.equals(first.bytes)).toBe(false);
+  });
+
+  it('reads a copy at most one chunk ahead of its reader: every upload of a push from copies holds its own', async () => {
+    // A push reads all its --concurrency blobs from copies at once (they need no turn to be made),
+    // so what each copy stream buffers counts that many times over.
+    const file = join(mkdtempSync(join(tmpdir(), 'nixoci-copy-ahead-')), 'blob');
+    const bytes = Buffer.alloc(16 << 20, 7);
+    writeFileSync(file, bytes);
+    const s = copyStream({ file, offset: 0, size: bytes.length, digest: sha256Digest(bytes) });
+    s.pause();
+    s.read(0);
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(s.readableLength).toBeGreaterThan(0);
+    expect(s.readableLength).toBeLessThanOrEqual(1 << 20);
+    s.destroy();
   });
 });
