@@ -1,11 +1,15 @@
 #!/bin/sh
-':' //; case "${NODE_OPTIONS-}" in *openssl-ca*) ;; *) if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then NIXOCI_DEFERRED_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export NIXOCI_DEFERRED_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi ;; esac; exec node "$0" "$@"
+':' //; case "${NODE_OPTIONS-}" in *openssl-ca*) ;; *) if [ -n "${NODE_EXTRA_CA_CERTS-}" ]; then NIXOCI_DEFERRED_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS; export NIXOCI_DEFERRED_EXTRA_CA_CERTS; unset NODE_EXTRA_CA_CERTS; fi ;; esac; [ -n "${MALLOC_ARENA_MAX-}" ] || { MALLOC_ARENA_MAX=2; export MALLOC_ARENA_MAX; }; exec node "$0" "$@"
 // nixoci's entry point: a shell script and a CommonJS module in one file (bin/package.json). The
 // shell reads the first two lines (JavaScript sees a string and a comment) and starts Node without
 // NODE_EXTRA_CA_CERTS, whose certificates Node 20 otherwise parses at start-up, ~35 ms on every run
 // including those that never open a TLS connection; nixoci adds them itself to the TLS connections
 // it makes (src/core/tls-trust.ts), and child processes get the variable back below.
-// `node bin/nixoci.js` skips the shell part and works the same, just without that saving.
+// The shell part also caps glibc's malloc arenas at 2 (MALLOC_ARENA_MAX, unless set): the main
+// thread, two layer workers and the libuv pool each allocate and free 1 MiB chunks, and with an
+// arena per thread freed chunks stay with the process (a cold zstd push peaked ~20 MB higher, a
+// run with three destinations ~40 MB), at no cost in time here (docs/design-choices.md).
+// `node bin/nixoci.js` skips the shell part and works the same, just without these savings.
 //
 // Start-up is most of an inner-loop run (a no-change push does ~20 ms of work after Node has
 // started), so before handing over to the CLI this file also:

@@ -219,6 +219,34 @@ describe('the entry point', () => {
     }
   });
 
+  it("caps glibc's malloc arenas at 2 unless MALLOC_ARENA_MAX is set (seen by a child, as by Node)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nixoci-entry-arena-'));
+    try {
+      const seen = join(dir, 'seen');
+      const nix = join(dir, 'nix');
+      writeFileSync(nix, `#!/bin/sh\nprintf '%s' "$MALLOC_ARENA_MAX" > ${seen}\nexec nix "$@"\n`, {
+        mode: 0o755,
+      });
+      const { app } = await buildExampleClosure();
+      for (const [given, want] of [
+        [undefined, '2'],
+        ['8', '8'],
+      ] as const) {
+        const env: Record<string, string | undefined> = { ...process.env, NIXOCI_NIX: nix };
+        if (given === undefined) delete env.MALLOC_ARENA_MAX;
+        else env.MALLOC_ARENA_MAX = given;
+        const r = spawnSync(join(repoRoot, 'bin', 'nixoci.js'), ['inspect', '--path', app, '--json'], {
+          encoding: 'utf8',
+          env,
+        });
+        expect(r.status, r.stderr).toBe(0);
+        expect(readFileSync(seen, 'utf8')).toBe(want);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('says how to build nixoci when dist/ is missing, without a stack trace', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nixoci-unbuilt-'));
     try {
