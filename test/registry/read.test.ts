@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
@@ -72,7 +73,86 @@ describe('scanTar', () => {
   });
 });
 
+/** A tar header as a hostile archive may write it: any size field, a valid checksum. */
+function rawHeader(name: string, size: Buffer | number, type: string): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0);
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  if (typeof size === 'number') h.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  else size.copy(h, 124);
+  h.write('00000000001\0', 136);
+  h.write(type, 156);
+  h.write('ustar\x0000', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return h;
+}
+
+const paxRecord = (key: string, value: string): Buffer => {
+  const rec = ` ${key}=${value}\n`;
+  let len = rec.length + 1;
+  if (String(len).length + rec.length !== len) len = String(len + 1).length + rec.length;
+  return Buffer.from(`${len}${rec}`);
+};
+
 describe('dockerArchiveSource', () => {
+  it('refuses extended headers of any claimed size and bad sizes, without reading them (it was a RangeError or minutes and GBs)', async () => {
+    const pad = (n: number): Buffer => Buffer.alloc((512 - (n % 512)) % 512);
+    const rec = paxRecord('size', '-5');
+    const cases: [string, Buffer, RegExp][] = [
+      // an 8 GB PAX header: 'internal error: The value of "size" is out of range'
+      [
+        'pax-8g.tar',
+        Buffer.concat([rawHeader('PaxHeader', 0o77777777777, 'x'), Buffer.alloc(4096)]),
+        /a PAX header of 8589934591 bytes \(at most 1 MiB\)/,
+      ],
+      // 300 MiB of one gzip-compressed PAX header: it was read whole, a concat per chunk (minutes)
+      [
+        'pax-300m.tar.gz',
+        gzipSync(Buffer.concat([rawHeader('PaxHeader', 300 << 20, 'x'), Buffer.alloc(300 << 20)]), {
+          level: 1,
+        }),
+        /a PAX header of 314572800 bytes/,
+      ],
+      [
+        'gnu-long.tar',
+        Buffer.concat([rawHeader('././@LongLink', 2 << 20, 'L'), Buffer.alloc(4096)]),
+        /a GNU long name header of 2097152 bytes/,
+      ],
+      // a PAX size of -5: 'internal error: … Received -5'
+      [
+        'pax-neg.tar',
+        Buffer.concat([
+          rawHeader('PaxHeader', rec.length, 'x'),
+          rec,
+          pad(rec.length),
+          rawHeader('a', 0, '0'),
+          Buffer.alloc(1024),
+        ]),
+        /not a tar archive \(bad PAX size\)/,
+      ],
+      [
+        'octal-junk.tar',
+        Buffer.concat([rawHeader('a', Buffer.from('9999\0'), '0'), Buffer.alloc(1024)]),
+        /not a tar archive \(bad entry size\)/,
+      ],
+    ];
+    for (const [name, bytes, says] of cases) {
+      const file = join(work, name);
+      writeFileSync(file, bytes);
+      const started = Date.now();
+      await expect(dockerArchiveSource(file, undefined).manifest(), name).rejects.toMatchObject({
+        code: 'IMAGE_INVALID',
+        message: expect.stringMatching(says),
+      });
+      expect(Date.now() - started, name).toBeLessThan(5000);
+    }
+  });
+
   it('refuses a manifest.json whose header claims 5 GB before reading it (it was a RangeError)', async () => {
     const src = join(work, 'huge-manifest');
     mkdirSync(src);

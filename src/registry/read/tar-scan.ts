@@ -134,7 +134,16 @@ export async function scanTar(
     if (!checksumOk(h)) throw notTar(what, 'bad header checksum', expected);
     const type = String.fromCharCode(h[156]!);
     const headerSize = parseSize(h.subarray(124, 136));
+    if (!Number.isSafeInteger(headerSize) || headerSize < 0) throw notTar(what, 'bad entry size', expected);
     if (type === 'x' || type === 'L' || type === 'K') {
+      // Read whole, so a header may not claim any size (an 8 GB one was a RangeError, a big one in a
+      // compressed stream held minutes and gigabytes); Go's archive/tar takes 1 MiB at most too.
+      if (headerSize > MAX_EXTENDED)
+        throw new NixociError(
+          'IMAGE_INVALID',
+          `read ${what}: a ${type === 'x' ? 'PAX' : 'GNU long name'} header of ${headerSize} bytes (at most ${MAX_EXTENDED >> 20} MiB)`,
+          { hint: 'the archive is damaged or not made by a tar tool; write it again' },
+        );
       const body = await r.read(headerSize);
       if (body.length < headerSize) throw truncated(what);
       await skip(padding(headerSize));
@@ -144,7 +153,11 @@ export async function scanTar(
         const pax = paxFields(body);
         longName = pax.get('path') ?? longName;
         longLink = pax.get('linkpath') ?? longLink;
-        if (pax.has('size')) paxSize = Number(pax.get('size'));
+        const paxValue = pax.get('size');
+        if (paxValue !== undefined) {
+          paxSize = /^\d{1,16}$/.test(paxValue) ? Number(paxValue) : NaN;
+          if (!Number.isSafeInteger(paxSize)) throw notTar(what, 'bad PAX size', expected);
+        }
       }
       continue;
     }
@@ -177,6 +190,9 @@ export async function scanTar(
   }
   return out;
 }
+
+/** The largest PAX or GNU long-name header read. */
+const MAX_EXTENDED = 1 << 20;
 
 const notTar = (
   what: string,
