@@ -195,6 +195,24 @@ describe('ociArchiveSource', () => {
   }, 30_000);
 });
 
+describe('readArchive', () => {
+  it('stops keeping JSON files past 256 MiB in all (it was: every one of a gzip bomb held in memory)', async () => {
+    // 20 entries of 16 MiB that look like JSON, as concatenated gzip members of a few KB each
+    const size = 16 << 20;
+    const body = Buffer.alloc(size, 0x20);
+    body[0] = 0x7b; // {
+    const members = Array.from({ length: 20 }, (_, i) =>
+      gzipSync(Buffer.concat([rawHeader(`${i}.json`, size, '0'), body]), { level: 1 }),
+    );
+    const file = join(work, 'json-bomb.tar.gz');
+    writeFileSync(file, Buffer.concat([...members, gzipSync(Buffer.alloc(1024))]));
+    await expect(dockerArchiveSource(file, undefined).manifest()).rejects.toMatchObject({
+      code: 'IMAGE_INVALID',
+      message: `read docker-archive:${file}: its JSON files come to more than 256 MiB`,
+    });
+  }, 30_000);
+});
+
 describe('ociLayoutSource', () => {
   it('says a layout of untagged images holds them (skopeo copy to oci:DIR without a tag), not none', async () => {
     const dir = join(work, 'untagged');

@@ -127,6 +127,7 @@ export async function scanTar(
   let longName: string | undefined;
   let longLink: string | undefined;
   let paxSize: number | undefined;
+  let kept = 0;
   const skip = async (n: number): Promise<void> => {
     if (!(await r.skip(n))) throw truncated(what);
   };
@@ -195,6 +196,14 @@ export async function scanTar(
     if (head.length < Math.min(8, size)) throw truncated(what);
     let body: Buffer | undefined;
     if (keep(name, size, head)) {
+      // Each kept entry is small, but a compressed archive may hold thousands of them.
+      kept += size;
+      if (kept > MAX_KEPT)
+        throw new NixociError(
+          'IMAGE_INVALID',
+          `read ${what}: its JSON files come to more than ${MAX_KEPT >> 20} MiB`,
+          { hint: 'an image archive holds a few small JSON files beside its layers; check what the file is' },
+        );
       const rest = await r.read(size - head.length);
       body = Buffer.concat([head, rest]);
       if (body.length < size) throw truncated(what);
@@ -204,6 +213,9 @@ export async function scanTar(
   }
   return out;
 }
+
+/** The most that the entries read whole may come to together. */
+const MAX_KEPT = 256 << 20;
 
 /** The largest PAX or GNU long-name header read. */
 const MAX_EXTENDED = 1 << 20;
