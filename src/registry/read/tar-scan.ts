@@ -176,6 +176,11 @@ export async function scanTar(
       }
       continue;
     }
+    // Each file is remembered (name, size, first bytes): millions of empty ones cost gigabytes.
+    if (out.length >= MAX_ENTRIES)
+      throw new NixociError('IMAGE_INVALID', `read ${what}: more than ${MAX_ENTRIES} files in the archive`, {
+        hint: 'an image archive holds a few files per layer; check what the file is',
+      });
     const name = (longName ?? headerName(h)).replace(/^\.\//, '');
     const size = paxSize ?? headerSize;
     const link = longLink ?? cString(h.subarray(157, 257));
@@ -213,6 +218,9 @@ export async function scanTar(
   }
   return out;
 }
+
+/** The most files (and links) an archive may hold. */
+const MAX_ENTRIES = 100_000;
 
 /** The most that the entries read whole may come to together. */
 const MAX_KEPT = 256 << 20;
