@@ -1,6 +1,6 @@
 // The pieces under `inspect IMAGE` and `diff`: the tar scanner (archives written by GNU tar in its
 // gnu and pax formats, read from a file and from a stream) and the pure image diff.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { sha256Digest, type Digest } from '../../src/core/digest.js';
 import { dockerArchiveSource } from '../../src/registry/read/docker-archive-source.js';
 import { diffImages } from '../../src/registry/read/image-diff.js';
 import { parseManifest, pickPlatform, type ImageLayerInfo } from '../../src/registry/read/image-source.js';
+import { cliBin } from '../helpers/cli.js';
 import { ociArchiveSource } from '../../src/registry/read/oci-archive-source.js';
 import { ociLayoutSource } from '../../src/registry/read/oci-layout-source.js';
 import { fileReader, scanTar, streamReader } from '../../src/registry/read/tar-scan.js';
@@ -220,6 +221,34 @@ describe('readArchive', () => {
       code: 'IMAGE_INVALID',
       message: `read docker-archive:${file}: more than 100000 files in the archive`,
     });
+  }, 30_000);
+});
+
+describe('inspect of a compressed archive', () => {
+  it('ends at once on Ctrl-C while it decompresses past a big layer (it was: only once all was read)', async () => {
+    // a 3 GiB layer of zeros, as concatenated gzip members of 64 MiB each (seconds to decompress)
+    const zeros = gzipSync(Buffer.alloc(64 << 20), { level: 1 });
+    const file = join(work, 'big-layer.tar.gz');
+    writeFileSync(
+      file,
+      Buffer.concat([
+        gzipSync(rawHeader('layer.tar', 3 * 2 ** 30, '0')),
+        ...Array.from({ length: 48 }, () => zeros),
+        gzipSync(Buffer.alloc(1024)),
+      ]),
+    );
+    const child = spawn(process.execPath, [cliBin, 'inspect', `docker-archive:${file}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    await new Promise((done) => setTimeout(done, 1000));
+    const signalled = Date.now();
+    child.kill('SIGINT');
+    const code = await exited;
+    expect([code, stderr]).toEqual([130, 'nixoci: interrupted\n']);
+    expect(Date.now() - signalled).toBeLessThan(2000);
   }, 30_000);
 });
 

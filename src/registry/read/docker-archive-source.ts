@@ -39,11 +39,16 @@ const MAX_JSON = 16 << 20;
  */
 export function dockerArchiveSource(file: string, repoTag: string | undefined): ImageSource {
   const description = `docker-archive:${file}${repoTag ? `:${repoTag}` : ''}`;
-  return lazySource(description, async () => {
-    const reader = await openArchive(file, description, {
-      what: 'docker-archive: must name a tar file, e.g. one written by `docker save`',
-      pipe: 'docker save IMAGE | nixoci inspect docker-archive:-',
-    });
+  return lazySource(description, async (signal) => {
+    const reader = await openArchive(
+      file,
+      description,
+      {
+        what: 'docker-archive: must name a tar file, e.g. one written by `docker save`',
+        pipe: 'docker save IMAGE | nixoci inspect docker-archive:-',
+      },
+      signal,
+    );
     try {
       return await readArchive(reader, repoTag, description);
     } finally {
@@ -61,6 +66,7 @@ export async function openArchive(
   file: string,
   description: string,
   hints: { readonly what: string; readonly pipe: string },
+  signal?: AbortSignal,
 ): Promise<ByteReader> {
   try {
     if (file === '-') {
@@ -68,14 +74,18 @@ export async function openArchive(
         throw new NixociError('USAGE', `read ${description}: standard input is a terminal`, {
           hint: `pipe the archive in: ${hints.pipe}`,
         });
-      return streamReader(decompressed(process.stdin, description), () => process.stdin.destroy());
+      return streamReader(decompressed(process.stdin, description), () => process.stdin.destroy(), signal);
     }
     const st = await stat(file);
     if (st.isDirectory())
       throw new NixociError('IMAGE_READ', `read ${description}: it is a directory`, { hint: hints.what });
     return st.isFile() && !(await isCompressed(file))
       ? await fileReader(file)
-      : streamReader(decompressed(createReadStream(file, { highWaterMark: 1 << 20 }), description));
+      : streamReader(
+          decompressed(createReadStream(file, { highWaterMark: 1 << 20 }), description),
+          undefined,
+          signal,
+        );
   } catch (e) {
     if (e instanceof NixociError) throw e;
     throw new NixociError('IMAGE_READ', `read ${description}: ${reason(e)}`, { hint: hints.what });

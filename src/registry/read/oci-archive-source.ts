@@ -14,13 +14,15 @@ import { scanTar } from './tar-scan.js';
  */
 export function ociArchiveSource(file: string, tag: string | undefined, o: SourceOptions = {}): ImageSource {
   const description = `oci-archive:${file}${tag !== undefined ? `:${tag}` : ''}`;
-  return lazySource(description, async () => {
+  return lazySource(description, async (signal) => {
     const what =
       'oci-archive: must name a tar of an OCI layout (plain, gzip or zstd), as `skopeo copy … oci-archive:FILE` writes it';
-    const reader = await openArchive(file, description, {
-      what,
-      pipe: 'podman save --format oci-archive IMAGE | nixoci inspect oci-archive:-',
-    });
+    const reader = await openArchive(
+      file,
+      description,
+      { what, pipe: 'podman save --format oci-archive IMAGE | nixoci inspect oci-archive:-' },
+      signal,
+    );
     let entries;
     try {
       entries = await scanTar(

@@ -46,12 +46,18 @@ export async function fileReader(path: string): Promise<ByteReader> {
   };
 }
 
-export function streamReader(input: AsyncIterable<Buffer>, onClose?: () => void): ByteReader {
+/** `signal` ends a long read or skip (a compressed archive is decompressed to skip its layers). */
+export function streamReader(
+  input: AsyncIterable<Buffer>,
+  onClose?: () => void,
+  signal?: AbortSignal,
+): ByteReader {
   const it = input[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0);
   let ended = false;
   const fill = async (): Promise<boolean> => {
     if (ended) return false;
+    signal?.throwIfAborted();
     const next = await it.next();
     if (next.done) {
       ended = true;
@@ -67,6 +73,7 @@ export function streamReader(input: AsyncIterable<Buffer>, onClose?: () => void)
         const parts = [pending];
         let have = pending.length;
         while (have < n) {
+          signal?.throwIfAborted();
           const next = await it.next();
           if (next.done) {
             ended = true;
