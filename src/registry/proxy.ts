@@ -63,7 +63,11 @@ function parseProxy(set: { variable: string; value: string } | undefined): Choic
   // As Go: a value whose scheme is not one of a proxy's ("proxy.corp:3128", "10.0.0.1:3128") is
   // taken as http://VALUE.
   let url = tryUrl(value);
-  if (!url || !/^(https?|socks5h?):$/.test(url.protocol)) url = tryUrl(`http://${value}`);
+  // A value that has a scheme and does not parse (`http://u:pw@[::1`) is no URL; read as
+  // http://VALUE it would name a host "http".
+  const schemed = /^[a-z][a-z0-9+.-]*:\/\//i.test(value);
+  if (!url && !schemed) url = tryUrl(`http://${value}`);
+  else if (url && !/^(https?|socks5h?):$/.test(url.protocol) && !schemed) url = tryUrl(`http://${value}`);
   if (!url || !url.hostname) {
     return {
       variable,

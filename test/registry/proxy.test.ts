@@ -79,6 +79,22 @@ describe('proxy settings from the environment', () => {
     );
     expect(socks.proxyFor(new URL('https://127.0.0.1:5000'))).toBeUndefined();
   });
+
+  it('refuses a value with a scheme that is no URL, instead of reading its scheme as a host', () => {
+    for (const value of ['http://u:s3cret@[::1', 'http://proxy:99999']) {
+      const bad = proxySettings({ HTTPS_PROXY: value });
+      let message = '';
+      try {
+        bad.proxyFor(new URL('https://ghcr.io'));
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message, value).toBe('HTTPS_PROXY is not a proxy URL');
+    }
+    expect(() =>
+      proxySettings({ HTTPS_PROXY: 'ftp://proxy:21' }).proxyFor(new URL('https://ghcr.io')),
+    ).toThrow(/HTTPS_PROXY: ftp proxies are not supported/);
+  });
 });
 
 // A registry reached by a name that is not loopback by its spelling goes through the proxy, as
