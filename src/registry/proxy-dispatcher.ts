@@ -63,8 +63,17 @@ function proxyAgent(
     headersTimeout: o.timeoutMs,
     bodyTimeout: o.timeoutMs,
   };
+  // USER[:PASSWORD]@ becomes Proxy-Authorization, as Go sends it (a user alone too, as `user:`;
+  // undici sends nothing without a password)
+  const bare = new URL(proxy.url.href);
+  bare.username = '';
+  bare.password = '';
+  const user = proxy.url.username
+    ? `${decodeURIComponent(proxy.url.username)}:${decodeURIComponent(proxy.url.password)}`
+    : undefined;
   const agent = new ProxyAgent({
-    uri: proxy.url.href,
+    uri: bare.href,
+    ...(user ? { token: `Basic ${Buffer.from(user).toString('base64')}` } : {}),
     proxyTunnel: false,
     ...pool,
     // The CONNECT is part of connecting: a proxy that takes the connection and never answers it

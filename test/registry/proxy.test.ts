@@ -178,6 +178,24 @@ describe('pushing and reading through an HTTP proxy', () => {
     expect(proxy.records.length).toBe(before);
   });
 
+  it('sends a user alone as Go does (user:), and a percent-encoded password decoded', async () => {
+    for (const [credentials, userinfo] of [
+      ['tokenuser:', 'tokenuser'],
+      ['puser:p@ss:w/rd', 'puser:p%40ss%3Aw%2Frd'],
+    ] as const) {
+      const p = await startHttpProxy({ credentials });
+      try {
+        const r = await nixoci(['push', '--graph', graphFile, '--ca-file', env.tlsCaFile, tlsRef('user')], {
+          env: { HTTPS_PROXY: `http://${userinfo}@${p.url.replace('http://', '')}` },
+        });
+        expect(r.code, r.stderr).toBe(0);
+        expect(p.records.every((x) => x.status === 200)).toBe(true);
+      } finally {
+        await p.close();
+      }
+    }
+  });
+
   it('a proxy that wants credentials: one line naming the proxy, without its password', async () => {
     const ref = tlsRef('auth');
     const bare = authProxy.url.replace('http://', '');
