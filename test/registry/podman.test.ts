@@ -208,6 +208,12 @@ describe('nixoci load into Podman', () => {
     await expect(client.loadImage(Readable.from([randomBytes(4096)]))).rejects.toThrow(
       /Podman at unix:.* rejected the image: .*(load|format)/,
     );
+    // reached as a Docker engine (DOCKER_HOST): named Podman once its GET /version said so
+    const asDocker = new EngineClient(parseHost(host, 'test'), 'docker');
+    await asDocker.negotiate();
+    await expect(asDocker.loadImage(Readable.from([randomBytes(4096)]))).rejects.toThrow(
+      /^Podman at unix:.* rejected the image/,
+    );
   });
 
   it('rejects podman:NAME:TAG together with --engine docker', async () => {

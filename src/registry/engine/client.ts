@@ -135,11 +135,14 @@ export class EngineClient {
     const timeout = AbortSignal.timeout(this.answerTimeoutMs);
     const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
     try {
-      return this.parse(
+      const v = this.parse(
         versionSchema,
         await this.json('GET', '/version', { raw: true, signal: both }),
         'GET /version',
       );
+      // Podman reached by DOCKER_HOST (as its docs suggest for Docker tools) is named Podman
+      this.podman ||= EngineClient.isPodman(v);
+      return v;
     } catch (e) {
       if (!timeout.aborted || signal?.aborted) throw e;
       throw new NixociError(
@@ -361,8 +364,12 @@ export class EngineClient {
     throw this.error(`${what}: unexpected answer${at}: ${issue?.message ?? 'invalid'}`);
   }
 
+  /** Whether the engine is Podman: asked for, or found to be by its GET /version. */
+  private podman = false;
+
   private name(): string {
-    return `${this.engine === 'podman' ? 'Podman' : 'the Docker engine'} at ${this.endpoint.address}`;
+    const podman = this.engine === 'podman' || this.podman;
+    return `${podman ? 'Podman' : 'the Docker engine'} at ${this.endpoint.address}`;
   }
 
   private error(why: string): NixociError {
