@@ -45,48 +45,37 @@ let
     }/${baseNameOf (toString file)}";
   bb = storeCopy "busybox-static-src" binary;
 
-  native = derivation {
-    name = "busybox";
-    inherit system;
-    builder = bb;
-    args = [
-      "sh"
-      "-e"
-      "-c"
-      ''
-        b=${bb}
-        $b mkdir -p "$out/bin"
-        $b cp "$b" "$out/bin/busybox"
-        $b chmod 0555 "$out/bin/busybox"
-        for a in $($b --list); do
-          case "$a" in busybox|*/*) ;; *) $b ln -s busybox "$out/bin/$a" ;; esac
-        done
-        "$out/bin/sh" -c 'echo busybox ok' >/dev/null
-      ''
-    ];
-  };
-
-  # the host's busybox runs the build and lists the applets; the foreign binary is only copied
-  # (it cannot run here, so no self-check)
-  other = derivation {
-    name = "busybox";
-    inherit system;
-    builder = bb;
-    args = [
-      "sh"
-      "-e"
-      "-c"
-      ''
-        b=${bb}
-        $b mkdir -p "$out/bin"
-        $b cp ${storeCopy "busybox-static-${system}-src" foreignBinary} "$out/bin/busybox"
-        $b chmod 0555 "$out/bin/busybox"
-        for a in $($b --list); do
-          case "$a" in busybox|*/*) ;; *) $b ln -s busybox "$out/bin/$a" ;; esac
-        done
-      ''
-    ];
-  };
+  # The package: `from` copied to $out/bin/busybox, one link per applet of the host's busybox (which
+  # runs the build), then `check`. The host's own binary is checked by running it; another
+  # system's cannot run here and is only copied.
+  package =
+    from: check:
+    derivation {
+      name = "busybox";
+      inherit system;
+      builder = bb;
+      args = [
+        "sh"
+        "-e"
+        "-c"
+        (
+          ''
+            b=${bb}
+            $b mkdir -p "$out/bin"
+            $b cp ${from} "$out/bin/busybox"
+            $b chmod 0555 "$out/bin/busybox"
+            for a in $($b --list); do
+              case "$a" in busybox|*/*) ;; *) $b ln -s busybox "$out/bin/$a" ;; esac
+            done
+          ''
+          + check
+        )
+      ];
+    };
+  native = package ''"$b"'' ''
+    "$out/bin/sh" -c 'echo busybox ok' >/dev/null
+  '';
+  other = package (storeCopy "busybox-static-${system}-src" foreignBinary) "";
 in
 if baseNameOf (toString binary) != "busybox" then
   throw "busybox.nix: the binary must be named 'busybox' (got ${toString binary})"
