@@ -1,6 +1,7 @@
 import { shellQuote } from '../core/shell-quote.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { NixociError } from '../core/errors.js';
+import { isTag } from '../registry/reference.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -146,12 +147,11 @@ export function usage(command: string, message: string): NixociError {
  * destination's.
  */
 export function checkTagFlag(command: string, tag: string): void {
-  const valid = (t: string): boolean => /^[\w][\w.-]{0,127}$/.test(t);
-  if (valid(tag)) return;
+  if (isTag(tag)) return;
   const colon = tag.lastIndexOf(':');
   const own = colon > tag.lastIndexOf('/') ? tag.slice(colon + 1) : '';
   const named = /[:/]/.test(tag)
-    ? `: --tag takes the tag alone (e.g. ${valid(own) ? own : 'v2'}), for the destination's repository`
+    ? `: --tag takes the tag alone (e.g. ${isTag(own) ? own : 'v2'}), for the destination's repository`
     : '';
   throw usage(command, `--tag ${JSON.stringify(tag)} is not a valid tag${named}`);
 }

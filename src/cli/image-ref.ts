@@ -5,7 +5,7 @@ import { requirePlatform, type ImageSource } from '../registry/read/image-source
 import { ociArchiveSource } from '../registry/read/oci-archive-source.js';
 import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
-import { parseImageReference } from '../registry/reference.js';
+import { isTag, parseImageReference } from '../registry/reference.js';
 import { asUsage, refuseUnused, usage, type OptionSpec } from './flags.js';
 import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
 import type { TargetFlags } from './targets.js';
@@ -101,7 +101,7 @@ function openSource(command: string, ref: string, flags: TargetFlags, arch: stri
     case 'oci':
     case 'oci-archive': {
       const i = rest.lastIndexOf(':');
-      const hasTag = i > 0 && /^[\w][\w.-]{0,127}$/.test(rest.slice(i + 1));
+      const hasTag = i > 0 && isTag(rest.slice(i + 1));
       const [path, tag] = hasTag ? [rest.slice(0, i), rest.slice(i + 1)] : [rest, undefined];
       return transport === 'oci' ? ociLayoutSource(path, tag, o) : ociArchiveSource(path, tag, o);
     }

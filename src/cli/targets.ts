@@ -3,7 +3,7 @@ import type { Compression } from '../layer/compress.js';
 import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
-import { fullName, MAX_NAME } from '../registry/reference.js';
+import { fullName, isTag, MAX_NAME } from '../registry/reference.js';
 import { checkTagFlag, usage } from './flags.js';
 import { registryTarget } from './registry-flags.js';
 
@@ -37,7 +37,7 @@ const transports: Record<string, TransportParser> = {
     if (ref !== undefined) {
       // NAME[:TAG] as `docker load` takes it: a repository (a registry host with a port allowed)
       const { name, tag = 'latest' } = splitTag(ref);
-      if (!REPOSITORY_RE.test(name) || !TAG_RE.test(tag))
+      if (!REPOSITORY_RE.test(name) || !isTag(tag))
         throw usage(
           command,
           `docker-archive:${rest}: ${JSON.stringify(ref)} is not a NAME[:TAG] (lower case, e.g. app:v1 or example.com:5000/team/app)`,
@@ -91,7 +91,7 @@ function splitPathTag(
       command,
       `${kind}:${rest}: the directory ${JSON.stringify(path)} would have a ':' (skopeo reads this as directory ${JSON.stringify(path.slice(0, first))} with the name ${JSON.stringify(rest.slice(first + 1))}); nixoci takes ${kind}:DIR[:TAG] with a plain tag, e.g. ${kind}:${path.slice(0, first)}:${tag ?? 'latest'}`,
     );
-  if (tag !== undefined && !/^[\w][\w.-]{0,127}$/.test(tag)) {
+  if (tag !== undefined && !isTag(tag)) {
     throw usage(command, `${kind}:${rest}: ${JSON.stringify(tag)} is not a valid tag`);
   }
   return { path, tag };
@@ -99,7 +99,6 @@ function splitPathTag(
 
 const REPOSITORY_RE =
   /^(?:[a-zA-Z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG_RE = /^[\w][\w.-]{0,127}$/;
 
 /**
  * Docker and Podman refuse a repository name longer than 255 characters as they normalise it
@@ -127,7 +126,7 @@ function checkCacheFrom(command: string, ref: string): void {
   const digest = at < 0 ? undefined : ref.slice(at + 1);
   if (
     REPOSITORY_RE.test(name) &&
-    (tag === undefined || TAG_RE.test(tag)) &&
+    (tag === undefined || isTag(tag)) &&
     (digest === undefined || /^sha256:[0-9a-f]{64}$/.test(digest))
   )
     return;
@@ -180,7 +179,7 @@ export function engineTarget(
   const extraTags = Array.isArray(extra) ? extra : typeof extra === 'string' ? [extra] : [];
   // said as `--to oci:DIR:TAG` and push's --tag say it: which of the tags given is wrong
   for (const t of tags)
-    if (!TAG_RE.test(t)) throw usage(command, `${scheme}:${ref}: ${JSON.stringify(t)} is not a valid tag`);
+    if (!isTag(t)) throw usage(command, `${scheme}:${ref}: ${JSON.stringify(t)} is not a valid tag`);
   for (const t of extraTags) checkTagFlag(command, t);
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];

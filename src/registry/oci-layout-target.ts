@@ -58,6 +58,11 @@ export class OciLayoutTarget implements ImageTarget {
     this.description = `oci:${dir}:${tag}`;
   }
 
+  /** The layout's directory (absolute) and the tag written there: one image of one layout. */
+  get place(): string {
+    return `${this.dir}:${this.tag}`;
+  }
+
   check(): void {
     const problem = dirProblem(this.dir, true);
     if (problem)

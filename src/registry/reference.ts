@@ -37,6 +37,11 @@ function invalid(input: string, why: string, hint = HINT): never {
   });
 }
 
+/** A tag as registries and engines take it: a word character, then up to 127 of `\w`, `.`, `-`. */
+export function isTag(t: string): boolean {
+  return TAG.test(t);
+}
+
 /**
  * A repository name as Docker shows it (reference.FamiliarName): without the `docker.io/` (or
  * `index.docker.io/`) domain, and without `library/` before an official image's single component.

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { OciLayoutTarget } from '../../registry/oci-layout-target.js';
 import { refuseUnused, usage } from '../flags.js';
 import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
@@ -34,18 +35,6 @@ export const buildCommand: ImageCommandSpec = {
       .map((d) => resolve(d.slice('docker-archive:'.length).split(':')[0]!));
     const twice = files.find((f, i) => files.indexOf(f) !== i);
     if (twice !== undefined) throw usage('build', `two destinations write the same file ${twice}`);
-    // The same tag of one layout twice (`oci:D`, `oci:./D:latest`): written and reported twice.
-    const tags = to
-      .filter((d) => d.startsWith('oci:'))
-      .map((d) => {
-        const rest = d.slice('oci:'.length);
-        const i = rest.lastIndexOf(':');
-        const tagged = i > 0 && /^[\w][\w.-]{0,127}$/.test(rest.slice(i + 1));
-        return `${resolve(tagged ? rest.slice(0, i) : rest)}:${tagged ? rest.slice(i + 1) : 'latest'}`;
-      });
-    const again = tags.find((t, i) => tags.indexOf(t) !== i);
-    if (again !== undefined)
-      throw usage('build', `two destinations write the same tag of one OCI layout, oci:${again}`);
     // Known from the arguments: fail before any destination is written.
     const arch = typeof values.arch === 'string' ? values.arch : '';
     const archive = to.find((d) => d.startsWith('docker-archive:'));
@@ -56,6 +45,11 @@ export const buildCommand: ImageCommandSpec = {
       );
     // each destination's own error first: `--to docker:app --creds …` is told about docker:app
     const targets = to.map((d) => parseTarget('build', d, values));
+    // The same tag of one layout twice (`oci:D`, `oci:./D:latest`): written and reported twice.
+    const places = targets.flatMap(({ target: t }) => (t instanceof OciLayoutTarget ? [t.place] : []));
+    const again = places.find((p, i) => places.indexOf(p) !== i);
+    if (again !== undefined)
+      throw usage('build', `two destinations write the same tag of one OCI layout, oci:${again}`);
     if (!to.some((d) => d.startsWith('docker://')))
       refuseUnused(
         'build',
