@@ -19,7 +19,15 @@ import {
   type LayerDescriptor,
   type LoadedImage,
 } from './image-source.js';
-import { fileReader, scanTar, streamReader, type ByteReader, type ScannedEntry } from './tar-scan.js';
+import {
+  compressionOf,
+  fileReader,
+  MAGIC_BYTES,
+  scanTar,
+  streamReader,
+  type ByteReader,
+  type ScannedEntry,
+} from './tar-scan.js';
 
 const archiveManifestSchema = z.array(
   z.object({
@@ -92,20 +100,10 @@ export async function openArchive(
   }
 }
 
-const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
-const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
-
-/** How an archive is compressed, by its first bytes: gzip, zstd or (undefined) not at all. */
-function compressionOf(head: Buffer): 'gzip' | 'zstd' | undefined {
-  if (head.subarray(0, GZIP_MAGIC.length).equals(GZIP_MAGIC)) return 'gzip';
-  if (head.subarray(0, ZSTD_MAGIC.length).equals(ZSTD_MAGIC)) return 'zstd';
-  return undefined;
-}
-
 async function isCompressed(file: string): Promise<boolean> {
   const fh = await open(file, 'r');
   try {
-    const { buffer, bytesRead } = await fh.read(Buffer.alloc(ZSTD_MAGIC.length), 0, ZSTD_MAGIC.length, 0);
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(MAGIC_BYTES), 0, MAGIC_BYTES, 0);
     return compressionOf(buffer.subarray(0, bytesRead)) !== undefined;
   } finally {
     await fh.close();
@@ -119,7 +117,7 @@ async function isCompressed(file: string): Promise<boolean> {
 async function* decompressed(input: AsyncIterable<Buffer>, description: string): AsyncGenerator<Buffer> {
   const it = input[Symbol.asyncIterator]();
   let first = Buffer.alloc(0);
-  while (first.length < ZSTD_MAGIC.length) {
+  while (first.length < MAGIC_BYTES) {
     const next = await it.next();
     if (next.done) break;
     first = Buffer.concat([first, next.value]);

@@ -142,7 +142,7 @@ export async function scanTar(
     const h = await r.read(BLOCK);
     if (h.length === 0 || h.every((b) => b === 0)) break;
     // `docker save app | gzip` is a common way to keep an archive; say so, not "bad checksum"
-    const packed = out.length === 0 ? compressed(h) : undefined;
+    const packed = out.length === 0 ? compressionOf(h) : undefined;
     if (packed)
       throw notTar(
         what,
@@ -241,10 +241,13 @@ const notTar = (
   hint = 'docker-archive: wants a tar as `docker save` writes it (plain, gzip- or zstd-compressed)',
 ): NixociError => new NixociError('IMAGE_INVALID', `read ${what}: not a tar archive (${why})`, { hint });
 
-/** A compressed archive (`docker save app | gzip`), by its magic bytes. */
-function compressed(h: Buffer): 'gzip' | 'zstd' | undefined {
+/** Bytes enough for `compressionOf` to tell: zstd's magic number is the longer, 4. */
+export const MAGIC_BYTES = 4;
+
+/** How an archive is compressed (`docker save app | gzip`), by its first bytes: gzip, zstd or not. */
+export function compressionOf(h: Buffer): 'gzip' | 'zstd' | undefined {
   if (h[0] === 0x1f && h[1] === 0x8b) return 'gzip';
-  if (h.length >= 4 && h.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (h.length >= MAGIC_BYTES && h.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   return undefined;
 }
 
