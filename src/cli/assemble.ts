@@ -150,12 +150,13 @@ export function checkCompressionLevel(
   targets: readonly { target: ImageTarget; defaultCompression: Compression }[],
 ): void {
   const level = settings.level;
+  const compression = (t: (typeof targets)[number]): Compression =>
+    t.target.requiredCompression ?? settings.compression ?? t.defaultCompression;
   // Engines and docker-archives take uncompressed layers whatever --compression says: a gzip or zstd
   // asked for where no destination can have it would be dropped without a word.
   const asked = settings.compression;
   if (asked !== undefined && asked !== 'none' && targets.length > 0) {
-    const fixed = targets.filter((t) => t.target.requiredCompression !== undefined);
-    if (fixed.length === targets.length && fixed.every((t) => t.target.requiredCompression !== asked))
+    if (targets.every((t) => compression(t) !== asked))
       throw usage(
         command,
         `--compression ${asked}: ${targets[0]!.target.description} takes uncompressed layers only (an engine or a docker-archive); leave --compression out`,
@@ -167,8 +168,6 @@ export function checkCompressionLevel(
       `--compression-level ${level}: --compression none compresses nothing (give gzip or zstd)`,
     );
   if (level === undefined) return;
-  const compression = (t: (typeof targets)[number]): Compression =>
-    t.target.requiredCompression ?? settings.compression ?? t.defaultCompression;
   // no --compression, and every destination's default is none (oci:, docker-archive:, engines): the
   // level was taken and nothing was compressed
   if (targets.length > 0 && targets.every((t) => compression(t) === 'none'))
