@@ -61,8 +61,6 @@ export async function pushLayer(
     );
 
   let d = layer.known;
-  // digests from the digest cache, not made nor read from a manifest here: their size is checked
-  const cached = d !== undefined && !reusedFrom;
   if (d) {
     ctx.onDigests?.(d);
     // A cached size that the repository's manifest contradicts is settled by the HEAD below.
@@ -70,8 +68,9 @@ export async function pushLayer(
     const size = await client.blobExists(repository, d.digest, signal);
     if (size !== undefined) {
       // A digest names its bytes, and the registry checked them when they came: a cached size that
-      // differs (an entry edited or damaged) would give the manifest a descriptor pulls refuse.
-      if (cached && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
+      // differs (an entry edited or damaged) would give the manifest a descriptor pulls refuse. (A
+      // reused layer's size comes from the registry's own manifest.)
+      if (!reusedFrom && Number.isFinite(size) && size !== d.size) throw layer.wrongSize(size);
       return done(ctx, id, d, reusedFrom ? 'reused' : 'skipped', 0);
     }
   } else if (ctx.mountFrom.length > 0) {
