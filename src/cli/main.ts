@@ -4,7 +4,7 @@ import { escapeControls } from '../core/escape-controls.js';
 import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
 import { runImageCommand, type ImageCommandSpec } from './image-command.js';
-import { processIo, type Io } from './output.js';
+import { processIo, STOP_SIGNALS, type Io } from './output.js';
 
 /** package.json's version, put in by scripts/bundle.mjs (unset when run from the sources). */
 declare const __NIXOCI_VERSION__: string | undefined;
@@ -23,8 +23,6 @@ const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
   load: async () => (await import('./commands/load.js')).loadCommand,
   push: async () => (await import('./commands/push.js')).pushCommand,
 };
-
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Runs the CLI and returns the exit code; never throws, never prints a stack trace. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {

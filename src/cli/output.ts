@@ -9,6 +9,9 @@ export interface Io {
   readonly isTTY: boolean;
 }
 
+/** The signals that stop a run (winding it down) and that the terminal's progress bars clear on. */
+export const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 export const processIo: Io = {
   out: (s) => process.stdout.write(s),
   err: (s) => process.stderr.write(s),

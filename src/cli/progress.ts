@@ -1,9 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Layer, LayerProgress } from '../layer/layer.js';
 import type { PlannedLayer } from '../layer/plan.js';
-import { humanSize } from './output.js';
-
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+import { humanSize, STOP_SIGNALS } from './output.js';
 
 /**
  * Progress on a terminal: one line per layer being read, with bytes and rate, under an overall
