@@ -274,17 +274,20 @@ describe('nixoci load', () => {
 
   it('refuses a --cache-from that is no image reference before loading, and takes image IDs and names', async () => {
     const name = `nixoci-cli-cachefrom-${run}`;
-    for (const bad of ['Upper:v1', 'two words', `${name}:a@sha256:abc`]) {
-      const r = await cli([
+    const load = (cacheFrom: string, tag: string, ...more: string[]) =>
+      cli([
         'load',
         '--graph',
         v1.graphFile,
         '--cache-dir',
         cacheDir,
         '--cache-from',
-        bad,
-        `${name}:x`,
+        cacheFrom,
+        `${name}:${tag}`,
+        ...more,
       ]);
+    for (const bad of ['Upper:v1', 'two words', `${name}:a@sha256:abc`]) {
+      const r = await load(bad, 'x');
       expect(r.code).toBe(2);
       expect(r.err).toContain(`--cache-from ${JSON.stringify(bad)} is not an image reference`);
     }
@@ -295,17 +298,7 @@ describe('nixoci load', () => {
     expect(a.code).toBe(0);
     const id = (await docker(['image', 'inspect', '--format', '{{.Id}}', `${name}:a`])).stdout.trim();
     for (const good of [id, id.slice('sha256:'.length, 'sha256:'.length + 12), `${name}:a`]) {
-      const r = await cli([
-        'load',
-        '--graph',
-        v1.graphFile,
-        '--cache-dir',
-        cacheDir,
-        '--cache-from',
-        good,
-        `${name}:b`,
-        '-q',
-      ]);
+      const r = await load(good, 'b', '-q');
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
     }
