@@ -17,7 +17,7 @@ export interface TokenRegistry {
 }
 
 export interface TokenRegistryOptions extends Partial<
-  Pick<TokenServerOptions, 'users' | 'policy' | 'expiresIn' | 'anonymous'>
+  Pick<TokenServerOptions, 'users' | 'policy' | 'expiresIn' | 'anonymous' | 'issuedAt'>
 > {
   /** The issuer the token server writes into its JWTs (default: the one the registry expects). */
   readonly tokenIssuer?: string;
@@ -49,6 +49,7 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
         ...(o.policy ? { policy: o.policy } : {}),
         ...(o.expiresIn !== undefined ? { expiresIn: o.expiresIn } : {}),
         ...(o.anonymous ? { anonymous: o.anonymous } : {}),
+        ...(o.issuedAt ? { issuedAt: o.issuedAt } : {}),
       });
     } catch (e) {
       if (i >= 5) throw e;

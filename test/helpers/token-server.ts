@@ -40,6 +40,8 @@ export interface TokenServerOptions {
   service: string;
   /** Token lifetime in seconds (default 300). */
   expiresIn?: number;
+  /** The `issued_at` the answers give (default: now); a skewed clock's, for tests. */
+  issuedAt?: () => string;
   /**
    * Without credentials: 'grant' gives anonymous users the access `policy` allows for
    * user undefined (default: nothing, an empty-access token, like Docker Hub for a
@@ -105,6 +107,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   const x5c = pemCertsToX5c(readFileSync(opts.certFile, 'utf8'));
   const alg = key.asymmetricKeyType === 'ec' ? 'ES256' : 'RS256';
   const expiresIn = opts.expiresIn ?? 300;
+  const issuedAt = opts.issuedAt ?? ((): string => new Date().toISOString());
   const policy =
     opts.policy ?? ((user: string | undefined, a: TokenAccess) => (user === undefined ? [] : a.actions));
   const requests: TokenRequestRecord[] = [];
@@ -209,7 +212,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
       const access = grant(user, record.scopes);
       record.granted = access;
       const token = issue(user, access);
-      reply(200, { token, access_token: token, expires_in: expiresIn, issued_at: new Date().toISOString() });
+      reply(200, { token, access_token: token, expires_in: expiresIn, issued_at: issuedAt() });
       return;
     }
 
@@ -247,7 +250,7 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
         refresh_token: refresh,
         expires_in: expiresIn,
         scope: record.scopes.join(' '),
-        issued_at: new Date().toISOString(),
+        issued_at: issuedAt(),
       });
       return;
     }

@@ -161,3 +161,27 @@ describe('an HTTPS registry whose token realm is plain HTTP on another name', ()
     expect(reg.tokenServer.requests.length).toBe(asked);
   });
 });
+
+describe('a token server whose clock is a year behind (issued_at a year ago, expires_in 300)', () => {
+  let reg: TokenRegistry;
+  beforeAll(async () => {
+    reg = await startTokenRegistry({
+      users: { alice: 'alice-secret' },
+      issuedAt: () => new Date(Date.now() - 365 * 24 * 3600 * 1000).toISOString(),
+    });
+  });
+  afterAll(async () => reg.close());
+
+  it('counts the lifetime from the local clock: one token for the whole push, not one per request', async () => {
+    const { closure, app } = await fixture('v1');
+    const { image } = imageOf(closure, app);
+    await new RegistryTarget(parseReference(`${reg.host}/${uniqueRepo('hx-quirks-skewed')}:v1`), {
+      creds: { username: 'alice', password: 'alice-secret' },
+      env: emptyHome(),
+    }).write([image], {});
+    // One token request per scope set this push needs (push on the target): the layers' HEADs,
+    // uploads, the config and the manifest all went with it.
+    expect(image.layers.length).toBeGreaterThan(2);
+    expect(reg.tokenServer.requests.filter((q) => q.status === 200)).toHaveLength(1);
+  });
+});

@@ -141,8 +141,10 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
       },
     );
   }
-  const issued = parsed.issued_at ? Date.parse(parsed.issued_at) : NaN;
-  const from = Number.isNaN(issued) ? started : Math.min(issued, started);
+  // The lifetime counts from when the token was asked for by the local clock, as docker does: a
+  // token server whose issued_at is skewed (a year old) would otherwise give tokens that are
+  // expired on arrival, and a token request before every request.
+  const from = started;
   const lifetime = (parsed.expires_in ?? DEFAULT_EXPIRY_S) * 1000;
   return { token, expiresAt: from + Math.max(lifetime - EXPIRY_MARGIN_MS, lifetime / 2) };
 }
