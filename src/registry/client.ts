@@ -5,7 +5,7 @@ import { MediaType } from '../core/media-types.js';
 import type { Blob } from '../image/image.js';
 import { Authenticator } from './auth/authenticator.js';
 import { resolveCredentials, type CredentialOptions } from './auth/credentials.js';
-import { readRegistryError, registryError } from './registry-error.js';
+import { ociRefusal, readRegistryError, registryError } from './registry-error.js';
 import type { RetryEvent } from './retry.js';
 import { discard, readAtMost, Transport, type Body, type TransportOptions } from './transport.js';
 
@@ -97,12 +97,19 @@ export class RegistryClient {
     await discard(res);
     if (res.status === 404) return undefined;
     if (res.status === 200) return Number(res.headers.get('content-length') ?? NaN);
+    // Some registries and proxies do not allow HEAD on blobs: not known to be there, so it is
+    // uploaded (or mounted), which a registry that has it takes all the same.
+    if (res.status === 405) {
+      this.o.log?.(`${this.registry}: HEAD of blob ${short(digest)} not allowed (405): taken as absent`);
+      return undefined;
+    }
     throw await this.fail(`check blob ${short(digest)}`, res);
   }
 
   /** POST /v2/R/blobs/uploads/?mount=D&from=S: 201 mounted; 202 means not, and opens a session. */
   async mountBlob(repo: string, digest: Digest, from: string, signal?: AbortSignal): Promise<MountResult> {
     const q = new URLSearchParams({ mount: digest, from });
+    if (signal?.aborted) throw new NixociError('ABORTED', 'aborted');
     const res = await withGrace(signal, (graced) =>
       this.exchange('POST', `/v2/${repo}/blobs/uploads/?${q}`, {}, Buffer.alloc(0), graced),
     );
@@ -126,7 +133,9 @@ export class RegistryClient {
   /** POST /v2/R/blobs/uploads/: opens an upload session, returns its location. */
   async startUpload(repo: string, signal?: AbortSignal): Promise<URL> {
     // An abort while the POST is in flight would leave a session open that nobody knows of: the
-    // POST is let finish (within a grace period) and the session it opened cancelled.
+    // POST is let finish (within a grace period) and the session it opened cancelled. One that
+    // came before is not sent at all.
+    if (signal?.aborted) throw new NixociError('ABORTED', 'aborted');
     const res = await withGrace(signal, (graced) =>
       this.exchange('POST', `/v2/${repo}/blobs/uploads/`, {}, Buffer.alloc(0), graced),
     );
@@ -253,7 +262,8 @@ export class RegistryClient {
       signal,
     );
     // 201 per the spec; 200 and 202 (older Quay and distribution) are success too, as for docker and crane.
-    if (![200, 201, 202].includes(res.status)) throw await this.fail(`put manifest ${reference}`, res);
+    if (![200, 201, 202].includes(res.status))
+      throw ociRefusal(await this.fail(`put manifest ${reference}`, res), blob.mediaType);
     await discard(res);
     // A registry (or proxy) that stored other bytes than were sent would leave the tag on an image
     // nobody built: say so rather than report success.

@@ -1,6 +1,7 @@
 import type { Response } from 'undici';
 import { z } from 'zod';
 import { NixociError } from '../core/errors.js';
+import { MediaType } from '../core/media-types.js';
 import { parseChallenges, pickChallenge } from './auth/challenge.js';
 import { MAX_DROPPED_BODY, readAtMost } from './transport.js';
 
@@ -142,4 +143,30 @@ export function checkCredentials(registry: string, source: string | undefined): 
 /** Registry error codes attached to a NixociError made by `registryError`. */
 export function registryCodes(e: unknown): readonly string[] {
   return (e as { registryCodes?: readonly string[] } | undefined)?.registryCodes ?? [];
+}
+
+/**
+ * A manifest PUT refused as invalid (400 MANIFEST_INVALID) or of an unsupported media type (415):
+ * when what was sent was an OCI manifest or index, the usual cause is a registry without OCI
+ * support (distribution before 2.7, Quay without FEATURE_GENERAL_OCI_SUPPORT), which takes only
+ * Docker's media types. nixoci writes OCI only, so the hint names the ways round it; other
+ * refusals are returned as they were.
+ */
+export function ociRefusal(e: NixociError, mediaType: string): NixociError {
+  const codes = registryCodes(e);
+  const status = (e as { status?: number }).status;
+  const oci = mediaType === MediaType.ociManifest || mediaType === MediaType.ociIndex;
+  const refused =
+    status === 415 ||
+    (status === 400 && (codes.includes('MANIFEST_INVALID') || codes.includes('UNSUPPORTED')));
+  if (!oci || !refused) return e;
+  const err = new NixociError(e.code, e.message, {
+    hint:
+      `${status === 415 ? 'the registry does not accept' : 'the registry likely does not accept'} OCI image manifests (${mediaType}), only Docker's: ` +
+      'nixoci writes OCI manifests only and has no option for Docker media types; enable OCI support on the registry ' +
+      '(Quay: FEATURE_GENERAL_OCI_SUPPORT; distribution 2.7 or later), or build to oci:DIR and copy it with ' +
+      'skopeo copy --format v2s2 oci:DIR docker://REGISTRY/REPO:TAG',
+    cause: e,
+  });
+  return Object.assign(err, { registryCodes: codes, status });
 }

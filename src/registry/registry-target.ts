@@ -138,6 +138,11 @@ export class RegistryTarget implements ImageTarget {
       // (2) Layers, each distinct one once (architectures share most of them).
       const concurrency = Math.max(1, this.options.concurrency ?? DEFAULT_CONCURRENCY);
       const limit = pLimit(concurrency);
+      // The first layer that fails stops the others: the push has failed, and the bytes they would
+      // still send (and the queued ones would start) are lost time. Its own error is what the push
+      // reports; the others end ABORTED, their sessions cancelled.
+      const stop = new AbortController();
+      const layerSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
       const pushCtx: PushContext = {
         client,
         repository: repo,
@@ -145,7 +150,7 @@ export class RegistryTarget implements ImageTarget {
         holders,
         present,
         takeTurn: turns(Math.min(concurrency, PRODUCERS)),
-        ...(signal ? { signal } : {}),
+        signal: layerSignal,
         ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
       };
       const byLayer = new Map<string, Promise<PushedLayer>>();
@@ -159,13 +164,20 @@ export class RegistryTarget implements ImageTarget {
           let onDigests!: (d: LayerDigests) => void;
           digestsOf.set(key, new Promise<LayerDigests>((resolve) => (onDigests = resolve)));
           p = limit(() => {
+            if (layerSignal.aborted) throw new NixociError('ABORTED', 'aborted');
             ctx.onProgress?.({
               kind: 'layer-start',
               id,
               label: layerLabel(layer),
               ...(layer.known ? { total: layer.known.size } : {}),
             });
-            return pushLayer({ ...pushCtx, onDigests }, layer, id, reused.get(layer)?.repository);
+            // Stopped before this turn is given back, so that no queued layer starts in between.
+            return pushLayer({ ...pushCtx, onDigests }, layer, id, reused.get(layer)?.repository).catch(
+              (e: unknown) => {
+                stop.abort();
+                throw e;
+              },
+            );
           });
           byLayer.set(key, p);
         }
@@ -209,9 +221,10 @@ export class RegistryTarget implements ImageTarget {
       try {
         perImage = await Promise.all(images.map((img) => Promise.all(img.layers.map(pushOnce))));
       } catch (e) {
-        // A config already on its way is let finish (or cancel its session when aborted) before
-        // the push reports the failure.
-        await Promise.allSettled(configs.values());
+        // The other layers stop (above); they and a config already on its way are let finish
+        // cancelling their sessions before the push reports the failure.
+        stop.abort();
+        await Promise.allSettled([...byLayer.values(), ...configs.values()]);
         throw e;
       }
 

@@ -173,16 +173,18 @@ export class Transport {
   }
 
   /**
-   * A URL the registry named (an upload's Location) resolved against `base`. Once this registry
-   * has shown it speaks only HTTPS, a plain-HTTP URL of its own host (what a registry behind a TLS
-   * front without X-Forwarded-Proto writes) goes over HTTPS.
+   * A URL the registry named (an upload's Location) resolved against `base`. When this registry is
+   * spoken to over HTTPS (from the start, or once it has shown it speaks only that), a plain-HTTP
+   * URL of its own host (what a registry behind a TLS front without X-Forwarded-Proto writes) goes
+   * over HTTPS, as docker does: the registry's port speaks no plain HTTP, and credentials must not
+   * go in the clear.
    */
   resolve(ref: string, base: string): URL {
     return this.upgrade(new URL(ref, this.url(base)));
   }
 
   private upgrade(u: URL): URL {
-    if (!this.switched || u.protocol !== 'http:' || u.host !== new URL(this.base).host) return u;
+    if (this.plainHttp || u.protocol !== 'http:' || u.host !== new URL(this.base).host) return u;
     const up = new URL(u.href);
     up.protocol = 'https:';
     return up;
