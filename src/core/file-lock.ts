@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NixociError } from './errors.js';
@@ -7,6 +8,12 @@ import { processAlive } from './stale-files.js';
 /** How long to wait for another process's lock, and how old an empty lock file is a dead one. */
 const WAIT_MS = 30_000;
 const EMPTY_STALE_MS = 5_000;
+/**
+ * Written after the pid: a lock carrying this process's pid but not this nonce was left by a dead
+ * process that had the same pid (a container's pid 1 from an earlier run, a process that exec'd
+ * this one), and is stale, not ours to wait for.
+ */
+const NONCE = randomBytes(8).toString('hex');
 
 /**
  * Runs `fn` while holding `lock`, a file made exclusively (O_EXCL) that holds this process's pid:
@@ -53,7 +60,7 @@ function take(lock: string): boolean {
     throw e;
   }
   try {
-    writeSync(fd, `${process.pid}\n`);
+    writeSync(fd, `${process.pid} ${NONCE}\n`);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') {
@@ -74,8 +81,12 @@ function holderOf(lock: string): number | 'stale' | undefined {
   } catch {
     return undefined; // removed meanwhile: try again
   }
-  const pid = Number(text.trim());
-  if (text.trim() !== '' && Number.isInteger(pid) && pid > 0) return processAlive(pid) ? pid : 'stale';
+  const [first = '', nonce] = text.trim().split(/\s+/);
+  const pid = Number(first);
+  if (first !== '' && Number.isInteger(pid) && pid > 0) {
+    if (pid === process.pid) return nonce === NONCE ? pid : 'stale';
+    return processAlive(pid) ? pid : 'stale';
+  }
   // Empty: being written now, or its writer died between making it and writing the pid.
   try {
     return Date.now() - statSync(lock).mtimeMs > EMPTY_STALE_MS ? 'stale' : undefined;
