@@ -1,5 +1,6 @@
 import type { ImageTarget } from '../image/target.js';
 import type { Compression } from '../layer/compress.js';
+import { cacheDirOf } from '../layer/cache.js';
 import { DaemonTarget } from '../registry/docker-daemon-target.js';
 import { DockerArchiveTarget } from '../registry/docker-archive-target.js';
 import { OciLayoutTarget } from '../registry/oci-layout-target.js';
@@ -184,6 +185,14 @@ export function engineTarget(
   const host = typeof flags.host === 'string' ? flags.host : undefined;
   const cacheFrom = Array.isArray(flags['cache-from']) ? flags['cache-from'] : [];
   for (const c of cacheFrom) checkCacheFrom(command, c);
-  const target = new DaemonTarget({ engine, host, name, tags, extraTags, cacheFrom });
+  const target = new DaemonTarget({
+    engine,
+    host,
+    name,
+    tags,
+    extraTags,
+    cacheFrom,
+    cacheDir: cacheDirOf(flags),
+  });
   return { target, defaultCompression: 'none' };
 }

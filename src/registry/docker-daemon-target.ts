@@ -8,6 +8,7 @@ import { Prepared, type ImageTarget, type TargetResult, type WriteContext } from
 import { dockerArchive, type ArchiveResult } from './docker-archive-format.js';
 import { EngineClient, type EngineInfo, type EngineVersion, type ImageInspect } from './engine/client.js';
 import { connectEngine } from './engine/connect.js';
+import { loadContainerdStore } from './containerd-load.js';
 import type { EngineKind } from './engine/discover.js';
 import { imageReport } from './target-result.js';
 import type { LayerDigests } from '../layer/layer.js';
@@ -30,6 +31,11 @@ export interface DaemonTargetOptions {
   readonly cacheFrom?: readonly string[];
   /** Environment for engine discovery (tests); default process.env. */
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where nixoci records what it loaded into containerd-store engines (`engine-loads.json`), the
+   * digest cache's directory; null or absent: nothing recorded, every blob sent.
+   */
+  readonly cacheDir?: string | null;
 }
 
 /**
@@ -85,11 +91,31 @@ export class DaemonTarget implements ImageTarget {
       `${podman ? 'podman' : 'docker'} engine ${version.Version} (API ${client.apiVersion}) at ${client.endpoint.address}`,
     );
     const notes: string[] = [];
-    const image = pickImage(images, version.Arch, notes);
+    const picked: string[] = [];
+    const image = pickImage(images, version.Arch, picked);
     const { name, tags } = this.names(image);
     // Asked again when not asked yet (name derived from the closure), or when reading the closure
     // took long enough (a Nix build) for the engine's images to have changed meanwhile.
     if (!podman && (!view.held || !this.early?.fresh)) view = await this.look({ name, tags }, ctx, view);
+    if (!podman && EngineClient.usesContainerdStore(view.held!.info)) {
+      // One image with every platform (an index), and an OCI archive without the blobs it holds.
+      const ids = new Map([...view.held!.inspected].flatMap(([ref, i]) => (i ? [[ref, i.id] as const] : [])));
+      return loadContainerdStore(
+        {
+          client,
+          engineId: view.held!.info.ID,
+          images,
+          name,
+          tags,
+          ids,
+          cacheDir: this.opts.cacheDir ?? null,
+          scheme: this.scheme,
+          notes,
+        },
+        ctx,
+      );
+    }
+    notes.push(...picked);
 
     let prefix = 0;
     // Several archives in a row: only Docker's classic store looks earlier layers up by chain ID.
@@ -97,14 +123,8 @@ export class DaemonTarget implements ImageTarget {
     if (podman) {
       notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
     } else {
-      const { info } = view.held!;
       const found = this.sharedPrefix(image, view.held!, ctx);
-      if (EngineClient.usesContainerdStore(info)) {
-        notes.push(
-          'the engine uses the containerd image store: every layer sent (it needs the whole archive)',
-        );
-        found.length = 0;
-      } else grouped = true;
+      grouped = true;
       prefix = found.length;
       const unchanged =
         prefix === image.layers.length ? this.unchanged(image, name, tags, found.ids) : undefined;

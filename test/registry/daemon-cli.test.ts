@@ -1,7 +1,5 @@
 // `nixoci load` and `--to docker-daemon:` run in-process (src/cli/main.ts) against the test engine.
 import { randomBytes } from 'node:crypto';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
@@ -98,67 +96,6 @@ describe('nixoci load', () => {
     );
     expect(sent.length).toBeGreaterThanOrEqual(1);
     expect(await dockerRunOutput(`${name}:two`)).toContain('fixture app daemon-cli-v2');
-  });
-
-  it('sends every layer to an engine with the containerd image store, and says so', async () => {
-    // This engine (Docker 20.10) has the classic store only. A proxy in front of it answers
-    // GET /info the way an engine with the containerd snapshotter does; everything else, the load
-    // included, goes to the real engine.
-    const upstream = testEnv().dockerHost.replace(/^unix:\/\//, '');
-    const sock = join(tempDir('nixoci-containerd-store-'), 'docker.sock');
-    const proxy = createHttpServer((req, res) => {
-      const up = httpRequest(
-        { socketPath: upstream, method: req.method, path: req.url, headers: req.headers },
-        (r) => {
-          if (!/^(\/v[\d.]+)?\/info$/.test(req.url ?? '')) {
-            res.writeHead(r.statusCode ?? 502, r.headers);
-            r.pipe(res);
-            return;
-          }
-          let body = '';
-          r.on('data', (c: Buffer) => (body += c.toString()));
-          r.on('end', () => {
-            const info = JSON.parse(body) as Record<string, unknown>;
-            info.Driver = 'overlayfs';
-            info.DriverStatus = [['driver-type', 'io.containerd.snapshotter.v1']];
-            const out = JSON.stringify(info);
-            res.writeHead(200, {
-              'content-type': 'application/json',
-              'api-version': String(r.headers['api-version']),
-            });
-            res.end(out);
-          });
-        },
-      );
-      req.pipe(up);
-    });
-    await new Promise<void>((resolve) => proxy.listen(sock, resolve));
-    try {
-      const name = `nixoci-cli-containerd-${run}`;
-      const load = (fx: FixtureClosure, tag: string) =>
-        cli([
-          'load',
-          '--graph',
-          fx.graphFile,
-          '--host',
-          `unix://${sock}`,
-          `${name}:${tag}`,
-          '--cache-dir',
-          cacheDir,
-          '--json',
-          '--entrypoint',
-          `${fx.app}/bin/app`,
-        ]);
-      expect((await load(v1, 'one')).code).toBe(0);
-      const second = await load(v2, 'two');
-      expect(second.code, second.err).toBe(0);
-      const report = JSON.parse(second.out) as { layers: JsonLayer[]; targets: { notes: string[] }[] };
-      expect(report.layers.every((l) => l.action === 'sent' && l.bytesSent > 0)).toBe(true);
-      expect(report.targets[0]!.notes.join('\n')).toMatch(/containerd image store: every layer sent/);
-      expect(await dockerRunOutput(`${name}:two`)).toContain('fixture app daemon-cli-v2');
-    } finally {
-      proxy.close();
-    }
   });
 
   it('names the image after the top-level store path, tagged with a hash of the whole image', async () => {

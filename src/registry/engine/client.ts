@@ -42,6 +42,7 @@ const infoSchema = z
   .object({
     Driver: z.string().optional(),
     DriverStatus: z.array(z.array(z.string())).nullable().optional(),
+    ID: z.string().optional(),
     Architecture: z.string().optional(),
   })
   .passthrough();
