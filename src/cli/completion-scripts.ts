@@ -20,6 +20,7 @@ const VALUES: Readonly<Record<string, readonly string[] | 'file' | 'dir'>> = {
   path: 'file',
   'graph-out': 'file',
   'ca-file': 'file',
+  authfile: 'file',
   devbox: 'dir',
   'cache-dir': 'dir',
   arch: ['amd64', 'arm64', 'amd64,arm64'],

@@ -89,6 +89,8 @@ export const COMMANDS: readonly (readonly [name: string, summary: string])[] = [
   ['load', 'assemble an image and load it into Docker or Podman, sending only missing layers'],
   ['inspect', "an image's layers, sizes and store paths; or the layer plan of a closure"],
   ['diff', 'compare two images: shared layers, and store paths added, removed, changed'],
+  ['login', 'check credentials for a registry and store them where push finds them'],
+  ['logout', 'remove the stored credentials for a registry'],
   ['completion', 'print a shell completion script (bash, zsh, fish)'],
   ['help', 'help on a command (`nixoci help build`)'],
 ];

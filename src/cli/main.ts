@@ -115,6 +115,10 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
     const { diffCommand } = await import('./commands/diff.js');
     return diffCommand(rest, io, signal);
   }
+  if (command === 'login' || command === 'logout') {
+    const { loginCommand, logoutCommand } = await import('./commands/login.js');
+    return (command === 'login' ? loginCommand : logoutCommand)(rest, io, signal);
+  }
   if (command === 'completion') {
     const { completionCommand } = await import('./commands/completion.js');
     return completionCommand(rest, io);

@@ -27,15 +27,18 @@ export const registryOptions = {
   concurrency: { type: 'string' },
 } as const satisfies OptionSpec;
 
-export const HELP_REGISTRY_ACCESS_FLAGS = `  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
-                                $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
-                                podman's auth.json)
-  --insecure-registry HOST      talk plain HTTP to HOST, as to loopback hosts, unless it answers
+/** How a registry is reached (login takes these, and its credentials otherwise). */
+export const HELP_REGISTRY_CONNECTION_FLAGS = `  --insecure-registry HOST      talk plain HTTP to HOST, as to loopback hosts, unless it answers
                                 that it speaks only HTTPS (repeatable)
   --ca-file FILE                trust the CA certificates in this PEM file too
   --timeout SECONDS             how long the registry may stay silent before a request is retried
                                 (default 300)
 `;
+
+export const HELP_REGISTRY_ACCESS_FLAGS = `  --creds USER:PASSWORD         credentials (else NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD,
+                                $REGISTRY_AUTH_FILE, the docker config and its credential helpers,
+                                podman's auth.json)
+${HELP_REGISTRY_CONNECTION_FLAGS}`;
 
 export const HELP_REGISTRY_FLAGS = `Registry:
   --tag TAG                     one more tag for the same manifest (repeatable; push only)

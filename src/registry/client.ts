@@ -91,6 +91,13 @@ export class RegistryClient {
     return this.o.reading ? this.o.what : `${this.o.what} failed`;
   }
 
+  /** GET /v2/: the API version check, which tells whether the credentials are taken (login). */
+  async checkVersion(signal?: AbortSignal): Promise<void> {
+    const res = await this.exchange('GET', '/v2/', {}, undefined, signal);
+    if (res.status !== 200) throw await this.fail('GET /v2/', res);
+    await discard(res);
+  }
+
   /** HEAD /v2/R/blobs/D: the blob's size if the repository has it. */
   async blobExists(repo: string, digest: Digest, signal?: AbortSignal): Promise<number | undefined> {
     const res = await this.exchange('HEAD', `/v2/${repo}/blobs/${digest}`, {}, undefined, signal);

@@ -102,7 +102,7 @@ export function parseReference(input: string): ImageReference {
     invalid(
       masked,
       'credentials do not go in an image reference',
-      'give them with --creds USER:PASSWORD, NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD, or `docker login`',
+      'give them with --creds USER:PASSWORD, NIXOCI_REGISTRY_USER and NIXOCI_REGISTRY_PASSWORD, or `nixoci login`',
     );
   let s = input;
   if (s.startsWith('docker://')) s = s.slice('docker://'.length);

@@ -90,7 +90,7 @@ function hintFor(
         : `the token service of ${registry} accepted the credentials, but they do not grant this operation (pushing needs write access to the repository; in GitHub Actions, permissions: packages: write)`;
     return auth === 'credentials'
       ? checkCredentials(registry, source)
-      : `log in with docker login ${registry}, or pass --creds USER:PASSWORD`;
+      : `log in with nixoci login ${registry}, or pass --creds USER:PASSWORD`;
   }
   if (info.status === 403 || info.codes.includes('DENIED'))
     return `the credentials for ${registry} lack permission to ${reading ? 'read' : 'push to'} this repository`;
@@ -134,7 +134,7 @@ export function registryError(
  * is the usual culprit), then the other ways to give them.
  */
 export function checkCredentials(registry: string, source: string | undefined): string {
-  const others = `--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or docker login ${registry}`;
+  const others = `--creds, NIXOCI_REGISTRY_USER/NIXOCI_REGISTRY_PASSWORD, or nixoci login ${registry}`;
   return source
     ? `check the credentials for ${registry}, which came from ${source} (or give others: ${others})`
     : `check the credentials for ${registry} (${others})`;

@@ -156,7 +156,7 @@ describe('error messages', () => {
       [
         ['inspect', denied],
         `read ${denied}: get manifest v1: 401 UNAUTHORIZED: authentication required\n` +
-          `hint: log in with docker login ${testEnv().registryBasic}, or pass --creds USER:PASSWORD\n`,
+          `hint: log in with nixoci login ${testEnv().registryBasic}, or pass --creds USER:PASSWORD\n`,
       ],
       [
         ['inspect', 'oci:./nope'],

@@ -232,7 +232,7 @@ describe('nixoci inspect IMAGE', () => {
     const denied = await nixoci(['inspect', ref], { env: { NIXOCI_REGISTRY_USER: '', DOCKER_CONFIG: work } });
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain(`read ${ref}: get manifest v1: 401 UNAUTHORIZED`);
-    expect(denied.stderr).toContain('hint: log in with docker login');
+    expect(denied.stderr).toContain('hint: log in with nixoci login');
     const missing = await nixoci(['inspect', `docker://${env.registry}/${repo}:nope`]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no such manifest');

@@ -88,7 +88,7 @@ describe('basic auth (htpasswd registry)', () => {
     }).write([imageOf(closure, app).image], {});
     await expect(p).rejects.toMatchObject({
       code: 'REGISTRY_AUTH',
-      hint: expect.stringMatching(/docker login 127\.0\.0\.1:5001|--creds/),
+      hint: expect.stringMatching(/nixoci login 127\.0\.0\.1:5001|--creds/),
     });
   });
 });

@@ -32,6 +32,7 @@ export async function commandInfos(): Promise<CommandInfo[]> {
   const { loadCommand } = await import('./load.js');
   const { inspectOptions, INSPECT_HELP } = await import('./inspect.js');
   const { diffOptions, DIFF_HELP } = await import('./diff.js');
+  const { loginOptions, LOGIN_HELP, logoutOptions, LOGOUT_HELP } = await import('./login.js');
   const infos: CommandInfo[] = [
     image(buildCommand),
     image(pushCommand),
@@ -44,6 +45,8 @@ export async function commandInfos(): Promise<CommandInfo[]> {
       help: DIFF_HELP,
       values: { arch: ['amd64', 'arm64'] }, // one platform of each image, not a list
     },
+    { name: 'login', summary: summary.get('login') ?? '', options: loginOptions, help: LOGIN_HELP },
+    { name: 'logout', summary: summary.get('logout') ?? '', options: logoutOptions, help: LOGOUT_HELP },
     {
       name: 'completion',
       summary: summary.get('completion') ?? '',

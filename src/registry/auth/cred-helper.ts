@@ -29,16 +29,7 @@ export async function runCredentialHelper(
   registry: string,
   options: HelperOptions = {},
 ): Promise<Credentials | undefined> {
-  if (!/^[A-Za-z0-9._-]+$/.test(helper)) {
-    throw new NixociError(
-      'CREDENTIALS',
-      `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`,
-      {
-        hint: 'check credHelpers / credsStore in the docker config',
-      },
-    );
-  }
-  const bin = `docker-credential-${helper}`;
+  const bin = helperBin(helper, registry);
   const { code, stdout, stderr } = await run(bin, ['get'], serverUrl, registry, options);
   if (code !== 0) {
     // Helpers print this (and exit 1) when they simply have no entry for the server.
@@ -63,12 +54,78 @@ export async function runCredentialHelper(
   return { username: parsed.Username, password: parsed.Secret };
 }
 
+/**
+ * `docker-credential-<helper> store` with `{"ServerURL", "Username", "Secret"}` on stdin, as
+ * `docker login` stores through a helper. A failure names the helper, never the secret.
+ */
+export async function storeWithHelper(
+  helper: string,
+  serverUrl: string,
+  username: string,
+  secret: string,
+  registry: string,
+  options: HelperOptions = {},
+): Promise<void> {
+  const bin = helperBin(helper, registry);
+  const input = JSON.stringify({ ServerURL: serverUrl, Username: username, Secret: secret });
+  const { code } = await run(bin, ['store'], input, registry, options, serverUrl);
+  if (code !== 0) throw helperFailed(bin, 'store', code, registry);
+}
+
+/**
+ * `docker-credential-<helper> erase` with the server URL on stdin. False when the helper had
+ * nothing for the server ("credentials not found"), as `get` says it.
+ */
+export async function eraseWithHelper(
+  helper: string,
+  serverUrl: string,
+  registry: string,
+  options: HelperOptions = {},
+): Promise<boolean> {
+  const bin = helperBin(helper, registry);
+  const { code, stdout, stderr } = await run(bin, ['erase'], serverUrl, registry, options);
+  if (code === 0) return true;
+  if (/credentials not found/i.test(stdout + stderr)) return false;
+  throw helperFailed(bin, 'erase', code, registry);
+}
+
+function helperBin(helper: string, registry: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(helper)) {
+    throw new NixociError(
+      'CREDENTIALS',
+      `credential helper ${JSON.stringify(helper)} for ${registry} is not a valid name`,
+      {
+        hint: 'check credHelpers / credsStore in the docker config',
+      },
+    );
+  }
+  return `docker-credential-${helper}`;
+}
+
+function helperFailed(
+  bin: string,
+  action: string,
+  code: number | NodeJS.Signals,
+  registry: string,
+): NixociError {
+  // its output is not quoted: a helper may echo what it was given
+  return new NixociError(
+    'CREDENTIALS',
+    `credential helper ${bin} failed to ${action} the credentials for ${registry}: ${typeof code === 'number' ? `exit code ${code}` : `killed by ${code}`}`,
+    {
+      hint: `check that ${bin} works (\`${bin} list\`), or remove credsStore / credHelpers from the auth file to store in it`,
+    },
+  );
+}
+
 function run(
   bin: string,
   args: string[],
   input: string,
   registry: string,
   options: HelperOptions,
+  /** What messages may quote of the input (a `store`'s input holds the secret). */
+  shown = input,
 ): Promise<{ code: number | NodeJS.Signals; stdout: string; stderr: string }> {
   const { signal } = options;
   const timeoutMs = options.timeoutMs ?? HELPER_TIMEOUT_MS;
@@ -100,7 +157,7 @@ function run(
           'CREDENTIALS',
           `credential helper ${bin} for ${registry} did not answer within ${Math.round(timeoutMs / 1000)} s`,
           {
-            hint: `run \`echo ${input} | ${bin} get\` to see why (it may be waiting for a password), or pass --creds`,
+            hint: `run \`echo ${shown} | ${bin} get\` to see why (it may be waiting for a password), or pass --creds`,
           },
         ),
       );

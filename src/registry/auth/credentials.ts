@@ -25,9 +25,13 @@ export interface ResolvedCredentials {
 export interface CredentialOptions {
   /** `--creds USER:PASS`, already split. */
   readonly creds?: { readonly username: string; readonly password: string };
+  /** What `creds` are called in `--verbose` lines and hints (default `--creds`). */
+  readonly credsSource?: string;
   readonly env?: NodeJS.ProcessEnv;
   /** Ends a credential helper's run at once (Ctrl-C). */
   readonly signal?: AbortSignal;
+  /** False: credential helpers are not run, only files and variables read (logout's check). */
+  readonly helpers?: boolean;
 }
 
 const authEntry = z.object({
@@ -37,15 +41,15 @@ const authEntry = z.object({
   identitytoken: z.string().optional(),
   registrytoken: z.string().optional(),
 });
-const configFile = z.object({
+export const configFile = z.object({
   auths: z.record(authEntry).optional(),
   credHelpers: z.record(z.string()).optional(),
   credsStore: z.string().optional(),
 });
-type ConfigFile = z.infer<typeof configFile>;
+export type ConfigFile = z.infer<typeof configFile>;
 
 /** Docker keeps Docker Hub's credentials under its v1 index URL, and asks helpers for that URL. */
-const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
+export const DOCKER_HUB_KEY = 'https://index.docker.io/v1/';
 
 /**
  * Finds credentials for `registry` (as in `ImageReference.registry`), first match wins:
@@ -61,7 +65,7 @@ export async function resolveCredentials(
   options: CredentialOptions = {},
 ): Promise<ResolvedCredentials | undefined> {
   const env = options.env ?? process.env;
-  if (options.creds) return { credentials: { ...options.creds }, source: '--creds' };
+  if (options.creds) return { credentials: { ...options.creds }, source: options.credsSource ?? '--creds' };
   const user = env.NIXOCI_REGISTRY_USER;
   const pass = env.NIXOCI_REGISTRY_PASSWORD;
   if (user && pass) {
@@ -86,13 +90,13 @@ export async function resolveCredentials(
     );
   }
 
-  const helper: HelperOptions = { env, ...(options.signal ? { signal: options.signal } : {}) };
+  const helper: HelperOptions | undefined =
+    options.helpers === false ? undefined : { env, ...(options.signal ? { signal: options.signal } : {}) };
   if (env.REGISTRY_AUTH_FILE) {
     const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true, helper);
     if (found) return found;
   }
-  const dockerDir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
-  const fromDocker = await fromConfig(join(dockerDir, 'config.json'), registry, repository, false, helper);
+  const fromDocker = await fromConfig(dockerConfigFile(env), registry, repository, false, helper);
   if (fromDocker) return fromDocker;
   // Where podman, skopeo and buildah log in (containers-auth.json(5)): the runtime directory's
   // file (/run/containers/UID without XDG_RUNTIME_DIR, as for root), then the persistent one.
@@ -105,6 +109,19 @@ export async function resolveCredentials(
     if (found) return found;
   }
   return undefined;
+}
+
+/** `$DOCKER_CONFIG/config.json`, else ~/.docker/config.json. */
+export function dockerConfigFile(env: NodeJS.ProcessEnv): string {
+  return join(env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker'), 'config.json');
+}
+
+/**
+ * The file `nixoci login` writes and `logout` edits: the first one the lookup above reads,
+ * `$REGISTRY_AUTH_FILE` when set (as podman and skopeo log in), else the docker config.
+ */
+export function loginFile(env: NodeJS.ProcessEnv): string {
+  return env.REGISTRY_AUTH_FILE || dockerConfigFile(env);
 }
 
 /** Splits `--creds USER:PASS` (the password may contain colons). */
@@ -123,13 +140,13 @@ async function fromConfig(
   registry: string,
   repository: string,
   podman: boolean,
-  helperOptions: HelperOptions,
+  helperOptions: HelperOptions | undefined,
 ): Promise<ResolvedCredentials | undefined> {
   const config = readConfig(file);
   if (!config) return undefined;
   const serverUrl = registry === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
-  const helper = findByHost(config.credHelpers ?? {}, registry) ?? config.credsStore;
-  if (helper) {
+  const helper = helperFor(config, registry);
+  if (helper && helperOptions) {
     const c = await runCredentialHelper(helper, serverUrl, registry, helperOptions);
     if (c) return { credentials: c, source: `docker-credential-${helper}` };
   }
@@ -184,7 +201,7 @@ function fromEntry(e: z.infer<typeof authEntry>, file: string, key: string): Cre
         'CREDENTIALS',
         `cannot read credentials from ${file}: the "auth" of ${key} is not base64 of USER:PASSWORD`,
         {
-          hint: `run docker login ${key} again`,
+          hint: `run nixoci login ${normaliseKey(key, false)} again`,
         },
       );
     }
@@ -194,13 +211,15 @@ function fromEntry(e: z.infer<typeof authEntry>, file: string, key: string): Cre
   return undefined;
 }
 
-function findByHost(map: Record<string, string>, registry: string): string | undefined {
-  for (const [k, v] of Object.entries(map)) if (normaliseKey(k, false) === registry) return v;
-  return undefined;
+/** The credential helper a config names for `registry`: its credHelpers entry, else credsStore. */
+export function helperFor(config: ConfigFile, registry: string): string | undefined {
+  for (const [k, v] of Object.entries(config.credHelpers ?? {}))
+    if (normaliseKey(k, false) === registry) return v;
+  return config.credsStore;
 }
 
 /** `https://index.docker.io/v1/` → `docker.io`; `http://Host:5000/v2/` → `host:5000`. */
-function normaliseKey(key: string, keepPath: boolean): string {
+export function normaliseKey(key: string, keepPath: boolean): string {
   let k = key.replace(/^[a-z]+:\/\//i, '');
   const slash = k.indexOf('/');
   let host = slash >= 0 ? k.slice(0, slash) : k;

@@ -103,7 +103,7 @@ export async function fetchToken(req: TokenRequest): Promise<BearerToken> {
       {
         hint: c
           ? checkCredentials(req.registry, req.credentialSource)
-          : `log in: docker login ${req.registry}, or pass --creds USER:PASSWORD`,
+          : `log in: nixoci login ${req.registry}, or pass --creds USER:PASSWORD`,
       },
     );
   }
