@@ -19,6 +19,8 @@ const VALUES: Readonly<Record<string, readonly string[] | 'file' | 'dir'>> = {
   file: 'file',
   path: 'file',
   'graph-out': 'file',
+  digestfile: 'file',
+  'image-refs': 'file',
   'ca-file': 'file',
   authfile: 'file',
   devbox: 'dir',

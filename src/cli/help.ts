@@ -75,12 +75,23 @@ Customisation layer (added as the last layer for a devbox source, --preset, --us
   --ignore-collisions           when two packages have the same bin/NAME, keep the first one
 `;
 
-export const HELP_OUTPUT_FLAGS = `Output:
-  --json                        print one JSON report on stdout (schema: docs/json.md)
+const OUTPUT_LINES = `  --json                        print one JSON report on stdout (schema: docs/json.md)
   -q, --quiet                   print nothing but errors
   -v, --verbose                 print what is run and sent (never credentials)
   -h, --help                    this help
 `;
+
+export const HELP_OUTPUT_FLAGS = `Output:
+${OUTPUT_LINES}`;
+
+/** build, push, load: the output flags and the files written once every destination is. */
+export const HELP_WRITE_OUTPUT_FLAGS = `Output:
+  --digestfile FILE             once every destination is written, the digest to pin or sign:
+                                the manifest's (the index's for several --arch), an engine's
+                                image ID; sha256:…, no newline, as skopeo writes it
+  --image-refs FILE             once every destination is written, a REFERENCE@sha256:… line for
+                                each (as ko writes it; docs/design-choices.md)
+${OUTPUT_LINES}`;
 
 /** The commands, one line each: HELP_MAIN, the CLI reference (docs/cli.md) and completions use it. */
 export const COMMANDS: readonly (readonly [name: string, summary: string])[] = [

@@ -8,6 +8,7 @@ import { resolveSource, type SourceFlags } from './source.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 import type { TargetResult } from '../image/target.js';
 import { shellQuote } from '../core/shell-quote.js';
+import { checkResultFiles, resultFileOptions, writeResultFiles } from './result-files.js';
 
 export interface ImageCommandSpec {
   readonly name: string;
@@ -20,7 +21,7 @@ export interface ImageCommandSpec {
 
 /** Every flag of an image command: source, image and output flags plus its own. */
 export function imageCommandOptions(spec: ImageCommandSpec): OptionSpec {
-  return { ...sourceOptions, ...imageOptions, ...outputOptions, ...spec.options };
+  return { ...sourceOptions, ...imageOptions, ...resultFileOptions, ...outputOptions, ...spec.options };
 }
 
 /**
@@ -53,6 +54,7 @@ export async function runImageCommand(
     positionals.filter((p) => !p.startsWith('/')),
   );
   checkCompressionLevel(spec.name, baseSettings, targets);
+  checkResultFiles(spec.name, v, targets, baseSettings.compression, baseSettings.arches.length);
   // an engine or a docker-archive keeps no manifest: the annotations would be dropped unseen
   if ((v.annotation as string[] | undefined)?.length && !targets.some((t) => t.target.keepsManifest))
     throw usage(
@@ -114,6 +116,12 @@ export async function runImageCommand(
   } finally {
     progress?.stop();
     status?.stop();
+  }
+  try {
+    await writeResultFiles(v, results, io, signal);
+  } catch (e) {
+    tell(results);
+    throw e;
   }
   if (v.json) io.out(JSON.stringify(jsonReport(spec.name, results, assembly.stats.bytesRead)) + '\n');
   else tell(results);

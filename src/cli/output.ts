@@ -1,4 +1,5 @@
 import type { TargetResult } from '../image/target.js';
+import { destinationDigest, imageRef } from './result-files.js';
 
 export const JSON_SCHEMA_VERSION = 1;
 
@@ -27,7 +28,8 @@ export function jsonReport(command: string, results: readonly TargetResult[], by
     manifestDigest: first?.manifestDigest ?? null,
     bytesRead,
     layers: first?.images[0]?.layers ?? [],
-    targets: results,
+    // what --digestfile and --image-refs write for each destination
+    targets: results.map((r) => ({ ...r, digest: destinationDigest(r), imageRef: imageRef(r) })),
   };
 }
 

@@ -32,6 +32,10 @@ export const targetResultSchema = z.object({
   tags: z.array(z.string()).optional(),
   /** Engines: the image ID, as `docker images` shows it. */
   imageId: digest.optional(),
+  /** What --digestfile writes: manifest (index) digest, an engine's image ID, a docker-archive's config digest. */
+  digest,
+  /** What --image-refs writes: `HOST/REPO@sha256:…`, `oci:DIR:TAG@sha256:…`, … */
+  imageRef: z.string(),
 });
 
 export const imageReportSchema = z.object({

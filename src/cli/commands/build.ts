@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { OciLayoutTarget } from '../../registry/oci-layout-target.js';
 import { refuseUnused, usage } from '../flags.js';
-import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
+import { HELP_IMAGE_FLAGS, HELP_WRITE_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
 import { registryOptions } from '../registry-flags.js';
 import { parseTarget } from '../targets.js';
@@ -88,7 +88,7 @@ Engines (docker-daemon:, podman:):
                                 default socket); applies to every engine destination
 
 ${HELP_IMAGE_FLAGS}
-${HELP_OUTPUT_FLAGS}
+${HELP_WRITE_OUTPUT_FLAGS}
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
 `,
 };

@@ -1,5 +1,5 @@
 import { usage } from '../flags.js';
-import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
+import { HELP_IMAGE_FLAGS, HELP_WRITE_OUTPUT_FLAGS, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
 import { engineTarget } from '../targets.js';
 
@@ -51,7 +51,7 @@ Engine:
   --cache-from IMAGE            an image in the engine whose layers this one may share (repeatable)
 
 ${HELP_IMAGE_FLAGS}
-${HELP_OUTPUT_FLAGS}
+${HELP_WRITE_OUTPUT_FLAGS}
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
 `,
 };

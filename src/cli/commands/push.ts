@@ -1,5 +1,5 @@
 import { usage } from '../flags.js';
-import { HELP_IMAGE_FLAGS, HELP_OUTPUT_FLAGS, HELP_PROXY_ENV, HELP_SOURCE_FLAGS } from '../help.js';
+import { HELP_IMAGE_FLAGS, HELP_WRITE_OUTPUT_FLAGS, HELP_PROXY_ENV, HELP_SOURCE_FLAGS } from '../help.js';
 import type { ImageCommandSpec } from '../image-command.js';
 import { HELP_REGISTRY_FLAGS, registryOptions, registryTarget } from '../registry-flags.js';
 
@@ -27,7 +27,7 @@ With --arch amd64,arm64 an OCI index goes under the tag (docs/registry.md).
 ${HELP_SOURCE_FLAGS}
 ${HELP_REGISTRY_FLAGS}
 ${HELP_IMAGE_FLAGS}
-${HELP_OUTPUT_FLAGS}
+${HELP_WRITE_OUTPUT_FLAGS}
 Environment:
 ${HELP_PROXY_ENV}
 Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.

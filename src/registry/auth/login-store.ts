@@ -154,7 +154,7 @@ function writeAuthFile(auth: AuthFile, content: Record<string, unknown>): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    atomicWrite(auth.target, `${JSON.stringify(content, null, '\t')}\n`, 0o600);
+    atomicWrite(auth.target, `${JSON.stringify(content, null, '\t')}\n`, { mode: 0o600 });
   } catch (e) {
     throw new NixociError('CREDENTIALS', `cannot write the auth file ${auth.file}: ${reason(e)}`, {
       hint: 'check the permissions of the file and its directory, or name another one with --authfile',
