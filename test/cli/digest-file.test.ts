@@ -74,14 +74,14 @@ function layoutDigest(dir: string, tag: string): { digest: string; mediaType: st
 function spawnCli(
   args: string[],
   stdout: number | 'pipe' = 'pipe',
-  onStderr?: (text: string) => void,
+  onStderr?: (text: string, child: ReturnType<typeof spawn>) => void,
 ): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cliBin, args, { cwd: repoRoot, stdio: ['ignore', stdout, 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (b: Buffer) => {
       stderr += b.toString('utf8');
-      onStderr?.(stderr);
+      onStderr?.(stderr, child);
     });
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stderr }));
@@ -297,6 +297,24 @@ describe('--digestfile and --image-refs', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(read).toBeDefined();
     expect(await read!).toBe(layoutDigest(layout, 'latest').digest);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('a FIFO nobody reads does not hold the run: Ctrl-C ends the wait (exit 130), the FIFO stays', async () => {
+    const layout = tmp('fifo-int-layout');
+    const fifo = tmp('unread.fifo');
+    await run('mkfifo', [fifo]);
+    let sent = false;
+    const r = await spawnCli(
+      ['build', '--graph', fx.graphFile, '--to', `oci:${layout}`, '--digestfile', fifo],
+      'pipe',
+      (text, child) => {
+        if (!sent && text.includes(`waiting for a reader of ${fifo}`)) sent = child.kill('SIGINT');
+      },
+    );
+    expect(sent).toBe(true);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toContain('nixoci: interrupted');
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });
 
