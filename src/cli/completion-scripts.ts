@@ -23,6 +23,7 @@ const VALUES: Readonly<Record<string, readonly string[] | 'file' | 'dir'>> = {
   'image-refs': 'file',
   'ca-file': 'file',
   authfile: 'file',
+  'cert-dir': 'dir',
   devbox: 'dir',
   'cache-dir': 'dir',
   arch: ['amd64', 'arm64', 'amd64,arm64'],

@@ -9,6 +9,7 @@ import {
 } from '../registry/reference.js';
 import { RegistryTarget } from '../registry/registry-target.js';
 import { caFor } from '../registry/transport.js';
+import { hostCerts } from '../registry/certs-d.js';
 import { asUsage, checkTagFlag, intFlag, usage, type OptionSpec } from './flags.js';
 import type { TargetChoice, TargetFlags } from './targets.js';
 
@@ -17,6 +18,7 @@ export const registryAccessOptions = {
   creds: { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   'ca-file': { type: 'string' },
+  'cert-dir': { type: 'string' },
   timeout: { type: 'string' },
 } as const satisfies OptionSpec;
 
@@ -31,6 +33,8 @@ export const registryOptions = {
 export const HELP_REGISTRY_CONNECTION_FLAGS = `  --insecure-registry HOST      talk plain HTTP to HOST, as to loopback hosts, unless it answers
                                 that it speaks only HTTPS (repeatable)
   --ca-file FILE                trust the CA certificates in this PEM file too
+  --cert-dir DIR                the registry's *.crt CAs and NAME.cert + NAME.key client certificate
+                                from DIR, instead of its certs.d directory (docs/registry.md)
   --timeout SECONDS             how long the registry may stay silent before a request is retried
                                 (default 300)
 `;
@@ -71,6 +75,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     64,
   );
   const caFile = caFileFlag(command, flags);
+  const certDir = certDirFlag(command, flags);
   const timeoutMs = timeoutFlag(command, flags);
   const target = new RegistryTarget(reference, {
     tags,
@@ -80,6 +85,7 @@ export function registryTarget(command: string, ref: string, flags: TargetFlags)
     cacheDir: cacheDirOf(flags),
     ...(creds ? { creds } : {}),
     ...(caFile ? { caFile } : {}),
+    ...(certDir ? { certDir } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
   });
@@ -130,6 +136,15 @@ function caFileFlag(command: string, flags: TargetFlags): string | undefined {
   return caFile;
 }
 
+/** `--cert-dir DIR`, checked to be a readable certificate directory (a pair complete, files regular). */
+function certDirFlag(command: string, flags: TargetFlags): string | undefined {
+  const dir = flags['cert-dir'];
+  if (typeof dir !== 'string') return undefined;
+  if (dir === '') throw usage(command, '--cert-dir: give a directory');
+  asUsage(command, () => hostCerts('', dir));
+  return dir;
+}
+
 /** `--timeout SECONDS` in milliseconds, or undefined when not given. */
 function timeoutFlag(command: string, flags: TargetFlags): number | undefined {
   const s = intFlag(
@@ -169,9 +184,11 @@ export function registryAccess(
   creds?: { username: string; password: string };
   insecureRegistries: string[];
   caFile?: string;
+  certDir?: string;
   timeoutMs?: number;
 } {
   const caFile = caFileFlag(command, flags);
+  const certDir = certDirFlag(command, flags);
   const timeoutMs = timeoutFlag(command, flags);
   const creds = credsFlag(command, flags);
   return {
@@ -179,5 +196,6 @@ export function registryAccess(
     ...(creds ? { creds } : {}),
     insecureRegistries: insecureHosts(command, flags),
     ...(caFile ? { caFile } : {}),
+    ...(certDir ? { certDir } : {}),
   };
 }

@@ -14,6 +14,7 @@ function lazy<T>(name: string): () => T {
 }
 
 export const childProcess = lazy<typeof import('node:child_process')>('node:child_process');
+export const http = lazy<typeof import('node:http')>('node:http');
 export const https = lazy<typeof import('node:https')>('node:https');
 export const readline = lazy<typeof import('node:readline')>('node:readline');
 export const tls = lazy<typeof import('node:tls')>('node:tls');

@@ -36,7 +36,7 @@ export function deferredExtraCas(env: NodeJS.ProcessEnv = process.env): string |
 /**
  * TLS options that trust Node's default CAs plus `extra` (PEM text, e.g. --ca-file) and the
  * deferred NODE_EXTRA_CA_CERTS, with the `client` certificate if any; undefined when there is no CA
- * to add, so Node's default applies.
+ * to add and no client certificate, so Node's default applies.
  * A secure context built from Node's default store keeps whatever that store is (bundled, or the
  * system's with --use-openssl-ca); the CA list is the fallback if Node ever hides `addCACert`.
  */
@@ -47,7 +47,7 @@ export function tlsTrust(
 ): { secureContext: SecureContext } | { ca: string[] } | undefined {
   const more = deferredExtraCas(env);
   const pems = more ? [...extra, more] : [...extra];
-  if (pems.length === 0) return undefined;
+  if (pems.length === 0 && !client.cert) return undefined;
   const secureContext = tls().createSecureContext(client);
   const native = (secureContext as { context?: { addCACert?: (pem: string) => void } }).context;
   if (typeof native?.addCACert !== 'function') return { ca: [...tls().rootCertificates, ...pems] };

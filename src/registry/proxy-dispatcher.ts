@@ -1,6 +1,7 @@
 import type { Dispatcher as DispatcherType, ProxyAgent as ProxyAgentType } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
+import { isRegistryConnection, registryTrust, type RegistryTls } from './certs-d.js';
 import type { Proxy, ProxySettings } from './proxy.js';
 import { undici } from './undici.js';
 
@@ -11,6 +12,8 @@ export interface ProxyPoolOptions {
   readonly ca: readonly string[];
   readonly caKey: string;
   readonly timeoutMs: number;
+  /** The registry's certs.d CAs and client certificate: inside tunnels to the registry only. */
+  readonly registry?: RegistryTls;
 }
 
 /**
@@ -49,14 +52,17 @@ function proxyAgent(
   proxy: Proxy,
   o: ProxyPoolOptions,
   u: Undici,
+  reg: RegistryTls | undefined,
 ): { agent: ProxyAgentType; waiting: Waiting } {
-  const key = `${proxy.url.href}\n${o.caKey}\n${o.timeoutMs}`;
+  const key = `${proxy.url.href}\n${o.caKey}\n${o.timeoutMs}\n${reg?.key ?? ''}`;
   const known = proxyAgents.get(key);
   if (known) return known;
   const waiting = new Waiting();
   const { ProxyAgent, Pool } = u;
   const timeout = Math.min(15_000, o.timeoutMs);
   const trust = tlsTrust(o.ca);
+  // the client certificate goes inside the tunnel to the registry, never to the proxy
+  const inner = reg ? registryTrust(o.ca, reg) : trust;
   const pool = {
     connections: 16,
     keepAliveTimeout: 30_000,
@@ -90,7 +96,7 @@ function proxyAgent(
     },
     // ProxyAgent hands the pools of plain-HTTP forwarding only `connect`: the timeouts come here.
     factory: (origin, opts) => new Pool(origin, { ...pool, ...opts }),
-    requestTls: { timeout, ...trust },
+    requestTls: { timeout, ...inner },
     proxyTls: { timeout, ...trust },
   });
   const made = { agent, waiting };
@@ -192,7 +198,10 @@ export async function proxyDispatcher(
         handler.onError?.(abortError(signal));
         return true;
       }
-      const { agent, waiting } = proxyAgent(proxy, o, u);
+      const reg = isRegistryConnection({ hostname: target.hostname, port: target.port }, o.registry)
+        ? o.registry
+        : undefined;
+      const { agent, waiting } = proxyAgent(proxy, o, u, reg);
       return agent.dispatch(opts, new ProxyErrors(handler, proxy, target, waiting, signal));
     }
 

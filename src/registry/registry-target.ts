@@ -43,6 +43,8 @@ export interface RegistryTargetOptions {
   readonly creds?: { readonly username: string; readonly password: string };
   readonly insecureRegistries?: readonly string[];
   readonly caFile?: string;
+  /** --cert-dir: the registry's CAs and client certificate, instead of its certs.d directory. */
+  readonly certDir?: string;
   /** How long the registry may stay silent before a request is retried (see TransportOptions). */
   readonly timeoutMs?: number;
   /** Blobs in flight at once (default 4). */
@@ -330,6 +332,7 @@ export class RegistryTarget implements ImageTarget {
         ...(o.env ? { env: o.env } : {}),
         ...(o.insecureRegistries ? { insecureRegistries: o.insecureRegistries } : {}),
         ...(o.caFile ? { caFile: o.caFile } : {}),
+        ...(o.certDir ? { certDir: o.certDir } : {}),
         ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
         ...(o.retry ? { retry: o.retry } : {}),
         ...(ctx.log ? { log: ctx.log } : {}),

@@ -3,6 +3,15 @@ import { Readable } from 'node:stream';
 import type { Agent, buildConnector as BuildConnector, Dispatcher, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
+import {
+  hostCerts,
+  hostPortOf,
+  isRegistryConnection,
+  registryTrust,
+  type HostCerts,
+  type RegistryTls,
+} from './certs-d.js';
+import { certAlert, clientCertError, mayHideAlert, probeAlert } from './client-cert.js';
 import { proxySettings, type ProxySettings } from './proxy.js';
 import { proxyDispatcher } from './proxy-dispatcher.js';
 import { hostname, isLoopbackHost } from './reference.js';
@@ -14,6 +23,10 @@ export interface TransportOptions {
   readonly insecureRegistries?: readonly string[];
   /** PEM file of extra CAs to trust, besides the system ones. */
   readonly caFile?: string;
+  /** --cert-dir: the registry's CAs and client certificate, instead of its certs.d directory. */
+  readonly certDir?: string;
+  /** Environment for the certs.d lookup (HOME, NIXOCI_CERTS_D); default process.env. */
+  readonly env?: NodeJS.ProcessEnv;
   /**
    * How long the registry may stay silent, waiting for a response's headers or between two chunks
    * of its body (default 5 minutes: a monolithic PUT of a big layer over a slow link is answered
@@ -63,9 +76,18 @@ export function caFor(caFile: string | undefined): string[] {
   return [pem];
 }
 
-/** One keep-alive connection pool per CA and timeout setting, shared by every client in the process. */
-function agentFor(caFile: string | undefined, ca: readonly string[], timeoutMs: number): Promise<Agent> {
-  const key = `${caFile ?? ''}\n${timeoutMs}`;
+/**
+ * One keep-alive connection pool per CA, timeout and registry TLS material, shared by every client
+ * in the process. The registry's certs.d CAs and client certificate go to connections to that
+ * registry only: a token realm on another host gets neither (see docs/registry.md).
+ */
+function agentFor(
+  caFile: string | undefined,
+  ca: readonly string[],
+  timeoutMs: number,
+  reg: RegistryTls | undefined,
+): Promise<Agent> {
+  const key = `${caFile ?? ''}\n${timeoutMs}\n${reg?.key ?? ''}`;
   let a = agents.get(key);
   if (!a) {
     a = undici().then(({ Agent, buildConnector }) => {
@@ -75,8 +97,11 @@ function agentFor(caFile: string | undefined, ca: readonly string[], timeoutMs: 
       // a registry on loopback, over plain HTTP, never needs.
       let plain: BuildConnector.connector | undefined;
       let secure: BuildConnector.connector | undefined;
+      let own: BuildConnector.connector | undefined;
       const connect: BuildConnector.connector = (opts, cb) => {
         if (opts.protocol !== 'https:') return (plain ??= buildConnector({ timeout }))(opts, cb);
+        if (reg && isRegistryConnection(opts, reg))
+          return (own ??= buildConnector({ timeout, ...registryTrust(ca, reg) }))(opts, cb);
         return (secure ??= buildConnector({ timeout, ...tlsTrust(ca) }))(opts, cb);
       };
       return new Agent({
@@ -104,6 +129,9 @@ export class Transport {
   private switched = false;
   private readonly ca: readonly string[];
   private readonly caFile: string | undefined;
+  /** The registry's certs.d directory (or --cert-dir): undefined when it has nothing. */
+  private readonly own: RegistryTls | undefined;
+  private readonly certs: HostCerts;
   private readonly timeoutMs: number;
   /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY as they were when this client was made. */
   private readonly proxies: ProxySettings;
@@ -122,6 +150,16 @@ export class Transport {
     this.originOf = new URL(this.base).origin;
     this.caFile = options.caFile;
     this.ca = caFor(options.caFile);
+    this.certs = hostCerts(host, options.certDir, options.env);
+    const { dir, ca, client } = this.certs;
+    this.own =
+      ca.length > 0 || client
+        ? {
+            hostPort: hostPortOf(host),
+            certs: this.certs,
+            key: `${dir}\n${ca.join('')}\n${client?.file ?? ''}`,
+          }
+        : undefined;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.proxies = proxySettings();
@@ -133,9 +171,14 @@ export class Transport {
    * of the environment when it names any, as skopeo and crane go (src/registry/proxy.ts).
    */
   dispatcher(): Promise<Dispatcher> {
-    const direct = agentFor(this.caFile, this.ca, this.timeoutMs);
+    const direct = agentFor(this.caFile, this.ca, this.timeoutMs, this.own);
     if (!this.proxies.any) return direct;
-    const pool = { ca: this.ca, caKey: this.caFile ?? '', timeoutMs: this.timeoutMs };
+    const pool = {
+      ca: this.ca,
+      caKey: this.caFile ?? '',
+      timeoutMs: this.timeoutMs,
+      ...(this.own ? { registry: this.own } : {}),
+    };
     this.routed ??= direct.then((d) => proxyDispatcher(d, this.proxies, pool, this.log));
     return this.routed;
   }
@@ -207,6 +250,10 @@ export class Transport {
       try {
         res = await this.follow(method, url, headers, body, signal);
       } catch (e) {
+        if (!signal?.aborted) {
+          const refused = await this.refusedCert(e, url);
+          if (refused) throw refused;
+        }
         if (signal?.aborted || attempt >= this.retry.attempts || !isConnectionError(e))
           throw this.unreachable(e, signal);
         const delayMs = backoffDelay(attempt, this.retry);
@@ -253,7 +300,43 @@ export class Transport {
         ...(signal ? { signal } : {}),
       });
     } catch (e) {
-      throw this.unreachable(e, signal);
+      const refused = signal?.aborted ? undefined : await this.refusedCert(e, url);
+      throw refused ?? this.unreachable(e, signal);
+    }
+  }
+
+  private probed: Promise<string | undefined> | undefined;
+
+  /**
+   * When a request to the registry over HTTPS failed because the registry refused the client
+   * certificate (or wanted one), that as one error naming the alert; else undefined. The alert is
+   * in the error with TLS 1.2; with TLS 1.3 the socket is reset under it, and one probe connection
+   * (made once per client) reads it.
+   */
+  private async refusedCert(e: unknown, start: URL): Promise<NixociError | undefined> {
+    // a loopback registry is asked in plain HTTP first: the failure came on its HTTPS URL
+    const url = this.upgrade(start);
+    if (e instanceof NixociError || url.protocol !== 'https:' || url.origin !== this.origin) return undefined;
+    let alert = certAlert(e);
+    if (!alert && mayHideAlert(e)) {
+      const proxy = this.proxyFor(url);
+      this.probed ??= probeAlert({
+        host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: Number(url.port || 443),
+        tls: (this.own ? registryTrust(this.ca, this.own) : tlsTrust(this.ca)) ?? {},
+        ...(proxy ? { proxy } : {}),
+        timeoutMs: Math.min(10_000, this.timeoutMs),
+      });
+      alert = await this.probed;
+    }
+    return alert ? clientCertError(this.host, alert, this.certs, this.proxyNote(), e) : undefined;
+  }
+
+  private proxyFor(url: URL): { url: URL } | undefined {
+    try {
+      return this.proxies.proxyFor(url);
+    } catch {
+      return undefined;
     }
   }
 
