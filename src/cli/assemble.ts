@@ -42,6 +42,8 @@ export interface ArchCustomisation {
   readonly extra: readonly ExtraEntry[];
   /** The image's whole Env for this architecture (PATH included). */
   readonly env: readonly string[];
+  /** The Cmd when none was given: the shell the layer links (`["/bin/sh"]`). */
+  readonly cmd?: readonly string[];
 }
 
 export interface ImageFlagValues {
@@ -367,6 +369,7 @@ export class Assembly {
         layers,
         run: {
           ...this.settings.run,
+          cmd: this.settings.run.cmd ?? this.settings.perArch?.get(arch)?.cmd,
           env: this.settings.perArch?.get(arch)?.env ?? envFor(closure, this.settings.run.env),
         },
         created: this.settings.created,

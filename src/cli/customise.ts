@@ -1,6 +1,12 @@
 import { resolve } from 'node:path';
 import type { Arch } from '../image/image.js';
-import { customisationLayer, ROOT_USER, type CopySpec, type ImageUser } from '../layer/customise.js';
+import {
+  customisationLayer,
+  NO_SHELL,
+  ROOT_USER,
+  type CopySpec,
+  type ImageUser,
+} from '../layer/customise.js';
 import type { ArchCustomisation, ImageSettings } from './assemble.js';
 import { usage } from './flags.js';
 import type { ResolvedSource } from './source.js';
@@ -150,9 +156,16 @@ export function applyCustomisation(
       rawUid !== undefined && rawUid !== imageUser.uid
         ? layer.env.map((e) => (e.startsWith('HOME=') ? 'HOME=/' : e))
         : layer.env;
+    // As docker's base images (`CMD ["/bin/sh"]`): `docker run IMAGE` gets the linked shell
+    // rather than "No command specified". `--entrypoint ''` or `--cmd ''` (an empty list) keeps none.
+    const defaultCmd =
+      settings.run.entrypoint === undefined && settings.run.cmd === undefined && layer.shell !== NO_SHELL
+        ? [layer.shell]
+        : undefined;
     perArch.set(arch, {
       extra: layer.entries,
       env: mergeEnv([...layerEnv, ...devboxEnv, ...settings.run.env]),
+      ...(defaultCmd ? { cmd: defaultCmd } : {}),
     });
   }
   // Numeric, so that runAsNonRoot checks work: --user root (or root:0) as 0:0, as without the layer.

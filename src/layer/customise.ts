@@ -37,9 +37,12 @@ export interface Customisation {
   readonly entries: ExtraEntry[];
   /** Env entries the layer implies: PATH, HOME, SSL_CERT_FILE (and SHELL with a preferred shell). */
   readonly env: string[];
-  /** The login shell written to /etc/passwd. */
+  /** The login shell written to /etc/passwd: one the layer links in /bin, or NO_SHELL. */
   readonly shell: string;
 }
+
+/** The login shell of /etc/passwd when the layer links none. */
+export const NO_SHELL = '/sbin/nologin';
 
 const MAX_COPY_BYTES = 64 << 20;
 /** Directories this layer makes for the system: root keeps them whatever --workdir says. */
@@ -101,8 +104,7 @@ export function customisationLayer(closure: Closure, options: CustomiseOptions =
   }
   const preferred =
     options.preferShell && farm.has(options.preferShell) ? `/bin/${options.preferShell}` : undefined;
-  const shell =
-    preferred ?? (farm.has('sh') || findInClosure(closure, 'bin/sh') ? '/bin/sh' : '/sbin/nologin');
+  const shell = preferred ?? (farm.has('sh') || findInClosure(closure, 'bin/sh') ? '/bin/sh' : NO_SHELL);
 
   dir('etc');
   file('etc/passwd', passwd(user, shell));
