@@ -20,6 +20,7 @@ import { DEFAULT_MAX_LAYERS, planLayers, type ExtraEntry, type LayerPlan } from 
 import type { ReadStats } from '../layer/tar-stream.js';
 import { intFlag, usage } from './flags.js';
 import { mergeEnv } from './customise.js';
+import { archSuggestion } from './suggest.js';
 
 /** Image flags after validation. */
 export interface ImageSettings {
@@ -71,9 +72,10 @@ export function imageSettings(command: string, v: ImageFlagValues): ImageSetting
   const arches = (v.arch ?? 'amd64').split(',').map((a) => a.trim());
   for (const a of arches) {
     if (!(ARCHES as readonly string[]).includes(a))
-      throw usage(
-        command,
-        `--arch ${v.arch ?? ''}: ${a === '' ? 'an empty item' : a} is not an architecture; expected amd64, arm64 or amd64,arm64`,
+      throw new NixociError(
+        'USAGE',
+        `nixoci ${command}: --arch ${v.arch ?? ''}: ${a === '' ? 'an empty item' : a} is not an architecture; expected amd64, arm64 or amd64,arm64`,
+        { hint: archSuggestion(v.arch ?? '') ?? `run \`nixoci ${command} --help\` for usage` },
       );
   }
   if (new Set(arches).size !== arches.length) throw usage(command, '--arch lists an architecture twice');

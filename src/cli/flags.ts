@@ -2,6 +2,7 @@ import { shellQuote } from '../core/shell-quote.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { NixociError } from '../core/errors.js';
 import { isTag } from '../registry/reference.js';
+import { flagSuggestion } from './suggest.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -87,8 +88,10 @@ export function parseFlags<T extends OptionSpec>(command: string, argv: readonly
           : valued !== undefined
             ? `${valued} takes no value`
             : msg;
+    const suggestion =
+      unknown === undefined ? undefined : flagSuggestion(unknown, argv, Object.keys(options));
     throw new NixociError('USAGE', `nixoci ${command}: ${what}`, {
-      hint: `run \`nixoci ${command} --help\` for the list of flags`,
+      hint: suggestion ?? `run \`nixoci ${command} --help\` for the list of flags`,
     });
   }
   checkRepeated(command, parsed.tokens);

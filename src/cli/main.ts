@@ -5,6 +5,7 @@ import { buildCommand } from './commands/build.js';
 import { HELP_MAIN } from './help.js';
 import { runImageCommand, type ImageCommandSpec } from './image-command.js';
 import { processIo, STOP_SIGNALS, type Io } from './output.js';
+import { nearest } from './suggest.js';
 
 /** package.json's version, put in by scripts/bundle.mjs (unset when run from the sources). */
 declare const __NIXOCI_VERSION__: string | undefined;
@@ -17,6 +18,9 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_INTERRUPTED = 130;
+
+/** The commands besides the image commands, for "did you mean". */
+const OTHER_COMMANDS = ['inspect', 'diff', 'completion', 'help', 'version'];
 
 const imageCommands: Record<string, () => Promise<ImageCommandSpec>> = {
   build: async () => buildCommand,
@@ -123,8 +127,9 @@ async function dispatch(argv: readonly string[], io: Io, signal: AbortSignal): P
     const { completionCommand } = await import('./commands/completion.js');
     return completionCommand(rest, io);
   }
+  const near = nearest(command, [...Object.keys(imageCommands), ...OTHER_COMMANDS]);
   io.err(
-    `nixoci: error: unknown command ${JSON.stringify(command)}\nhint: run \`nixoci --help\` for the commands\n`,
+    `nixoci: error: unknown command ${JSON.stringify(command)}\nhint: ${near !== undefined ? `did you mean ${near}?` : 'run `nixoci --help` for the commands'}\n`,
   );
   return EXIT_USAGE;
 }
