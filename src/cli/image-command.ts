@@ -74,6 +74,7 @@ export async function runImageCommand(
     signal,
   );
   if (!v.quiet) for (const w of source.warnings ?? []) io.err(`nixoci: warning: ${w}\n`);
+  if (!v.quiet && !v.verbose) for (const w of source.nixWarnings ?? []) io.err(`${w}\n`);
   const settings = applyCustomisation(spec.name, baseSettings, source, v as CustomiseFlagValues);
   const closures = source.closures;
   let progress: Progress | undefined;

@@ -26,6 +26,11 @@ export interface ResolvedSource {
   readonly devbox?: { readonly project: DevboxProject; readonly perArch: ReadonlyMap<Arch, DevboxClosure> };
   /** What the user should know although the run goes on (printed unless --quiet). */
   readonly warnings?: readonly string[];
+  /**
+   * Nix's own warnings of the commands that succeeded, once each (`nix: warning: …`): printed as
+   * they are unless --quiet, or --verbose, which showed all of Nix's lines.
+   */
+  readonly nixWarnings?: readonly string[];
 }
 
 /**
@@ -70,7 +75,8 @@ export async function resolveSource(
   if (given.length > 1) throw usage(command, `give one source, not ${given.join(' and ')}`);
   if (flags.attr !== undefined && flags.file === undefined) throw usage(command, '--attr needs --file X.nix');
   const out = new Map<Arch, Closure>();
-  const nix = { log, signal };
+  const nixWarnings = new Set<string>();
+  const nix = { log, signal, onWarning: (w: string) => nixWarnings.add(w) };
   const devboxDir =
     flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
   if (devboxDir !== undefined) {
@@ -81,7 +87,12 @@ export async function resolveSource(
       perArch.set(arch, d);
       out.set(arch, d.closure);
     }
-    return { closures: out, devbox: { project, perArch }, warnings: devboxWarnings(project) };
+    return {
+      closures: out,
+      devbox: { project, perArch },
+      warnings: devboxWarnings(project),
+      nixWarnings: [...nixWarnings],
+    };
   }
   if (given.length === 0) {
     throw usage(
@@ -137,7 +148,7 @@ export async function resolveSource(
       out.set(arch, await closureFromPaths(ps, nix));
     }
   }
-  return { closures: out };
+  return { closures: out, nixWarnings: [...nixWarnings] };
 }
 
 /**

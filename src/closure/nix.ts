@@ -7,6 +7,11 @@ export interface NixRunOptions {
   readonly log?: (line: string) => void;
   readonly signal?: AbortSignal;
   readonly bin?: string;
+  /**
+   * Receives each distinct `warning:` line of a run that succeeded (`nix: warning: Git tree '…' is
+   * dirty`), prefixed with the command's name; with `log` set they were already among its lines.
+   */
+  readonly onWarning?: (line: string) => void;
 }
 
 /**
@@ -69,7 +74,6 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
     });
     child.on('close', (code, sig) => {
       if (options.log) tell('', true);
-      if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
       const lines = err
         .join('')
         .replace(ANSI_ESCAPE, '')
@@ -77,6 +81,11 @@ export function runNix(args: readonly string[], options: NixRunOptions = {}): Pr
         .split('\n')
         .map((l) => l.trim())
         .filter((l) => l.length > 0);
+      if (code === 0) {
+        for (const w of new Set(lines.filter((l) => l.startsWith('warning:') && !OWN_WARNING.test(l))))
+          options.onWarning?.(`${name}: ${w}`);
+        return resolve(Buffer.concat(out).toString('utf8'));
+      }
       const { shown, logCommand } = nixError(lines);
       // Nix 2.3 and older know neither the flag nor the nix subcommands' current shape
       const tooOld = lines.some((l) =>
@@ -155,6 +164,10 @@ function storeHint(line: string): string {
   const uid = process.getuid?.();
   return `this user${uid === undefined ? '' : ` (uid ${uid})`} may not use the Nix store: run nixoci as the user who owns it (single-user Nix), or through a nix-daemon this user may reach (multi-user Nix)`;
 }
+
+// Of how nixoci runs Nix, not of the user's build: `nix-store --realise` without a GC root (the
+// image is written from the store paths before anything could collect them).
+const OWN_WARNING = /^warning: you did not specify '--add-root'/;
 
 // the warning Nix gives when all its tries of a download failed (those it retries are "warning:
 // error: … retrying in …")

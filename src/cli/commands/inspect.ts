@@ -85,6 +85,7 @@ export async function inspectCommand(argv: readonly string[], io: Io, signal?: A
   const base = imageSettings('inspect', values as ImageFlagValues);
   const source = await resolveSource('inspect', values as SourceFlags, positionals, base.arches, log, signal);
   if (!values.quiet) for (const w of source.warnings ?? []) io.err(`nixoci: warning: ${w}\n`);
+  if (!values.quiet && !values.verbose) for (const w of source.nixWarnings ?? []) io.err(`${w}\n`);
   const settings = applyCustomisation('inspect', base, source, values as CustomiseFlagValues);
   const assembly = new Assembly(source.closures, settings);
   if (values['graph-out'] !== undefined) await writeGraph(values['graph-out'], source.closures, log);
