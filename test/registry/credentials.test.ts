@@ -246,6 +246,29 @@ describe('resolveCredentials', () => {
     expect(Date.now() - t).toBeLessThan(5_000);
   });
 
+  it('stops a helper that prints without end at 1 MiB, with one line naming it', async () => {
+    const dir = temp();
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    // `yes` as a child of the shell: killing the shell leaves it writing until its pipe is closed.
+    writeFileSync(path.join(bin, 'docker-credential-yes'), '#!/bin/sh\nyes\n');
+    // 4 MiB, then a clean exit: the old code took it all in and called it unreadable output.
+    writeFileSync(path.join(bin, 'docker-credential-big'), '#!/bin/sh\nyes | head -c 4194304\n');
+    for (const h of ['yes', 'big']) chmodSync(path.join(bin, `docker-credential-${h}`), 0o755);
+    const env = { HOME: temp(), PATH: `${bin}:${process.env.PATH}` };
+    for (const h of ['yes', 'big']) {
+      const e = await runCredentialHelper(h, 'a.io', 'a.io', { env }).then(
+        () => new Error('no error'),
+        (err: Error) => err,
+      );
+      expect(e).toMatchObject({
+        code: 'CREDENTIALS',
+        message: `credential helper docker-credential-${h} for a.io printed more than 1 MiB and was stopped`,
+      });
+      expect(e.message).not.toContain('\n');
+    }
+  });
+
   it('reads $REGISTRY_AUTH_FILE and podman auth.json, longest namespace first', async () => {
     const dir = temp();
     const file = path.join(dir, 'auth.json');

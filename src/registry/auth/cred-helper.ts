@@ -8,6 +8,12 @@ const helperOutput = z.object({ Username: z.string(), Secret: z.string() });
 /** Docker's convention: a helper returns this user name when `Secret` is an identity (refresh) token. */
 const TOKEN_USER = '<token>';
 
+/**
+ * The most a helper may print (stdout and stderr together): an answer is a few hundred bytes, and
+ * a helper printing without end would otherwise fill the memory before the timeout.
+ */
+const MAX_HELPER_OUTPUT = 1 << 20;
+
 /** How long a helper may take (one that asks for a password on a terminal nobody watches). */
 const HELPER_TIMEOUT_MS = 30_000;
 
@@ -167,8 +173,23 @@ function run(
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     }
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    let size = 0;
+    const keep = (into: Buffer[]) => (b: Buffer) => {
+      size += b.length;
+      if (size <= MAX_HELPER_OUTPUT) {
+        into.push(b);
+        return;
+      }
+      stop(
+        new NixociError(
+          'CREDENTIALS',
+          `credential helper ${bin} for ${registry} printed more than ${MAX_HELPER_OUTPUT >> 20} MiB and was stopped`,
+          { hint: `run \`echo ${input} | ${bin} get\` to see what it prints, or pass --creds` },
+        ),
+      );
+    };
+    child.stdout.on('data', keep(out));
+    child.stderr.on('data', keep(err));
     child.stdin.on('error', () => {
       // A helper that exits without reading stdin is judged by its exit code.
     });
