@@ -21,7 +21,7 @@
 //  - exits as soon as a command has succeeded, instead of waiting for idle keep-alive sockets.
 // Without the bundle (a plain `tsc` build) it runs dist/cli/main.js.
 'use strict';
-const { createHash } = require('node:crypto');
+const { createHash, randomBytes } = require('node:crypto');
 const {
   closeSync,
   constants,
@@ -129,17 +129,19 @@ function loadBundle(file) {
   if (cacheFile && (!cachedData || script.cachedDataRejected)) {
     // Written after the command, so that it holds the functions the command compiled too.
     saveCodeCache = () => {
-      const tmp = `${cacheFile}.${process.pid}.tmp`;
+      // unguessable and made exclusively ('wx'): a symlink planted beside the cache is never followed
+      // (the name of src/core/temp-name.ts, whose pattern removeStaleFiles is given below)
+      const tmp = `${cacheFile}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`;
       try {
         // the bundle's own mkdir -p (src/core/make-dirs.ts): Node's recursive mkdirSync spins
         // forever on a parent that cannot hold the child (XDG_CACHE_HOME under /proc)
         module.exports.makeDirs(dirname(cacheFile));
         const data = script.createCachedData();
-        writeFileSync(tmp, Buffer.concat([createHash('sha256').update(data).digest(), data]));
+        writeFileSync(tmp, Buffer.concat([createHash('sha256').update(data).digest(), data]), { flag: 'wx' });
         renameSync(tmp, cacheFile);
         pruneCodeCaches(dirname(cacheFile));
         // a run killed while writing (SIGKILL, power) left its temp file: removed once it is gone
-        module.exports.removeStaleFiles(dirname(cacheFile), /\.(\d+)\.tmp$/);
+        module.exports.removeStaleFiles(dirname(cacheFile), /\.(\d+)(?:\.[0-9a-f]{16})?\.tmp$/);
       } catch {
         // best effort: no cache means a slower start next time, nothing else
         try {

@@ -1,28 +1,32 @@
-import { chmodSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fchmodSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { removeQuietly } from './remove-quietly.js';
+import { tempTag } from './temp-name.js';
 
 /**
- * Replaces `file` with `data` at once: written to `FILE.PID.tmp` and renamed over it, so a reader
- * sees the old content or the new, never a part. The temp file is gone afterwards, whatever
- * happened (a killed writer's is left for `removeStaleFiles`, which knows the name by its PID).
- * With `mode`, the file never exists with another one (a secret is never readable by others); with
- * `keepMode`, a file replaced keeps its permission bits (a file the user made 0600 stays so).
+ * Replaces `file` with `data` at once: written to `FILE.PID.RANDOM.tmp` and renamed over it, so a
+ * reader sees the old content or the new, never a part. The temp name cannot be guessed and is
+ * created exclusively ('wx'): a symlink planted beside `file` is never followed. The temp file is
+ * gone afterwards, whatever happened (a killed writer's is left for `removeStaleFiles`, which knows
+ * the name by its PID). With `mode`, the file never exists with another one (a secret is never
+ * readable by others); with `keepMode`, a file replaced keeps its permission bits (a file the user
+ * made 0600 stays so).
  */
 export function atomicWrite(
   file: string,
   data: string | Buffer,
   options: { mode?: number; keepMode?: boolean } = {},
 ): void {
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = `${file}.${tempTag()}.tmp`;
   const kept = options.keepMode ? statSync(file, { throwIfNoEntry: false })?.mode : undefined;
   const mode = options.mode ?? (kept === undefined ? undefined : kept & 0o7777);
   try {
-    if (mode === undefined) writeFileSync(tmp, data);
-    else {
-      writeFileSync(tmp, '', { mode });
-      // a stale temp file of the same name keeps its mode: set it before the secret goes in
-      chmodSync(tmp, mode);
-      writeFileSync(tmp, data);
+    const fd = openSync(tmp, 'wx', mode ?? 0o666);
+    try {
+      // the mode given to the open is cut by the umask: set it before the data goes in
+      if (mode !== undefined) fchmodSync(fd, mode);
+      writeFileSync(fd, data);
+    } finally {
+      closeSync(fd);
     }
     renameSync(tmp, file);
   } finally {

@@ -18,6 +18,7 @@ import { dirProblem, statOrMissing } from '../core/dir-problem.js';
 import { NixociError } from '../core/errors.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
+import { tempTag, TEMP_TAG_PATTERN } from '../core/temp-name.js';
 import type { Image } from '../image/image.js';
 import type { ImageTarget, TargetResult, WriteContext } from '../image/target.js';
 import { dockerArchive } from './docker-archive-format.js';
@@ -64,16 +65,22 @@ export class DockerArchiveTarget implements ImageTarget {
     if (where.kind === 'special') return this.writeInto(where.path, image, ctx);
     const { path } = where;
     const partial = partialName(basename(path));
-    const tmp = join(dirname(path), partial.name(process.pid));
+    const tmp = join(dirname(path), partial.name(tempTag()));
     // A run killed with SIGKILL could not remove its partial archive; the next run does.
     removeStaleFiles(dirname(path), partial.pattern);
     try {
-      const written = await this.streamTo(createWriteStream(tmp), image, ctx, true, (offsets) => {
-        renameSync(tmp, path);
-        // Complete and in place: a later destination of this run reads the layers back from here.
-        for (const [i, offset] of offsets.entries())
-          if (offset !== undefined) image.layers[i]!.keptIn(path, offset);
-      });
+      const written = await this.streamTo(
+        createWriteStream(tmp, { flags: 'wx' }),
+        image,
+        ctx,
+        true,
+        (offsets) => {
+          renameSync(tmp, path);
+          // Complete and in place: a later destination of this run reads the layers back from here.
+          for (const [i, offset] of offsets.entries())
+            if (offset !== undefined) image.layers[i]!.keptIn(path, offset);
+        },
+      );
       return written;
     } catch (e) {
       removeQuietly(tmp);
@@ -174,21 +181,25 @@ export class DockerArchiveTarget implements ImageTarget {
 const NAME_MAX = 255;
 
 /**
- * The temp name of an archive being written: `NAME.PID.partial` beside it, or, for a name too long
- * to take that suffix, `.nixoci-HASH.PID.partial` with HASH taken from the name (still one name per
- * file, so a later run finds a killed run's partial archive).
+ * The temp name of an archive being written: `NAME.TAG.partial` beside it (TAG is `tempTag()`,
+ * `PID.RANDOM`: unguessable, and it names the writer), or, for a name too long to take that
+ * suffix, `.nixoci-HASH.TAG.partial` with HASH taken from the name (still one name per file, so a
+ * later run finds a killed run's partial archive).
  */
-export function partialName(name: string): { name: (pid: number) => string; pattern: RegExp } {
-  const suffix = '.4194304.partial'; // the longest PID Linux gives
+export function partialName(name: string): { name: (tag: string) => string; pattern: RegExp } {
+  const suffix = '.4194304.0123456789abcdef.partial'; // the longest PID Linux gives, 64 random bits
   if (Buffer.byteLength(name) + suffix.length <= NAME_MAX) {
     const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     return {
-      name: (pid) => `${name}.${pid}.partial`,
-      pattern: new RegExp(`^${escaped}\\.(\\d+)\\.partial$`),
+      name: (tag) => `${name}.${tag}.partial`,
+      pattern: new RegExp(`^${escaped}\\.${TEMP_TAG_PATTERN}\\.partial$`),
     };
   }
   const short = `.nixoci-${digestHex(sha256Digest(name)).slice(0, 16)}`;
-  return { name: (pid) => `${short}.${pid}.partial`, pattern: new RegExp(`^\\${short}\\.(\\d+)\\.partial$`) };
+  return {
+    name: (tag) => `${short}.${tag}.partial`,
+    pattern: new RegExp(`^\\${short}\\.${TEMP_TAG_PATTERN}\\.partial$`),
+  };
 }
 
 /** Whether standard output is a pipe (or a socket), rather than a file or a device. */

@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { imageReport, writeError } from './target-result.js';
 import { atomicWrite } from '../core/atomic-write.js';
 import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
+import { TEMP_TAG_PATTERN } from '../core/temp-name.js';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
@@ -203,9 +205,12 @@ export class OciLayoutTarget implements ImageTarget {
     }
   }
 
-  /** A new temp name among the blobs; `.tmp-PID-` lets removeStaleTemps clean up after a killed run. */
+  /**
+   * A new temp name among the blobs: `.tmp-PID-` lets removeStaleTemps clean up after a killed run,
+   * the random rest keeps the name unguessable (it is created with 'wx', a planted link refused).
+   */
   private tempName(): string {
-    return join(this.dir, 'blobs', 'sha256', `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    return join(this.dir, 'blobs', 'sha256', `.tmp-${process.pid}-${randomBytes(8).toString('hex')}`);
   }
 
   private blobPath(d: Digest): string {
@@ -273,11 +278,13 @@ function safeJson(s: string): unknown {
   }
 }
 
+const STALE_TEMP = new RegExp(`^\\.tmp-(\\d+)-|\\.${TEMP_TAG_PATTERN}\\.tmp$`);
+
 /**
- * Temp files of writers that were killed (SIGKILL leaves `.tmp-PID-…` blobs and `FILE.PID.tmp`
- * from atomicWrite): removed when their process is gone. A live writer's files are left alone,
- * so two builds into one layout do not break each other.
+ * Temp files of writers that were killed (SIGKILL leaves `.tmp-PID-…` blobs and
+ * `FILE.PID.RANDOM.tmp` from atomicWrite): removed when their process is gone. A live writer's
+ * files are left alone, so two builds into one layout do not break each other.
  */
 function removeStaleTemps(dir: string): void {
-  for (const d of [dir, join(dir, 'blobs', 'sha256')]) removeStaleFiles(d, /^\.tmp-(\d+)-|\.(\d+)\.tmp$/);
+  for (const d of [dir, join(dir, 'blobs', 'sha256')]) removeStaleFiles(d, STALE_TEMP);
 }

@@ -664,7 +664,7 @@ describe('nixoci build', () => {
       const file = join(dir, `${'a'.repeat(len - 4)}.tar`);
       const { partialName } = await import('../../src/registry/docker-archive-target.js');
       // a killed run's partial archive of this name, found by the next run
-      const stale = join(dir, partialName(basename(file)).name(999999));
+      const stale = join(dir, partialName(basename(file)).name('999999'));
       writeFileSync(stale, 'half');
       const r = await nixoci(['build', '--graph', fx.graphFile, '--to', `docker-archive:${file}`]);
       expect(r.code, r.stderr).toBe(0);
