@@ -76,6 +76,7 @@ export class RegistryClient {
     this.auth = new Authenticator({
       registry,
       plainHttp: this.transport.plainHttp,
+      ...(o.insecureRegistries ? { insecureHosts: o.insecureRegistries } : {}),
       credentials: () => resolveCredentials(registry, repositoryForCredentials, o),
       dispatcher: () => this.transport.dispatcher(),
       ...(o.log ? { log: o.log } : {}),
@@ -313,14 +314,22 @@ export class RegistryClient {
 
   /** A registry answer that is not what the spec promises, as a NixociError. */
   async fail(op: string, res: Response): Promise<NixociError> {
-    const info = await readRegistryError(res);
+    const info = await readRegistryError(res, await this.auth.secrets());
     const source = await this.auth.credentialSource();
     const auth = (await this.auth.tokenForCredentials())
       ? 'token'
       : source !== undefined
         ? 'credentials'
         : 'none';
-    return registryError(this.o.what, op, info, this.registry, auth, this.o.reading, source);
+    const err = registryError(this.o.what, op, info, this.registry, auth, this.o.reading, source);
+    const realm = this.auth.withheldFrom;
+    if (!realm || (info.status !== 401 && info.status !== 403)) return err;
+    return Object.assign(
+      new NixociError(err.code, err.message, {
+        hint: `the credentials were not sent to the plain-HTTP token realm ${realm} (not the registry's host) and an anonymous token does not allow this; if ${realm} is trusted, pass --insecure-registry ${realm}`,
+      }),
+      { registryCodes: info.codes, status: info.status },
+    );
   }
 
   /** One exchange with a replayable body: retried on transient failures, re-sent once per new challenge. */

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { NixociError } from '../core/errors.js';
 import { MediaType } from '../core/media-types.js';
 import { parseChallenges, pickChallenge } from './auth/challenge.js';
+import type { Credentials } from './auth/credentials.js';
 import { MAX_DROPPED_BODY, readAtMost } from './transport.js';
 
 const errorBody = z.object({
@@ -25,7 +26,11 @@ export interface RegistryErrorInfo {
 const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim().slice(0, 200);
 
 /** Reads the distribution spec's error body (`{"errors":[{code,message,detail}]}`), if any. */
-export async function readRegistryError(res: Response): Promise<RegistryErrorInfo> {
+export async function readRegistryError(
+  res: Response,
+  /** What nixoci sent that must not be printed back (`secretsOf`). */
+  secrets: readonly string[] = [],
+): Promise<RegistryErrorInfo> {
   let text = '';
   try {
     text = (await readAtMost(res, MAX_DROPPED_BODY)).bytes.toString();
@@ -50,19 +55,47 @@ export async function readRegistryError(res: Response): Promise<RegistryErrorInf
   return {
     status: res.status,
     codes,
-    summary: `${res.status}${detail ? ` ${redact(detail)}` : ''}`,
+    summary: `${res.status}${detail ? ` ${redact(detail, secrets)}` : ''}`,
     ...(challengeError ? { challengeError } : {}),
   };
 }
 
 /**
- * A registry or proxy may echo the request's Authorization header (or a token) in its error body;
- * that body goes into messages, so credentials in it are blanked.
+ * A registry or proxy may echo the request's Authorization header, a token or the password itself
+ * in its error body; that body goes into messages, so credentials in it become `***`: first every
+ * `secret` nixoci sent (in every form it went: plain, base64, `USER:PASSWORD` in base64, URL-encoded),
+ * then anything that looks like one (`Bearer …`, `token=…`), for a secret sent by someone else.
  */
-export function redact(text: string): string {
-  return text
-    .replace(/\b(Basic|Bearer)(\s+)[A-Za-z0-9+/=._~-]+/gi, '$1$2[redacted]')
-    .replace(/\b(access_token|refresh_token|token|password)("?\s*[:=]\s*"?)[^\s",;&]+/gi, '$1$2[redacted]');
+export function redact(text: string, secrets: readonly string[] = []): string {
+  const forms = new Set<string>();
+  for (const s of secrets) {
+    if (s === '') continue;
+    const b64 = Buffer.from(s).toString('base64');
+    for (const f of [s, b64, b64.replace(/=+$/, ''), encodeURIComponent(s)]) forms.add(f);
+  }
+  // longest first: a password inside its own base64 form is not left half-replaced
+  let out = text;
+  for (const f of [...forms].sort((a, b) => b.length - a.length)) out = out.split(f).join('***');
+  return out
+    .replace(/\b(Basic|Bearer)(\s+)(?!\*\*\*)[A-Za-z0-9+/=._~-]+/gi, '$1$2***')
+    .replace(
+      /\b(access_token|refresh_token|token|password)("?\s*[:=]\s*"?)(?!\*\*\*)[^\s",;&]+/gi,
+      '$1$2***',
+    );
+}
+
+/**
+ * The strings to blank in a registry's error text: every secret in `credentials` and
+ * `USER:PASSWORD` (whose base64 is the Basic header), and the bearer tokens sent.
+ */
+export function secretsOf(credentials: Credentials | undefined, tokens: readonly string[] = []): string[] {
+  const c = credentials;
+  return [
+    ...(c?.password !== undefined ? [c.password, `${c.username ?? ''}:${c.password}`] : []),
+    ...(c?.identityToken !== undefined ? [c.identityToken] : []),
+    ...(c?.registryToken !== undefined ? [c.registryToken] : []),
+    ...tokens,
+  ];
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { NixociError } from '../../core/errors.js';
-import { isLoopbackHost } from '../reference.js';
+import { hostname, isLoopbackHost } from '../reference.js';
+import { secretsOf } from '../registry-error.js';
 import { parseChallenges, pickChallenge, type Challenge } from './challenge.js';
 import type { ResolvedCredentials } from './credentials.js';
 import { basicAuth, fetchToken, type BearerToken } from './token.js';
@@ -8,8 +9,10 @@ import { basicAuth, fetchToken, type BearerToken } from './token.js';
 export interface AuthenticatorOptions {
   /** `ImageReference.registry`, for messages and credential lookup. */
   readonly registry: string;
-  /** The registry is reached over plain HTTP, so an http:// token realm is no worse. */
+  /** The registry is reached over plain HTTP, so an http:// token realm on its host is no worse. */
   readonly plainHttp: boolean;
+  /** --insecure-registry hosts: a plain-HTTP token realm named here gets the credentials too. */
+  readonly insecureHosts?: readonly string[];
   /** Resolved lazily: a registry that never challenges never runs a credential helper. */
   readonly credentials: () => Promise<ResolvedCredentials | undefined>;
   /** The registry's connection pool (its CA settings), used for the token realm too. */
@@ -29,6 +32,8 @@ export class Authenticator {
   private readonly tokens = new Map<string, BearerToken>();
   private readonly pending = new Map<string, Promise<BearerToken>>();
   private resolved: Promise<ResolvedCredentials | undefined> | undefined;
+  /** The host of a plain-HTTP token realm the credentials were withheld from (anonymous token). */
+  private withheld: string | undefined;
 
   constructor(private readonly o: AuthenticatorOptions) {}
 
@@ -68,7 +73,7 @@ export class Authenticator {
       return !sentAuth || before?.scheme !== 'basic';
     }
     if (ch.scheme !== 'bearer') return false;
-    this.checkRealm(ch, creds !== undefined);
+    checkRealm(ch, this.o.registry);
     let grew = false;
     for (const s of (ch.params.scope ?? '').split(' ')) {
       if (s !== '' && !this.scopes.has(s)) {
@@ -92,12 +97,30 @@ export class Authenticator {
    * with such a token means the account lacks the rights, not that the password is wrong).
    */
   async tokenForCredentials(): Promise<boolean> {
-    return this.tokens.size > 0 && (await this.creds())?.credentials !== undefined;
+    return this.tokens.size > 0 && !this.withheld && (await this.creds())?.credentials !== undefined;
+  }
+
+  /**
+   * For error hints: the plain-HTTP token realm the credentials were kept from, when an anonymous
+   * token was all there was.
+   */
+  get withheldFrom(): string | undefined {
+    return this.withheld;
   }
 
   /** Whether credentials were found (for error hints); never the credentials themselves. */
   async credentialSource(): Promise<string | undefined> {
     return (await this.creds())?.source;
+  }
+
+  /** Every secret sent to the registry or its token realm, to blank in the errors it answers. */
+  async secrets(): Promise<string[]> {
+    // a lookup that failed sent nothing
+    const creds = this.resolved ? (await this.resolved.catch(() => undefined))?.credentials : undefined;
+    return secretsOf(
+      creds,
+      [...this.tokens.values()].map((t) => t.token),
+    );
   }
 
   private creds(): Promise<ResolvedCredentials | undefined> {
@@ -134,48 +157,67 @@ export class Authenticator {
     const realm = new URL(ch.params.realm!);
     this.o.log?.(`registry ${this.o.registry}: token from ${realm.origin} for ${key || '(no scope)'}`);
     const resolved = await this.creds();
-    const t = await fetchToken({
-      realm,
-      service: ch.params.service,
-      scopes: [...this.scopes].sort(),
-      credentials: resolved?.credentials,
-      ...(resolved ? { credentialSource: resolved.source } : {}),
-      registry: this.o.registry,
-      ...(this.o.dispatcher ? { dispatcher: await this.o.dispatcher() } : {}),
-      ...(signal ? { signal } : {}),
-    });
+    // Credentials withheld from a plain-HTTP realm elsewhere: an anonymous token may still do.
+    const withheld = resolved !== undefined && !this.realmTakesCredentials(realm);
+    if (withheld)
+      this.o.log?.(
+        `registry ${this.o.registry}: token realm ${realm.origin} is plain HTTP on another host: no credentials sent, anonymous token`,
+      );
+    const sent = withheld ? undefined : resolved;
+    if (withheld) this.withheld = realm.host;
+    let t: BearerToken;
+    try {
+      t = await fetchToken({
+        realm,
+        service: ch.params.service,
+        scopes: [...this.scopes].sort(),
+        credentials: sent?.credentials,
+        ...(sent ? { credentialSource: sent.source } : {}),
+        registry: this.o.registry,
+        ...(this.o.dispatcher ? { dispatcher: await this.o.dispatcher() } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e) {
+      if (!withheld || (e instanceof NixociError && e.code === 'ABORTED')) throw e;
+      throw new NixociError(
+        'REGISTRY_AUTH',
+        `authentication to ${this.o.registry} failed: its token realm ${realm.origin} is plain HTTP on another host, so no credentials were sent to it, and it gave no anonymous token`,
+        { hint: `if ${realm.host} is trusted, pass --insecure-registry ${realm.host}`, cause: e },
+      );
+    }
     this.tokens.set(key, t);
     return t;
   }
 
   /**
-   * Credentials go to the realm over HTTPS only, unless the registry itself is plain HTTP or local.
-   * Without credentials an anonymous token may come over HTTP, as docker gets it: nothing secret
-   * is sent, and a token tampered with on the way is only refused by the registry.
+   * Credentials go to an HTTPS realm; to a plain-HTTP one only when the registry itself is plain
+   * HTTP on the realm's host (or both are loopback: one machine), or when the user named the realm's
+   * host with --insecure-registry. A registry (plain HTTP because it is local) naming an http://
+   * realm elsewhere would otherwise have the password sent over the network in clear.
    */
-  private checkRealm(ch: Challenge, withCredentials: boolean): void {
-    const realm = ch.params.realm;
-    let url: URL;
-    try {
-      url = new URL(realm ?? '');
-    } catch {
-      throw new NixociError(
-        'REGISTRY_AUTH',
-        `authentication to ${this.o.registry} failed: its Bearer challenge has no valid realm`,
-        {
-          hint: 'the registry is misconfigured (auth.token.realm)',
-        },
-      );
-    }
-    if (url.protocol === 'https:') return;
-    if (url.protocol === 'http:' && (!withCredentials || this.o.plainHttp || isLoopbackHost(url.host)))
-      return;
-    throw new NixociError(
-      'REGISTRY_AUTH',
-      `authentication to ${this.o.registry} failed: its token realm ${url.origin} is not HTTPS`,
-      {
-        hint: 'credentials are only sent to an HTTPS token server; use --insecure-registry for a test registry',
-      },
-    );
+  private realmTakesCredentials(realm: URL): boolean {
+    if (realm.protocol === 'https:') return true;
+    if ((this.o.insecureHosts ?? []).some((h) => h === realm.host || h === realm.hostname)) return true;
+    if (!this.o.plainHttp) return false;
+    const registry = this.o.registry;
+    return hostname(registry) === realm.hostname || (isLoopbackHost(registry) && isLoopbackHost(realm.host));
   }
+}
+
+/** A Bearer challenge's realm must be an http(s) URL. */
+function checkRealm(ch: Challenge, registry: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(ch.params.realm ?? '');
+  } catch {
+    // reported below
+  }
+  if (url?.protocol === 'https:' || url?.protocol === 'http:') return;
+  throw new NixociError(
+    'REGISTRY_AUTH',
+    `authentication to ${registry} failed: its Bearer challenge has no valid realm`,
+    {
+      hint: 'the registry is misconfigured (auth.token.realm)',
+    },
+  );
 }
