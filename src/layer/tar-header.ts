@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+
 /**
  * The one tar writer of nixoci: encodes headers byte for byte, setting every field itself so that
  * the same entry gives the same bytes on any machine. Format: POSIX ustar, with a PAX extended
@@ -6,13 +8,16 @@
  * Changing anything here changes every layer digest: bump TAR_FORMAT_VERSION (it keys the digest
  * cache) and say so in CHANGELOG.md.
  */
-export const TAR_FORMAT_VERSION = 2;
+// 3: names and link targets that are not UTF-8 are raw bytes in ustar fields, or in PAX records
+// after `hdrcharset=BINARY` (2 put them in plain PAX records, which bsdtar refuses to convert).
+export const TAR_FORMAT_VERSION = 3;
 
 export const BLOCK = 512;
 export const MTIME = 1;
 const MAX_OCTAL_11 = 0o77777777777; // 8 GiB - 1, the largest size ustar's 12-byte field holds
 const MAX_OCTAL_7 = 0o7777777; // the largest uid/gid ustar's 8-byte fields hold
 const PAX_NAME = Buffer.from('././@PaxHeader');
+const HDRCHARSET_BINARY = paxRecord('hdrcharset', Buffer.from('BINARY'));
 
 export type EntryType = 'file' | 'dir' | 'symlink';
 
@@ -77,8 +82,14 @@ export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 function paxRecords(e: TarEntry): Buffer | null {
   const records: Buffer[] = [];
   const tarName = e.type === 'dir' ? Buffer.concat([e.name, Buffer.from('/')]) : e.name;
-  if (!splitName(tarName)) records.push(paxRecord('path', tarName));
-  if (e.linkTarget && e.linkTarget.length > 100) records.push(paxRecord('linkpath', e.linkTarget));
+  const path = splitName(tarName) ? null : tarName;
+  const linkpath = e.linkTarget && e.linkTarget.length > 100 ? e.linkTarget : null;
+  // PAX values are UTF-8 unless this record says otherwise: readers that convert names to the
+  // locale's charset (bsdtar) refuse other bytes, so a header holding such a name says BINARY.
+  // It comes first, so that it applies to the records after it in readers that go in order.
+  if ((path && !isUtf8(path)) || (linkpath && !isUtf8(linkpath))) records.push(HDRCHARSET_BINARY);
+  if (path) records.push(paxRecord('path', path));
+  if (linkpath) records.push(paxRecord('linkpath', linkpath));
   if (e.size > MAX_OCTAL_11) records.push(paxRecord('size', Buffer.from(String(e.size))));
   // ustar holds 7 octal digits of uid/gid; a larger one (--user app:20000000) needs a record.
   if ((e.uid ?? 0) > MAX_OCTAL_7) records.push(paxRecord('uid', Buffer.from(String(e.uid))));
@@ -96,11 +107,12 @@ function paxRecord(key: string, value: Buffer): Buffer {
 
 /**
  * Splits a name into ustar's prefix (≤155) and name (≤100) at a `/`, or returns null when it cannot
- * be stored in ustar fields (then a PAX `path` record carries it). Non-ASCII names also go to PAX so
- * that readers get them as UTF-8 (or as the raw bytes, which PAX readers keep).
+ * be stored in ustar fields (then a PAX `path` record carries it). Non-ASCII UTF-8 names also go to
+ * PAX, so that readers get them as UTF-8. A name that is not UTF-8 has no charset a PAX record could
+ * name but BINARY, which not every reader knows: it stays in ustar's fields, raw, when it fits.
  */
 function splitName(name: Buffer): { name: Buffer; prefix: Buffer } | null {
-  for (const b of name) if (b >= 0x80) return null;
+  if (!isAscii(name) && isUtf8(name)) return null;
   if (name.length <= 100) return { name, prefix: Buffer.alloc(0) };
   if (name.length > 256) return null;
   // Search for the last '/' that leaves both parts within bounds.
@@ -110,6 +122,11 @@ function splitName(name: Buffer): { name: Buffer; prefix: Buffer } | null {
     }
   }
   return null;
+}
+
+function isAscii(b: Buffer): boolean {
+  for (const byte of b) if (byte >= 0x80) return false;
+  return true;
 }
 
 interface UstarFields {

@@ -117,6 +117,28 @@ describe('tar writer', () => {
     rmSync(dir, { recursive: true });
   });
 
+  it('writes names that are not UTF-8 raw in ustar, or in PAX after hdrcharset=BINARY', () => {
+    const bad = Buffer.concat([Buffer.from('nix/store/x/bad'), Buffer.from([0xff, 0xfe])]);
+    const raw = encodeHeader({ name: bad, type: 'file', mode: 0o444, size: 0 });
+    expect(raw.length).toBe(512);
+    expect(raw.subarray(0, bad.length).equals(bad)).toBe(true);
+    const longBad = Buffer.concat([Buffer.from('nix/store/' + 'b'.repeat(150)), Buffer.from([0xff])]);
+    const pax = encodeHeader({ name: longBad, type: 'file', mode: 0o444, size: 0 }).subarray(512, 1024);
+    expect(pax.toString('latin1')).toMatch(/^21 hdrcharset=BINARY\n\d+ path=/);
+    expect(pax.includes(Buffer.concat([Buffer.from(' path='), longBad, Buffer.from('\n')]))).toBe(true);
+    const link = encodeHeader({
+      name: Buffer.from('l'),
+      type: 'symlink',
+      mode: 0o777,
+      size: 0,
+      linkTarget: Buffer.concat([Buffer.from('/' + 't'.repeat(200)), Buffer.from([0xc3, 0x28])]),
+    });
+    expect(link.subarray(512, 1024).toString('latin1')).toMatch(/^21 hdrcharset=BINARY\n\d+ linkpath=/);
+    // UTF-8 names are PAX records in UTF-8, as before (the golden digest below holds one)
+    const utf8 = encodeHeader({ name: Buffer.from('nix/store/x/grüße'), type: 'file', mode: 0o444, size: 0 });
+    expect(utf8.subarray(512, 1024).toString('utf8')).toMatch(/^\d+ path=nix\/store\/x\/grüße\n/);
+  });
+
   it('splits names of 101–256 bytes into ustar prefix and name', () => {
     const name = Buffer.from('nix/store/' + 'p'.repeat(90) + '/' + 'n'.repeat(90));
     const h = encodeHeader({ name, type: 'file', mode: 0o444, size: 0 });
