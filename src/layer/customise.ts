@@ -325,14 +325,11 @@ function copyEntries(c: CopySpec, storeDir: string): ExtraEntry[] {
 function utf8Name(c: CopySpec, src: string, raw: Buffer, what: string): string {
   const name = raw.toString('utf8');
   if (Buffer.from(name, 'utf8').equals(raw)) return name;
-  const shown = what === 'file name' ? join(src, name) : `${src} -> ${name}`;
-  throw new NixociError(
-    'CUSTOMISE',
-    `--copy ${c.src}: ${printable(Buffer.from(shown))}: the ${what} is not valid UTF-8`,
-    {
-      hint: 'rename it, or put the files in a Nix package (store paths keep names as bytes)',
-    },
-  );
+  // From the raw bytes: `name` holds U+FFFD where they are not UTF-8, and the message shows \xNN.
+  const shown = Buffer.concat([Buffer.from(what === 'file name' ? `${src}/` : `${src} -> `), raw]);
+  throw new NixociError('CUSTOMISE', `--copy ${c.src}: ${printable(shown)}: the ${what} is not valid UTF-8`, {
+    hint: 'rename it, or put the files in a Nix package (store paths keep names as bytes)',
+  });
 }
 
 /**

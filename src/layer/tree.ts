@@ -1,5 +1,6 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { NixociError, reason } from '../core/errors.js';
+import { printableBytes } from '../core/escape-controls.js';
 import type { PlannedLayer } from './plan.js';
 import type { TarEntry } from './tar-header.js';
 
@@ -120,6 +121,4 @@ export function storeReadError(abs: Buffer, e: unknown): NixociError {
 }
 
 /** A path for messages: invalid UTF-8 and control characters are escaped, never printed raw. */
-export function printable(b: Buffer): string {
-  return JSON.stringify(b.toString('utf8')).slice(1, -1);
-}
+export const printable = (b: Buffer): string => printableBytes(b);

@@ -250,7 +250,18 @@ const cases: Case[] = [
       mkdirSync(path.join(d, 'a\nb'));
       execFileSync('mkfifo', [path.join(d, 'a\nb', 'p')]);
     },
-    /a\\nb\/p in a layer: it is a FIFO/,
+    /a\\x0ab\/p in a layer: it is a FIFO/,
+  ),
+  fakeStoreCase(
+    'a FIFO whose name is not UTF-8: its bytes shown as \\xNN, not U+FFFD',
+    // by python3, given the bytes in hex: a name passed as an argument would go through UTF-8
+    (d) =>
+      execFileSync('python3', [
+        '-c',
+        'import os,sys; os.mkfifo(bytes.fromhex(sys.argv[1]))',
+        Buffer.concat([Buffer.from(`${d}/bad`), Buffer.from([0xff, 0xc3])]).toString('hex'),
+      ]),
+    /\/bad\\xff\\xc3 in a layer: it is a FIFO/,
   ),
   {
     name: 'store: a path that vanishes mid-build',
