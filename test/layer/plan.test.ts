@@ -145,4 +145,98 @@ describe('planLayers', () => {
       expect(new Set(placed).size).toBe(4000);
     }, 120_000);
   });
+
+  describe('big closures: dependents counted with bitsets', () => {
+    /**
+     * The walk orderPaths used before the bitsets (commit 55145c3), kept as the reference: from
+     * each path over its references, counting each path reached once per walk.
+     */
+    function orderByWalks(c: Closure): StorePath[] {
+      const infos = [...c.paths.values()];
+      const index = new Map<StorePath, number>(infos.map((info, i) => [info.path, i]));
+      const refs = infos.map((info) => info.references.flatMap((r) => index.get(r) ?? []));
+      const dependents = new Uint32Array(infos.length);
+      const reachedBy = new Int32Array(infos.length).fill(-1);
+      const stack: number[] = [];
+      for (let p = 0; p < infos.length; p++) {
+        reachedBy[p] = p;
+        stack.push(p);
+        while (stack.length > 0) {
+          for (const r of refs[stack.pop()!]!) {
+            if (reachedBy[r] === p) continue;
+            reachedBy[r] = p;
+            dependents[r]!++;
+            stack.push(r);
+          }
+        }
+      }
+      const name = (p: string): Buffer => Buffer.from(p.slice(p.indexOf('-') + 1));
+      const order = infos.map((_, i) => i);
+      order.sort(
+        (a, b) =>
+          Number(c.roots.includes(infos[a]!.path)) - Number(c.roots.includes(infos[b]!.path)) ||
+          dependents[b]! - dependents[a]! ||
+          Buffer.compare(name(infos[a]!.path), name(infos[b]!.path)) ||
+          Buffer.compare(Buffer.from(infos[a]!.path), Buffer.from(infos[b]!.path)),
+      );
+      return order.map((i) => infos[i]!.path);
+    }
+
+    /**
+     * `n` paths with seeded random references: mostly to earlier paths (a DAG, as Nix makes), some
+     * to later ones (cycles, which a graph file may hold), to themselves, twice, and to paths
+     * outside the closure; a few roots.
+     */
+    function randomGraph(n: number, seed: number, backEdges: boolean): Closure {
+      let x = seed;
+      const rnd = (k: number): number => {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        return (x >>> 8) % k;
+      };
+      const paths = Array.from({ length: n }, (_, i) => sp(`g-${rnd(n)}`, `${seed}-${i}`));
+      const infos: PathInfo[] = paths.map((path, i) => {
+        const refs: StorePath[] = [];
+        if (rnd(2) === 0) refs.push(path);
+        for (let k = rnd(6); k > 0 && i > 0; k--) refs.push(paths[rnd(i)]!);
+        if (refs.length > 0 && rnd(4) === 0) refs.push(refs[0]!);
+        if (backEdges && rnd(8) === 0) refs.push(paths[rnd(n)]!);
+        if (rnd(10) === 0) refs.push(sp('outside', `${seed}-out-${i}`));
+        return { path, narHash: `sha256-${i}`, narSize: 1, references: refs };
+      });
+      const roots = [paths[n - 1]!, paths[rnd(n)]!];
+      return { storeDir: '/nix/store', roots, paths: new Map(infos.map((i) => [i.path, i])) };
+    }
+
+    it('gives exactly the order of the walks, on random graphs with and without cycles', () => {
+      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+        for (const n of [1, 2, 33, 300]) {
+          for (const backEdges of [false, true]) {
+            const c = randomGraph(n, seed, backEdges);
+            expect(orderPaths(c).map((i) => i.path)).toEqual(orderByWalks(c));
+          }
+        }
+      }
+    });
+
+    it('plans a chain of 20,000 paths and a graph of 20,000 (no timing asserted: see docs/performance.md)', () => {
+      const paths = Array.from({ length: 20_000 }, (_, i) => sp(`c-${i}`));
+      // each path references the one before it and itself; the last is the root
+      const chain: Closure = {
+        storeDir: '/nix/store',
+        roots: [paths.at(-1)!],
+        paths: new Map(
+          paths.map((path, i) => [
+            path,
+            { path, narHash: `sha256-${i}`, narSize: 1, references: i > 0 ? [path, paths[i - 1]!] : [path] },
+          ]),
+        ),
+      };
+      const ordered = orderPaths(chain).map((i) => i.path);
+      // the first path has every other one as a dependent: most depended-on first, the root last
+      expect(ordered.every((p, i) => p === paths[i])).toBe(true);
+      expect(planLayers(chain).layers.flatMap((l) => l.storePaths)).toHaveLength(20_000);
+      const graph = planLayers(randomGraph(20_000, 9, true));
+      expect(new Set(graph.layers.flatMap((l) => l.storePaths)).size).toBe(20_000);
+    }, 120_000);
+  });
 });
