@@ -22,17 +22,25 @@ export interface ContainerdLoad {
   readonly cacheDir: string | null;
   readonly scheme: string;
   readonly notes: string[];
+  /**
+   * Podman instead (docs/daemon.md): the layer blobs its storage holds (the diffIDs of its images
+   * asked for), one name in the archive and the other tags by its own tag call; its image ID is the
+   * config digest; nothing is recorded.
+   */
+  readonly podman?: { readonly held: ReadonlySet<string> };
 }
 
 /**
- * Loads into an engine with the containerd image store: an OCI archive (docs/daemon.md) of every
- * platform's image, without the layer blobs the engine still holds from nixoci's earlier loads.
+ * Loads into an engine with the containerd image store, or into Podman: an OCI archive
+ * (docs/daemon.md) of every platform's image, without the layer blobs the engine still holds.
  */
 export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext): Promise<TargetResult> {
   const { client, images, name, tags, notes } = o;
   await hashUnknownLayers(images, ctx);
   const { rendered, top } = planOciArchive(images);
   const repoTags = tags.map((t) => `${name}:${t}`);
+  // The engine's image ID: containerd's is the manifest (or index) digest, Podman's the config's.
+  const imageId = o.podman ? rendered[0]!.config.digest : top.digest;
   const result = (bytes: number[][], omitted: (d: Digest) => boolean, id: Digest): TargetResult => ({
     target: `${o.scheme}:${repoTags[0]!}`,
     manifestDigest: top.digest,
@@ -48,14 +56,19 @@ export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext):
   });
   const zero = (): number[][] => images.map((i) => i.layers.map(() => 0));
 
-  if (repoTags.every((r) => o.ids.get(r) === top.digest)) {
+  if (repoTags.every((r) => sameId(o.ids.get(r), imageId))) {
     notes.push('unchanged: every tag already names this image in the engine; nothing sent');
-    return result(zero(), () => true, top.digest);
+    for (const [m, image] of images.entries())
+      for (const i of image.layers.keys())
+        ctx.onProgress?.({ kind: 'layer-done', id: `${m}:${i}`, action: 'omitted' });
+    return result(zero(), () => true, imageId);
   }
 
-  const held = await heldBlobs(o, ctx);
-  if (held.size > 0) ctx.log?.(`the engine holds ${held.size} blob(s) nixoci loaded before`);
-  const refs = tags.map((t) => `${fullName(name)}:${t}`);
+  const held = o.podman ? new Set(o.podman.held) : await heldBlobs(o, ctx);
+  if (held.size > 0) ctx.log?.(`the engine holds ${held.size} of the layer blob(s)`);
+  // Podman takes one image per archive, and names it as written (a short name as localhost/NAME);
+  // containerd keeps a name as written, so it gets full references.
+  const refs = o.podman ? [repoTags[0]!] : tags.map((t) => `${fullName(name)}:${t}`);
   let bytes = zero();
   const load = async (omit: ReadonlySet<string>): Promise<void> => {
     bytes = zero();
@@ -104,6 +117,10 @@ export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext):
       `loaded ${images.map((i) => `linux/${i.platform.architecture}`).join(', ')} as one image (an index)`,
     );
 
+  if (o.podman) {
+    await Promise.all(tags.slice(1).map((t) => client.tagPodmanImage(imageId, name, t, ctx.signal)));
+    return result(bytes, (d) => omitted.has(d), imageId);
+  }
   const id = (await client.imageInspect(repoTags[0]!, ctx.signal))?.id ?? top.digest;
   if (o.cacheDir !== null && o.engineId) {
     const blobs = [...new Set(rendered.flatMap((r) => r.layers.map((l) => l.digest)))];
@@ -114,6 +131,11 @@ export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext):
     }
   }
   return result(bytes, (d) => omitted.has(d), id as Digest);
+}
+
+/** Podman answers an image ID without `sha256:`. */
+function sameId(engine: string | undefined, id: Digest): boolean {
+  return engine !== undefined && (engine === id || `sha256:${engine}` === id);
 }
 
 /**

@@ -96,8 +96,29 @@ export class DaemonTarget implements ImageTarget {
     const { name, tags } = this.names(image);
     // Asked again when not asked yet (name derived from the closure), or when reading the closure
     // took long enough (a Nix build) for the engine's images to have changed meanwhile.
-    if (!podman && (!view.held || !this.early?.fresh)) view = await this.look({ name, tags }, ctx, view);
-    if (!podman && EngineClient.usesContainerdStore(view.held!.info)) {
+    if (!view.held || !this.early?.fresh) view = await this.look({ name, tags }, ctx, view);
+    if (podman) {
+      const held = podmanHeld(image, view.held!);
+      // Nothing to leave out: the docker-archive below needs no digests before the content (a
+      // cold cache would read every layer twice for an OCI archive).
+      if (held.size > 0 || this.unchanged(image, name, tags, podmanIds(view.held!)))
+        return loadContainerdStore(
+          {
+            client,
+            engineId: undefined,
+            images: [image],
+            name,
+            tags,
+            ids: podmanIds(view.held!),
+            cacheDir: null,
+            scheme: this.scheme,
+            notes: [...notes, ...picked],
+            podman: { held },
+          },
+          ctx,
+        );
+    }
+    if (!podman && view.held!.info && EngineClient.usesContainerdStore(view.held!.info)) {
       // One image with every platform (an index), and an OCI archive without the blobs it holds.
       const ids = new Map([...view.held!.inspected].flatMap(([ref, i]) => (i ? [[ref, i.id] as const] : [])));
       return loadContainerdStore(
@@ -120,9 +141,7 @@ export class DaemonTarget implements ImageTarget {
     let prefix = 0;
     // Several archives in a row: only Docker's classic store looks earlier layers up by chain ID.
     let grouped = false;
-    if (podman) {
-      notes.push('Podman: every layer sent, none omitted (its loader needs the whole archive)');
-    } else {
+    if (!podman) {
       const found = this.sharedPrefix(image, view.held!, ctx);
       grouped = true;
       prefix = found.length;
@@ -188,7 +207,11 @@ export class DaemonTarget implements ImageTarget {
    * containerd image store names an image by its own manifest digest, which only the engine knows.
    */
   private async imageId(view: EngineView, ref: string, config: Digest, ctx: WriteContext): Promise<Digest> {
-    if (this.opts.engine === 'podman' || !view.held || !EngineClient.usesContainerdStore(view.held.info))
+    if (
+      this.opts.engine === 'podman' ||
+      !view.held?.info ||
+      !EngineClient.usesContainerdStore(view.held.info)
+    )
       return config;
     const id = (await view.client.imageInspect(ref, ctx.signal))?.id;
     return id && isDigest(id) ? id : config;
@@ -209,17 +232,16 @@ export class DaemonTarget implements ImageTarget {
     connected?: EngineView,
   ): Promise<EngineView> {
     const { engine, host, env } = this.opts;
-    // Podman loads every layer whatever it holds: nothing to ask.
-    const ask =
-      names && engine !== 'podman'
-        ? async (c: EngineClient): Promise<HeldImages> => {
-            const [info, held] = await Promise.all([
-              c.info(ctx.signal),
-              this.held(c, names.name, names.tags, ctx),
-            ]);
-            return { ...names, info, ...held };
-          }
-        : undefined;
+    // Podman's GET /info (seconds on a busy service) says nothing nixoci needs: not asked.
+    const ask = names
+      ? async (c: EngineClient): Promise<HeldImages> => {
+          const [info, held] = await Promise.all([
+            engine === 'podman' ? undefined : c.info(ctx.signal),
+            this.held(c, names.name, names.tags, ctx),
+          ]);
+          return { ...names, info, ...held };
+        }
+      : undefined;
     if (connected) return ask ? { ...connected, held: await ask(connected.client) } : connected;
     // The questions go out with GET /version (they need no negotiated API version), to the endpoint
     // being tried; an endpoint that does not answer fails both, and connectEngine reports it.
@@ -419,7 +441,8 @@ export class DaemonTarget implements ImageTarget {
 interface HeldImages {
   readonly name: string;
   readonly tags: readonly string[];
-  readonly info: EngineInfo;
+  /** Not asked of Podman named as such. */
+  readonly info: EngineInfo | undefined;
   readonly inspected: ReadonlyMap<string, ImageInspect | undefined>;
 }
 
@@ -428,6 +451,20 @@ interface EngineView {
   readonly version: EngineVersion;
   /** What the engine holds under the image's name (Docker only). */
   readonly held?: HeldImages;
+}
+
+/**
+ * The image's layer blobs that Podman's storage holds: its loader reuses a stored layer with the
+ * same uncompressed digest (a layer blob here) wherever it sits in its image, so every layer of the
+ * images asked for counts, not a prefix.
+ */
+function podmanHeld(image: Image, held: HeldImages): Set<string> {
+  const has = new Set([...held.inspected.values()].flatMap((i) => i?.layers ?? []));
+  return new Set(image.layers.flatMap((l) => (l.known && has.has(l.known.digest) ? [l.known.digest] : [])));
+}
+
+function podmanIds(held: HeldImages): Map<string, string> {
+  return new Map([...held.inspected].flatMap(([ref, i]) => (i ? [[ref, i.id] as const] : [])));
 }
 
 /** Aborted when `outer` is, but only until `sent` settles. */

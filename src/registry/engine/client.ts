@@ -143,6 +143,7 @@ export class EngineClient {
       );
       // Podman reached by DOCKER_HOST (as its docs suggest for Docker tools) is named Podman
       this.podman ||= EngineClient.isPodman(v);
+      if (this.podman) this.libpod = v.Version;
       return v;
     } catch (e) {
       if (!timeout.aborted || signal?.aborted) throw e;
@@ -262,6 +263,18 @@ export class EngineClient {
     await this.json('POST', `/images/${encodeURIComponent(source)}/tag`, { query: { repo, tag }, signal });
   }
 
+  /**
+   * Podman's own `POST /v{version}/libpod/images/{name}/tag`: a short name becomes
+   * `localhost/NAME`, where the compat tag call would make it `docker.io/NAME`.
+   */
+  async tagPodmanImage(source: string, repo: string, tag: string, signal?: AbortSignal): Promise<void> {
+    await this.json('POST', `/v${this.libpod}/libpod/images/${encodeURIComponent(source)}/tag`, {
+      query: { repo, tag },
+      raw: true,
+      signal,
+    });
+  }
+
   /** `DELETE /images/{name}`; a missing image is not an error. */
   async removeImage(name: string, signal?: AbortSignal): Promise<void> {
     const res = await this.request('DELETE', `/images/${encodeURIComponent(name)}`, { signal });
@@ -367,6 +380,8 @@ export class EngineClient {
 
   /** Whether the engine is Podman: asked for, or found to be by its GET /version. */
   private podman = false;
+  /** Podman's version (its libpod API's), from GET /version. */
+  private libpod = '4.0.0';
 
   private name(): string {
     const podman = this.engine === 'podman' || this.podman;
