@@ -219,9 +219,36 @@ function lexists(p: string): boolean {
 
 /** devbox.json settings that change a devbox shell but that nixoci does not read. */
 function devboxWarnings(project: DevboxProject): string[] {
+  const warnings: string[] = [];
   const include = (project.json as { include?: unknown }).include;
-  if (!Array.isArray(include) || include.length === 0) return [];
-  return [
-    `${project.jsonFile}: include (${include.length} plugin${include.length === 1 ? '' : 's'}) is not read: packages, env and files a plugin adds are not in the image`,
-  ];
+  if (Array.isArray(include) && include.length > 0) {
+    warnings.push(
+      `${project.jsonFile}: include (${include.length} plugin${include.length === 1 ? '' : 's'}) is not read: packages, env and files a plugin adds are not in the image`,
+    );
+  }
+  // An image has no shell to run a hook in: what the hook or env_from would set is missing from
+  // the image's environment, which a user would only find out at run time.
+  const unapplied = [
+    hasHook(project.json.shell?.init_hook) && 'shell.init_hook',
+    hasEnvFrom((project.json as { env_from?: unknown }).env_from) && 'env_from',
+  ].filter((x): x is string => x !== false);
+  if (unapplied.length > 0) {
+    warnings.push(
+      `${project.jsonFile}: ${unapplied.join(' and ')} ${unapplied.length === 1 ? 'is' : 'are'} not applied: an image has no devbox shell to run it in, so what ${unapplied.length === 1 ? 'it sets is' : 'they set is'} not in the image's environment; give such variables with --env KEY=VALUE`,
+    );
+  }
+  return warnings;
 }
+
+/**
+ * Whether an init_hook does something. `devbox init` writes one that only echoes a welcome to
+ * /dev/null: warning about it would be noise in nearly every project.
+ */
+function hasHook(hook: string | readonly string[] | undefined): boolean {
+  const lines = (typeof hook === 'string' ? hook.split('\n') : (hook ?? []))
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#') && l !== "echo 'Welcome to devbox!' > /dev/null");
+  return lines.length > 0;
+}
+
+const hasEnvFrom = (v: unknown): boolean => typeof v === 'string' && v.trim() !== '';

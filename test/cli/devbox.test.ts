@@ -225,6 +225,46 @@ describe('devbox projects', () => {
     }
   });
 
+  it('warns once that shell.init_hook and env_from are not applied, and not for the hook devbox init writes', async () => {
+    // locked for both systems with a path present here, so that --arch amd64,arm64 needs no builder
+    const lock = {
+      lockfile_version: '1',
+      packages: {
+        'fixture-app@1.0': {
+          systems: { 'x86_64-linux': { store_path: fx.app }, 'aarch64-linux': { store_path: fx.app } },
+        },
+      },
+    };
+    const pkg = 'fixture-app@1.0';
+    const warn = (dir: string, what: string, verb: string, sets: string): string =>
+      `nixoci: warning: ${join(dir, 'devbox.json')}: ${what} ${verb} not applied: an image has no devbox shell to run it in, so what ${sets} not in the image's environment; give such variables with --env KEY=VALUE\n`;
+    const both = writeDevboxProject({
+      json: { packages: [pkg], env_from: '.env', shell: { init_hook: ['export TOKEN=$(cat token)'] } },
+      lock,
+    });
+    // one warning for the run, not one per architecture
+    const r = await nixoci(['inspect', '--devbox', both, '--arch', 'amd64,arm64'], { env });
+    expect([r.code, r.stderr]).toEqual([0, warn(both, 'shell.init_hook and env_from', 'are', 'they set is')]);
+    const hook = writeDevboxProject({
+      json: { packages: [pkg], shell: { init_hook: 'source ./venv/bin/activate' } },
+      lock,
+    });
+    const h = await nixoci(['inspect', '--devbox', hook], { env });
+    expect([h.code, h.stderr]).toEqual([0, warn(hook, 'shell.init_hook', 'is', 'it sets is')]);
+    expect((await nixoci(['inspect', '--devbox', hook, '-q'], { env })).stderr).toBe('');
+    // what `devbox init` writes, and an empty env_from, say nothing
+    const fresh = writeDevboxProject({
+      json: {
+        packages: [pkg],
+        env_from: '',
+        shell: { init_hook: ["echo 'Welcome to devbox!' > /dev/null", ''], scripts: { test: 'echo x' } },
+      },
+      lock,
+    });
+    const f = await nixoci(['inspect', '--devbox', fresh], { env });
+    expect([f.code, f.stderr]).toEqual([0, '']);
+  });
+
   it('inspect prints each package with its store paths, layer and size, and writes the graph', async () => {
     const r = await nixoci(['inspect', '--graph-out', join(work, 'g.dot')], { cwd: project.dir, env });
     expect(r.code).toBe(0);
