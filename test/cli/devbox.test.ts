@@ -194,6 +194,13 @@ describe('devbox projects', () => {
   it('bad devbox files exit 1 with one line naming the file and the package', async () => {
     const cases: [string, object | string, object | null, string][] = [
       ['syntax', '{ "packages": [ "a@1" }', null, 'devbox.json:1:'],
+      // not the end of the file: the line and column of the error, in one line
+      [
+        'syntax-line',
+        '{\n  "packages": [ "a@1", ],\n  "env": { "A": }\n}\n',
+        null,
+        'devbox.json:3:17: syntax error in devbox.json: expected a value, found "}"',
+      ],
       [
         'version',
         { packages: ['a@1'] },

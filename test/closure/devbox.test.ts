@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { NixociError } from '../../src/core/errors.js';
 import { devboxClosure, inProject, loadDevboxProject } from '../../src/closure/sources/devbox.js';
 import { readDevboxProject } from '../../src/closure/sources/devbox-project.js';
-import { parseJsonc } from '../../src/closure/sources/jsonc.js';
+import { JsoncSyntaxError, parseJsonc } from '../../src/closure/sources/jsonc.js';
 import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
 import { writeTestFlake } from '../helpers/flake.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
@@ -35,6 +35,42 @@ describe('JSON with comments', () => {
       "c": "quote \\" // still a string",
     }`);
     expect(v).toEqual({ a: 'x // not a comment', b: ['/* kept */', 'a,]'], c: 'quote " // still a string' });
+  });
+});
+
+describe('JSON with comments: syntax errors', () => {
+  /** line:column: message of the error parseJsonc throws. */
+  const errorAt = (text: string): string => {
+    try {
+      parseJsonc(text);
+    } catch (e) {
+      if (e instanceof JsoncSyntaxError) return `${e.line}:${e.column}: ${e.message}`;
+      throw e;
+    }
+    throw new Error('expected a syntax error');
+  };
+
+  it("point at the error's own line and column, also where JSON.parse gives no position", () => {
+    // V8 says "Unexpected token" for these with no position (and the whole text in its message)
+    expect(errorAt('{\n  "packages": [ "a@1", ],\n  "env": { "A": }\n}\n')).toBe(
+      '3:17: expected a value, found "}"',
+    );
+    expect(errorAt('{\n  // comment\n  "packages": [ "a@1",, "b@2" ]\n}')).toBe(
+      '3:23: expected a value, found ","',
+    );
+    expect(errorAt('{\n  "env": { "DEBUG": tru }\n}')).toBe('2:21: expected a value, found "tru"');
+    expect(errorAt('{\n  "packages": [\n    "a@1"\n    "b@2"\n  ]\n}')).toBe(
+      "4:5: expected ',' or ']' after a list element, found \"\\\"\"",
+    );
+    expect(errorAt('{\n  "env": { "A": "1" }\n}\n}\n')).toBe(
+      '4:1: unexpected "}" after the end of the JSON value',
+    );
+    expect(errorAt('{\n  "env": { "A": "x\n  }\n}')).toBe('2:17: unterminated string');
+    expect(errorAt('{\n  packages: []\n}')).toBe('2:3: expected a property name in double quotes, found "p"');
+    expect(errorAt('{\n  "packages": ["a@1"]\n')).toBe(
+      "3:1: expected ',' or '}' after a property value, found end of file",
+    );
+    expect(errorAt('')).toBe('1:1: expected a value, found end of file');
   });
 });
 
