@@ -9,8 +9,8 @@ export const HELP_PROXY_ENV = `  HTTPS_PROXY             proxy for HTTPS registr
                           loopback addresses never go through a proxy
 `;
 
-export const HELP_SOURCE_FLAGS = `Source (where the closure comes from; default: the devbox project in the
-working directory, if it has a devbox.json):
+export const HELP_SOURCE_FLAGS = `Source (where the closure comes from; default: the devbox project the
+working directory is in: the nearest devbox.json in it or above it, as devbox finds it):
   --devbox DIR                  a devbox project (its directory, or its devbox.json): packages
                                 from devbox.json, store paths from devbox.lock for the --arch's
                                 system (x86_64-linux, aarch64-linux), substituted with
@@ -125,6 +125,8 @@ Environment (besides the registry and engine variables named by each command's f
                           (default ~/.cache/nixoci)
   NIXOCI_NIX              the nix command to run (default: nix on PATH; nix-build and nix-store
                           are taken from the same directory)
+  NIXOCI_DEVBOX_CEILING   with no source flag, the highest directory searched for devbox.json
+                          (default: /)
   NIXOCI_DOT              the Graphviz dot command for --graph-out *.svg (default: dot)
   NIXOCI_WORKERS          layer worker threads (default: 2, or 1 on one CPU; 0: none)
   NIXOCI_LOAD_GROUP_BYTES a load into Docker's classic image store that sends more than this goes

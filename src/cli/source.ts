@@ -77,8 +77,9 @@ export async function resolveSource(
   const out = new Map<Arch, Closure>();
   const nixWarnings = new Set<string>();
   const nix = { log, signal, onWarning: (w: string) => nixWarnings.add(w) };
-  const devboxDir =
-    flags.devbox ?? (given.length === 0 && existsSync(join(cwd, 'devbox.json')) ? cwd : undefined);
+  const devboxDir = flags.devbox ?? (given.length === 0 ? findDevboxProject(cwd) : undefined);
+  if (flags.devbox === undefined && devboxDir !== undefined && devboxDir !== cwd)
+    log(`devbox project: ${devboxDir} (its devbox.json is above the working directory)`);
   if (devboxDir !== undefined) {
     const project = await loadDevboxProject(resolve(cwd, devboxDir), nix);
     const perArch = new Map<Arch, DevboxClosure>();
@@ -97,7 +98,7 @@ export async function resolveSource(
   if (given.length === 0) {
     throw usage(
       command,
-      `no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json)${command === 'inspect' ? ', or an image to read (e.g. inspect docker://host/app:v1)' : ''}`,
+      `no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a devbox project: there is no devbox.json in ${cwd} or above it)${command === 'inspect' ? ', or an image to read (e.g. inspect docker://host/app:v1)' : ''}`,
     );
   }
   // --installable and --file are built for each --arch's system: a prefix would reach Nix as part
@@ -214,6 +215,23 @@ function lexists(p: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * The devbox project the working directory is in: the nearest directory from `cwd` upward that
+ * holds a devbox.json, as devbox itself looks for one when given no --config. The search stops at
+ * $NIXOCI_DEVBOX_CEILING (that directory is the last one looked in), so that a devbox.json
+ * somewhere above a checkout or a test's temporary directory cannot be picked up.
+ */
+export function findDevboxProject(
+  cwd: string,
+  ceiling: string | undefined = process.env.NIXOCI_DEVBOX_CEILING || undefined,
+): string | undefined {
+  const stop = ceiling === undefined ? undefined : resolve(ceiling);
+  for (let dir = resolve(cwd); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'devbox.json'))) return dir;
+    if (dir === stop || dirname(dir) === dir) return undefined;
   }
 }
 

@@ -1,6 +1,6 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { absentPath, fixtureProject, writeDevboxProject } from '../helpers/devbox.js';
 import { docker, dockerRmi, dockerRunOutput } from '../helpers/docker.js';
@@ -72,6 +72,39 @@ describe('devbox projects', () => {
     ]);
     expect(etc).toContain('root:x:0:0:root:/root:/bin/sh\n');
     expect(etc).toContain(`${project.busybox}/bin/env\n${fx.app}/bin/app\n`);
+  });
+
+  it('finds the project above the working directory, as devbox does, or says there is none', async () => {
+    // all under one fresh directory, which is also where the search stops
+    const top = realpathSync(mkdtempSync(join(tmpdir(), 'hx-devbox-up-')));
+    const p = fixtureProject(fx, {}, join(top, 'proj'));
+    const deep = join(p.dir, 'src', 'deep');
+    mkdirSync(deep, { recursive: true });
+    const ceiling = { ...env, NIXOCI_DEVBOX_CEILING: top };
+    const r = await nixoci(['inspect', '--verbose'], { cwd: deep, env: ceiling });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`devbox project: ${p.dir} (its devbox.json is above the working directory)\n`);
+    expect(r.stdout).toMatch(new RegExp(`^fixture-app@1.0 .* ${fx.app}$`, 'm'));
+    // a relative flake reference is still read from the project directory, not the working one
+    const flake = writeTestFlake();
+    const rel = writeDevboxProject(
+      { json: { packages: [`path:${relative(join(top, 'rel'), flake)}#busybox`] }, lock: null },
+      join(top, 'rel'),
+    );
+    mkdirSync(join(rel, 'sub'));
+    const fr = await nixoci(['inspect'], { cwd: join(rel, 'sub'), env: ceiling });
+    expect(fr.code, fr.stderr).toBe(0);
+    expect(fr.stdout).toContain('#busybox');
+    // none up to the ceiling: a usage error that says where it looked
+    const none = join(top, 'none', 'sub');
+    mkdirSync(none, { recursive: true });
+    const n = await nixoci(['build', '--to', `oci:${join(top, 'out')}`], { cwd: none, env: ceiling });
+    expect(n.code).toBe(2);
+    expect(n.stderr.split('\n')[0]).toBe(
+      `nixoci: error: nixoci build: no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a devbox project: there is no devbox.json in ${none} or above it)`,
+    );
+    expect(existsSync(join(top, 'out'))).toBe(false);
+    rmSync(top, { recursive: true, force: true });
   });
 
   it('--preset runtime runs as uid 1000 with HOME set, /tmp writable and /app as its workdir', async () => {

@@ -2,7 +2,7 @@
 // registry, Docker engine) and on one `skopeo copy` rewrote (no nixoci annotations: store paths come
 // from the config history). Every figure is checked against what the writer reported or wrote.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -348,10 +348,11 @@ describe('nixoci inspect IMAGE', () => {
     }
     // nothing at all, in a directory without devbox.json: the error names images too
     const empty = mkdtempSync(join(tmpdir(), 'nixoci-nothing-'));
-    const nothing = await nixoci(['inspect'], { cwd: empty });
+    // (not above it either: the search for one stops there, whatever /tmp holds)
+    const nothing = await nixoci(['inspect'], { cwd: empty, env: { NIXOCI_DEVBOX_CEILING: empty } });
     expect([nothing.code, nothing.stderr.split('\n')[0]]).toEqual([
       2,
-      'nixoci: error: nixoci inspect: no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a directory with devbox.json), or an image to read (e.g. inspect docker://host/app:v1)',
+      `nixoci: error: nixoci inspect: no source: give --devbox DIR, --installable REF, --file X.nix, --graph FILE or --path STOREPATH (or run it in a devbox project: there is no devbox.json in ${realpathSync(empty)} or above it), or an image to read (e.g. inspect docker://host/app:v1)`,
     ]);
     // an image without its transport is not silently dropped for the closure's plan
     const bare = await nixoci(['inspect', '--graph', v1.graphFile, 'ubuntu:latest']);

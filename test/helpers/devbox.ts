@@ -30,10 +30,15 @@ export function writeDevboxProject(
  * The fixture's app and busybox as two devbox packages, locked for x86_64-linux with the real
  * store paths, and for aarch64-linux with paths that do not exist here.
  */
-export function fixtureProject(fx: FixtureClosure, json: object = {}): { dir: string; busybox: string } {
+export function fixtureProject(
+  fx: FixtureClosure,
+  json: object = {},
+  dir?: string,
+): { dir: string; busybox: string } {
   const busybox = fx.paths.find((p) => p.endsWith('-busybox'))!;
-  const dir = writeDevboxProject({
-    json: `{
+  const written = writeDevboxProject(
+    {
+      json: `{
   // made by test/helpers/devbox.ts
   "packages": ["fixture-app@1.0", "busybox@1.36.1",],
   "env": { "GREETING": "hello // from devbox" },
@@ -41,31 +46,33 @@ export function fixtureProject(fx: FixtureClosure, json: object = {}): { dir: st
     .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)},`)
     .join('\n  ')}
 }`,
-    lock: {
-      lockfile_version: '1',
-      packages: {
-        'fixture-app@1.0': {
-          resolved: 'github:example/fixture#app',
-          version: '1.0',
-          source: 'devbox-search',
-          systems: {
-            'x86_64-linux': { outputs: [{ name: 'out', path: fx.app, default: true }], store_path: fx.app },
-            'aarch64-linux': {
-              outputs: [{ name: 'out', path: absentPath('fixture-app'), default: true }],
-              store_path: absentPath('fixture-app'),
+      lock: {
+        lockfile_version: '1',
+        packages: {
+          'fixture-app@1.0': {
+            resolved: 'github:example/fixture#app',
+            version: '1.0',
+            source: 'devbox-search',
+            systems: {
+              'x86_64-linux': { outputs: [{ name: 'out', path: fx.app, default: true }], store_path: fx.app },
+              'aarch64-linux': {
+                outputs: [{ name: 'out', path: absentPath('fixture-app'), default: true }],
+                store_path: absentPath('fixture-app'),
+              },
             },
           },
-        },
-        'busybox@1.36.1': {
-          resolved: 'github:example/fixture#busybox',
-          version: '1.36.1',
-          systems: {
-            'x86_64-linux': { store_path: busybox },
-            'aarch64-linux': { store_path: absentPath('busybox') },
+          'busybox@1.36.1': {
+            resolved: 'github:example/fixture#busybox',
+            version: '1.36.1',
+            systems: {
+              'x86_64-linux': { store_path: busybox },
+              'aarch64-linux': { store_path: absentPath('busybox') },
+            },
           },
         },
       },
     },
-  });
-  return { dir, busybox };
+    dir,
+  );
+  return { dir: written, busybox };
 }
