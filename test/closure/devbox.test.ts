@@ -121,6 +121,33 @@ describe('devbox project', () => {
     expect(d.excluded).toEqual(['mac-only@1', 'not-on-x86@2']);
   });
 
+  it('takes `outputs: []` as the default outputs, as devbox does, not as no paths at all', async () => {
+    const data = fx.paths.find((p) => p.endsWith('-fixture-data'))!;
+    const dir = writeDevboxProject({
+      json: { packages: { 'fixture-app': { version: '1.0', outputs: [] } } },
+      lock: {
+        lockfile_version: '1',
+        packages: {
+          'fixture-app@1.0': {
+            systems: {
+              'x86_64-linux': {
+                outputs: [
+                  { name: 'out', path: fx.app, default: true },
+                  { name: 'data', path: data },
+                ],
+              },
+            },
+          },
+        },
+      },
+    });
+    const project = readDevboxProject(dir);
+    expect(project.packages[0]!.outputs).toBeUndefined();
+    const d = await devboxClosure(project, 'x86_64-linux');
+    expect(d.packages.map((p) => p.storePaths)).toEqual([[fx.app]]);
+    expect(d.closure.roots).toEqual([fx.app]);
+  });
+
   it('builds packages locked with `resolved` only, and unlocked flake references, with nix build --system', async () => {
     const flake = writeTestFlake();
     const dir = writeDevboxProject({

@@ -152,7 +152,8 @@ function requestOf(
   const extra = {
     ...(o.platforms ? { platforms: o.platforms } : {}),
     ...(o.excluded_platforms ? { excludedPlatforms: o.excluded_platforms } : {}),
-    ...(o.outputs ? { outputs: o.outputs } : {}),
+    // `outputs: []` means the default outputs in devbox (it installs those), not none at all
+    ...(o.outputs && o.outputs.length > 0 ? { outputs: o.outputs } : {}),
   };
   if (isFlakeRef(name)) return { spec: name, lockKeys: [name], flake: true, ...extra };
   // In the array form the version is part of the string: `name@version` (the last `@`).
