@@ -142,9 +142,14 @@ export function applyCustomisation(
     // As devbox does: $PATH and $PWD in a value are expanded (here: the image's PATH so far, and its
     // working directory), nothing else.
     const path = layer.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? '';
+    // `$PWD/x` with the workdir `/` is `/x`, not `//x`: the slash after it is dropped when the
+    // directory already ends with one.
+    const pwd = workdir ?? '/';
     const expand = (val: string): string =>
-      val.replace(/\$(?:\{(PATH|PWD)\}|(PATH|PWD)(?![A-Za-z0-9_]))/g, (_m, a?: string, b?: string) =>
-        (a ?? b) === 'PATH' ? path : (workdir ?? '/'),
+      val.replace(
+        /\$(?:\{(PATH|PWD)\}|(PATH|PWD)(?![A-Za-z0-9_]))(\/?)/g,
+        (_m, a: string | undefined, b: string | undefined, slash: string) =>
+          (a ?? b) === 'PATH' ? path + slash : pwd.endsWith('/') ? pwd : pwd + slash,
       );
     const devboxEnv = Object.entries(source.devbox?.project.env ?? {}).map(
       ([k, val]) => `${k}=${expand(val)}`,

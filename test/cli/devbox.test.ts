@@ -142,6 +142,20 @@ describe('devbox projects', () => {
     expect(await dockerRunOutput(ref, ['sh', '-c', 'command -v app'])).toBe('/bin/app\n');
   });
 
+  it('expands $PWD to / without a workdir, and $PWD/x to /x rather than //x', async () => {
+    const p = fixtureProject(fx, { env: { AT: '$PWD', DATA: '$PWD/data', CONF: '${PWD}/etc:$PWD' } });
+    const layout = join(work, 'pwd-root');
+    const r = await nixoci(['build', '--devbox', p.dir, '--to', `oci:${layout}`, '--no-cache'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const blob = (d: string): unknown =>
+      JSON.parse(readFileSync(join(layout, 'blobs', 'sha256', d.slice(7)), 'utf8'));
+    const index = JSON.parse(readFileSync(join(layout, 'index.json'), 'utf8'));
+    const manifest = blob(index.manifests[0].digest) as { config: { digest: string } };
+    const config = blob(manifest.config.digest) as { config: { Env: string[]; WorkingDir?: string } };
+    expect(config.config.WorkingDir ?? '').toBe('');
+    expect(config.config.Env).toEqual(expect.arrayContaining(['AT=/', 'DATA=/data', 'CONF=/etc:/']));
+  });
+
   it('--user with uid 0 or an existing system name, and --workdir on a store directory', async () => {
     const zero = await buildAndLoad('uid0', ['--user', 'ops:0', '--bin-farm']);
     expect(
