@@ -52,8 +52,10 @@ let
 
   # image config (nix2container / dockerTools style names) → nixoci flags
   configFlags =
-    config:
+    config0:
     let
+      # `user = null;` (often `if … then … else null`) means "not set", as in nix2container
+      config = dropNulls config0;
       opt = name: flag: if config ? ${name} && config.${name} != null then [ flag (toString config.${name}) ] else [ ];
       each = name: flag: f: if config ? ${name} then builtins.concatMap (x: [ flag (f x) ]) (list config.${name}) else [ ];
       list = v: if builtins.isList v then v else if builtins.isAttrs v then kv v else [ v ];
@@ -113,7 +115,64 @@ let
     ++ (if config.binFarm or false then [ "--bin-farm" ] else [ ])
     ++ (if config.ignoreCollisions or false then [ "--ignore-collisions" ] else [ ]);
 
+  # attributes whose value is null, left out: `tag = null;` means the default, not "null"
+  dropNulls = attrs: builtins.removeAttrs attrs (builtins.filter (k: attrs.${k} == null) (builtins.attrNames attrs));
+
+  # OCI distribution spec: a repository (with an optional registry host[:port]) and a tag
+  nameRe = "(([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*";
+  tagRe = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+  checkRef =
+    name: tag:
+    if !builtins.isString name || builtins.match nameRe name == null || builtins.stringLength name > 255 then
+      throw "nixoci image: name ${builtins.toJSON name} is not an image name: lower-case letters, digits and . _ - separators, path components joined by /, an optional registry host[:port]/ first (e.g. \"ghcr.io/me/app\"); give the tag as tag = \"…\""
+    else if !builtins.isString tag || builtins.match tagRe tag == null then
+      throw "nixoci image ${name}: tag ${builtins.toJSON tag} is not an image tag: up to 128 letters, digits, _ . - (not starting with . or -), e.g. tag = \"v1\""
+    else
+      true;
+
+  # buildImage / buildLayeredImage arguments of nix2container and dockerTools → what nixoci takes
+  imageArgs = [ "name" "tag" "packages" "devbox" "config" "pkgs" "arch" "nixoci" "shell" ];
+  renamedArgs = {
+    copyToRoot = "packages";
+    contents = "packages";
+    layers = "packages";
+    maxLayers = "config.maxLayers";
+    created = "config.created";
+    architecture = "arch";
+  };
+  unsupportedArgs = {
+    fromImage = "nixoci images have no base image; put what it provided in packages";
+    perms = "give files their modes in the derivation, or add them with config.copy";
+    initializeNixDatabase = "images hold no Nix database";
+    extraCommands = "add files with config.copy";
+    fakeRootCommands = "add files with config.copy; config.user owns the home and workdir";
+  };
+
+  # image { … } with null attributes left out and the names of other image builders explained
   image =
+    args0:
+    let
+      args = dropNulls args0;
+      unknown = builtins.filter (k: !builtins.elem k imageArgs) (builtins.attrNames args);
+      explain =
+        k:
+        if renamedArgs ? ${k} then
+          "${k} (nixoci's name: ${renamedArgs.${k}})"
+        else if unsupportedArgs ? ${k} then
+          "${k} (not in nixoci: ${unsupportedArgs.${k}})"
+        else
+          k;
+      where = if args ? name && builtins.isString args.name then "nixoci image ${args.name}" else "nixoci image";
+    in
+    if unknown != [ ] then
+      throw "${where}: unknown attribute ${builtins.concatStringsSep ", " (map explain unknown)}; known: ${builtins.concatStringsSep ", " imageArgs}"
+    else if !(args ? name) then
+      throw "nixoci image: give name (e.g. name = \"ghcr.io/me/app\";)"
+    else
+      assert checkRef args.name (args.tag or "latest");
+      imageOf args;
+
+  imageOf =
     {
       name,
       tag ? "latest",

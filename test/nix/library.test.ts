@@ -77,6 +77,55 @@ describe('nix/ library', () => {
     );
   });
 
+  it("refuses nix2container's and dockerTools' image arguments naming nixoci's, and bad names and tags", async () => {
+    const project = mkdtempSync(join(work, 'hx-devbox-args-'));
+    writeFileSync(join(project, 'devbox.json'), '{"packages": []}');
+    const evalImage = (name: string, attrs: string): Promise<string> =>
+      nix('nix-instantiate', [
+        '--eval',
+        '--strict',
+        '--json',
+        '--read-write-mode',
+        expr(
+          name,
+          `((import ${lib} { system = "x86_64-linux"; }).image { devbox = ${project}; ${attrs} }).args`,
+        ),
+      ]);
+    await expect(
+      evalImage('n2c-args', 'name = "app"; copyToRoot = [ ]; maxLayers = 3; fromImage = null; colour = 1;'),
+    ).rejects.toThrow(
+      "nixoci image app: unknown attribute colour, copyToRoot (nixoci's name: packages), maxLayers (nixoci's name: config.maxLayers); known: name, tag, packages, devbox, config, pkgs, arch, nixoci, shell",
+    );
+    await expect(evalImage('n2c-from', 'name = "app"; fromImage = "alpine";')).rejects.toThrow(
+      'unknown attribute fromImage (not in nixoci: nixoci images have no base image; put what it provided in packages)',
+    );
+    for (const [file, attrs, message] of [
+      ['bad-upper', 'name = "App";', 'nixoci image: name "App" is not an image name'],
+      ['bad-tagged', 'name = "app:v1";', 'nixoci image: name "app:v1" is not an image name'],
+      ['bad-slash', 'name = "ghcr.io/me/";', 'nixoci image: name "ghcr.io/me/" is not an image name'],
+      ['bad-tag', 'name = "app"; tag = "-rc";', 'nixoci image app: tag "-rc" is not an image tag'],
+      ['bad-tag-int', 'name = "app"; tag = 1;', 'nixoci image app: tag 1 is not an image tag'],
+      ['no-name', 'tag = "v1";', 'nixoci image: give name'],
+    ] as const)
+      await expect(evalImage(file, attrs), file).rejects.toThrow(message);
+    // null attributes are left out: the defaults apply, and config's nulls add no flag
+    expect(
+      JSON.parse(
+        await evalImage(
+          'nulls',
+          'name = "localhost:5000/team/app_x"; tag = null; arch = null; config = { user = null; env = null; workdir = "/srv"; cmd = null; };',
+        ),
+      ),
+    ).toEqual([
+      '--devbox',
+      expect.stringMatching(/-devbox-project$/),
+      '--arch',
+      'amd64',
+      '--workdir',
+      '/srv',
+    ]);
+  });
+
   it('takes expose in the ExposedPorts form of OCI and nix2container, { "80/tcp" = { }; }', async () => {
     const f = expr(
       'expose-set',
