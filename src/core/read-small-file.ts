@@ -1,4 +1,4 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 
 /**
  * The text of `file` when it is a regular file of at most `maxBytes`, else undefined (missing,
@@ -23,4 +23,30 @@ export function readSmallFile(file: string, maxBytes: number): string | undefine
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The text of `file`, a file the user named (a config file, a CA file, a graph, devbox.json).
+ * Opened non-blocking and checked on the open descriptor, so a FIFO is refused instead of waited on
+ * for ever and a device is not read without end. Throws the fs error (ENOENT, EACCES) or an Error
+ * saying what the file is instead; callers put it after `cannot read FILE: `.
+ */
+export function readRegularFile(file: string, maxBytes: number): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error(`not a regular file (${kindOf(st)})`);
+    if (st.size > maxBytes) throw new Error(`${st.size} bytes, more than the ${maxBytes} nixoci reads`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function kindOf(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
 }

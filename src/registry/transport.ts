@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Agent, buildConnector as BuildConnector, Dispatcher, Response } from 'undici';
 import { NixociError, reason } from '../core/errors.js';
 import { tlsTrust } from '../core/tls-trust.js';
+import { readRegularFile } from '../core/read-small-file.js';
 import {
   hostCerts,
   hostPortOf,
@@ -50,6 +50,9 @@ export const DEFAULT_RETRY: RetryPolicy = {
   maxRetryAfterMs: 60_000,
 };
 
+/** A system CA bundle is ~200 KiB; a bigger file is not a CA file (or is /dev/zero). */
+const MAX_CA_FILE_BYTES = 16 << 20;
+
 const agents = new Map<string, Promise<Agent>>();
 
 /**
@@ -60,7 +63,7 @@ export function caFor(caFile: string | undefined): string[] {
   if (!caFile) return [];
   let pem: string;
   try {
-    pem = readFileSync(caFile, 'utf8');
+    pem = readRegularFile(caFile, MAX_CA_FILE_BYTES);
   } catch (e) {
     throw new NixociError('USAGE', `cannot read --ca-file ${caFile}: ${reason(e)}`, {
       hint: 'give a PEM file of CA certificates',

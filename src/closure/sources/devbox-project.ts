@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
 import { NixociError, reason } from '../../core/errors.js';
+import { readRegularFile } from '../../core/read-small-file.js';
 import {
   devboxJsonSchema,
   devboxLockSchema,
@@ -77,10 +78,13 @@ function readLock(lockFile: string): DevboxLock {
   return validate(lockFile, raw, devboxLockSchema, 'devbox.lock');
 }
 
+/** devbox.json and devbox.lock of hundreds of packages are some 100 KiB. */
+const MAX_DEVBOX_FILE_BYTES = 64 << 20;
+
 function parseText(file: string, what: string): unknown {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFile(file, MAX_DEVBOX_FILE_BYTES);
   } catch (e) {
     throw devboxError(`cannot read ${file}: ${reason(e)}`, `check that ${what} is readable`);
   }

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { NixociError } from '../../core/errors.js';
+import { NixociError, reason } from '../../core/errors.js';
+import { readRegularFile } from '../../core/read-small-file.js';
 import { DOCKER_HUB } from '../reference.js';
 import { runCredentialHelper, type HelperOptions } from './cred-helper.js';
 
@@ -92,11 +92,13 @@ export async function resolveCredentials(
 
   const helper: HelperOptions | undefined =
     options.helpers === false ? undefined : { env, ...(options.signal ? { signal: options.signal } : {}) };
+  const fromConfig = (file: string, podman: boolean): Promise<ResolvedCredentials | undefined> =>
+    fromConfigFile(file, registry, repository, podman, helper);
   if (env.REGISTRY_AUTH_FILE) {
-    const found = await fromConfig(env.REGISTRY_AUTH_FILE, registry, repository, true, helper);
+    const found = await fromConfig(env.REGISTRY_AUTH_FILE, true);
     if (found) return found;
   }
-  const fromDocker = await fromConfig(dockerConfigFile(env), registry, repository, false, helper);
+  const fromDocker = await fromConfig(dockerConfigFile(env), false);
   if (fromDocker) return fromDocker;
   // Where podman, skopeo and buildah log in (containers-auth.json(5)): the runtime directory's
   // file (/run/containers/UID without XDG_RUNTIME_DIR, as for root), then the persistent one.
@@ -105,7 +107,7 @@ export async function resolveCredentials(
     : `/run/containers/${process.getuid?.() ?? 0}/auth.json`;
   const configDir = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), '.config');
   for (const file of [primary, join(configDir, 'containers', 'auth.json')]) {
-    const found = await fromConfig(file, registry, repository, true, helper);
+    const found = await fromConfig(file, true);
     if (found) return found;
   }
   return undefined;
@@ -135,7 +137,7 @@ export function parseCredsFlag(s: string): { username: string; password: string 
   return { username: s.slice(0, c), password: s.slice(c + 1) };
 }
 
-async function fromConfig(
+async function fromConfigFile(
   file: string,
   registry: string,
   repository: string,
@@ -170,12 +172,20 @@ async function fromConfig(
   return undefined;
 }
 
+/** Larger than any auth file of many registries, small enough to refuse /dev/zero at once. */
+const MAX_CONFIG_BYTES = 4 << 20;
+
 function readConfig(file: string): ConfigFile | undefined {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
+    text = readRegularFile(file, MAX_CONFIG_BYTES);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Missing or not this user's to read: passed over, as docker does.
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM') return undefined;
+    throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: ${reason(e)}`, {
+      hint: 'make it a regular docker/podman auth file, or remove it, or pass --creds',
+    });
   }
   try {
     return configFile.parse(JSON.parse(text));
