@@ -1,4 +1,5 @@
-import { closeSync, fchmodSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fchmodSync, lstatSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { removeQuietly } from './remove-quietly.js';
 import { tempTag } from './temp-name.js';
 
@@ -32,4 +33,24 @@ export function atomicWrite(
   } finally {
     removeQuietly(tmp);
   }
+}
+
+/**
+ * Why `file` cannot be renamed over, known before any work: in a sticky directory (/tmp) only the
+ * owner of a file, of the directory, or root may replace or remove it. Undefined when it can be
+ * (or does not exist).
+ */
+export function stickyProblem(file: string): string | undefined {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0) return undefined;
+  let st;
+  let dir;
+  try {
+    st = lstatSync(file);
+    dir = statSync(dirname(file));
+  } catch {
+    return undefined;
+  }
+  if ((dir.mode & 0o1000) === 0 || st.uid === uid || dir.uid === uid) return undefined;
+  return `${file} belongs to another user (uid ${st.uid}), and ${dirname(file)} is sticky: only its owner can replace it`;
 }

@@ -50,6 +50,8 @@ export type MountResult =
 export class RegistryClient {
   readonly transport: Transport;
   readonly auth: Authenticator;
+  /** An auth file that exists but could not be read, named in the hint of a 401. */
+  private unreadableAuthFile: string | undefined;
 
   constructor(
     readonly registry: string,
@@ -77,7 +79,15 @@ export class RegistryClient {
       registry,
       plainHttp: this.transport.plainHttp,
       ...(o.insecureRegistries ? { insecureHosts: o.insecureRegistries } : {}),
-      credentials: () => resolveCredentials(registry, repositoryForCredentials, o),
+      credentials: () =>
+        resolveCredentials(registry, repositoryForCredentials, {
+          ...o,
+          onUnreadable: (file) => {
+            o.onUnreadable?.(file);
+            this.unreadableAuthFile ??= file;
+            o.log?.(`registry ${registry}: cannot read ${file} (permission denied), passed over`);
+          },
+        }),
       dispatcher: () => this.transport.dispatcher(),
       ...(o.log ? { log: o.log } : {}),
     });
@@ -321,7 +331,16 @@ export class RegistryClient {
       : source !== undefined
         ? 'credentials'
         : 'none';
-    const err = registryError(this.o.what, op, info, this.registry, auth, this.o.reading, source);
+    const err = registryError(
+      this.o.what,
+      op,
+      info,
+      this.registry,
+      auth,
+      this.o.reading,
+      source,
+      this.unreadableAuthFile,
+    );
     const realm = this.auth.withheldFrom;
     if (!realm || (info.status !== 401 && info.status !== 403)) return err;
     return Object.assign(

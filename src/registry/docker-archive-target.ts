@@ -13,6 +13,7 @@ import {
 import { isatty } from 'node:tty';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { stickyProblem } from '../core/atomic-write.js';
 import { digestHex, sha256Digest } from '../core/digest.js';
 import { dirProblem, statOrMissing } from '../core/dir-problem.js';
 import { NixociError } from '../core/errors.js';
@@ -50,6 +51,12 @@ export class DockerArchiveTarget implements ImageTarget {
     if (problem)
       throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${problem}`, {
         hint: 'give a file in an existing, writable directory',
+      });
+    // Else found only at the rename, after every layer was built and written.
+    const sticky = stickyProblem(path);
+    if (sticky)
+      throw new NixociError('TARGET_WRITE', `cannot write ${this.description}: ${sticky}`, {
+        hint: 'give another file name, or have its owner remove it',
       });
   }
 

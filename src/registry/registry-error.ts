@@ -111,8 +111,13 @@ function hintFor(
   auth: AuthUsed,
   reading: boolean,
   source: string | undefined,
+  unreadable: string | undefined,
 ): string {
   if (info.status === 401) {
+    // `sudo docker login` leaves a config.json only root can read: docker passes it over with a
+    // warning, and the push then goes anonymous. The 401 is the first place it shows.
+    if (auth === 'none' && unreadable !== undefined)
+      return `${unreadable} is not readable by this user (left by a login run with sudo?), so no credentials were sent: run \`sudo chown $USER ${unreadable}\`, or pass --creds USER:PASSWORD`;
     // The registry did not take the token its own token service issued (signature, issuer,
     // audience or expiry): no account rights would change that.
     if (auth === 'token' && info.challengeError === 'invalid_token')
@@ -154,10 +159,12 @@ export function registryError(
   reading = false,
   /** Where the credentials came from (`--creds`, a file, a helper), never their value. */
   source?: string,
+  /** An auth file passed over because it could not be read. */
+  unreadable?: string,
 ): NixociError {
   const code = info.status === 401 || info.status === 403 ? 'REGISTRY_AUTH' : 'REGISTRY';
   const err = new NixociError(code, `${reading ? what : `${what} failed`}: ${op}: ${info.summary}`, {
-    hint: hintFor(info, registry, auth, reading, source),
+    hint: hintFor(info, registry, auth, reading, source, unreadable),
   });
   return Object.assign(err, { registryCodes: info.codes, status: info.status });
 }

@@ -456,9 +456,11 @@ describe('DaemonTarget engine discovery', () => {
       { encoding: 'utf8', env: { ...process.env, HOME: cache, XDG_CACHE_HOME: cache } },
     );
     expect(r.status, r.stderr).toBe(1);
+    // The hint names the socket's own group (test/robustness/other-user.test.ts covers the others).
+    const group = execFileSync('stat', ['-c', '%G', socketPath()], { encoding: 'utf8' }).trim();
     expect(r.stderr).toBe(
       `nixoci: error: cannot connect to the Docker engine at unix://${socketPath()}: permission denied\n` +
-        `hint: add your user to the group owning ${socketPath()} (usually \`docker\`) and log in again, or use a rootless engine\n`,
+        `hint: ${socketPath()} is open to group ${group}: add yourself to it (\`sudo usermod -aG ${group} $USER\`) and log in again, or use a rootless engine\n`,
     );
   });
 

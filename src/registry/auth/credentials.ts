@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -32,6 +33,11 @@ export interface CredentialOptions {
   readonly signal?: AbortSignal;
   /** False: credential helpers are not run, only files and variables read (logout's check). */
   readonly helpers?: boolean;
+  /**
+   * Told of an auth file that exists but cannot be read (a root-owned ~/.docker/config.json after
+   * `sudo docker login`): passed over as docker does, but named if the registry then says 401.
+   */
+  readonly onUnreadable?: (file: string) => void;
 }
 
 const authEntry = z.object({
@@ -93,7 +99,7 @@ export async function resolveCredentials(
   const helper: HelperOptions | undefined =
     options.helpers === false ? undefined : { env, ...(options.signal ? { signal: options.signal } : {}) };
   const fromConfig = (file: string, podman: boolean): Promise<ResolvedCredentials | undefined> =>
-    fromConfigFile(file, registry, repository, podman, helper);
+    fromConfigFile(file, registry, repository, podman, helper, options.onUnreadable);
   if (env.REGISTRY_AUTH_FILE) {
     const found = await fromConfig(env.REGISTRY_AUTH_FILE, true);
     if (found) return found;
@@ -143,8 +149,9 @@ async function fromConfigFile(
   repository: string,
   podman: boolean,
   helperOptions: HelperOptions | undefined,
+  onUnreadable: ((file: string) => void) | undefined,
 ): Promise<ResolvedCredentials | undefined> {
-  const config = readConfig(file);
+  const config = readConfig(file, onUnreadable);
   if (!config) return undefined;
   const serverUrl = registry === DOCKER_HUB ? DOCKER_HUB_KEY : registry;
   const helper = helperFor(config, registry);
@@ -175,14 +182,22 @@ async function fromConfigFile(
 /** Larger than any auth file of many registries, small enough to refuse /dev/zero at once. */
 const MAX_CONFIG_BYTES = 4 << 20;
 
-function readConfig(file: string): ConfigFile | undefined {
+function readConfig(
+  file: string,
+  onUnreadable: ((file: string) => void) | undefined,
+): ConfigFile | undefined {
   let text: string;
   try {
     text = readRegularFile(file, MAX_CONFIG_BYTES);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    // Missing or not this user's to read: passed over, as docker does.
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM') return undefined;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'EACCES' || code === 'EPERM') {
+      // Only a file that is there (stat needs no read access) but not readable: a dir this user
+      // may not search (/run/containers/UID of another user) holds nothing to name.
+      if (exists(file)) onUnreadable?.(file);
+      return undefined;
+    }
     throw new NixociError('CREDENTIALS', `cannot read credentials from ${file}: ${reason(e)}`, {
       hint: 'make it a regular docker/podman auth file, or remove it, or pass --creds',
     });
@@ -219,6 +234,15 @@ function fromEntry(e: z.infer<typeof authEntry>, file: string, key: string): Cre
   }
   if (e.username && e.password !== undefined) return { username: e.username, password: e.password };
   return undefined;
+}
+
+function exists(file: string): boolean {
+  try {
+    statSync(file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The credential helper a config names for `registry`: its credHelpers entry, else credsStore. */

@@ -8,6 +8,7 @@ import { NixociError, reason } from '../../core/errors.js';
 import { childProcess, https, readline } from '../../core/builtins.js';
 import { tlsTrust } from '../../core/tls-trust.js';
 import type { Endpoint, EngineKind } from './discover.js';
+import { socketAccessHint } from './socket-access.js';
 
 /** Oldest Engine API nixoci speaks (Docker 1.13); newest it asks for. */
 export const MIN_API_VERSION = '1.25';
@@ -401,7 +402,7 @@ export class EngineClient {
       return new NixociError('DAEMON_UNREACHABLE', `cannot connect to ${this.name()}: permission denied`, {
         hint:
           this.endpoint.kind === 'unix'
-            ? `add your user to the group owning ${this.endpoint.socketPath} (usually \`docker\`) and log in again, or use a rootless engine`
+            ? socketAccessHint(this.endpoint.socketPath)
             : 'check the engine address and its access rights',
         cause: e,
       });
