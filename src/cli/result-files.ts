@@ -234,7 +234,7 @@ async function writeResult(
       }
       return;
     }
-    atomicWrite(path, text, { keepMode: true });
+    atomicWrite(path, text);
   } catch (e) {
     if (e instanceof NixociError) throw e;
     if ((e as Error).name === 'AbortError')

@@ -1,4 +1,13 @@
-import { closeSync, fchmodSync, lstatSync, openSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { removeQuietly } from './remove-quietly.js';
 import { tempTag } from './temp-name.js';
@@ -8,17 +17,13 @@ import { tempTag } from './temp-name.js';
  * reader sees the old content or the new, never a part. The temp name cannot be guessed and is
  * created exclusively ('wx'): a symlink planted beside `file` is never followed. The temp file is
  * gone afterwards, whatever happened (a killed writer's is left for `removeStaleFiles`, which knows
- * the name by its PID). With `mode`, the file never exists with another one (a secret is never
- * readable by others); with `keepMode`, a file replaced keeps its permission bits (a file the user
- * made 0600 stays so).
+ * the name by its PID). A file replaced keeps its permission bits (a file the user made 0600 stays
+ * so; one the group could read does not become 0600 under `umask 077`); with `mode`, the file
+ * never exists with another one (a secret is never readable by others).
  */
-export function atomicWrite(
-  file: string,
-  data: string | Buffer,
-  options: { mode?: number; keepMode?: boolean } = {},
-): void {
+export function atomicWrite(file: string, data: string | Buffer, options: { mode?: number } = {}): void {
   const tmp = `${file}.${tempTag()}.tmp`;
-  const kept = options.keepMode ? statSync(file, { throwIfNoEntry: false })?.mode : undefined;
+  const kept = statSync(file, { throwIfNoEntry: false })?.mode;
   const mode = options.mode ?? (kept === undefined ? undefined : kept & 0o7777);
   try {
     const fd = openSync(tmp, 'wx', mode ?? 0o666);
@@ -33,6 +38,21 @@ export function atomicWrite(
   } finally {
     removeQuietly(tmp);
   }
+}
+
+/**
+ * Gives `tmp`, about to be renamed over `file`, the mode `file` has: a new file gets its mode from
+ * the umask (0600 under `umask 077`), and a replaced index.json or archive the group could read
+ * would silently stop being readable. Nothing to keep when `file` does not exist yet.
+ */
+export function keepMode(tmp: string, file: string): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o7777;
+  } catch {
+    return;
+  }
+  if ((lstatSync(tmp).mode & 0o7777) !== mode) chmodSync(tmp, mode);
 }
 
 /**

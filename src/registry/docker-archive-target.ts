@@ -13,7 +13,7 @@ import {
 import { isatty } from 'node:tty';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { stickyProblem } from '../core/atomic-write.js';
+import { keepMode, stickyProblem } from '../core/atomic-write.js';
 import { digestHex, sha256Digest } from '../core/digest.js';
 import { dirProblem, statOrMissing } from '../core/dir-problem.js';
 import { NixociError } from '../core/errors.js';
@@ -82,6 +82,7 @@ export class DockerArchiveTarget implements ImageTarget {
         ctx,
         true,
         (offsets) => {
+          keepMode(tmp, path);
           renameSync(tmp, path);
           // Complete and in place: a later destination of this run reads the layers back from here.
           for (const [i, offset] of offsets.entries())

@@ -1,6 +1,7 @@
-// Files the user names that are not what they seem (a FIFO where a file is read).
+// Files the user names that are not what they seem (a FIFO where a file is read), and files nixoci
+// replaces (index.json, an archive), whose mode must survive the replacement under any umask.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,4 +69,29 @@ describe('a FIFO where nixoci reads a file', () => {
     const r = await nixoci(['build', '--graph', graph, '--to', `oci:${path.join(dir, 'unused')}:t`]);
     expectRefused(r, `${graph}: not a regular file`);
   }, 30_000);
+});
+
+describe('a replaced file keeps its mode under umask 077', () => {
+  it('index.json of an OCI layout', async () => {
+    const layout = path.join(dir, 'layout');
+    const to = (tag: string): string[] => ['build', '--graph', fx.graphFile, '--to', `oci:${layout}:${tag}`];
+    expect((await nixoci(to('one'))).code).toBe(0);
+    const index = path.join(layout, 'index.json');
+    chmodSync(index, 0o644);
+    const r = await nixoci(to('two'), { umask: '077' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(index).mode & 0o7777).toBe(0o644);
+  }, 120_000);
+
+  it('a docker-archive', async () => {
+    const out = path.join(dir, 'archive');
+    mkdirSync(out);
+    const archive = path.join(out, 'image.tar');
+    const to = ['build', '--graph', fx.graphFile, '--to', `docker-archive:${archive}`];
+    expect((await nixoci(to)).code).toBe(0);
+    chmodSync(archive, 0o640);
+    const r = await nixoci(to, { umask: '077' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(statSync(archive).mode & 0o7777).toBe(0o640);
+  }, 120_000);
 });
