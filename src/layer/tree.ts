@@ -114,8 +114,36 @@ function permissions(mode: number, options: TreeOptions): number {
 }
 
 export function storeReadError(abs: Buffer, e: unknown): NixociError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') return notReadable(abs, e);
   return new NixociError('STORE_READ', `cannot read ${printable(abs)}: ${reason(e)}`, {
     hint: 'check that the store path is realised and readable (nix-store --verify-path)',
+    cause: e,
+  });
+}
+
+/** A store path of the store directory: its name is 32 nix32 characters, a dash and a name. */
+const STORE_PATH = /^(.*?\/[0-9a-df-np-sv-z]{32}-[^/]+)/;
+
+/**
+ * Permission denied in the store: Nix keeps every store file world-readable, so a file or
+ * directory only its owner may read was changed by hand (or copied in with its mode), and
+ * "is the path realised?" is the wrong question. Names the file, its mode and owner, and the path.
+ */
+function notReadable(abs: Buffer, e: unknown): NixociError {
+  const file = printable(abs);
+  const storePath = STORE_PATH.exec(file)?.[1];
+  let what = '';
+  try {
+    const st = lstatSync(abs);
+    const owner = st.uid === 0 ? 'root' : `uid ${st.uid}`;
+    what = ` (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}, owner ${owner})`;
+  } catch {
+    // a directory above it this user may not search: the path alone says enough
+  }
+  const path = storePath ? `store path ${storePath}` : 'store path';
+  return new NixociError('STORE_READ', `cannot read ${file}${what}: permission denied`, {
+    hint: `the ${path} is not readable by this user (Nix keeps store files readable by all): run nixoci as a user that can read it, or restore its permissions (nix-store --repair-path)`,
     cause: e,
   });
 }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 import { OTHER_GID, otherUser, type OtherUser } from '../helpers/other-user.js';
+import { FakeStore } from './fake-store.js';
 
 const env = testEnv();
 let fx: FixtureClosure;
@@ -140,5 +141,25 @@ describe('as an unprivileged user', () => {
     const cached = existsSync(cache) ? readdirSync(cache, { recursive: true }).map(String) : [];
     expect(cached.filter((f) => f !== 'nixoci' && !f.startsWith('nixoci/v8'))).toEqual([]);
     expect(statSync(theirs).size).toBe(10);
+  });
+
+  it('names a store file it cannot read, and says the store path is not readable by this user', async () => {
+    // Nix keeps store files readable by all; a fake store (NIX_STORE_DIR) holds one that is not.
+    const store = new FakeStore(path.join(user.dir, 'fake'));
+    let secret = '';
+    const p = store.add('hx-nonroot-secret', (d) => {
+      writeFileSync(path.join(d, 'readable'), 'ok\n');
+      secret = path.join(d, 'key');
+      writeFileSync(secret, 'root only\n', { mode: 0o400 });
+    });
+    const graph = store.graph(path.join(user.dir, 'fake', 'graph.json'));
+    const out = path.join(user.home, 'secret-layout');
+    const r = await user.run(['build', '--graph', graph, '--to', `oci:${out}:t`], { env: store.env });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toBe(
+      `nixoci: error: cannot read ${secret} (mode 0400, owner root): permission denied\n` +
+        `hint: the store path ${p} is not readable by this user (Nix keeps store files readable by all): run nixoci as a user that can read it, or restore its permissions (nix-store --repair-path)\n`,
+    );
+    expect(existsSync(out)).toBe(false);
   });
 });
