@@ -78,6 +78,13 @@ export class OciLayoutTarget implements ImageTarget {
     const tmps = new Set<string>();
     /** Blob files this run put in place (its own, if it must remove the layout it made). */
     const committed = new Set<string>();
+    // The first layer that fails stops the others, as a push does: the run has failed, and the
+    // cores they would keep busy (and the temp files the queued ones would make) are waste. Its own
+    // error is what the run reports; the others end ABORTED.
+    const stop = new AbortController();
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, stop.signal]) : stop.signal;
+    /** Every layer given a turn, settled before the temp files are removed on a failure. */
+    const turns: Promise<unknown>[] = [];
     try {
       await this.init(tmps, ctx.signal);
       const reports: ImageReport[] = [];
@@ -93,7 +100,7 @@ export class OciLayoutTarget implements ImageTarget {
           // Made now (exclusively), and written by whoever makes the blob: a layer worker writes
           // it itself, so a big blob never crosses threads.
           closeSync(openSync(tmp, 'wx'));
-          const digests = await layer.writeTo({ file: tmp }, ctx.signal);
+          const digests = await layer.writeTo({ file: tmp }, signal);
           this.commitBlob(tmp, digests.digest);
           committed.add(digestHex(digests.digest));
           tmps.delete(tmp);
@@ -106,11 +113,18 @@ export class OciLayoutTarget implements ImageTarget {
           .map((l, i) => i)
           .sort((a, b) => image.layers[b]!.planned.narSize - image.layers[a]!.planned.narSize);
         const done = new Map<number, Promise<Written>>();
-        for (const i of bySize)
-          done.set(
-            i,
-            limit(() => writeOne(image.layers[i]!)),
-          );
+        for (const i of bySize) {
+          const turn = limit(() => {
+            if (signal.aborted) throw new NixociError('ABORTED', 'aborted');
+            // Stopped before this turn is given back, so that no queued layer starts in between.
+            return writeOne(image.layers[i]!).catch((e: unknown) => {
+              stop.abort();
+              throw e;
+            });
+          });
+          turns.push(turn);
+          done.set(i, turn);
+        }
         const written = await Promise.all(image.layers.map((_, i) => done.get(i)!));
         const r = renderImage(
           image,
@@ -136,6 +150,11 @@ export class OciLayoutTarget implements ImageTarget {
       await withFileLock(this.lockFile, () => this.tagTop(top), ctx.signal);
       return { target: this.description, manifestDigest: top.digest, images: reports, notes: [] };
     } catch (e) {
+      // The layers under way stop (above) and are let finish before their temp files are removed:
+      // a queued one would otherwise still make a temp file, and one under way put its blob in
+      // place, after the cleanup.
+      stop.abort();
+      await Promise.allSettled(turns);
       for (const t of tmps) removeQuietly(t);
       tmps.clear();
       if (createdDir) await this.removeIfUnused(committed);

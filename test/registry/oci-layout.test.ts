@@ -15,8 +15,15 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadGraphFile } from '../../src/closure/load.js';
 import { sha256Digest } from '../../src/core/digest.js';
+import { DEFAULT_CREATED, type Image } from '../../src/image/image.js';
+import { DigestCache } from '../../src/layer/cache.js';
+import { makeLayers } from '../../src/layer/layer.js';
+import { planLayers } from '../../src/layer/plan.js';
+import { OciLayoutTarget } from '../../src/registry/oci-layout-target.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
+import { FakeStore } from '../robustness/fake-store.js';
 import { spawnCli } from '../robustness/robust-helpers.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
 
@@ -200,4 +207,75 @@ describe('an OCI layout written by several runs', () => {
     expect(readdirSync(blobs).filter((n) => n.startsWith('.'))).toEqual([]);
     expect(readdirSync(work).filter((n) => n.includes('.removed'))).toEqual([]);
   }, 120_000);
+});
+
+describe('an OCI layout, when a layer fails', () => {
+  it('stops the other layers: none starts after the failure, no temp file is left, the tags stay', async () => {
+    const root = mkdtempSync(path.join(work, 'hx-stop-'));
+    // A fake store (store paths nixoci reads as they are): one path holds a FIFO, which no layer
+    // may hold, so its layer fails at once, as it is walked.
+    const store = new FakeStore(root);
+    const bad = store.add('fifo', (d) => execFileSync('mkfifo', [path.join(d, 'pipe')]));
+    const good = ['b', 'c', 'd', 'e', 'f'].map((n) =>
+      store.add(n, (d) => writeFileSync(path.join(d, 'file'), Buffer.alloc(256 << 10, n))),
+    );
+    // The layout writes the biggest layers first, two at a time (NAR sizes as the graph says): the
+    // bad one and `b` are given the two turns; c…f wait for one.
+    const narHash = `sha256-${Buffer.alloc(32, 1).toString('base64')}`;
+    const graph = (paths: string[]): Promise<Awaited<ReturnType<typeof loadGraphFile>>> => {
+      const file = path.join(root, `graph-${paths.length}.json`);
+      const sizes = new Map([[bad, 50 << 20], ...good.map((p, i) => [p, (40 - i) << 20] as const)]);
+      writeFileSync(
+        file,
+        JSON.stringify(paths.map((p) => ({ path: p, narHash, narSize: sizes.get(p), references: [] }))),
+      );
+      return loadGraphFile(file, { storeDir: store.dir });
+    };
+    const started: string[] = [];
+    const imageOf = async (paths: string[]): Promise<Image> => {
+      const closure = await graph(paths);
+      const layers = makeLayers(planLayers(closure), {
+        compression: 'gzip',
+        cache: new DigestCache(null),
+        stats: { bytesRead: 0 },
+        storeDir: store.dir,
+        onProgress: (e) => {
+          if (e.phase === 'start') started.push(path.basename(e.layer.planned.storePaths[0]!).slice(33));
+        },
+      });
+      expect(layers).toHaveLength(paths.length);
+      return {
+        platform: { architecture: 'amd64', os: 'linux' },
+        closure,
+        layers,
+        run: { env: [], exposedPorts: [], labels: {} },
+        created: DEFAULT_CREATED,
+      };
+    };
+    // A layout that holds an image already (kept, not removed, when the next run fails).
+    const dir = path.join(root, 'layout');
+    await new OciLayoutTarget(dir, 'old').write([await imageOf(good)], {});
+    const index = readFileSync(path.join(dir, 'index.json'));
+    const blobs = path.join(dir, 'blobs', 'sha256');
+    const before = readdirSync(blobs).sort();
+    started.length = 0;
+
+    await expect(
+      new OciLayoutTarget(dir, 'new').write([await imageOf([bad, ...good])], {}),
+    ).rejects.toMatchObject({
+      message: expect.stringMatching(/pipe in a layer: it is a FIFO/),
+    });
+    // Anything the old code started as the bad layer failed (the next queued layer) has started by
+    // now: its start is a few promise callbacks after the failure.
+    await new Promise((r) => setImmediate(r));
+    // Only `b` had started (alongside the bad one, which fails before it starts); c…f never did.
+    expect(started).toEqual(['b']);
+    expect(readdirSync(blobs).filter((n) => n.startsWith('.'))).toEqual([]);
+    // b's blob may have been put in place before it was stopped; no other new blob is there.
+    const added = readdirSync(blobs).filter((n) => !before.includes(n));
+    expect(added.length).toBeLessThanOrEqual(1);
+    expect(readFileSync(path.join(dir, 'index.json'))).toEqual(index);
+    expect(umociTags(dir)).toEqual(['old']);
+    execFileSync('umoci', ['stat', '--image', `${dir}:old`]);
+  });
 });
