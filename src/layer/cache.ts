@@ -5,6 +5,7 @@ import { atomicWrite } from '../core/atomic-write.js';
 import { makeDirs } from '../core/make-dirs.js';
 import { readSmallFile } from '../core/read-small-file.js';
 import { removeQuietly } from '../core/remove-quietly.js';
+import { removeStaleFiles } from '../core/stale-files.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import { ZSTD_FRAMING, type Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
@@ -32,6 +33,11 @@ const entrySchema = z.object({
 /** An entry is ~200 bytes; a bigger file is not one. */
 const MAX_ENTRY_BYTES = 4096;
 
+/** atomicWrite's temp file of an entry: `KEY.json.PID.tmp`. */
+const ENTRY_TEMP = /\.json\.(\d+)\.tmp$/;
+/** An entry is written in one go: a temp file this old is a killed writer's, whatever its pid. */
+const ENTRY_TEMP_MAX_AGE_MS = 60 * 60 * 1000;
+
 export function defaultCacheDir(): string {
   // The XDG spec: a relative path is invalid and ignored (it would put a cache in every working
   // directory nixoci runs in).
@@ -58,6 +64,8 @@ export class DigestCache {
    * made again for another architecture or destination. Disk misses are remembered too (null).
    */
   private readonly mem = new Map<string, LayerDigests | null>();
+  /** Directories of entries whose stale temp files this run has removed (each once). */
+  private readonly swept = new Set<string>();
 
   constructor(private readonly dir: string | null) {}
 
@@ -109,10 +117,27 @@ export class DigestCache {
     this.mem.set(key, d);
     if (!this.dir) return;
     try {
-      makeDirs(join(this.dir, 'v1', key.slice(0, 2)));
+      const dir = join(this.dir, 'v1', key.slice(0, 2));
+      makeDirs(dir);
+      this.sweep(dir);
       atomicWrite(this.file(key), JSON.stringify(d) + '\n');
     } catch {
       // A cache that cannot be written only costs speed next time; never fail the build for it.
+    }
+  }
+
+  /**
+   * Removes the temp files that killed runs left in `dir` (SIGKILL, a machine gone down), once per
+   * run: in the directory being written only, which costs one readdir of a few entries, never a
+   * walk of the whole cache; over many runs every directory written to is swept.
+   */
+  private sweep(dir: string): void {
+    if (this.swept.has(dir)) return;
+    this.swept.add(dir);
+    try {
+      removeStaleFiles(dir, ENTRY_TEMP, { olderThanMs: ENTRY_TEMP_MAX_AGE_MS });
+    } catch {
+      // another user's file in a shared cache: left, as the write below may still succeed
     }
   }
 

@@ -11,6 +11,7 @@ import {
   readFileSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -214,5 +215,48 @@ describe('the digest cache', () => {
     expect(readdirSync(cwd)).toEqual([]);
     expect(existsSync(path.join(home, '.cache', 'nixoci', 'v1'))).toBe(true);
     expect(existsSync(path.join(home, '.cache', 'nixoci', 'v8'))).toBe(true);
+  });
+
+  it('removes the temp files of killed runs from the directory it writes an entry to', async () => {
+    const cache = path.join(work, 'cache-stale-temps');
+    const build = async (): Promise<void> => {
+      const r = await nixoci([
+        'build',
+        '--graph',
+        fx.graphFile,
+        '--to',
+        `oci:${path.join(work, 'stale-temps-out')}`,
+        '--cache-dir',
+        cache,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await build();
+    // An entry gone (so that the next run writes it again), and beside it what runs killed in the
+    // middle of atomicWrite left: `KEY.json.PID.tmp`.
+    const entry = entries(cache)[0]!;
+    rmSync(entry);
+    const dir = path.dirname(entry);
+    // A pid no process has: pids are below pid_max.
+    const dead = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    const plant = (pid: number, old: boolean): string => {
+      const file = path.join(dir, `${old ? 'old' : 'new'}${pid}.json.${pid}.tmp`);
+      writeFileSync(file, '{"diffId":');
+      if (old) utimesSync(file, twoHoursAgo, twoHoursAgo);
+      return path.basename(file);
+    };
+    // Other entries of the directory, if any, stay.
+    const others = readdirSync(dir);
+    plant(dead, true); // dead, old: gone
+    plant(dead, false); // dead: gone
+    // This test's own process, alive: its pid may be a new process's by now (pids repeat), so an
+    // old file goes, and only a recent one is a live writer's.
+    plant(process.pid, true);
+    const live = plant(process.pid, false);
+    writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+    await build();
+    expect(readdirSync(dir).sort()).toEqual([...others, path.basename(entry), live, 'notes.txt'].sort());
+    expect(JSON.parse(readFileSync(entry, 'utf8'))).toHaveProperty('digest');
   });
 });
