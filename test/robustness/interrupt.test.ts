@@ -356,6 +356,97 @@ describe('oci: layout killed with SIGKILL', () => {
   }, 300_000);
 });
 
+describe('oci: layout that holds images already, interrupted with SIGINT', () => {
+  it('leaves no temp file, blobs that match their names and index.json whole, at each stage', async () => {
+    // Three 32 MiB store paths of noise at gzip -9 (about a second each): the two biggest layers are
+    // written at once while the others wait their turn.
+    const noise = [1, 2, 3].map((k) => {
+      const dir = path.join(work, `layout-noise-${k}`);
+      mkdirSync(dir);
+      const c = createCipheriv('aes-128-ctr', Buffer.alloc(16, 10 + k), Buffer.alloc(16, 2));
+      writeFileSync(path.join(dir, 'noise.bin'), c.update(Buffer.alloc((32 << 20) + k)));
+      return execFileSync('nix-store', ['--add', dir], { encoding: 'utf8' }).trim();
+    });
+    const g = JSON.parse(readFileSync(fx.graphFile, 'utf8')) as { roots: string[]; closure: object[] };
+    for (const p of noise) {
+      g.closure.push({
+        path: p,
+        narHash: execFileSync('nix-store', ['--query', '--hash', p], { encoding: 'utf8' }).trim(),
+        narSize: Number(execFileSync('nix-store', ['--query', '--size', p], { encoding: 'utf8' })),
+        references: [],
+      });
+      g.roots.push(p);
+    }
+    const bigGraph = path.join(work, 'layout-graph.json');
+    writeFileSync(bigGraph, JSON.stringify(g));
+    const out = path.join(work, 'oci-kept');
+    const blobs = path.join(out, 'blobs', 'sha256');
+    // --no-cache: every layer is written again by every run, over the blob of the run before.
+    const args = (tag: string, graphFile = bigGraph): string[] => [
+      'build',
+      '--graph',
+      graphFile,
+      '--compression',
+      'gzip',
+      '--compression-level',
+      '9',
+      '--no-cache',
+      '--to',
+      `oci:${out}:${tag}`,
+    ];
+    for (const [tag, file] of [
+      ['keep', fx.graphFile],
+      ['t', bigGraph],
+    ] as const) {
+      const r = await spawnCli(args(tag, file)).done;
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const tags = (): Record<string, string> => {
+      const index = JSON.parse(readFileSync(path.join(out, 'index.json'), 'utf8')) as {
+        manifests: { digest: string; annotations: Record<string, string> }[];
+      };
+      return Object.fromEntries(
+        index.manifests.map((m) => [m.annotations['org.opencontainers.image.ref.name'], m.digest]),
+      );
+    };
+    const before = tags();
+    // Stages, by the temp files the run has made (`.tmp-PID-…`): 1 its marker (made as it starts),
+    // 3 the marker and two layers being written at once, 4 a layer done and the next one begun.
+    for (const stage of [1, 3, 4]) {
+      const run = spawnCli(args('t'));
+      const pid = run.child.pid!;
+      const seen = new Set<string>();
+      let ended = false;
+      void run.done.then(() => (ended = true));
+      while (seen.size < stage && !ended) {
+        if (existsSync(blobs))
+          for (const n of readdirSync(blobs)) if (n.startsWith(`.tmp-${pid}-`)) seen.add(n);
+        await wait(5);
+      }
+      expect(ended, `the run ended before stage ${stage}`).toBe(false);
+      run.child.kill('SIGINT');
+      const r = await run.done;
+      figures.interruptions++;
+      expect(r.code, r.stderr).toBe(130);
+      expect(r.stderr).toBe('nixoci: interrupted\n');
+      const left = [...readdirSync(out), ...readdirSync(blobs)].filter(
+        (n) => n.startsWith('.tmp-') || n.endsWith('.tmp') || n.endsWith('.lock'),
+      );
+      expect(left, `after SIGINT at stage ${stage}`).toEqual([]);
+      for (const b of readdirSync(blobs))
+        expect(
+          createHash('sha256')
+            .update(readFileSync(path.join(blobs, b)))
+            .digest('hex'),
+          b,
+        ).toBe(b);
+      // The tags as they were: an interrupted run tags nothing.
+      expect(tags()).toEqual(before);
+      for (const t of Object.keys(before)) execFileSync('umoci', ['stat', '--image', `${out}:${t}`]);
+    }
+  }, 300_000);
+});
+
 describe('load killed with SIGINT and SIGKILL', () => {
   it('never leaves a half-loaded tag in the engine', async () => {
     const rng = seededRng(SEED + 2);
