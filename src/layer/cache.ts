@@ -6,6 +6,7 @@ import { makeDirs } from '../core/make-dirs.js';
 import { readSmallFile } from '../core/read-small-file.js';
 import { removeQuietly } from '../core/remove-quietly.js';
 import { removeStaleFiles } from '../core/stale-files.js';
+import { TEMP_TAG_PATTERN } from '../core/temp-name.js';
 import { isDigest, sha256Digest, digestHex, type Digest } from '../core/digest.js';
 import { ZSTD_FRAMING, type Compression } from './compress.js';
 import type { PlannedLayer } from './plan.js';
@@ -33,8 +34,8 @@ const entrySchema = z.object({
 /** An entry is ~200 bytes; a bigger file is not one. */
 const MAX_ENTRY_BYTES = 4096;
 
-/** atomicWrite's temp file of an entry: `KEY.json.PID.tmp`. */
-const ENTRY_TEMP = /\.json\.(\d+)\.tmp$/;
+/** atomicWrite's temp file of an entry: `KEY.json.PID.RANDOM.tmp` (`KEY.json.PID.tmp` before). */
+const ENTRY_TEMP = new RegExp(`\\.json\\.${TEMP_TAG_PATTERN}\\.tmp$`);
 /** An entry is written in one go: a temp file this old is a killed writer's, whatever its pid. */
 const ENTRY_TEMP_MAX_AGE_MS = 60 * 60 * 1000;
 

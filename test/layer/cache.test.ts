@@ -233,15 +233,15 @@ describe('the digest cache', () => {
     };
     await build();
     // An entry gone (so that the next run writes it again), and beside it what runs killed in the
-    // middle of atomicWrite left: `KEY.json.PID.tmp`.
+    // middle of atomicWrite left: `KEY.json.PID.RANDOM.tmp` (`KEY.json.PID.tmp` of older versions).
     const entry = entries(cache)[0]!;
     rmSync(entry);
     const dir = path.dirname(entry);
     // A pid no process has: pids are below pid_max.
     const dead = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
     const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-    const plant = (pid: number, old: boolean): string => {
-      const file = path.join(dir, `${old ? 'old' : 'new'}${pid}.json.${pid}.tmp`);
+    const plant = (pid: number, old: boolean, tag = `${pid}`): string => {
+      const file = path.join(dir, `${old ? 'old' : 'new'}${tag}.json.${tag}.tmp`);
       writeFileSync(file, '{"diffId":');
       if (old) utimesSync(file, twoHoursAgo, twoHoursAgo);
       return path.basename(file);
@@ -250,6 +250,7 @@ describe('the digest cache', () => {
     const others = readdirSync(dir);
     plant(dead, true); // dead, old: gone
     plant(dead, false); // dead: gone
+    plant(dead, false, `${dead}.0123456789abcdef`); // dead, today's name: gone
     // This test's own process, alive: its pid may be a new process's by now (pids repeat), so an
     // old file goes, and only a recent one is a live writer's.
     plant(process.pid, true);
