@@ -1,9 +1,10 @@
 // Credential resolution from real files and a real credential-helper process (a shell script on PATH).
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCredentialHelper } from '../../src/registry/auth/cred-helper.js';
+import type { NixociError } from '../../src/core/errors.js';
+import { runCredentialHelper, storeWithHelper } from '../../src/registry/auth/cred-helper.js';
 import { parseCredsFlag, resolveCredentials } from '../../src/registry/auth/credentials.js';
 
 function temp(): string {
@@ -266,6 +267,32 @@ describe('resolveCredentials', () => {
         message: `credential helper docker-credential-${h} for a.io printed more than 1 MiB and was stopped`,
       });
       expect(e.message).not.toContain('\n');
+    }
+  });
+
+  it('names a `store` helper that prints without end without quoting the secret it was given', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hx-review-creds-'));
+    try {
+      const bin = path.join(dir, 'bin');
+      mkdirSync(bin);
+      // reads the {"ServerURL","Username","Secret"} it is given, then prints 4 MiB
+      writeFileSync(
+        path.join(bin, 'docker-credential-loud'),
+        '#!/bin/sh\ncat >/dev/null\nyes | head -c 4194304\n',
+      );
+      chmodSync(path.join(bin, 'docker-credential-loud'), 0o755);
+      const env = { HOME: dir, PATH: `${bin}:${process.env.PATH}` };
+      const e = await storeWithHelper('loud', 'a.io', 'u', 's3cret-pw', 'a.io', { env }).then(
+        () => new Error('no error'),
+        (err: NixociError) => err,
+      );
+      expect(e).toMatchObject({
+        code: 'CREDENTIALS',
+        message: 'credential helper docker-credential-loud for a.io printed more than 1 MiB and was stopped',
+      });
+      expect(`${e.message} ${(e as NixociError).hint}`).not.toContain('s3cret-pw');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -184,7 +184,7 @@ function run(
         new NixociError(
           'CREDENTIALS',
           `credential helper ${bin} for ${registry} printed more than ${MAX_HELPER_OUTPUT >> 20} MiB and was stopped`,
-          { hint: `run \`echo ${input} | ${bin} get\` to see what it prints, or pass --creds` },
+          { hint: `run \`echo ${shown} | ${bin} get\` to see what it prints, or pass --creds` },
         ),
       );
     };
