@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { atomicWrite } from '../core/atomic-write.js';
 import { isDigest, type Digest } from '../core/digest.js';
 import { withFileLock } from '../core/file-lock.js';
 import { makeDirs } from '../core/make-dirs.js';
+import { readSmallFile } from '../core/read-small-file.js';
 
 /**
  * What nixoci loaded into engines with the containerd image store, in `engine-loads.json` of the
@@ -16,6 +16,8 @@ import { makeDirs } from '../core/make-dirs.js';
 const FILE = 'engine-loads.json';
 /** Images kept per engine: the newest ones (an inner loop needs the last few). */
 const MAX_PER_ENGINE = 20;
+/** Far more than 20 images' blobs per engine take; small enough to refuse a device at once. */
+const MAX_FILE_BYTES = 16 << 20;
 
 const recordSchema = z.object({
   id: z.string().refine(isDigest),
@@ -59,11 +61,15 @@ export async function recordEngineLoad(
 }
 
 function read(file: string): LoadsFile {
+  // Opened non-blocking, as the digest cache's other files: a FIFO put there is not waited on for
+  // ever, a device (a symlink to /dev/zero) not read without end.
+  const text = readSmallFile(file, MAX_FILE_BYTES);
   try {
-    const parsed = fileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+    const parsed = fileSchema.safeParse(JSON.parse(text ?? ''));
     if (parsed.success) return parsed.data;
   } catch {
-    // missing or not JSON: nothing recorded (the file is only a hint; the engine is asked anyway)
+    // missing, not a regular file, or not JSON: nothing recorded (the file is only a hint; the
+    // engine is asked anyway)
   }
   return { version: 1, engines: {} };
 }
