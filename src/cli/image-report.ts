@@ -98,23 +98,34 @@ export const platformOf = (img: ImageJson): string =>
   });
 
 /**
- * The run-time settings worth a line each (Env and Labels, often long, are in --json), in the
- * order a user reads them: what runs, as whom, where, then what the runtime sets up around it.
+ * The run-time settings, a line each, in the order a user reads them: what runs, in what
+ * environment, as whom, where, then what the runtime sets up around it. Env and Labels take a line
+ * per entry (sorted labels; Env as written, since a later entry may use an earlier one).
  */
 function runConfigLines(c: Readonly<Record<string, unknown>>): [string, string][] {
-  const keys = (v: unknown): string =>
-    v && typeof v === 'object' ? Object.keys(v).join(', ') : JSON.stringify(v);
   const text = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v));
-  const fields: [string, string, (v: unknown) => string][] = [
+  const keys = (v: unknown): string => (v && typeof v === 'object' ? Object.keys(v).join(', ') : text(v));
+  const each = (v: unknown): string[] => (Array.isArray(v) ? v.map(text) : [text(v)]);
+  const pairs = (v: unknown): string[] =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.entries(v)
+          .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+          .map(([k, e]) => `${k}=${text(e)}`)
+      : [text(v)];
+  const fields: [string, string, (v: unknown) => string | string[]][] = [
     ['Entrypoint', 'entrypoint', JSON.stringify],
     ['Cmd', 'cmd', JSON.stringify],
+    ['Env', 'env', each],
     ['User', 'user', text],
     ['WorkingDir', 'workdir', text],
     ['ExposedPorts', 'ports', keys],
     ['Volumes', 'volumes', keys],
     ['StopSignal', 'stopsignal', text],
+    ['Labels', 'label', pairs],
   ];
-  return fields.filter(([k]) => c[k] !== undefined && c[k] !== null).map(([k, name, f]) => [name, f(c[k])]);
+  return fields
+    .filter(([k]) => c[k] !== undefined && c[k] !== null)
+    .flatMap(([k, name, f]) => [f(c[k])].flat().map((v): [string, string] => [name, v]));
 }
 
 export function printImage(io: Io, img: ImageJson): void {

@@ -88,6 +88,24 @@ export const imageLayerSchema = z.object({
   createdBy: z.string().nullable(),
 });
 
+/**
+ * The config's run-time `config` as the image has it: the settings inspect shows, typed as the
+ * image spec has them (a Docker config writes null for an unset list), and any others as written.
+ */
+export const runConfigSchema = z
+  .object({
+    Entrypoint: z.array(z.string()).nullable().optional(),
+    Cmd: z.array(z.string()).nullable().optional(),
+    Env: z.array(z.string()).nullable().optional(),
+    WorkingDir: z.string().optional(),
+    User: z.string().optional(),
+    ExposedPorts: z.record(z.object({})).nullable().optional(),
+    Volumes: z.record(z.object({})).nullable().optional(),
+    StopSignal: z.string().optional(),
+    Labels: z.record(z.string()).nullable().optional(),
+  })
+  .passthrough();
+
 export const imageSummarySchema = z.object({
   reference: z.string(),
   manifestDigest: digest.nullable(),
@@ -98,7 +116,7 @@ export const imageSummarySchema = z.object({
   os: z.string().nullable(),
   variant: z.string().nullable(),
   created: z.string().nullable(),
-  runConfig: z.record(z.unknown()).nullable(),
+  runConfig: runConfigSchema.nullable(),
   annotations: z.record(z.string()),
   indexAnnotations: z.record(z.string()).nullable(),
   layerCount: z.number().int().nonnegative(),

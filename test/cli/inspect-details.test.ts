@@ -1,0 +1,66 @@
+// `nixoci inspect IMAGE` and `nixoci diff` details, read from the real registry (127.0.0.1:5000):
+// the run settings of an image pushed with known flags. The one layer is a store path made by
+// `nix-store --add` of a file written here, so the test needs nothing it did not make itself.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
+import { nixoci, nixociJson } from '../helpers/cli.js';
+import { testEnv } from '../helpers/env.js';
+
+const run = promisify(execFile);
+const env = testEnv();
+const work = mkdtempSync(join(tmpdir(), 'hx-inspect-'));
+/** A repository of this run only: other runs and other test files never see it. */
+const repo = `${env.registry}/hx-inspect-${randomBytes(4).toString('hex')}`;
+let storePath: string;
+
+beforeAll(async () => {
+  const file = join(work, 'hx-inspect-layer.txt');
+  writeFileSync(file, 'nixoci inspect details\n');
+  storePath = (
+    await run('nix-store', ['--add', file], { env: { ...process.env, NIX_REMOTE: '' } })
+  ).stdout.trim();
+});
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('inspect IMAGE: run settings', () => {
+  it('shows Entrypoint, Cmd, Env, WorkingDir, User, ExposedPorts and Labels in text and as runConfig', async () => {
+    const ref = `docker://${repo}/run:v1`;
+    await nixociJson<ImageReportJson>([
+      ...['push', '--path', storePath, ref, '--no-cache'],
+      ...['--entrypoint', '["/bin/app","-v"]', '--cmd', 'serve now'],
+      ...['--env', 'A=1', '--env', 'GREETING=two words', '--workdir', '/srv', '--user', '1000:100'],
+      ...['--expose', '8080', '--expose', '53/udp', '--label', 'org.example.b=2', '--label', 'a=one'],
+    ]);
+    const r = await nixociJson<InspectImageJson>(['inspect', ref]);
+    expect(r.image.runConfig).toMatchObject({
+      Entrypoint: ['/bin/app', '-v'],
+      Cmd: ['serve', 'now'],
+      Env: ['A=1', 'GREETING=two words'],
+      WorkingDir: '/srv',
+      User: '1000:100',
+      ExposedPorts: { '53/udp': {}, '8080/tcp': {} },
+      Labels: { a: 'one', 'org.example.b': '2' },
+    });
+    const text = await nixoci(['inspect', ref]);
+    expect([text.code, text.stderr]).toEqual([0, '']);
+    const settings = text.stdout.split('\n').filter((l) => /^ {2}[a-z]+ +/.test(l));
+    expect(settings.slice(3)).toEqual([
+      '  entrypoint ["/bin/app","-v"]',
+      '  cmd        ["serve","now"]',
+      '  env        A=1',
+      '  env        GREETING=two words',
+      '  user       1000:100',
+      '  workdir    /srv',
+      '  ports      53/udp, 8080/tcp',
+      '  label      a=one',
+      '  label      org.example.b=2',
+    ]);
+  });
+});
