@@ -18,6 +18,8 @@ export interface ImageJson {
   readonly runConfig: Readonly<Record<string, unknown>> | null;
   readonly annotations: Readonly<Record<string, string>>;
   readonly indexAnnotations: Readonly<Record<string, string>> | null;
+  /** The platforms of the index the reference named (`linux/arm64/v8`), or null. */
+  readonly indexPlatforms: readonly string[] | null;
   readonly layerCount: number;
   readonly totalSize: number;
   readonly layers: readonly ImageLayerInfo[];
@@ -44,6 +46,7 @@ export async function readImage(source: ImageSource, signal?: AbortSignal): Prom
     runConfig: config.config ?? null,
     annotations: manifest.annotations,
     indexAnnotations: manifest.indexAnnotations,
+    indexPlatforms: manifest.indexPlatforms,
     layerCount: layers.length,
     totalSize: layers.reduce((n, l) => n + l.size, 0),
     layers,
@@ -133,6 +136,8 @@ export function printImage(io: Io, img: ImageJson): void {
   const line = (name: string, value: string): void => io.out(cell(`  ${name.padEnd(11)}${value}`) + '\n');
   io.out(`${cell(img.reference)}\n`);
   if (img.indexDigest) line('index', img.indexDigest);
+  // what else the index holds, for --arch: the platform line below says which one was read
+  if (img.indexPlatforms) line('platforms', img.indexPlatforms.join(', '));
   if (img.manifestDigest) line('manifest', img.manifestDigest);
   line('config', img.configDigest);
   line('platform', `${platformOf(img)}${img.created ? `, created ${img.created}` : ''}`);

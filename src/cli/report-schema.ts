@@ -119,6 +119,8 @@ export const imageSummarySchema = z.object({
   runConfig: runConfigSchema.nullable(),
   annotations: z.record(z.string()),
   indexAnnotations: z.record(z.string()).nullable(),
+  /** The platforms of the index the reference named (`linux/arm64/v8`), in its order; null without one. */
+  indexPlatforms: z.array(z.string()).nullable(),
   layerCount: z.number().int().nonnegative(),
   totalSize: z.number().int().nonnegative(),
 });

@@ -64,3 +64,36 @@ describe('inspect IMAGE: run settings', () => {
     ]);
   });
 });
+
+describe('inspect IMAGE: an index', () => {
+  it('lists the platforms of a multi-arch index (text and indexPlatforms), none for one image', async () => {
+    const ref = `docker://${repo}/multi:v1`;
+    const pushed = await nixociJson<ImageReportJson>([
+      ...['push', '--path', storePath, ref, '--no-cache', '--arch', 'amd64,arm64'],
+    ]);
+    expect(pushed.targets[0]!.images.map((i) => i.architecture)).toEqual(['amd64', 'arm64']);
+    for (const [arch, platform] of [
+      [[], 'linux/amd64'],
+      [['--arch', 'arm64'], 'linux/arm64/v8'],
+    ] as const) {
+      const r = await nixociJson<InspectImageJson>(['inspect', ref, ...arch]);
+      expect(r.image.indexDigest).toBe(pushed.manifestDigest);
+      expect(r.image.indexPlatforms).toEqual(['linux/amd64', 'linux/arm64/v8']);
+      const text = await nixoci(['inspect', ref, ...arch]);
+      expect([text.code, text.stderr]).toEqual([0, '']);
+      expect(text.stdout).toContain(
+        `\n  index      ${pushed.manifestDigest}\n  platforms  linux/amd64, linux/arm64/v8\n`,
+      );
+      expect(text.stdout).toMatch(new RegExp(`^  platform   ${platform}, created `, 'm'));
+    }
+    // a manifest of the index, named by digest, is one image: no platforms to list
+    const one = `docker://${repo}/multi@${pushed.targets[0]!.images[1]!.manifestDigest}`;
+    const r = await nixociJson<InspectImageJson>(['inspect', one]);
+    expect([r.image.indexDigest, r.image.indexPlatforms, r.image.architecture]).toEqual([
+      null,
+      null,
+      'arm64',
+    ]);
+    expect((await nixoci(['inspect', one])).stdout).not.toContain('platforms');
+  });
+});

@@ -24,12 +24,13 @@ import { resolveSource, type ResolvedSource, type SourceFlags } from '../source.
 export const INSPECT_HELP = `Usage: nixoci inspect IMAGE [flags]
        nixoci inspect [SOURCE] [flags]
 
-With IMAGE, read an existing image and print its digests, platform, run-time settings
-(entrypoint, cmd, env, user, workdir, ports, volumes, stop signal, labels; all of them with --json)
-and the annotations of its manifest and index, then one row per layer: index, size, digest and the store
-paths it holds (from nixoci's layer annotations, else from the config's history; a layer of many
-paths shows four, --json all), then the totals. Only manifests and the config are read (an
-engine's image archive streams by and only its JSON is kept); never a layer's content.
+With IMAGE, read an existing image and print its digests, platform (of an index: also every
+platform it lists), run-time settings (entrypoint, cmd, env, user, workdir, ports, volumes, stop
+signal, labels; all of them with --json) and the annotations of its manifest and index, then one
+row per layer: index, size, digest and the store paths it holds (from nixoci's layer annotations,
+else from the config's history; a layer of many paths shows four, --json all), then the totals.
+Only manifests and the config are read (an engine's image archive streams by and only its JSON is
+kept); never a layer's content.
 
 ${HELP_IMAGE_REFS}
 ${HELP_IMAGE_READ_FLAGS}

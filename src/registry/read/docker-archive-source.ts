@@ -257,6 +257,7 @@ export async function readArchive(
       indexDigest: null,
       annotations: {},
       indexAnnotations: null,
+      indexPlatforms: null,
       configDigest: sha256Digest(configBytes),
       layers,
     },

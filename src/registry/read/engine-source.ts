@@ -72,6 +72,7 @@ function withoutLayers(i: ImageInspect, description: string): LoadedImage {
       layers: [],
       annotations: {},
       indexAnnotations: null,
+      indexPlatforms: null,
     },
     config: {
       ...(i.architecture !== undefined ? { architecture: i.architecture } : {}),

@@ -44,6 +44,8 @@ export interface SourceManifest {
   readonly annotations: Readonly<Record<string, string>>;
   /** The annotations of the index the reference named; null when it named no index. */
   readonly indexAnnotations: Readonly<Record<string, string>> | null;
+  /** The platforms of the index the reference named (see indexPlatforms); null when it named none. */
+  readonly indexPlatforms: readonly string[] | null;
 }
 
 const digest = z.string().refine(isDigest, 'not a sha256 digest') as unknown as z.ZodType<Digest>;
@@ -246,6 +248,18 @@ export function platformMatches(
 
 const ATTESTATION = 'attestation-manifest';
 
+/** Whether an index entry is an image, not an attestation (buildkit's `unknown/unknown` entries). */
+const isImageEntry = (m: IndexDescriptor): boolean =>
+  m.platform?.architecture !== 'unknown' && m.annotations?.['vnd.docker.reference.type'] !== ATTESTATION;
+
+/**
+ * The platforms an index lists, as --arch names them (`linux/arm64/v8`), in its order:
+ * attestations left out, an entry that names no platform (an index inside) shown as `?`.
+ */
+export function indexPlatforms(manifests: readonly IndexDescriptor[]): string[] {
+  return manifests.filter(isImageEntry).map((m) => platformName(m.platform ?? {}));
+}
+
 /**
  * The platform manifest of an index: the one `arch` names (a Linux one first, when the OS is not
  * named), else linux/amd64 if present, else the first Linux one, else the first. Attestations
@@ -258,10 +272,7 @@ export function pickPlatform(
   arch: string | undefined,
   what: string,
 ): IndexDescriptor {
-  const images = manifests.filter(
-    (m) =>
-      m.platform?.architecture !== 'unknown' && m.annotations?.['vnd.docker.reference.type'] !== ATTESTATION,
-  );
+  const images = manifests.filter(isImageEntry);
   const linuxFirst = [
     ...images.filter((m) => (m.platform?.os ?? 'linux') === 'linux'),
     ...images.filter((m) => (m.platform?.os ?? 'linux') !== 'linux'),

@@ -7,6 +7,7 @@ import { NixociError, reason } from '../../core/errors.js';
 import { MAX_CONFIG, MAX_MANIFEST } from '../client.js';
 import {
   followIndexes,
+  indexPlatforms,
   invalidImage,
   lazySource,
   parseConfig,
@@ -122,6 +123,8 @@ export async function readLayout(
       layers: parsed.layers,
       annotations: parsed.annotations,
       indexAnnotations: via ? topRead.parsed.annotations : null,
+      indexPlatforms:
+        via && topRead.parsed.kind === 'index' ? indexPlatforms(topRead.parsed.manifests) : null,
     },
     config,
   };

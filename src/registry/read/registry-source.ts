@@ -3,6 +3,7 @@ import { RegistryClient, type ClientOptions } from '../client.js';
 import { formatReference, type ImageReference } from '../reference.js';
 import {
   followIndexes,
+  indexPlatforms,
   lazySource,
   parseConfig,
   parseManifest,
@@ -67,6 +68,7 @@ export function registrySource(ref: ImageReference, o: RegistrySourceOptions = {
         layers: parsed.layers,
         annotations: parsed.annotations,
         indexAnnotations: via ? topParsed.annotations : null,
+        indexPlatforms: via && topParsed.kind === 'index' ? indexPlatforms(topParsed.manifests) : null,
       },
       config,
     };
