@@ -7,6 +7,7 @@ import { ociLayoutSource } from '../registry/read/oci-layout-source.js';
 import { registrySource } from '../registry/read/registry-source.js';
 import { isTag, parseImageReference } from '../registry/reference.js';
 import { asUsage, refuseUnused, usage, type OptionSpec } from './flags.js';
+import { archSuggestion } from './suggest.js';
 import { HELP_REGISTRY_ACCESS_FLAGS, registryAccess, registryAccessOptions } from './registry-flags.js';
 import type { TargetFlags } from './targets.js';
 
@@ -80,6 +81,18 @@ export function openImageSource(command: string, ref: string, flags: TargetFlags
   const arch = typeof flags.arch === 'string' ? flags.arch : undefined;
   if (arch?.includes(','))
     throw usage(command, `--arch ${arch}: an existing image is read for one platform at a time`);
+  // Nix's names (x86_64-linux, aarch64) are in no index: they would fail as "no such platform", or
+  // against a single image with the wrong hint (leave out --arch), when the user meant amd64/arm64.
+  if (arch !== undefined && /^(x86_64|aarch64|i686)$|^[a-z0-9_]+-(linux|darwin)$/.test(arch))
+    throw new NixociError(
+      'USAGE',
+      `nixoci ${command}: --arch ${arch}: a Nix system name; images name their platforms the OCI way`,
+      {
+        hint:
+          archSuggestion(arch) ??
+          'give ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT] as an index names it, e.g. --arch amd64, arm64, linux/arm/v7',
+      },
+    );
   return requirePlatform(openSource(command, ref, flags, arch), arch);
 }
 

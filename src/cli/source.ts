@@ -126,6 +126,15 @@ export async function resolveSource(
           `${flag} ${v}: ${m[1]} is not among the --arch (${arches.join(',')}); add it, e.g. --arch amd64,arm64`,
         );
     }
+  // A --graph is a whole closure: an unprefixed one is for the architectures without their own, and
+  // when every one has its own it was for none, and would be dropped without a word.
+  const shared = graphs.filter((v) => !/^(amd64|arm64)=/.test(v));
+  const own = arches.filter((a) => graphs.some((v) => v.startsWith(`${a}=`)));
+  if (shared.length > 0 && own.length === arches.length)
+    throw usage(
+      command,
+      `--graph ${shared[0]}: every architecture has its own --graph (${own.map((a) => `${a}=`).join(', ')}), so this one would be used for none; prefix it with the architecture it is for, or leave it out`,
+    );
   for (const arch of arches) {
     if (flags.installable !== undefined) {
       out.set(arch, await closureFromInstallable(flags.installable, { ...nix, system: nixSystem(arch) }));

@@ -3,7 +3,7 @@
 // `nix-store --add` of a file written here, so the test needs nothing it did not make itself.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
+import { pathInfoJson } from '../helpers/nix.js';
 
 const run = promisify(execFile);
 const env = testEnv();
@@ -95,5 +96,62 @@ describe('inspect IMAGE: an index', () => {
       'arm64',
     ]);
     expect((await nixoci(['inspect', one])).stdout).not.toContain('platforms');
+  });
+});
+
+describe('multi-arch flags', () => {
+  it('refuses an unprefixed --graph that every --arch has its own for, instead of dropping it', async () => {
+    // a graph file as `nix path-info --json --recursive` writes it, which --graph takes
+    const graph = join(work, 'graph.json');
+    writeFileSync(graph, JSON.stringify(await pathInfoJson([storePath])));
+    const out = join(work, 'graphs');
+    for (const [arch, graphs] of [
+      ['amd64,arm64', ['amd64=', 'arm64=', '']],
+      ['amd64', ['amd64=', '']],
+    ] as const) {
+      const r = await nixoci([
+        ...['build', '--arch', arch, '--to', `oci:${out}`],
+        ...graphs.flatMap((p) => ['--graph', `${p}${graph}`]),
+      ]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.split('\n')[0]).toBe(
+        `nixoci: error: nixoci build: --graph ${graph}: every architecture has its own --graph (${arch
+          .split(',')
+          .map((a) => `${a}=`)
+          .join(
+            ', ',
+          )}), so this one would be used for none; prefix it with the architecture it is for, or leave it out`,
+      );
+      expect(existsSync(out)).toBe(false);
+    }
+    // one architecture without its own: the unprefixed graph is its, as before
+    const ok = await nixociJson<ImageReportJson>([
+      ...['build', '--arch', 'amd64,arm64', '--to', `oci:${out}`, '--no-cache'],
+      ...['--graph', `arm64=${graph}`, '--graph', graph],
+    ]);
+    expect(ok.targets[0]!.images.map((i) => i.architecture)).toEqual(['amd64', 'arm64']);
+  });
+
+  it('refuses a Nix system name as the --arch of an image read, naming the OCI one', async () => {
+    // refused before anything is read: the image need not exist (it was: a failed read, exit 1)
+    const ref = `docker://${repo}/never-pushed:v1`;
+    for (const [arch, hint] of [
+      ['aarch64-linux', 'hint: did you mean --arch arm64?'],
+      ['x86_64-linux', 'hint: did you mean --arch amd64?'],
+      ['aarch64', 'hint: did you mean --arch arm64?'],
+      ['riscv64-linux', 'hint: give ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT] as an index names it'],
+    ] as const) {
+      for (const args of [
+        ['inspect', ref],
+        ['diff', ref, ref],
+      ]) {
+        const r = await nixoci([...args, '--arch', arch]);
+        expect(r.code, `${args[0]} ${arch}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toContain(
+          `nixoci ${args[0]}: --arch ${arch}: a Nix system name; images name their platforms the OCI way\n${hint}`,
+        );
+        expect(r.stdout).toBe('');
+      }
+    }
   });
 });
