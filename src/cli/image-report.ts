@@ -92,6 +92,24 @@ export function pathsLabel(l: ImageLayerInfo): string {
   return l.createdBy ? `(${cell(l.createdBy).slice(0, 60)})` : '(no store paths)';
 }
 
+/** A layer's compression, by its media type (`…tar+gzip`, Docker's `…tar.gzip`, `…tar+zstd`). */
+export const compressionOf = (mediaType: string): 'gzip' | 'zstd' | 'none' =>
+  /gzip$/.test(mediaType) ? 'gzip' : /zstd$/.test(mediaType) ? 'zstd' : 'none';
+
+/**
+ * A size of layers and what it counts: `2.1 MiB compressed (gzip)`, `4.0 MiB uncompressed`, or
+ * `partly compressed (gzip)` when some are stored as plain tars; a registry's and an archive's
+ * sizes of one image differ by this much, so a figure without it misleads.
+ */
+export function sizeOf(layers: readonly { size: number; mediaType: string }[]): string {
+  const size = humanSize(layers.reduce((n, l) => n + l.size, 0));
+  const kinds = [...new Set(layers.map((l) => compressionOf(l.mediaType)))].sort();
+  const packed = kinds.filter((k) => k !== 'none');
+  if (kinds.length === 0) return size;
+  if (packed.length === 0) return `${size} uncompressed`;
+  return `${size} ${packed.length < kinds.length ? 'partly ' : ''}compressed (${packed.join(', ')})`;
+}
+
 /** OS/ARCH[/VARIANT] as an index names it (linux/arm64/v8), `?` for what the config leaves out. */
 export const platformOf = (img: ImageJson): string =>
   platformName({
@@ -154,6 +172,6 @@ export function printImage(io: Io, img: ImageJson): void {
   const from = [...new Set(img.layers.map((l) => l.storePathsFrom))].join(', ');
   const paths = img.layers.reduce((n, l) => n + l.storePaths.length, 0);
   io.out(
-    `total: ${count(img.layerCount, 'layer')}, ${humanSize(img.totalSize)}, ${count(paths, 'store path')} (from ${from || 'nothing'})\n`,
+    `total: ${count(img.layerCount, 'layer')}, ${sizeOf(img.layers)}, ${count(paths, 'store path')} (from ${from || 'nothing'})\n`,
   );
 }

@@ -166,6 +166,7 @@ export const diffReportSchema = z.object({
     a: z.number().int().nonnegative(),
     b: z.number().int().nonnegative(),
     shared: z.number().int().nonnegative(),
+    sharedA: z.number().int().nonnegative(),
     onlyA: z.number().int().nonnegative(),
     onlyB: z.number().int().nonnegative(),
   }),

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
+import { humanSize } from '../../src/cli/output.js';
+import type { DiffReportJson } from '../../src/cli/report-schema.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { pathInfoJson } from '../helpers/nix.js';
@@ -153,5 +155,45 @@ describe('multi-arch flags', () => {
         expect(r.stdout).toBe('');
       }
     }
+  });
+});
+
+describe('sizes say what they count', () => {
+  it('inspect and diff name the compression of a size; diff gives the shared size on each side', async () => {
+    const layout = join(work, 'sizes-layout');
+    const gzip = `docker://${repo}/sizes:gzip`;
+    const zstd = `docker://${repo}/sizes:zstd`;
+    const source = ['--path', storePath, '--no-cache'];
+    await nixociJson(['build', ...source, '--to', `oci:${layout}:t`]);
+    await nixociJson(['push', ...source, gzip, '--compression', 'gzip']);
+    await nixociJson(['push', ...source, zstd, '--compression', 'zstd']);
+    const sizes: Record<string, string> = {};
+    for (const [ref, kind] of [
+      [`oci:${layout}:t`, 'uncompressed'],
+      [gzip, 'compressed (gzip)'],
+      [zstd, 'compressed (zstd)'],
+    ] as const) {
+      const img = (await nixociJson<InspectImageJson>(['inspect', ref])).image;
+      sizes[ref] = humanSize(img.totalSize);
+      const text = await nixoci(['inspect', ref]);
+      expect(text.stdout).toContain(
+        `\ntotal: 1 layer, ${sizes[ref]} ${kind}, 1 store path (from annotation)\n`,
+      );
+    }
+    const d = await nixociJson<DiffReportJson>(['diff', `oci:${layout}:t`, gzip]);
+    expect(d.shared).toHaveLength(1);
+    expect([d.sizes.sharedA, d.sizes.shared]).toEqual([d.shared[0]!.sizeA, d.shared[0]!.sizeB]);
+    expect(d.sizes.sharedA).not.toBe(d.sizes.shared);
+    const text = await nixoci(['diff', `oci:${layout}:t`, gzip]);
+    expect([text.code, text.stderr]).toEqual([0, '']);
+    expect(text.stdout.split('\n').slice(0, 3)).toEqual([
+      expect.stringMatching(
+        new RegExp(`^A: oci:.*  1 layer, ${sizes[`oci:${layout}:t`]} uncompressed  config `),
+      ),
+      expect.stringMatching(
+        new RegExp(`^B: ${gzip}  linux/amd64  1 layer, ${sizes[gzip]} compressed \\(gzip\\)  config `),
+      ),
+      `shared: 1 layer, ${sizes[`oci:${layout}:t`]} uncompressed in A, ${sizes[gzip]} compressed (gzip) in B; only in A: 0 (0 B); only in B: 0 (0 B)`,
+    ]);
   });
 });

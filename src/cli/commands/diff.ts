@@ -14,6 +14,7 @@ import {
   platformOf,
   readImage,
   shortDigest,
+  sizeOf,
   type ImageJson,
 } from '../image-report.js';
 import { humanSize, JSON_SCHEMA_VERSION, type Io } from '../output.js';
@@ -74,10 +75,13 @@ function printDiff(io: Io, a: ImageJson, b: ImageJson, d: ImageDiff): void {
   ] as const)
     line(
       // the platform: an index is read for one (--arch), which may not be the other side's
-      `${tag}: ${cell(img.reference)}  ${cell(platformOf(img))}  ${count(img.layerCount, 'layer')}, ${humanSize(img.totalSize)}  config ${shortDigest(img.configDigest)}`,
+      `${tag}: ${cell(img.reference)}  ${cell(platformOf(img))}  ${count(img.layerCount, 'layer')}, ${sizeOf(img.layers)}  config ${shortDigest(img.configDigest)}`,
     );
+  // the shared layers' size on each side: the same content, stored compressed or not
+  const sharedA = d.shared.map((s) => a.layers[s.indexA]!);
+  const sharedB = d.shared.map((s) => b.layers[s.indexB]!);
   line(
-    `shared: ${count(d.shared.length, 'layer')}, ${humanSize(d.sizes.shared)}; only in A: ${d.onlyA.length} (${humanSize(d.sizes.onlyA)}); only in B: ${d.onlyB.length} (${humanSize(d.sizes.onlyB)})`,
+    `shared: ${count(d.shared.length, 'layer')}, ${sizeOf(sharedA)} in A, ${sizeOf(sharedB)} in B; only in A: ${d.onlyA.length} (${sizeOf(d.onlyA)}); only in B: ${d.onlyB.length} (${sizeOf(d.onlyB)})`,
   );
   line('');
   line(

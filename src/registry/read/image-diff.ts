@@ -40,6 +40,8 @@ export interface ImageDiff {
     readonly b: number;
     /** B's size of the layers both share: what B reuses from A. */
     readonly shared: number;
+    /** A's size of the same layers (it differs when one side compresses them and the other not). */
+    readonly sharedA: number;
     readonly onlyA: number;
     readonly onlyB: number;
   };
@@ -108,6 +110,7 @@ export function diffImages(a: readonly ImageLayerInfo[], b: readonly ImageLayerI
       a: sum(a),
       b: sum(b),
       shared: shared.reduce((n, s) => n + s.sizeB, 0),
+      sharedA: shared.reduce((n, s) => n + s.sizeA, 0),
       onlyA: sum(onlyA),
       onlyB: sum(onlyB),
     },
