@@ -77,7 +77,12 @@ export function refuseUnusedReadFlags(command: string, refs: readonly string[], 
 }
 
 /** `TRANSPORT:REST` → an ImageSource: the one place where image arguments are parsed. */
-export function openImageSource(command: string, ref: string, flags: TargetFlags): ImageSource {
+export function openImageSource(
+  command: string,
+  ref: string,
+  flags: TargetFlags,
+  log?: (line: string) => void,
+): ImageSource {
   const arch = typeof flags.arch === 'string' ? flags.arch : undefined;
   if (arch?.includes(','))
     throw usage(command, `--arch ${arch}: an existing image is read for one platform at a time`);
@@ -93,14 +98,21 @@ export function openImageSource(command: string, ref: string, flags: TargetFlags
           'give ARCH, ARCH/VARIANT or OS/ARCH[/VARIANT] as an index names it, e.g. --arch amd64, arm64, linux/arm/v7',
       },
     );
-  return requirePlatform(openSource(command, ref, flags, arch), arch);
+  return requirePlatform(openSource(command, ref, flags, arch, log), arch);
 }
 
-function openSource(command: string, ref: string, flags: TargetFlags, arch: string | undefined): ImageSource {
+function openSource(
+  command: string,
+  ref: string,
+  flags: TargetFlags,
+  arch: string | undefined,
+  log: ((line: string) => void) | undefined,
+): ImageSource {
   const o = arch ? { arch } : {};
   if (ref.startsWith('docker://')) {
     const parsed = asUsage(command, () => parseImageReference(ref));
-    return registrySource(parsed, { ...o, ...registryAccess(flags, command) });
+    // --verbose: every registry exchange (method, path, status), as push logs them
+    return registrySource(parsed, { ...o, ...registryAccess(flags, command), ...(log ? { log } : {}) });
   }
   const colon = ref.indexOf(':');
   const transport = ref.slice(0, colon);

@@ -197,3 +197,47 @@ describe('sizes say what they count', () => {
     ]);
   });
 });
+
+describe('--verbose', () => {
+  it('inspect and diff show each registry exchange (A:/B: in diff), never the credentials', async () => {
+    const path = `hx-inspect-${randomBytes(4).toString('hex')}/verbose`;
+    const creds = `${env.registryBasicUser}:${env.registryBasicPassword}`;
+    const ref = `docker://${env.registryBasic}/${path}:v1`;
+    const pushed = await nixociJson<ImageReportJson>([
+      ...['push', '--path', storePath, ref, '--no-cache', '--arch', 'amd64,arm64', '--creds', creds],
+    ]);
+    const arm = pushed.targets[0]!.images[1]!;
+    const r = await nixoci(['inspect', ref, '--arch', 'arm64', '--creds', creds, '-v']);
+    expect(r.code, r.stderr).toBe(0);
+    const exchanges = r.stderr.split('\n').filter((l) => / → \d{3}$/.test(l));
+    // an index, the arm64 manifest it names, the config: after the 401 that asks for credentials
+    expect(exchanges.filter((l) => !l.endsWith(' → 401'))).toEqual([
+      `GET /v2/${path}/manifests/v1 → 200`,
+      `GET /v2/${path}/manifests/${arm.manifestDigest} → 200`,
+      `GET /v2/${path}/blobs/${arm.configDigest} → 200`,
+    ]);
+    expect(r.stderr).not.toContain(env.registryBasicPassword);
+    const d = await nixoci([
+      'diff',
+      ref,
+      `${ref.slice(0, -3)}@${arm.manifestDigest}`,
+      '--creds',
+      creds,
+      '-v',
+    ]);
+    expect(d.code, d.stderr).toBe(0);
+    const lines = d.stderr.split('\n').filter((l) => / → 200$/.test(l));
+    const amd = pushed.targets[0]!.images[0]!;
+    expect(lines.filter((l) => l.startsWith('A: '))).toEqual([
+      `A: GET /v2/${path}/manifests/v1 → 200`,
+      `A: GET /v2/${path}/manifests/${amd.manifestDigest} → 200`,
+      `A: GET /v2/${path}/blobs/${amd.configDigest} → 200`,
+    ]);
+    expect(lines.filter((l) => l.startsWith('B: '))).toEqual([
+      `B: GET /v2/${path}/manifests/${arm.manifestDigest} → 200`,
+      `B: GET /v2/${path}/blobs/${arm.configDigest} → 200`,
+    ]);
+    expect(lines).toHaveLength(5);
+    expect(d.stderr).not.toContain(env.registryBasicPassword);
+  });
+});

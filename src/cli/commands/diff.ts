@@ -33,7 +33,7 @@ ${HELP_IMAGE_READ_FLAGS}
 Output:
   --json                        print one JSON report on stdout (schema: docs/json.md)
   -q, --quiet                   print nothing but errors
-  -v, --verbose                 print what is read
+  -v, --verbose                 print what is read and each registry exchange, A: or B: first
   -h, --help                    this help
 
 Exit codes: 0 success (whether or not the images differ), 1 failure, 2 usage error, 130 interrupted.
@@ -52,9 +52,11 @@ export async function diffCommand(argv: readonly string[], io: Io, signal?: Abor
     );
   if (positionals.every((p) => /^docker-archive:-(:|$)/.test(p)))
     throw usage('diff', 'only one image can come from standard input (docker-archive:-)');
-  const sources = positionals.map((p) => openImageSource('diff', p, values));
+  // --verbose: the two images are read at once, so each line says for which side it is
+  const log = (side: string) => (values.verbose ? (l: string): void => io.err(`${side}: ${l}\n`) : undefined);
+  const sources = positionals.map((p, i) => openImageSource('diff', p, values, log(i === 0 ? 'A' : 'B')));
   refuseUnusedReadFlags('diff', positionals, values);
-  if (values.verbose) for (const s of sources) io.err(`reading ${s.description}\n`);
+  if (values.verbose) sources.forEach((s, i) => io.err(`${i === 0 ? 'A' : 'B'}: reading ${s.description}\n`));
   const [a, b] = (await Promise.all(sources.map((s) => readImage(s, signal)))) as [ImageJson, ImageJson];
   const d = diffImages(a.layers, b.layers);
   if (values.json) {

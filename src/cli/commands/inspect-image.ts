@@ -21,7 +21,8 @@ export async function inspectImage(
   );
   if (assembling)
     throw usage('inspect', `--${assembling} is for a closure; an existing image is read as it is`);
-  const source = openImageSource('inspect', positionals[0]!, values);
+  const log = values.verbose ? (l: string): void => io.err(`${l}\n`) : undefined;
+  const source = openImageSource('inspect', positionals[0]!, values, log);
   refuseUnusedReadFlags('inspect', positionals, values);
   if (values.verbose) io.err(`reading ${source.description}\n`);
   const image = await readImage(source, signal);
