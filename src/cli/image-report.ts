@@ -118,6 +118,12 @@ export const platformOf = (img: ImageJson): string =>
     variant: img.variant ?? undefined,
   });
 
+const isEmpty = (v: unknown): boolean =>
+  v === undefined ||
+  v === null ||
+  v === '' ||
+  (Array.isArray(v) ? v.length === 0 : typeof v === 'object' && Object.keys(v).length === 0);
+
 /**
  * The run-time settings, a line each, in the order a user reads them: what runs, in what
  * environment, as whom, where, then what the runtime sets up around it. Env and Labels take a line
@@ -144,9 +150,12 @@ function runConfigLines(c: Readonly<Record<string, unknown>>): [string, string][
     ['StopSignal', 'stopsignal', text],
     ['Labels', 'label', pairs],
   ];
-  return fields
-    .filter(([k]) => c[k] !== undefined && c[k] !== null)
-    .flatMap(([k, name, f]) => [f(c[k])].flat().map((v): [string, string] => [name, v]));
+  return (
+    fields
+      // Docker writes "" for an unset User or WorkingDir, and {} or [] for some empty sets: not shown
+      .filter(([k]) => !isEmpty(c[k]))
+      .flatMap(([k, name, f]) => [f(c[k])].flat().map((v): [string, string] => [name, v]))
+  );
 }
 
 export function printImage(io: Io, img: ImageJson): void {

@@ -3,7 +3,7 @@
 // `nix-store --add` of a file written here, so the test needs nothing it did not make itself.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImageReportJson, InspectImageJson } from '../../src/cli/report-schema.js';
 import { humanSize } from '../../src/cli/output.js';
 import type { DiffReportJson } from '../../src/cli/report-schema.js';
+import { docker, dockerRmi } from '../helpers/docker.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { pathInfoJson } from '../helpers/nix.js';
@@ -239,5 +240,42 @@ describe('--verbose', () => {
     ]);
     expect(lines).toHaveLength(5);
     expect(d.stderr).not.toContain(env.registryBasicPassword);
+  });
+});
+
+describe('docker-built images', () => {
+  it('prints nothing for the empty settings docker writes (User "", WorkingDir "")', async () => {
+    const ctx = join(work, 'docker-ctx');
+    mkdirSync(ctx);
+    writeFileSync(join(ctx, 'f'), 'one\n');
+    writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY f /f\n');
+    const tag = `hx-inspect-empty-${randomBytes(4).toString('hex')}:t`;
+    // the classic builder writes User "" and WorkingDir "" into the config
+    await docker(['build', '-q', '--network', 'none', '-t', tag, ctx], { env: { DOCKER_BUILDKIT: '0' } });
+    try {
+      const saved = join(work, 'docker-saved.tar');
+      await docker(['save', tag, '-o', saved]);
+      for (const args of [[`docker-archive:${saved}`], [`docker-daemon:${tag}`, '-H', env.dockerHost]]) {
+        const r = await nixociJson<InspectImageJson>(['inspect', ...args]);
+        expect(r.image.runConfig, args[0]).toMatchObject({ User: '', WorkingDir: '' });
+        expect(r.image.layers.map((l) => l.createdBy)).not.toContain('');
+        const text = await nixoci(['inspect', ...args]);
+        expect([text.code, text.stderr], args[0]).toEqual([0, '']);
+        const head = text.stdout.split('\nLAYER')[0]!.split('\n');
+        expect(
+          head.filter((l) => /^ {2}\S+ *$/.test(l)),
+          args[0],
+        ).toEqual([]);
+        expect(
+          head.filter((l) => /^ {2}(user|workdir) /.test(l)),
+          args[0],
+        ).toEqual([]);
+        expect(head, args[0]).toContain(
+          '  env        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        );
+      }
+    } finally {
+      await dockerRmi(tag);
+    }
   });
 });

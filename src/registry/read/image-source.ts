@@ -405,7 +405,8 @@ export function layersOf(
       mediaType: l.mediaType,
       storePaths,
       storePathsFrom,
-      createdBy: h?.created_by ?? null,
+      // an empty created_by (docker's, for some steps) is none
+      createdBy: h?.created_by || null,
     };
   });
 }
