@@ -106,7 +106,14 @@ export async function runImageCommand(
     readBefore = assembly.stats.bytesRead;
   };
   try {
-    results = await assembly.writeAll(targets, { signal, log }, onWritten);
+    const onProgress = progress?.onTargetProgress ?? status?.onTargetProgress;
+    results = await assembly.writeAll(
+      targets,
+      { signal, log, ...(onProgress ? { onProgress } : {}) },
+      onWritten,
+    );
+    progress?.finish();
+    status?.finish();
   } catch (e) {
     // When a later destination fails, the user still learns which ones were written (with --json
     // too: no report is printed then, and standard error is where the failure is told).

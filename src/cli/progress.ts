@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import type { ProgressEvent } from '../image/target.js';
 import type { Layer, LayerProgress } from '../layer/layer.js';
 import type { PlannedLayer } from '../layer/plan.js';
 import { humanSize, STOP_SIGNALS } from './output.js';
@@ -15,6 +16,9 @@ export class Progress {
   /** Planned layers read at least once: a second destination reads them again, and counts once. */
   private readonly layersDone = new Set<PlannedLayer>();
   private bytes = 0;
+  /** Layers a destination already holds (an engine's load omits them), and their tar bytes. */
+  private held = 0;
+  private heldBytes = 0;
   private readonly started = Date.now();
 
   constructor(stream: NodeJS.WritableStream, totalLayers: number) {
@@ -70,11 +74,33 @@ export class Progress {
     }
   };
 
+  /** A destination's events: a layer it already holds is done, though it is never read. */
+  readonly onTargetProgress = (e: ProgressEvent): void => {
+    if (this.stopped || e.kind !== 'layer-done' || e.action !== 'omitted' || !e.layer) return;
+    if (this.layersDone.has(e.layer.planned)) return;
+    this.layersDone.add(e.layer.planned);
+    this.held++;
+    this.heldBytes += e.layer.tarSize();
+    this.updateOverall();
+  };
+
   private updateOverall(): void {
     const secs = Math.max(0.001, (Date.now() - this.started) / 1000);
+    const held = this.held > 0 ? `, ${this.held} (${humanSize(this.heldBytes)}) already there` : '';
     this.overall.update(this.layersDone.size, {
-      detail: `${this.layersDone.size} done, ${humanSize(this.bytes)} read, ${humanSize(this.bytes / secs)}/s`,
+      detail: `${this.layersDone.size} done${held}, ${humanSize(this.bytes)} read, ${humanSize(this.bytes / secs)}/s`,
     });
+  }
+
+  /**
+   * The run is done: the finished state is drawn once before the bars are cleared, so that the
+   * last frame a terminal (or its recording) showed is not one from before the last layers counted.
+   */
+  finish(): void {
+    if (this.stopped) return;
+    this.updateOverall();
+    this.multi.update();
+    this.stop();
   }
 
   private stopped = false;

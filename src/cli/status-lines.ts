@@ -1,3 +1,4 @@
+import type { ProgressEvent } from '../image/target.js';
 import type { LayerProgress } from '../layer/layer.js';
 import type { PlannedLayer } from '../layer/plan.js';
 import { NixociError } from '../core/errors.js';
@@ -15,6 +16,10 @@ export const DEFAULT_STATUS_INTERVAL = 30;
 export class StatusLines {
   private readonly layersDone = new Set<PlannedLayer>();
   private bytes = 0;
+  /** Layers a destination already holds (an engine's load omits them), and their tar bytes. */
+  private held = 0;
+  private heldBytes = 0;
+  private told = false;
   private lastBytes = 0;
   private readonly started = Date.now();
   private readonly timer: NodeJS.Timeout | undefined;
@@ -35,17 +40,34 @@ export class StatusLines {
     else if (e.phase === 'done') this.layersDone.add(e.layer.planned);
   };
 
-  private tell(): void {
+  /** A destination's events: a layer it already holds is done, though it is never read. */
+  readonly onTargetProgress = (e: ProgressEvent): void => {
+    if (e.kind !== 'layer-done' || e.action !== 'omitted' || !e.layer) return;
+    if (this.layersDone.has(e.layer.planned)) return;
+    this.layersDone.add(e.layer.planned);
+    this.held++;
+    this.heldBytes += e.layer.tarSize();
+  };
+
+  private tell(done = false): void {
     // nothing read since the last line (an upload or an engine's import that takes its time): say
     // what it waits for, so that it does not read as a stall
     const secs = Math.round((Date.now() - this.started) / 1000);
     const n = this.layersDone.size;
     const moved = this.bytes !== this.lastBytes;
     this.lastBytes = this.bytes;
+    this.told = true;
+    const held = this.held > 0 ? ` (${this.held} already there, ${humanSize(this.heldBytes)})` : '';
     this.write(
-      `nixoci: ${n} of ${this.totalLayers} layer${this.totalLayers === 1 ? '' : 's'} made, ` +
-        `${humanSize(this.bytes)} tarred${moved ? '' : ', waiting for the destination'} (${secs} s)`,
+      `nixoci: ${n} of ${this.totalLayers} layer${this.totalLayers === 1 ? '' : 's'} made${held}, ` +
+        `${humanSize(this.bytes)} tarred${moved || done ? '' : ', waiting for the destination'} (${secs} s)`,
     );
+  }
+
+  /** The run is done: a log that had status lines gets a last one with the finished count. */
+  finish(): void {
+    this.stop();
+    if (this.told) this.tell(true);
   }
 
   stop(): void {

@@ -1,5 +1,6 @@
 import type { Digest } from '../core/digest.js';
 import type { Compression } from '../layer/compress.js';
+import type { Layer } from '../layer/layer.js';
 import type { Image } from './image.js';
 
 /**
@@ -44,7 +45,16 @@ export interface TargetResult {
 export type ProgressEvent =
   | { readonly kind: 'layer-start'; readonly id: string; readonly label: string; readonly total?: number }
   | { readonly kind: 'layer-bytes'; readonly id: string; readonly bytes: number }
-  | { readonly kind: 'layer-done'; readonly id: string; readonly action: LayerAction };
+  | {
+      readonly kind: 'layer-done';
+      readonly id: string;
+      readonly action: LayerAction;
+      /**
+       * With `omitted`: the layer the destination already holds, told as soon as that is known, so
+       * that progress counts it as done though it is never read.
+       */
+      readonly layer?: Layer;
+    };
 
 export interface WriteContext {
   readonly signal?: AbortSignal;

@@ -58,14 +58,14 @@ export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext):
 
   if (repoTags.every((r) => sameId(o.ids.get(r), imageId))) {
     notes.push('unchanged: every tag already names this image in the engine; nothing sent');
-    for (const [m, image] of images.entries())
-      for (const i of image.layers.keys())
-        ctx.onProgress?.({ kind: 'layer-done', id: `${m}:${i}`, action: 'omitted' });
+    tellOmitted(images, () => true, ctx);
     return result(zero(), () => true, imageId);
   }
 
   const held = o.podman ? new Set(o.podman.held) : await heldBlobs(o, ctx);
   if (held.size > 0) ctx.log?.(`the engine holds ${held.size} of the layer blob(s)`);
+  // before the archive is sent: a load that omits most layers shows them done from the start
+  tellOmitted(images, (d) => held.has(d), ctx);
   // Podman takes one image per archive, and names it as written (a short name as localhost/NAME);
   // containerd keeps a name as written, so it gets full references.
   const refs = o.podman ? [repoTags[0]!] : tags.map((t) => `${fullName(name)}:${t}`);
@@ -131,6 +131,14 @@ export async function loadContainerdStore(o: ContainerdLoad, ctx: WriteContext):
     }
   }
   return result(bytes, (d) => omitted.has(d), id as Digest);
+}
+
+/** Tells progress of the layers the archive leaves out (their digests are known by now). */
+function tellOmitted(images: readonly Image[], omit: (d: Digest) => boolean, ctx: WriteContext): void {
+  for (const [m, image] of images.entries())
+    for (const [i, layer] of image.layers.entries())
+      if (layer.known && omit(layer.known.digest))
+        ctx.onProgress?.({ kind: 'layer-done', id: `${m}:${i}`, action: 'omitted', layer });
 }
 
 /** Podman answers an image ID without `sha256:`. */

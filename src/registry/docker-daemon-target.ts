@@ -149,6 +149,8 @@ export class DaemonTarget implements ImageTarget {
         prefix === image.layers.length ? this.unchanged(image, name, tags, found.ids) : undefined;
       if (unchanged) {
         notes.push('unchanged: every tag already names this image in the engine; nothing sent');
+        for (const [i, layer] of image.layers.entries())
+          ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted', layer });
         return {
           target: `${this.scheme}:${name}:${tags[0]!}`,
           manifestDigest: unchanged.manifest.digest,
@@ -290,6 +292,9 @@ export class DaemonTarget implements ImageTarget {
   ): Promise<{ result: ArchiveResult; bytes: number[] }> {
     const bytes = image.layers.map(() => 0);
     const progress = sentProgress(image, bytes, ctx);
+    // before the archive is sent: a load that omits most layers shows them done from the start
+    for (const [i, layer] of image.layers.slice(0, prefix).entries())
+      ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted', layer });
     const groups = grouped
       ? loadGroups(
           image.layers.map((l) => l.tarSize()),
@@ -337,8 +342,6 @@ export class DaemonTarget implements ImageTarget {
         await Promise.race([layersStreamed, loaded]);
       }
       const results = await Promise.all(loads);
-      for (let i = 0; i < prefix; i++)
-        ctx.onProgress?.({ kind: 'layer-done', id: String(i), action: 'omitted' });
       return { result: results[results.length - 1]!, bytes };
     } catch (e) {
       // The first group that failed says why; a later one only failed with it.
