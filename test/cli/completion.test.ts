@@ -109,15 +109,23 @@ describe('nixoci completion', () => {
           'zpty z zsh -f -i',
           `zpty -w z "PS1='> '; autoload -Uz compinit; compinit -u -D; source ${zsh}; LISTMAX=1000"`,
           "zpty -w z \"nixoci $1\"$'\\t'$'\\t'",
-          "local all='' chunk; integer i",
-          'for (( i = 0; i < 60; i++ )); do if zpty -r -t z chunk; then all+=$chunk; else sleep 0.05; fi; done',
+          // Reads until the listing ($2, a regex) has come, however slow a busy machine is; the
+          // bound only ends a zsh that never lists it (the test then shows what it printed).
+          "local all='' chunk",
+          'integer end=$(( SECONDS + 90 ))',
+          "while [[ ! ${all//$'\\r'/} =~ $2 ]] && (( SECONDS < end )); do",
+          '  if zpty -r -t z chunk; then all+=$chunk; else sleep 0.05; fi',
+          'done',
           'print -r -- "$all" | tr -d \'\\r\'',
           'zpty -d z',
         ].join('\n'),
       );
-      const tab = (line: string): string => execFileSync('zsh', ['-f', drive, line], { encoding: 'utf8' });
-      expect(tab('build --compression ')).toMatch(/gzip +none +zstd/);
-      expect(tab('completion ')).toMatch(/bash +fish +zsh/);
+      const tab = (line: string, listing: string): string =>
+        execFileSync('zsh', ['-f', drive, line, listing], { encoding: 'utf8' });
+      const listed = (line: string, listing: RegExp): void =>
+        expect(tab(line, listing.source)).toMatch(listing);
+      listed('build --compression ', /gzip +none +zstd/);
+      listed('completion ', /bash +fish +zsh/);
     }
     if (has('fish')) {
       execFileSync('fish', ['--no-execute', fish]);
@@ -150,7 +158,7 @@ describe('nixoci completion', () => {
           .map((l) => l.split('\t')[0]),
       ).toEqual(['amd64', 'arm64', '']);
     }
-  });
+  }, 240_000);
 
   it('refuses an unknown shell with a usage error', async () => {
     const r = await nixoci(['completion', 'tcsh']);
