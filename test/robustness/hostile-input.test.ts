@@ -3,6 +3,7 @@
 // case: a non-zero exit, `nixoci: error: …` and at most a `hint: …` line, no stack trace, and
 // nothing half-written (no output dir or file, no tag in the registry).
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -274,18 +275,35 @@ const cases: Case[] = [
         store.add(n, (d) => execFileSync('truncate', ['-s', '1500M', path.join(d, 'sparse')])),
       );
       store.add('small', (d) => writeFileSync(path.join(d, 'f'), 'x'), bigs);
-      return ['build', '--graph', store.graph(path.join(c.dir, 'g.json')), '--to', `oci:${c.out}:t`];
+      // zstd: the zeros make small blobs, not 3 GB of disk writes that take a busy machine minutes
+      return [
+        'build',
+        '--graph',
+        store.graph(path.join(c.dir, 'g.json')),
+        '--to',
+        `oci:${c.out}:t`,
+        '--compression',
+        'zstd',
+      ];
     },
-    during: async (c) => {
+    during: async (c, child) => {
+      // Waits for the layer writers to begin (their temp blobs appear), however slow the machine:
+      // removing the path before would test a path missing from the start.
       const blobs = path.join(c.out, 'blobs', 'sha256');
+      const listed = (): string[] => (existsSync(blobs) ? readdirSync(blobs) : []);
       for (
-        let i = 0;
-        i < 400 && !(existsSync(blobs) && readdirSync(blobs).some((f) => f.startsWith('.tmp-')));
-        i++
+        const end = Date.now() + 90_000;
+        !listed().some((f) => f.startsWith('.tmp-')) && child.child.exitCode === null && Date.now() < end;
       )
         await new Promise((r) => setTimeout(r, 10));
+      // Stopped while small goes, so that no layer can be finished in between: small is begun only
+      // once a big one is done, so with no layer blob written yet it cannot have been read.
+      child.child.kill('SIGSTOP');
+      const raced = listed().some((f) => !f.startsWith('.tmp-'));
       const small = readdirSync(path.join(c.dir, 'store')).find((n) => n.endsWith('-small'))!;
       rmSync(path.join(c.dir, 'store', small), { recursive: true });
+      child.child.kill('SIGCONT');
+      if (raced) throw new Error('vanish case: a big layer was written before the small path was removed');
     },
     says: /cannot read .*-small.*ENOENT/,
   },
@@ -798,7 +816,7 @@ describe('hostile and broken input', () => {
     // One proxy for every case: the repository in the path says which case's fault applies.
     proxy.fault = (req, res) => {
       const m =
-        /\/v2\/nixoci-test\/hostile-(\d+)\//.exec(req.url ?? '') ?? /^\/token\/(\d+)/.exec(req.url ?? '');
+        /\/v2\/nixoci-test\/hostile-(\d+)-/.exec(req.url ?? '') ?? /^\/token\/(\d+)/.exec(req.url ?? '');
       const f = m ? faults.get(m[1]!) : undefined;
       return f ? f(req, res) : false;
     };
@@ -807,6 +825,9 @@ describe('hostile and broken input', () => {
     await proxy.close();
     rmSync(work, { recursive: true, force: true });
   });
+
+  // This run's repositories: a tag another run left in the shared registry is not this one's.
+  const run = randomBytes(4).toString('hex');
 
   it(`${cases.length} cases: non-zero exit, one clear line, nothing half-written`, async () => {
     expect(cases.length).toBeGreaterThanOrEqual(40);
@@ -820,7 +841,7 @@ describe('hostile and broken input', () => {
             dir,
             out: path.join(dir, 'out'),
             proxy: proxy.host,
-            repo: `nixoci-test/hostile-${i}`,
+            repo: `nixoci-test/hostile-${i}-${run}`,
             fx,
             file: (name, content) => {
               const f = path.join(dir, name);
@@ -836,7 +857,8 @@ describe('hostile and broken input', () => {
             { HOME: dir, XDG_CACHE_HOME: path.join(dir, 'cache'), ...k.env?.(ctx) },
             k.cwd?.(ctx),
           );
-          const timer = setTimeout(() => child.child.kill('SIGKILL'), 60_000);
+          // a bound for a run that hangs, far above what any case takes on a busy machine
+          const timer = setTimeout(() => child.child.kill('SIGKILL'), 240_000);
           if (k.during) await k.during(ctx, child);
           const r = await child.done;
           clearTimeout(timer);
@@ -870,5 +892,5 @@ describe('hostile and broken input', () => {
         `slowest=${Math.max(...results.map((r) => r.ms))} ms images half-written=0`,
     );
     expect(bad.map((r) => `${r.name}: ${r.problems.join('; ')} — ${r.line}`)).toEqual([]);
-  }, 300_000);
+  }, 600_000);
 });
