@@ -36,6 +36,15 @@ beforeAll(async () => {
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** The tags of the layout, as umoci lists them. */
+/**
+ * Whether the run of that pid is writing a layer into the layout: two temp blobs of its own, the
+ * one its start made under the layout's lock and its layer's, made once the lock is let go (a run
+ * stopped now holds no lock).
+ */
+const writing = (dir: string, pid: number | undefined): boolean => {
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  return existsSync(blobs) && readdirSync(blobs).filter((n) => n.startsWith(`.tmp-${pid}-`)).length >= 2;
+};
 const umociTags = (dir: string): string[] =>
   execFileSync('umoci', ['ls', '--layout', dir], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
 
@@ -139,10 +148,15 @@ describe('an OCI layout written by several runs', () => {
       '--compression',
       'gzip',
     ]);
-    while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 5));
+    // Stopped once it writes its layer, while the other run writes and tags: on a busy machine it
+    // could otherwise finish first. The SIGINT waits for the SIGCONT.
+    while (!writing(dir, slow.child.pid) && slow.child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 5));
+    slow.child.kill('SIGSTOP');
     const small = await build(dir, 'small');
     expect(slow.child.exitCode).toBeNull(); // still writing its layer
     slow.child.kill('SIGINT');
+    slow.child.kill('SIGCONT');
     const r = await slow.done;
     expect(r.code).toBe(130);
     expect(umociTags(dir)).toEqual(['small']);
@@ -190,16 +204,21 @@ describe('an OCI layout written by several runs', () => {
         '--compression',
         'gzip',
       ]);
+    // Each run is stopped once it writes its layer, so that the order is the same on a busy
+    // machine: the first is interrupted (and cleans up) while the second has its layer half-written.
     const first = slow('first');
-    while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 5));
-    const second = slow('second');
-    const writing = (pid: number | undefined): boolean =>
-      existsSync(blobs) && readdirSync(blobs).some((n) => n.startsWith(`.tmp-${pid}-`));
-    while (!writing(second.child.pid) && second.child.exitCode === null)
+    while (!writing(dir, first.child.pid) && first.child.exitCode === null)
       await new Promise((r) => setTimeout(r, 5));
+    first.child.kill('SIGSTOP');
+    const second = slow('second');
+    while (!writing(dir, second.child.pid) && second.child.exitCode === null)
+      await new Promise((r) => setTimeout(r, 5));
+    second.child.kill('SIGSTOP');
     expect(first.child.exitCode).toBeNull(); // still writing its layer
     first.child.kill('SIGINT');
+    first.child.kill('SIGCONT');
     expect((await first.done).code).toBe(130);
+    second.child.kill('SIGCONT');
     const r = await second.done;
     expect(r.code, r.stderr).toBe(0);
     expect(umociTags(dir)).toEqual(['second']);
