@@ -1,7 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { PREPARED_FRESH_MS } from '../../src/image/target.js';
 import { dockerRmi, dockerRunOutput, docker } from '../helpers/docker.js';
 import { nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
@@ -48,7 +49,8 @@ describe('nixoci load of an unchanged image', () => {
 
   it('asks the engine again when reading the closure took long enough for its images to change', async () => {
     // The engine is asked what it holds while the closure is read; a slow source (here a `nix`
-    // that takes 2 s, as a Nix build would) must not make a removed tag look "unchanged".
+    // held until the tag is removed, as a Nix build would be) must not make a removed tag look
+    // "unchanged". (It was a fixed 0.7 s into a 2 s `nix`: a slow `docker rmi` came too late.)
     const fx = await buildFixtureClosure({ tag: 'load-stale' });
     const env = testEnv();
     const name = 'nixoci-test/stale';
@@ -56,7 +58,14 @@ describe('nixoci load of an unchanged image', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nixoci-slow-nix-'));
     try {
       const slowNix = join(dir, 'nix');
-      writeFileSync(slowNix, `#!/bin/sh\nsleep 2\nexec nix "$@"\n`);
+      const started = join(dir, 'started');
+      const go = join(dir, 'go');
+      // after the hold, a sleep: the read takes over PREPARED_FRESH_MS (past which the engine is
+      // asked again) on any machine; a slow one only makes it longer
+      writeFileSync(
+        slowNix,
+        `#!/bin/sh\ntouch ${started}\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nsleep ${PREPARED_FRESH_MS / 1000 + 1}\nexec nix "$@"\n`,
+      );
       chmodSync(slowNix, 0o755);
       const args = [
         'load',
@@ -71,8 +80,10 @@ describe('nixoci load of an unchanged image', () => {
       expect((await nixoci(args)).code).toBe(0);
 
       const slow = nixoci([...args, '--json'], { env: { NIXOCI_NIX: slowNix } });
-      await new Promise((r) => setTimeout(r, 700));
+      for (const end = Date.now() + 90_000; !existsSync(started) && Date.now() < end;)
+        await new Promise((r) => setTimeout(r, 20));
       await docker(['rmi', `${name}:a`]);
+      writeFileSync(go, '');
       const r = await slow;
       expect(r.code, r.stderr).toBe(0);
       const report = JSON.parse(r.stdout) as Report;
@@ -80,6 +91,7 @@ describe('nixoci load of an unchanged image', () => {
       expect(report.layers.some((l) => l.action === 'sent')).toBe(true);
       expect(await dockerRunOutput(`${name}:a`)).toContain('fixture app load-stale');
     } finally {
+      writeFileSync(join(dir, 'go'), '');
       rmSync(dir, { recursive: true, force: true });
     }
   });
