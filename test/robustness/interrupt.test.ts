@@ -226,18 +226,20 @@ describe('push interrupted while the registry does not answer the cancelling DEL
   });
   afterAll(async () => proxy.close());
 
+  // The bounds below are far above the CLI's own (CANCEL_TIMEOUT_MS, 5 s) for a busy machine, and
+  // far below the 300 s of --timeout that the old code waited out.
   it('ends within seconds of Ctrl-C, not after the DELETE has waited out --timeout', async () => {
     const run = spawnCli(['push', '--graph', graph, '--no-cache', `${proxy.host}/nixoci-test/held-delete:t`]);
     for (let t = Date.now(); !proxy.seen.some((s) => s.method === 'PATCH') && Date.now() - t < 60_000;)
       await wait(50);
     run.child.kill('SIGINT');
-    const ended = await Promise.race([run.done, wait(20_000).then(() => undefined)]);
+    const ended = await Promise.race([run.done, wait(100_000).then(() => undefined)]);
     if (!ended) run.child.kill('SIGKILL');
-    expect(ended, 'still running 20 s after SIGINT').toBeDefined();
+    expect(ended, 'still running 100 s after SIGINT').toBeDefined();
     expect(ended!.code, ended!.stderr).toBe(130);
     expect(ended!.stderr).toBe('nixoci: interrupted\n');
     expect(proxy.seen.some((s) => s.method === 'DELETE')).toBe(true);
-  }, 120_000);
+  }, 240_000);
 
   it('ends at once on a second signal of another kind (SIGTERM after SIGINT)', async () => {
     const from = proxy.seen.length;
@@ -252,13 +254,13 @@ describe('push interrupted while the registry does not answer the cancelling DEL
     for (let t = Date.now(); !mine('PATCH') && Date.now() - t < 60_000;) await wait(50);
     run.child.kill('SIGINT');
     // winding down: waiting for the DELETE the registry never answers
-    for (let t = Date.now(); !mine('DELETE') && Date.now() - t < 10_000;) await wait(20);
+    for (let t = Date.now(); !mine('DELETE') && Date.now() - t < 90_000;) await wait(20);
     run.child.kill('SIGTERM');
-    const ended = await Promise.race([run.done, wait(20_000).then(() => undefined)]);
+    const ended = await Promise.race([run.done, wait(100_000).then(() => undefined)]);
     if (!ended) run.child.kill('SIGKILL');
     // ended by the SIGTERM itself, not by the winding down after the SIGINT (exit 130)
     expect([ended?.code, ended?.signal]).toEqual([null, 'SIGTERM']);
-  }, 120_000);
+  }, 300_000);
 });
 
 describe('the digest cache', () => {
@@ -513,7 +515,7 @@ describe('a Nix build stopped by a signal', () => {
         `let fx = import ${fixtureClosureNix} { }; in derivation {
         name = "slow-${signal}-${Date.now().toString(36)}"; system = builtins.currentSystem;
         builder = "\${fx.busybox}/bin/sh";
-        args = [ "-c" "\${fx.busybox}/bin/sleep 60; \${fx.busybox}/bin/mkdir $out" ];
+        args = [ "-c" "\${fx.busybox}/bin/sleep 100000; \${fx.busybox}/bin/mkdir $out" ];
       }`,
       );
       const run = spawnCli(['build', '--file', path.join(dir, 'slow.nix'), '--to', `oci:${dir}/oci:t`]);
@@ -532,13 +534,22 @@ describe('a Nix build stopped by a signal', () => {
       for (let t = Date.now(); nixBuild === undefined && Date.now() - t < 60_000; await wait(100))
         nixBuild = childrenOf(run.child.pid!).find((c) => childrenOf(c).length > 0);
       expect(nixBuild).toBeDefined();
-      const t = Date.now();
       run.child.kill(signal);
-      const r = await run.done;
-      expect(Date.now() - t, 'waited for the Nix build').toBeLessThan(10_000);
-      expect(r.stderr).toBe('nixoci: interrupted\n');
-      if (signal === 'SIGHUP') expect(r.signal).toBe('SIGHUP');
-      else expect(r.code).toBe(130);
+      // The build sleeps for a day: a nixoci that waited for it would still be running after a
+      // bound that is generous for a busy machine.
+      const r = await Promise.race([run.done, wait(90_000).then(() => undefined)]);
+      if (!r) {
+        run.child.kill('SIGKILL');
+        try {
+          process.kill(nixBuild!, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+      expect(r, 'waited for the Nix build').toBeDefined();
+      expect(r!.stderr).toBe('nixoci: interrupted\n');
+      if (signal === 'SIGHUP') expect(r!.signal).toBe('SIGHUP');
+      else expect(r!.code).toBe(130);
       const alive = (pid: number): boolean => {
         try {
           process.kill(pid, 0);
@@ -547,10 +558,10 @@ describe('a Nix build stopped by a signal', () => {
           return false;
         }
       };
-      for (let w = Date.now(); alive(nixBuild!) && Date.now() - w < 5_000;) await wait(100);
+      for (let w = Date.now(); alive(nixBuild!) && Date.now() - w < 90_000;) await wait(100);
       expect(alive(nixBuild!), 'nix-build left running').toBe(false);
       expect(existsSync(path.join(dir, 'oci'))).toBe(false);
     },
-    120_000,
+    300_000,
   );
 });
