@@ -96,7 +96,7 @@ describe('the entry point', () => {
       const fifo = spawnSync(cliBin, ['--help'], {
         env: { ...process.env, ...env },
         encoding: 'utf8',
-        timeout: 20_000,
+        timeout: 90_000, // a read of the FIFO would never end; a busy machine needs far less
         killSignal: 'SIGKILL',
       });
       expect({ code: fifo.status, stdout: fifo.stdout, stderr: fifo.stderr }).toEqual(first);
