@@ -2,12 +2,13 @@
 // out of something (file descriptors), as opposed to the registry or the store failing.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testEnv } from '../helpers/env.js';
 import { cliBin, nixoci } from '../helpers/cli.js';
-import { reply, startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../registry/fault-proxy.js';
 import { FakeStore } from './fake-store.js';
 
 /** The CLI under `prlimit --nofile=N:N` (util-linux), as after `ulimit -n N`. */
@@ -48,18 +49,22 @@ describe('resource limits', () => {
       const store = new FakeStore(dir);
       for (let i = 0; i < 100; i++) store.add(`p${i}`, (d) => writeFileSync(path.join(d, 'f'), `${i}`));
       const graph = store.graph(path.join(dir, 'g.json'));
-      // The registry holds every blob check for a while, so that --concurrency 64 keeps 64 connections
-      // open at once: more than a limit of 32 descriptors allows.
+      // The registry holds every blob check until the run ends, so that --concurrency 64 keeps 64
+      // connections open at once, more than a limit of 32 descriptors allows, however slowly a busy
+      // machine opens them (they were answered after 3 s).
+      const held: ServerResponse[] = [];
       proxy.fault = (req, res) => {
         if (req.method !== 'HEAD') return false;
-        setTimeout(() => reply(req, res, 404), 3000);
+        held.push(res);
         return true;
       };
       const r = await cliWithFileLimit(
         32,
         ['push', '--graph', graph, `${proxy.host}/nixoci-test/fd-limit`, '--no-cache', '--concurrency', '64'],
         store.env,
-      );
+      ).finally(() => {
+        for (const res of held) res.destroy();
+      });
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/EMFILE/);
       expect(r.stderr).toMatch(/^hint: .*out of file descriptors.*ulimit -n.*--concurrency/m);
