@@ -1,13 +1,15 @@
 // `nixoci push` and `nixoci build --to docker://` as users run them (bin/nixoci.js on dist/, built
 // by `npm run build`), against the real registries of scripts/services.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { PREPARED_FRESH_MS } from '../../src/image/target.js';
 import { cliBin, nixoci, nixociJson } from '../helpers/cli.js';
 import { testEnv } from '../helpers/env.js';
 import { buildFixtureClosure, type FixtureClosure } from '../helpers/nix.js';
+import { startFaultProxy } from '../registry/fault-proxy.js';
 import { registryGet, uniqueRepo, verifyPushed } from '../registry/push-helpers.js';
 
 interface Report {
@@ -186,7 +188,13 @@ describe('nixoci push', () => {
     mkdirSync(path.join(dir, 'bin'));
     const started = path.join(dir, 'started');
     // The helper waits on a child of its own, which keeps the pipes open once the shell is killed.
-    writeFileSync(path.join(dir, 'bin', 'docker-credential-hang'), `#!/bin/sh\ntouch ${started}\nsleep 60\n`);
+    // The child sleeps for a day: the old code, which waited for it, never ends (a bound far above
+    // what a busy machine needs ends the test then); it is killed at the end in any case.
+    const sleeper = path.join(dir, 'sleep.pid');
+    writeFileSync(
+      path.join(dir, 'bin', 'docker-credential-hang'),
+      `#!/bin/sh\nsleep 100000 &\necho $! > ${sleeper}\ntouch ${started}\nwait $!\n`,
+    );
     chmodSync(path.join(dir, 'bin', 'docker-credential-hang'), 0o755);
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ credsStore: 'hang' }));
     const child = spawn(
@@ -200,13 +208,26 @@ describe('nixoci push', () => {
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    while (!existsSync(started)) await new Promise((r) => setTimeout(r, 50));
-    const t = Date.now();
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
-    expect(Date.now() - t).toBeLessThan(10_000);
-    expect(stderr).toBe('nixoci: interrupted\n');
-  });
+    const wait = (ms: number): Promise<'waiting'> => new Promise((r) => setTimeout(() => r('waiting'), ms));
+    try {
+      for (
+        const end = Date.now() + 90_000;
+        !existsSync(started) && child.exitCode === null && Date.now() < end;
+      )
+        await wait(50);
+      child.kill('SIGINT');
+      const code = await Promise.race([exited, wait(100_000)]);
+      if (code === 'waiting') child.kill('SIGKILL');
+      expect(code, 'still waiting for the helper 100 s after Ctrl-C').toBe(130);
+      expect(stderr).toBe('nixoci: interrupted\n');
+    } finally {
+      try {
+        process.kill(Number(readFileSync(sleeper, 'utf8')), 'SIGKILL');
+      } catch {
+        // never started, or ended with the helper
+      }
+    }
+  }, 240_000);
 
   it('a reader of standard error that stops early (`push -v 2>&1 | head -1`) does not end the push', async () => {
     // A `nix` that takes 1 s: the first --verbose line is out before it runs, the rest after the
@@ -386,21 +407,37 @@ describe('nixoci push', () => {
   });
 
   it('reads the tag again when reading the closure took long enough for another push to move it', async () => {
-    // What is at the tag is read while the closure is read; with a slow source (here a `nix` that
-    // takes 2 s, as a Nix build would) another push may move the tag meanwhile. The push must then
-    // not take its own manifest for already there.
+    // What is at the tag is read while the closure is read; with a slow source (here a `nix` held
+    // until the test lets it go, as a long Nix build would be) another push may move the tag
+    // meanwhile. The push must then not take its own manifest for already there. The slow push
+    // goes through a proxy, so that the tag is moved only once it has read it, however slow the
+    // machine (it was a fixed 0.7 s into a 2 s `nix`).
     const repo = uniqueRepo('moved');
     const ref = `docker://${env.registry}/${repo}:t`;
     const a = await nixociJson<Report>(['push', '--graph', v1.graphFile, ref]);
     const dir = mkdtempSync(path.join(tmpdir(), 'nixoci-slow-nix-'));
+    const go = path.join(dir, 'go');
+    const proxy = await startFaultProxy(env.registry);
     try {
       const slowNix = path.join(dir, 'nix');
-      writeFileSync(slowNix, `#!/bin/sh\nsleep 2\nexec nix "$@"\n`);
+      // after the hold, a sleep: the read takes over PREPARED_FRESH_MS (past which answers are asked
+      // again) even where the other push is quick; a slow machine only makes it longer
+      const pause = PREPARED_FRESH_MS / 1000 + 1;
+      writeFileSync(
+        slowNix,
+        `#!/bin/sh\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nsleep ${pause}\nexec nix "$@"\n`,
+      );
       chmodSync(slowNix, 0o755);
-      const slow = nixoci(['push', '--path', v1.app, ref, '--json'], { env: { NIXOCI_NIX: slowNix } });
-      await new Promise((r) => setTimeout(r, 700));
+      const slow = nixoci(['push', '--path', v1.app, `docker://${proxy.host}/${repo}:t`, '--json'], {
+        env: { NIXOCI_NIX: slowNix },
+      });
+      const tagRead = (): boolean => proxy.seen.some((s) => s.path === `/v2/${repo}/manifests/t`);
+      for (const end = Date.now() + 90_000; !tagRead() && Date.now() < end;)
+        await new Promise((r) => setTimeout(r, 20));
+      expect(tagRead(), 'the slow push read the tag while Nix was held').toBe(true);
       const b = await nixociJson<Report>(['push', '--graph', v2.graphFile, ref]);
       expect(b.manifestDigest).not.toBe(a.manifestDigest);
+      writeFileSync(go, '');
       const r = await slow;
       expect(r.code, r.stderr).toBe(0);
       expect((JSON.parse(r.stdout) as Report).manifestDigest).toBe(a.manifestDigest);
@@ -410,6 +447,8 @@ describe('nixoci push', () => {
       });
       expect(at.headers.get('docker-content-digest')).toBe(a.manifestDigest);
     } finally {
+      writeFileSync(go, '');
+      await proxy.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });
