@@ -122,8 +122,11 @@ describe('image config fields', () => {
     expect(read.image.runConfig).toMatchObject({ Volumes: { '/data': {} }, StopSignal: 'SIGUSR1' });
     const id = (await docker(['run', '-d', '--network', 'none', loaded])).stdout.trim();
     try {
-      for (let i = 0; i < 50 && !(await docker(['logs', id])).stdout.includes('up'); i++)
+      // up (its signal handler set) before it is stopped, however long a busy machine takes
+      for (const end = Date.now() + 90_000; !(await docker(['logs', id])).stdout.includes('up');) {
+        if (Date.now() > end) throw new Error('the container did not say up within 90 s');
         await new Promise((r) => setTimeout(r, 100));
+      }
       await docker(['stop', '-t', '20', id]);
       expect((await docker(['inspect', '-f', '{{.State.ExitCode}}', id])).stdout.trim()).toBe('7');
     } finally {
