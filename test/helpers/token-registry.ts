@@ -116,7 +116,8 @@ export async function startTokenRegistry(o: TokenRegistryOptions = {}): Promise<
  */
 async function answers(host: string, child: ChildProcess, realm: string, ca?: Buffer): Promise<boolean> {
   const dispatcher = ca ? new Agent({ connect: { ca } }) : undefined;
-  for (let i = 0; i < 100 && child.exitCode === null; i++) {
+  // a bound far above what a busy machine needs to start it
+  for (const end = Date.now() + 90_000; Date.now() < end && child.exitCode === null;) {
     try {
       const res = await request(`${ca ? 'https' : 'http'}://${host}/v2/`, dispatcher ? { dispatcher } : {});
       await res.body.dump();

@@ -147,7 +147,8 @@ async function startRegistry(mtls: boolean): Promise<Registry> {
     );
     const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: 'ignore' });
     const pair = mtls ? ['--cert', path.join(pki, 'client.cert'), '--key', path.join(pki, 'client.key')] : [];
-    for (let t = 0; t < 100 && child.exitCode === null; t++) {
+    // until it answers or ends, with a bound far above what a busy machine needs to start it
+    for (const end = Date.now() + 90_000; Date.now() < end && child.exitCode === null;) {
       const r = await run('curl', [
         '-sS',
         '--max-time',
