@@ -1,5 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -271,8 +272,14 @@ describe('sources', () => {
   });
 
   it('a path no substituter provided because the one configured was unreachable says so', async () => {
-    // nothing listens on this loopback port: Nix warns it cannot reach the cache, then fails
-    const port = 20000 + Math.floor(Math.random() * 10000);
+    // nothing listens on this loopback port (one the system just gave out and took back, not a
+    // guessed one another test's server may hold): Nix warns it cannot reach the cache, then fails
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
     const cache = `http://127.0.0.1:${port}`;
     const unreachable = { ...env, NIX_CONFIG: `substituters = ${cache}\nconnect-timeout = 2` };
     const missing = absentPath('hx-not-here');
