@@ -482,11 +482,12 @@ describe('nixoci build', () => {
     ).toBe(0);
     const expected = readFileSync(reference);
     // a FIFO, read by another process (as `docker-archive:>(docker load)` or /dev/stdout would be);
-    // `timeout`: a FIFO replaced by a file leaves its reader waiting
+    // `timeout`: a FIFO replaced by a file leaves its reader waiting (90 s: far above what a busy
+    // machine needs for the build)
     const fifo = join(dir, 'fifo');
     execFileSync('mkfifo', [fifo]);
     const read = new Promise<Buffer>((resolve, reject) =>
-      execFile('timeout', ['20', 'cat', fifo], { encoding: 'buffer', maxBuffer: 64 << 20 }, (e, out) =>
+      execFile('timeout', ['90', 'cat', fifo], { encoding: 'buffer', maxBuffer: 64 << 20 }, (e, out) =>
         e ? reject(e) : resolve(out),
       ),
     );
