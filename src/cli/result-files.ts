@@ -1,14 +1,6 @@
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  lstatSync,
-  openSync,
-  readlinkSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { linkTarget } from '../core/follow-links.js';
+import { closeSync, constants, fstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { atomicWrite } from '../core/atomic-write.js';
 import type { Digest } from '../core/digest.js';
@@ -84,20 +76,6 @@ function fdOf(file: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** The file a chain of symlinks ends at, existing or not (a dangling link is written through). */
-function followLinks(file: string): string {
-  let p = file;
-  for (let i = 0; i < 40; i++) {
-    try {
-      if (!lstatSync(p).isSymbolicLink()) return p;
-    } catch {
-      return p;
-    }
-    p = resolve(dirname(p), readlinkSync(p));
-  }
-  return p; // a loop: the write says ELOOP
-}
-
 /**
  * Checks --digestfile and --image-refs before anything is read: destinations that would get
  * different digests (one file holds one), a directory, a missing directory, a descriptor that is
@@ -153,7 +131,7 @@ export function checkResultFiles(
       }
       continue;
     }
-    const path = followLinks(resolve(file));
+    const path = linkTarget(file) ?? file; // a loop: the write says ELOOP
     const st = statOrMissing(path);
     if (typeof st === 'object' && st.isDirectory())
       throw usage(command, `--${flag} ${file}: ${path} is a directory; give a file name`);
@@ -223,7 +201,7 @@ async function writeResult(
     if (fd === 1) return io.out(text);
     if (fd === 2) return io.err(text);
     if (fd !== undefined) return await writeAll(fd, text, signal);
-    const path = followLinks(resolve(file));
+    const path = linkTarget(file) ?? file; // a loop: the write says ELOOP
     const st = statSync(path, { throwIfNoEntry: false });
     if (st && !st.isFile() && !st.isDirectory()) {
       const out = await openWriter(path, signal, notice);

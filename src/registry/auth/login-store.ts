@@ -1,14 +1,6 @@
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-} from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { linkTarget } from '../../core/follow-links.js';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { atomicWrite } from '../../core/atomic-write.js';
 import { makeDirs } from '../../core/make-dirs.js';
 import { NixociError, reason } from '../../core/errors.js';
@@ -168,17 +160,9 @@ function notAFile(file: string, what: string): NixociError {
   });
 }
 
-/** The path a write to `file` must go to so that a symlink stays one (its target is written). */
 function followLinks(file: string): string {
-  let p = resolve(file);
-  for (let i = 0; i < 40; i++) {
-    try {
-      if (!lstatSync(p).isSymbolicLink()) return p;
-    } catch {
-      return p;
-    }
-    p = resolve(dirname(p), readlinkSync(p));
-  }
+  const target = linkTarget(file);
+  if (target !== undefined) return target;
   throw new NixociError(
     'CREDENTIALS',
     `cannot use the auth file ${file}: too many levels of symbolic links`,
