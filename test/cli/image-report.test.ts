@@ -137,8 +137,10 @@ describe('counts in the text', () => {
     const inspect = await nixoci(['inspect', `oci:${dir}:a`]);
     const diff = await nixoci(['diff', `oci:${dir}:a`, `oci:${dir}:b`]);
     rmSync(dir, { recursive: true });
-    expect(inspect.stdout).toContain('\ntotal: 1 layer, 1 B, 1 store path (from annotation)\n');
-    expect(diff.stdout).toContain(`\nB: oci:${dir}:b  linux/amd64  1 layer, 1 B  config `);
-    expect(diff.stdout).toContain('\nshared: 1 layer, 1 B; only in A: 0 (0 B); only in B: 0 (0 B)\n');
+    expect(inspect.stdout).toContain('\ntotal: 1 layer, 1 B uncompressed, 1 store path (from annotation)\n');
+    expect(diff.stdout).toContain(`\nB: oci:${dir}:b  linux/amd64  1 layer, 1 B uncompressed  config `);
+    expect(diff.stdout).toContain(
+      '\nshared: 1 layer, 1 B uncompressed in A, 1 B uncompressed in B; only in A: 0 (0 B); only in B: 0 (0 B)\n',
+    );
   });
 });

@@ -13,6 +13,8 @@ import { docker, dockerRmi } from '../helpers/docker.js';
 
 const work = mkdtempSync(join(tmpdir(), 'nixoci-archives-'));
 const tag = `nixoci-test/archives:${process.pid}`;
+// a second image of this file's own, tagged (no image another test file leaves behind is assumed)
+const tag2 = `nixoci-test/archives-two:${process.pid}`;
 const saved = join(work, 'one.tar');
 
 beforeAll(async () => {
@@ -23,9 +25,14 @@ beforeAll(async () => {
   writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY f1 /f1\nCOPY f2 /f2\n');
   await docker(['build', '-q', '--network', 'none', '-t', tag, ctx], { env: { DOCKER_BUILDKIT: '0' } });
   await docker(['save', tag, '-o', saved]);
+  const ctx2 = join(work, 'ctx2');
+  mkdirSync(ctx2);
+  writeFileSync(join(ctx2, 'f3'), 'three\n');
+  writeFileSync(join(ctx2, 'Dockerfile'), 'FROM scratch\nCOPY f3 /f3\n');
+  await docker(['build', '-q', '--network', 'none', '-t', tag2, ctx2], { env: { DOCKER_BUILDKIT: '0' } });
 });
 
-afterAll(() => dockerRmi(tag));
+afterAll(() => dockerRmi(tag, tag2));
 
 const sh = (script: string) => spawnSync('bash', ['-c', script, 'bash', cliBin, saved], { encoding: 'utf8' });
 
@@ -85,7 +92,7 @@ describe('docker-archive: as docker save writes it', () => {
     const id = (await docker(['image', 'inspect', '-f', '{{.Id}}', tag])).stdout.trim();
     const multi = join(work, 'multi.tar');
     // an image saved by its ID has no RepoTags: only @N can name it
-    await docker(['save', id, 'nixoci-example:latest', '-o', multi]);
+    await docker(['save', id, tag2, '-o', multi]);
     const mf = JSON.parse(execFileSync('tar', ['-xOf', multi, 'manifest.json'], { encoding: 'utf8' })) as {
       Config: string;
       RepoTags: string[] | null;
@@ -98,10 +105,7 @@ describe('docker-archive: as docker save writes it', () => {
       const r = await nixociJson<InspectImageJson>(['inspect', `docker-archive:${multi}:@${n}`]);
       expect(r.image.configDigest).toBe(`sha256:${entry.Config.replace(/^blobs\/sha256\/|\.json$/g, '')}`);
     }
-    const byTag = await nixociJson<InspectImageJson>([
-      'inspect',
-      `docker-archive:${multi}:nixoci-example:latest`,
-    ]);
+    const byTag = await nixociJson<InspectImageJson>(['inspect', `docker-archive:${multi}:${tag2}`]);
     expect(byTag.image.configDigest).toBe(
       (
         await nixociJson<InspectImageJson>([

@@ -377,7 +377,7 @@ describe('diffImages', () => {
     expect(r.storePaths.added.map((x) => x.path)).toEqual([p('g', 'python-3.11'), p('h', 'fresh')]);
     expect(r.storePaths.removed.map((x) => x.path)).toEqual([p('d', 'gone')]);
     expect(r.storePaths.unchanged).toBe(2);
-    expect(r.sizes).toEqual({ a: 1517, b: 2015, shared: 1400, onlyA: 17, onlyB: 615 });
+    expect(r.sizes).toEqual({ a: 1517, b: 2015, shared: 1400, sharedA: 1500, onlyA: 17, onlyB: 615 });
   });
 
   it('matches a layer present twice at most twice', () => {
