@@ -6,7 +6,7 @@ export type StorePath = string & { readonly __brand: 'StorePath' };
 export const DEFAULT_STORE_DIR = '/nix/store';
 
 // nix32 alphabet: 0-9 a-z without e o u t.
-const HASH_PART = '[0123456789abcdfghijklmnpqrsvwxyz]{32}';
+export const HASH_PART = '[0123456789abcdfghijklmnpqrsvwxyz]{32}';
 const NAME_PART = '[A-Za-z0-9+\\-._?=]+';
 
 export function storeDirFromEnv(): string {

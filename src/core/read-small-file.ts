@@ -8,20 +8,10 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, type Stats } f
  * by SIGTERM), and a device (a symlink to /dev/zero) is not read without end.
  */
 export function readSmallFile(file: string, maxBytes: number): string | undefined {
-  let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    return readRegularFile(file, maxBytes);
   } catch {
     return undefined;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile() || st.size > maxBytes) return undefined;
-    return readFileSync(fd, 'utf8');
-  } catch {
-    return undefined;
-  } finally {
-    closeSync(fd);
   }
 }
 

@@ -1,5 +1,6 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { NixociError, reason } from '../core/errors.js';
+import { HASH_PART } from '../closure/store-path.js';
 import { printableBytes } from '../core/escape-controls.js';
 import type { PlannedLayer } from './plan.js';
 import type { TarEntry } from './tar-header.js';
@@ -123,7 +124,7 @@ export function storeReadError(abs: Buffer, e: unknown): NixociError {
 }
 
 /** A store path of the store directory: its name is 32 nix32 characters, a dash and a name. */
-const STORE_PATH = /^(.*?\/[0-9a-df-np-sv-z]{32}-[^/]+)/;
+const STORE_PATH = new RegExp(`^(.*?/${HASH_PART}-[^/]+)`);
 
 /**
  * Permission denied in the store: Nix keeps every store file world-readable, so a file or
